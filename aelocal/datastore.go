@@ -1,0 +1,6 @@
+package aelocal
+
+// datastoreService implements the "datastore_v3" service.
+type datastoreService struct{}
+
+func newDatastoreService() *datastoreService { return &datastoreService{} }

@@ -1,0 +1,62 @@
+package aelocal
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	gproto "github.com/golang/protobuf/proto"
+	"google.golang.org/appengine/v2"
+)
+
+// newTestServer starts a Server that the test closes when it ends.
+func newTestServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// middlewareContext returns an App Engine context whose calls s serves
+// in-process (Server.NewRequest).
+func middlewareContext(t testing.TB, s *Server) context.Context {
+	t.Helper()
+	return appengine.NewContext(s.NewRequest("GET", "/", nil))
+}
+
+// bridgeContext returns an App Engine context made by the real
+// appengine.Middleware, whose calls travel over HTTP to s's /rpc_http
+// because API_HOST and API_PORT point there. The test must not be parallel:
+// the variables are process-wide.
+func bridgeContext(t *testing.T, s *Server) context.Context {
+	t.Helper()
+	host, port := s.Addr()
+	t.Setenv("API_HOST", host)
+	t.Setenv("API_PORT", port)
+	var ctx context.Context
+	appengine.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx = appengine.NewContext(r)
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	return ctx
+}
+
+// bothPaths runs f once with a Middleware context and once with a bridge
+// context, each against a fresh server.
+func bothPaths(t *testing.T, f func(t *testing.T, s *Server, ctx context.Context)) {
+	t.Run("middleware", func(t *testing.T) {
+		s := newTestServer(t)
+		f(t, s, middlewareContext(t, s))
+	})
+	t.Run("bridge", func(t *testing.T) {
+		s := newTestServer(t)
+		f(t, s, bridgeContext(t, s))
+	})
+}
+
+// protoV1 adapts a message for appengine.APICall, which takes the older
+// golang/protobuf interface.
+func protoV1(p pmsg) gproto.Message { return gproto.MessageV1(p.m.Interface()) }

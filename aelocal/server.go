@@ -1,0 +1,437 @@
+package aelocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	gproto "github.com/golang/protobuf/proto"
+	"google.golang.org/appengine/v2"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultAppID is the application ID NewServer puts into GAE_APPLICATION
+// when the variable is unset.
+const DefaultAppID = "dev~aelocal"
+
+// maxRequestBytes bounds one bridge request body. App Engine's own limit for
+// an API call is far lower; this only keeps a hostile client from making the
+// server buffer without end.
+const maxRequestBytes = 64 << 20
+
+// Server is a local App Engine API server: memcache and datastore_v3 behind
+// the HTTP service bridge that second-generation runtimes use.
+//
+// A Server is safe for concurrent use. Start one with NewServer and stop it
+// with Close, as with httptest.Server.
+type Server struct {
+	ln   net.Listener
+	http *http.Server
+	url  string
+
+	mu        sync.Mutex
+	stats     map[string]int64
+	failNext  map[string]int           // "service.Method" or "service." -> calls left to fail
+	latency   map[string]time.Duration // "service" or "service.Method" -> delay
+	clockSkew time.Duration            // FastForward total
+
+	memcache  *memcacheService
+	datastore *datastoreService
+}
+
+// NewServer starts a Server on 127.0.0.1 at a free port.
+//
+// If GAE_APPLICATION is unset, NewServer sets it to DefaultAppID, because
+// appengine/v2 reads the application ID from there and refuses to build
+// keys without one.
+func NewServer() (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("aelocal: listen: %w", err)
+	}
+	return Serve(ln)
+}
+
+// Serve starts a Server on a listener the caller opened, for example on
+// 127.0.0.1:10001, App Engine's default API port. The Server owns ln from
+// now on and closes it in Close.
+func Serve(ln net.Listener) (*Server, error) {
+	if os.Getenv("GAE_APPLICATION") == "" {
+		os.Setenv("GAE_APPLICATION", DefaultAppID)
+	}
+	s := newServer()
+	s.ln = ln
+	s.url = "http://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/rpc_http", s.serveBridge)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.http.Serve(ln)
+	return s, nil
+}
+
+func newServer() *Server {
+	s := &Server{
+		stats:    make(map[string]int64),
+		failNext: make(map[string]int),
+		latency:  make(map[string]time.Duration),
+	}
+	s.memcache = newMemcacheService(s.Now)
+	s.datastore = newDatastoreService()
+	return s
+}
+
+// URL returns the base URL, http://127.0.0.1:PORT. POST URL()+"/rpc_http"
+// answers as App Engine's service bridge does.
+func (s *Server) URL() string { return s.url }
+
+// Addr returns the host and port the server listens on. An unchanged app
+// reaches the server with API_HOST and API_PORT set to these.
+func (s *Server) Addr() (host, port string) {
+	host, port, _ = net.SplitHostPort(s.ln.Addr().String())
+	return host, port
+}
+
+// Close stops the server and waits for calls in flight to end.
+func (s *Server) Close() error {
+	return s.http.Close()
+}
+
+// Now returns the server's clock: the real time plus every FastForward.
+// Memcache expiry is judged by this clock.
+func (s *Server) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Add(s.clockSkew)
+}
+
+// FastForward moves the server's clock forward by d, so memcache items
+// expire without the test waiting for them.
+func (s *Server) FastForward(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clockSkew += d
+}
+
+// Stats returns the number of RPCs served since the server started or
+// since the last ResetStats, keyed "service.Method" as the client names
+// them: "memcache.Get", "memcache.Set", "datastore_v3.Put",
+// "datastore_v3.RunQuery", and so on. Calls that failed, including
+// injected failures, count too: they are RPCs the app made.
+func (s *Server) Stats() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.stats))
+	for k, v := range s.stats {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetStats sets every RPC count back to zero.
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = make(map[string]int64)
+}
+
+// FailNext makes the next n calls of service.method answer with a service
+// error (an ApplicationError, as a failing App Engine backend sends: code
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// Method "" means every method of the service. n <= 0 cancels the
+// injection.
+func (s *Server) FailNext(service, method string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := service + "." + method
+	if n <= 0 {
+		delete(s.failNext, key)
+		return
+	}
+	s.failNext[key] = n
+}
+
+// SetLatency makes every call of service wait d before it is served.
+// service is "memcache" or "datastore_v3"; it may also name one method,
+// as "datastore_v3.Put", which then takes precedence over the service-wide
+// value. d <= 0 removes the delay. A caller whose context ends first gets
+// its context's error.
+func (s *Server) SetLatency(service string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		delete(s.latency, service)
+		return
+	}
+	s.latency[service] = d
+}
+
+// FlushMemcache empties memcache, as if App Engine evicted everything.
+func (s *Server) FlushMemcache() { s.memcache.flush() }
+
+// SetMemcacheLimit sets the memory cap of memcache in bytes (keys plus
+// values). Past it the least recently used items are evicted. The default
+// is DefaultMemcacheLimit.
+func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
+
+// Middleware returns a handler that gives every request an App Engine
+// context, as appengine.Middleware does, whose API calls are served by s
+// in-process. appengine.NewContext, memcache, datastore and appengine/v2/log
+// all work inside h.
+//
+// Routing is carried by each request's context, not by environment
+// variables, so tests running in parallel against separate servers do not
+// interfere.
+//
+// One difference from the HTTP bridge: appengine/v2 attaches a datastore
+// transaction to a request only on its HTTP path, after in-process routing
+// has taken the call, so under Middleware writes inside
+// datastore.RunInTransaction apply at once. Test transactional code through
+// the bridge (API_HOST and API_PORT) instead.
+func (s *Server) Middleware(h http.Handler) http.Handler {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
+	})
+	return appengine.Middleware(inner)
+}
+
+// NewRequest is like httptest.NewRequest, and the request's context is
+// already an App Engine context whose API calls s serves, as inside
+// Middleware. Use appengine.NewContext(req) to get it.
+func (s *Server) NewRequest(method, target string, body io.Reader) *http.Request {
+	req := httptest.NewRequest(method, target, body)
+	var ctxReq *http.Request
+	s.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		ctxReq = r
+	})).ServeHTTP(httptest.NewRecorder(), req)
+	return ctxReq
+}
+
+// apiCall serves one call made through appengine.WithAPICallFunc. The
+// request is encoded and decoded exactly as on the bridge, so both paths
+// share one implementation.
+func (s *Server) apiCall(ctx context.Context, service, method string, in, out gproto.Message) error {
+	req, err := gproto.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := s.call(ctx, service, method, req)
+	if err != nil {
+		var se *serviceError
+		if errors.As(err, &se) {
+			return newAPIError(service, se.code, se.detail)
+		}
+		return err
+	}
+	return gproto.Unmarshal(resp, out)
+}
+
+// methodFunc serves one method: in is the decoded request, out the empty
+// response to fill. It returns a *serviceError for application errors.
+type methodFunc func(s *Server, in, out pmsg) error
+
+type methodSpec struct {
+	req, resp string // full message names in the protobuf registry
+	fn        methodFunc
+}
+
+var methods = map[string]methodSpec{}
+
+// register adds a method to the dispatch table; services call it from init.
+func register(service, method, req, resp string, fn methodFunc) {
+	methods[service+"."+method] = methodSpec{req: req, resp: resp, fn: fn}
+}
+
+// Implemented returns the "service.Method" names aelocal serves, sorted.
+func Implemented() []string {
+	out := make([]string, 0, len(methods))
+	for k := range methods {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// serviceError is an application error of one service, sent on the bridge
+// as remote_api ApplicationError; the client turns it into an APIError.
+type serviceError struct {
+	code   int32
+	detail string
+}
+
+func (e *serviceError) Error() string { return fmt.Sprintf("API error %d: %s", e.code, e.detail) }
+
+func errorf(code int32, format string, args ...any) error {
+	return &serviceError{code: code, detail: fmt.Sprintf(format, args...)}
+}
+
+// rpcError is a failure of the bridge itself (remote_api RpcError).
+type rpcError struct {
+	code   int32
+	detail string
+}
+
+func (e *rpcError) Error() string { return e.detail }
+
+// RpcError codes of remote_api.
+const (
+	rpcUnknown          = 0
+	rpcCallNotFound     = 1
+	rpcParseError       = 2
+	rpcRequestTooLarge  = 5
+	rpcCancelled        = 10
+	rpcDeadlineExceeded = 12
+)
+
+// failureCode is the application error code an injected failure uses.
+func failureCode(service string) int32 {
+	switch service {
+	case "datastore_v3":
+		return 3 // INTERNAL_ERROR
+	default:
+		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
+	}
+}
+
+// call serves one API call given its encoded request.
+func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
+	name := service + "." + method
+	spec, ok := methods[name]
+
+	s.mu.Lock()
+	s.stats[name]++
+	delay, ok2 := s.latency[name]
+	if !ok2 {
+		delay = s.latency[service]
+	}
+	inject := false
+	for _, k := range []string{name, service + "."} {
+		if n := s.failNext[k]; n > 0 && ok {
+			inject = true
+			if n == 1 {
+				delete(s.failNext, k)
+			} else {
+				s.failNext[k] = n - 1
+			}
+			break
+		}
+	}
+	s.mu.Unlock()
+
+	if !ok {
+		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if inject {
+		return nil, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
+	}
+
+	in, err := newMsg(spec.req)
+	if err != nil {
+		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+	}
+	if err := proto.Unmarshal(reqBytes, in.m.Interface()); err != nil {
+		return nil, &rpcError{code: rpcParseError, detail: fmt.Sprintf("cannot parse %s request: %v", name, err)}
+	}
+	out, err := newMsg(spec.resp)
+	if err != nil {
+		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+	}
+	defer func() {
+		// A request can be well-formed protobuf yet absurd in ways a
+		// service did not foresee; that must cost one failed call, never
+		// the server.
+		if p := recover(); p != nil {
+			resp, err = nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("internal error serving %s: %v", name, p)}
+		}
+	}()
+	if err := spec.fn(s, in, out); err != nil {
+		return nil, err
+	}
+	resp, err = out.Marshal()
+	if err != nil {
+		return nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
+	}
+	return resp, nil
+}
+
+// serveBridge answers POST /rpc_http with a remote_api.Response, always with
+// HTTP 200 as App Engine's bridge does: errors travel inside the response.
+func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "aelocal: POST a remote_api.Request here", http.StatusMethodNotAllowed)
+		return
+	}
+	resp, _ := newMsg("remote_api.v2.Response")
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	switch {
+	case err != nil:
+		setRPCError(resp, &rpcError{code: rpcUnknown, detail: "reading request: " + err.Error()})
+	case len(body) > maxRequestBytes:
+		setRPCError(resp, &rpcError{code: rpcRequestTooLarge, detail: "request body too large"})
+	default:
+		s.bridgeCall(r, body, resp)
+	}
+	b, err := resp.Marshal()
+	if err != nil {
+		http.Error(w, "aelocal: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(b)
+}
+
+func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
+	req, _ := newMsg("remote_api.v2.Request")
+	if err := proto.Unmarshal(body, req.m.Interface()); err != nil {
+		setRPCError(resp, &rpcError{code: rpcParseError, detail: "cannot parse remote_api.Request: " + err.Error()})
+		return
+	}
+	ctx := r.Context()
+	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(d*float64(time.Second)))
+		defer cancel()
+	}
+	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
+	var se *serviceError
+	var re *rpcError
+	switch {
+	case err == nil:
+		resp.Set("response", out)
+	case errors.As(err, &se):
+		ae := resp.Mutable("application_error")
+		ae.Set("code", se.code)
+		ae.Set("detail", se.detail)
+	case errors.As(err, &re):
+		setRPCError(resp, re)
+	case errors.Is(err, context.DeadlineExceeded):
+		setRPCError(resp, &rpcError{code: rpcDeadlineExceeded, detail: "deadline exceeded"})
+	case errors.Is(err, context.Canceled):
+		setRPCError(resp, &rpcError{code: rpcCancelled, detail: "call cancelled"})
+	default:
+		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
+	}
+}
+
+func setRPCError(resp pmsg, e *rpcError) {
+	re := resp.Mutable("rpc_error")
+	re.Set("code", e.code)
+	re.Set("detail", e.Error())
+}

@@ -1,0 +1,100 @@
+package aelocal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/appengine/v2"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestUnknownMethod(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		req, _ := newMsg("appengine.v2.MemcacheFlushRequest")
+		resp, _ := newMsg("appengine.v2.MemcacheFlushResponse")
+		err := appengine.APICall(ctx, "memcache", "NoSuchMethod", protoV1(req), protoV1(resp))
+		if err == nil || !strings.Contains(err.Error(), "not implemented by aelocal: memcache.NoSuchMethod") {
+			t.Fatalf("got %v, want a not-implemented error", err)
+		}
+		err = appengine.APICall(ctx, "nosuchservice", "Get", protoV1(req), protoV1(resp))
+		if err == nil || !strings.Contains(err.Error(), "not implemented by aelocal: nosuchservice.Get") {
+			t.Fatalf("got %v, want a not-implemented error", err)
+		}
+	})
+}
+
+func TestMalformedBridgeBodyKeepsServing(t *testing.T) {
+	s := newTestServer(t)
+	for _, body := range [][]byte{nil, []byte("garbage"), {0xff, 0xff, 0xff}} {
+		resp := postBridge(t, s, body)
+		if !resp.Has("rpc_error") {
+			t.Fatalf("body %q: want an rpc_error, got %v", body, resp.m)
+		}
+	}
+	// A well-formed envelope around a malformed service request.
+	env, _ := newMsg("remote_api.v2.Request")
+	env.Set("service_name", "memcache")
+	env.Set("method", "Get")
+	env.Set("request", []byte{0x0a, 0xff})
+	b, _ := env.Marshal()
+	if resp := postBridge(t, s, b); !resp.Has("rpc_error") {
+		t.Fatalf("want an rpc_error for a bad inner request, got %v", resp.m)
+	}
+	// And the server still answers.
+	if got := s.Stats()["memcache.Get"]; got != 1 {
+		t.Fatalf("memcache.Get count = %d, want 1", got)
+	}
+}
+
+func TestBridgeRejectsGET(t *testing.T) {
+	s := newTestServer(t)
+	resp, err := http.Get(s.URL() + "/rpc_http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func TestLatencyHonoursContext(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		s.SetLatency("memcache", time.Hour)
+		ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		req, _ := newMsg("appengine.v2.MemcacheFlushRequest")
+		resp, _ := newMsg("appengine.v2.MemcacheFlushResponse")
+		err := appengine.APICall(ctx, "memcache", "FlushAll", protoV1(req), protoV1(resp))
+		if err == nil {
+			t.Fatal("want a timeout error")
+		}
+		if !appengine.IsTimeoutError(err) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want a timeout", err)
+		}
+	})
+}
+
+func postBridge(t *testing.T, s *Server, body []byte) pmsg {
+	t.Helper()
+	hr, err := http.Post(s.URL()+"/rpc_http", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hr.Body.Close()
+	if hr.StatusCode != 200 {
+		t.Fatalf("HTTP %d", hr.StatusCode)
+	}
+	b, _ := io.ReadAll(hr.Body)
+	resp, _ := newMsg("remote_api.v2.Response")
+	if err := proto.Unmarshal(b, resp.m.Interface()); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
