@@ -73,6 +73,7 @@ func Serve(ln net.Listener) (*Server, error) {
 	s.url = "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
+	mux.HandleFunc("/", s.serveStatus)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
 	return s, nil
@@ -427,6 +428,26 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		setRPCError(resp, &rpcError{code: rpcCancelled, detail: "call cancelled"})
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
+	}
+}
+
+// serveStatus shows what the server has served, for a person running
+// cmd/aelocal who wants to see the RPCs an app makes.
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	stats := s.Stats()
+	names := make([]string, 0, len(stats))
+	for k := range stats {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\nRPCs served:\n", s.url)
+	for _, k := range names {
+		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
 }
 
