@@ -1,0 +1,239 @@
+package gaesession
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/icza/session"
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/datastore"
+	aelog "google.golang.org/appengine/v2/log"
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// NewMemcacheStore returns a new, GAE Memcache session Store with default
+// options. Default values of options are listed in the MemcacheStoreOptions
+// type.
+//
+// Important! Since accessing the Memcache relies on the App Engine context,
+// which is bound to an http.Request, the returned Store can only be used
+// for the lifetime of a request, and must be closed at its end.
+func NewMemcacheStore(ctx context.Context) session.Store {
+	return NewMemcacheStoreOptions(ctx, nil)
+}
+
+// NewMemcacheStoreOptions returns a new, GAE Memcache session Store with the
+// specified options. A nil o means the defaults.
+//
+// Important! Since accessing the Memcache relies on the App Engine context,
+// which is bound to an http.Request, the returned Store can only be used
+// for the lifetime of a request, and must be closed at its end.
+func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) session.Store {
+	return &memcacheStore{
+		ctx:      ctx,
+		logger:   logger{ctx: ctx},
+		cfg:      newConfig(o),
+		sessions: make(map[string]*entry, 1),
+	}
+}
+
+// Limits of App Engine that the store respects.
+const (
+	maxMemcacheKey   = 250
+	maxMemcacheValue = 1000000
+	maxMemcacheTTL   = 30 * 24 * time.Hour
+	minIDLength      = 8
+	maxIDLength      = 256
+)
+
+// ValidID reports whether id could have been made by icza/session, and so
+// is worth a lookup. The store treats any other ID as unknown without
+// making an RPC: IDs arrive in cookies, which anyone can forge.
+//
+// icza/session makes an ID by encoding IDLength random bytes (default 18)
+// with base64.URLEncoding. A valid ID therefore has a length that is a
+// multiple of 4, between 8 and 256 characters (IDLength 6 to 192), uses
+// only the characters A-Z, a-z, 0-9, '-' and '_', and may end in one or
+// two '=' padding characters.
+func ValidID(id string) bool {
+	n := len(id)
+	if n < minIDLength || n > maxIDLength || n%4 != 0 {
+		return false
+	}
+	pad := 0
+	for i := 0; i < n; i++ {
+		c := id[i]
+		switch {
+		case c == '=':
+			pad++
+			if i < n-2 {
+				return false
+			}
+		case pad > 0:
+			return false
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// memcacheKey is KeyPrefix+id, or a hash of it when that exceeds
+// Memcache's key limit. The hash is deterministic, so every instance maps a
+// session to the same key.
+func (c *config) memcacheKey(id string) string {
+	key := c.keyPrefix + id
+	if len(key) <= maxMemcacheKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "gaesession-sha256:" + hex.EncodeToString(sum[:])
+}
+
+func (c *config) datastoreKey(ctx context.Context, id string) *datastore.Key {
+	return datastore.NewKey(ctx, c.kind, id, 0, nil)
+}
+
+// logID identifies a session in logs without revealing it: session IDs
+// are bearer secrets, so only a short hash is written. Hash a cookie value
+// the same way to find its log lines.
+func logID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "sess#" + hex.EncodeToString(sum[:4])
+}
+
+// LogID returns the name under which the store's log lines refer to the
+// session with the given ID: "sess#" and the first 8 hex digits of the
+// SHA-256 of the ID. Whole session IDs never appear in logs.
+func LogID(id string) string { return logID(id) }
+
+// Log levels, as appengine/v2/log numbers them.
+const (
+	levelDebug = iota
+	levelInfo
+	levelWarning
+	levelError
+)
+
+// logHook, when set (tests only), receives every log line the store writes.
+var logHook atomic.Pointer[func(level int, msg string)]
+
+// logger logs for one request's context.
+type logger struct {
+	ctx    context.Context
+	stdLog atomic.Bool // appengine/v2/log is unusable with ctx
+}
+
+// logf writes through appengine/v2/log. That package panics on a context
+// that did not pass through appengine.Middleware; such contexts fall back
+// to the standard library's logger, and once a store has seen the panic it
+// goes straight to the fallback.
+func (l *logger) logf(level int, format string, args ...any) {
+	msg := "gaesession: " + fmt.Sprintf(format, args...)
+	if h := logHook.Load(); h != nil {
+		(*h)(level, msg)
+	}
+	if !l.stdLog.Load() && l.aeLog(level, msg) {
+		return
+	}
+	l.stdLog.Store(true)
+	stdlog.Printf("%s: %s", levelNames[level], msg)
+}
+
+var levelNames = [...]string{"DEBUG", "INFO", "WARNING", "ERROR"}
+
+func (l *logger) aeLog(level int, msg string) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	switch level {
+	case levelDebug:
+		aelog.Debugf(l.ctx, "%s", msg)
+	case levelInfo:
+		aelog.Infof(l.ctx, "%s", msg)
+	case levelWarning:
+		aelog.Warningf(l.ctx, "%s", msg)
+	default:
+		aelog.Errorf(l.ctx, "%s", msg)
+	}
+	return true
+}
+
+// retry runs op up to the configured number of attempts, stopping early on
+// success or on an error that another attempt cannot fix.
+func (s *memcacheStore) retry(ctx context.Context, op func() error) error {
+	var err error
+	for i := 0; i < s.cfg.retries; i++ {
+		if err = op(); err == nil || !retryable(ctx, err) {
+			return err
+		}
+	}
+	return err
+}
+
+// retryable tells whether an error may go away on another attempt.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	switch {
+	case errors.Is(err, memcache.ErrCacheMiss),
+		errors.Is(err, memcache.ErrNotStored),
+		errors.Is(err, memcache.ErrCASConflict),
+		errors.Is(err, datastore.ErrNoSuchEntity),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	var me appengine.MultiError
+	if errors.As(err, &me) {
+		for _, e := range me {
+			if e != nil && retryable(ctx, e) {
+				return true
+			}
+		}
+		return false
+	}
+	if service, code, ok := apiErrorCode(err); ok {
+		return !permanentAPIError[service][code]
+	}
+	return true
+}
+
+// permanentAPIError lists application error codes that mean the request
+// itself is wrong, so resending it cannot succeed.
+var permanentAPIError = map[string]map[int32]bool{
+	"memcache": {
+		3: true, // PERMISSION_DENIED
+		6: true, // INVALID_VALUE: key or value too large
+	},
+	"datastore_v3": {
+		1: true, // BAD_REQUEST: e.g. entity too large
+		4: true, // NEED_INDEX
+		6: true, // PERMISSION_DENIED
+	},
+}
+
+// apiErrorCode reads the service and code of an appengine/v2 API error.
+// Its type lives in an internal package, so it is read by reflection.
+func apiErrorCode(err error) (service string, code int32, ok bool) {
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct || v.Elem().Type().Name() != "APIError" {
+		return "", 0, false
+	}
+	sv, cv := v.Elem().FieldByName("Service"), v.Elem().FieldByName("Code")
+	if sv.Kind() != reflect.String || cv.Kind() != reflect.Int32 {
+		return "", 0, false
+	}
+	return sv.String(), int32(cv.Int()), true
+}

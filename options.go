@@ -1,0 +1,127 @@
+package gaesession
+
+import (
+	"time"
+
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// MemcacheStoreOptions defines options that may be passed when creating a
+// new Memcache session store. All fields are optional; the zero value of a
+// field selects its default.
+type MemcacheStoreOptions struct {
+	// KeyPrefix is prepended to the session ID to form the Memcache key;
+	// default is the empty string. A key longer than Memcache's 250-byte
+	// limit is replaced by a fixed-length hash of itself, so a long prefix
+	// never makes Memcache calls fail.
+	KeyPrefix string
+
+	// Retries is the number of attempts made for a Memcache or Datastore
+	// operation that fails with a general service error; default is 3.
+	// Errors that another attempt cannot fix (a cache miss, a value that
+	// is too large, a cancelled context, a malformed request) are not
+	// retried.
+	Retries int
+
+	// Codec marshals a Session to a byte slice and back; default is
+	// &memcache.Gob. The same bytes go to Memcache and to the Datastore.
+	Codec *memcache.Codec
+
+	// OnlyMemcache tells the store to keep sessions in Memcache only and
+	// not to back them up in the Datastore. Memcache may evict items at any
+	// time, so such sessions may be lost; default is false.
+	OnlyMemcache bool
+
+	// AsyncDatastoreSave makes Close save to the Datastore in a new
+	// goroutine, so the response does not wait for it; default is false
+	// (Close waits for the Datastore). An asynchronous save outlives the
+	// request: it runs on a context detached from the request's
+	// cancellation, bounded by AsyncSaveTimeout, and logs its failure.
+	// WaitForAsyncSaves waits for the saves in flight. Not used if
+	// OnlyMemcache is true.
+	AsyncDatastoreSave bool
+
+	// DSEntityName is the Datastore kind of session entities; default is
+	// "sess_". Not used if OnlyMemcache is true.
+	DSEntityName string
+
+	// ExpirySlack is the fraction of a session's timeout by which its stored
+	// copy may outlive its last access; default is 0.1.
+	//
+	// A session that is only read is not written back on every request.
+	// Its stored copy is given Timeout*(1+ExpirySlack) to live and is
+	// refreshed only once less than Timeout of that remains, so a session
+	// accessed at least once per Timeout never expires, and one left idle
+	// for longer than Timeout*(1+ExpirySlack) is gone. A negative value
+	// means no slack: every accessed session is written back on Close, as
+	// the original package did.
+	ExpirySlack float64
+
+	// AsyncSaveTimeout bounds one asynchronous Datastore save; default is
+	// 30 seconds.
+	AsyncSaveTimeout time.Duration
+}
+
+// Defaults of MemcacheStoreOptions.
+const (
+	defaultRetries          = 3
+	defaultDSEntityName     = "sess_"
+	defaultExpirySlack      = 0.1
+	defaultAsyncSaveTimeout = 30 * time.Second
+)
+
+// SessEntity models the session entity saved in the Datastore. Its key is a
+// named key without parent: kind DSEntityName, name the session ID.
+type SessEntity struct {
+	// Expires is when the session expires unless accessed again.
+	Expires time.Time `datastore:"exp"`
+	// Value is the session marshalled by the store's codec.
+	Value []byte `datastore:"val"`
+}
+
+// config is MemcacheStoreOptions with the defaults applied.
+type config struct {
+	keyPrefix        string
+	retries          int
+	codec            memcache.Codec
+	onlyMemcache     bool
+	async            bool
+	kind             string
+	slack            float64
+	asyncSaveTimeout time.Duration
+}
+
+func newConfig(o *MemcacheStoreOptions) config {
+	if o == nil {
+		o = &MemcacheStoreOptions{}
+	}
+	c := config{
+		keyPrefix:        o.KeyPrefix,
+		retries:          o.Retries,
+		codec:            memcache.Gob,
+		onlyMemcache:     o.OnlyMemcache,
+		async:            o.AsyncDatastoreSave,
+		kind:             o.DSEntityName,
+		slack:            o.ExpirySlack,
+		asyncSaveTimeout: o.AsyncSaveTimeout,
+	}
+	if c.retries <= 0 {
+		c.retries = defaultRetries
+	}
+	if o.Codec != nil {
+		c.codec = *o.Codec
+	}
+	if c.kind == "" {
+		c.kind = defaultDSEntityName
+	}
+	switch {
+	case c.slack == 0:
+		c.slack = defaultExpirySlack
+	case c.slack < 0:
+		c.slack = 0
+	}
+	if c.asyncSaveTimeout <= 0 {
+		c.asyncSaveTimeout = defaultAsyncSaveTimeout
+	}
+	return c
+}
