@@ -75,6 +75,9 @@ type entry struct {
 	loaded    []byte
 	storedExp time.Time
 
+	// casItem is the Memcache item as loaded, for compare-and-swap.
+	casItem *memcache.Item
+
 	// memcacheStale is set when Memcache lacks the session (it came from
 	// the Datastore), so Close must put it back into Memcache.
 	memcacheStale bool
@@ -131,7 +134,7 @@ func (s *memcacheStore) loadMemcache(id string) *entry {
 		s.logf(levelError, "%s: memcache holds a value that does not decode to this session (%d bytes): %v", logID(id), len(item.Value), err)
 		return nil
 	}
-	e := &entry{sess: sess, origin: OriginMemcache, loaded: item.Value}
+	e := &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
 	if item.Flags != 0 {
 		e.storedExp = time.Unix(int64(item.Flags), 0)
 		if e.storedExp.Before(timeNow()) {
@@ -275,12 +278,19 @@ func (s *memcacheStore) flush(writes []pendingWrite) {
 			s.logf(levelError, "%s: session of %d bytes exceeds memcache's %d-byte value limit; %s", logID(id), len(value), maxMemcacheValue, where)
 			evict = append(evict, key)
 		case ttl >= time.Second:
-			items = append(items, &memcache.Item{Key: key, Value: value, Flags: expiryFlags(exp), Expiration: ttl})
+			item := &memcache.Item{Key: key, Value: value, Flags: expiryFlags(exp), Expiration: ttl}
+			if s.cfg.merge && full && e.casItem != nil {
+				// Memcache decides the final value, so the Datastore
+				// waits for it.
+				value = s.compareAndSwap(e, item)
+			} else {
+				items = append(items, item)
+			}
 		}
 		if full && !s.cfg.onlyMemcache {
 			dsWrites = append(dsWrites, dsWrite{id: id, entity: SessEntity{Expires: exp, Value: value}})
 		}
-		e.loaded, e.storedExp, e.added, e.memcacheStale = value, exp, false, false
+		e.loaded, e.storedExp, e.added, e.memcacheStale, e.casItem = value, exp, false, false, nil
 	}
 
 	var wg sync.WaitGroup

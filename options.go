@@ -57,6 +57,19 @@ type MemcacheStoreOptions struct {
 	// the original package did.
 	ExpirySlack float64
 
+	// MergeConcurrentUpdates makes Close write a changed session with
+	// Memcache compare-and-swap. Without it, when two requests (on two
+	// instances, say) change the same session at once, the last to close
+	// wins and the other's changes are lost, as in the original package.
+	// With it, a request that finds the session was written since it loaded
+	// it applies its own attribute changes to that newer version instead:
+	// changes to different attributes both survive, and for one attribute
+	// the later writer wins. Each merge is logged at warning level. It
+	// costs a Memcache get and set per conflict, and the Datastore save of
+	// a changed session waits for Memcache instead of running in parallel.
+	// Default is false.
+	MergeConcurrentUpdates bool
+
 	// AsyncSaveTimeout bounds one asynchronous Datastore save; default is
 	// 30 seconds.
 	AsyncSaveTimeout time.Duration
@@ -88,6 +101,7 @@ type config struct {
 	async            bool
 	kind             string
 	slack            float64
+	merge            bool
 	asyncSaveTimeout time.Duration
 }
 
@@ -103,6 +117,7 @@ func newConfig(o *MemcacheStoreOptions) config {
 		async:            o.AsyncDatastoreSave,
 		kind:             o.DSEntityName,
 		slack:            o.ExpirySlack,
+		merge:            o.MergeConcurrentUpdates,
 		asyncSaveTimeout: o.AsyncSaveTimeout,
 	}
 	if c.retries <= 0 {

@@ -1,0 +1,111 @@
+package gaesession
+
+import (
+	"errors"
+	"reflect"
+
+	"github.com/icza/session"
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// attrChanges is what one request did to a session's attributes: values
+// set (new or changed) and names deleted, relative to the loaded copy.
+type attrChanges struct {
+	set     map[string]interface{}
+	deleted []string
+}
+
+// diffAttrs compares the attributes a session was loaded with to its
+// current ones.
+func diffAttrs(before, after map[string]interface{}) attrChanges {
+	c := attrChanges{set: make(map[string]interface{})}
+	for k, v := range after {
+		if old, ok := before[k]; !ok || !reflect.DeepEqual(old, v) {
+			c.set[k] = v
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			c.deleted = append(c.deleted, k)
+		}
+	}
+	return c
+}
+
+func (c attrChanges) applyTo(sess session.Session) {
+	for k, v := range c.set {
+		sess.SetAttr(k, v)
+	}
+	for _, k := range c.deleted {
+		sess.SetAttr(k, nil)
+	}
+}
+
+// compareAndSwap writes a session that was loaded from Memcache only if no
+// other request wrote it since. If one did, this request's attribute
+// changes are applied to that newer version, which is written instead:
+// concurrent requests that change different attributes both keep their
+// changes, and for one attribute the later writer wins. It returns the
+// value finally written, which is also what goes to the Datastore.
+func (s *memcacheStore) compareAndSwap(e *entry, item *memcache.Item) []byte {
+	id := e.sess.ID()
+	before, err := s.decode(e.loaded)
+	if err != nil {
+		before = session.NewSession()
+	}
+	changes := diffAttrs(before.Attrs(), e.sess.Attrs())
+
+	cur := e.casItem
+	for attempt := 0; attempt < s.cfg.retries+2; attempt++ {
+		if cur != nil {
+			cur.Value, cur.Flags, cur.Expiration = item.Value, item.Flags, item.Expiration
+			err = memcache.CompareAndSwap(s.ctx, cur)
+		} else {
+			// Nothing to compare with: store only if still absent.
+			err = memcache.Add(s.ctx, item)
+		}
+		switch {
+		case err == nil:
+			return item.Value
+		case cur != nil && errors.Is(err, memcache.ErrNotStored):
+			cur = nil // evicted or removed meanwhile: try to add
+			continue
+		case !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrNotStored):
+			if retryable(s.ctx, err) {
+				continue
+			}
+			s.logf(levelError, "%s: saving the session to memcache failed: %v", logID(id), err)
+			return item.Value
+		}
+
+		// Another request wrote the session since it was loaded.
+		fresh, err := memcache.Get(s.ctx, item.Key)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			cur = nil
+			continue
+		}
+		if err != nil {
+			s.logf(levelError, "%s: reloading a concurrently updated session failed: %v", logID(id), err)
+			return item.Value
+		}
+		merged, err := s.decode(fresh.Value)
+		if err != nil || merged.ID() != id {
+			cur = fresh // unreadable: overwrite it, as without merging
+			continue
+		}
+		changes.applyTo(merged)
+		value, err := s.encode(merged)
+		if err != nil {
+			s.logf(levelError, "%s: session not saved: cannot marshal it: %v", logID(id), err)
+			return item.Value
+		}
+		s.logf(levelWarning, "%s: session was updated by a concurrent request; merged %d changed and %d deleted attribute(s) into it",
+			logID(id), len(changes.set), len(changes.deleted))
+		item.Value, cur = value, fresh
+	}
+	s.logf(levelError, "%s: session kept changing under concurrent requests; this request's changes were saved over them", logID(id))
+	if err := s.retry(s.ctx, func() error { return memcache.Set(s.ctx, item) }); err != nil {
+		s.logf(levelError, "%s: saving the session to memcache failed: %v", logID(id), err)
+	}
+	return item.Value
+}

@@ -1,0 +1,88 @@
+package gaesession
+
+import (
+	"testing"
+	"time"
+
+	"github.com/icza/session"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Two requests (two instances, say) load one session, change it, and close
+// one after the other.
+func concurrentUpdates(t *testing.T, e *testEnv, o *MemcacheStoreOptions) session.Session {
+	t.Helper()
+	id := e.newSession(o, time.Hour)
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	sa, sb := a.Get(id), b.Get(id)
+	require.NotNil(t, sa)
+	require.NotNil(t, sb)
+	sa.SetAttr("a", "from A")
+	sa.SetAttr("both", "A")
+	sb.SetAttr("b", "from B")
+	sb.SetAttr("both", "B")
+	sb.SetAttr("n", nil)
+	a.Close()
+	b.Close()
+
+	var got session.Session
+	e.request(o, func(st session.Store) { got = st.Get(id) })
+	require.NotNil(t, got)
+	return got
+}
+
+func TestConcurrentUpdatesLastWriterWinsByDefault(t *testing.T) {
+	e := newTestEnv(t)
+	got := concurrentUpdates(t, e, nil)
+	assert.Nil(t, got.Attr("a"), "without merging, A's change is lost, as in the original")
+	assert.Equal(t, "from B", got.Attr("b"))
+}
+
+func TestMergeConcurrentUpdates(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	got := concurrentUpdates(t, e, o)
+	assert.Equal(t, "from A", got.Attr("a"))
+	assert.Equal(t, "from B", got.Attr("b"))
+	assert.Equal(t, "B", got.Attr("both"), "for one attribute the later writer wins")
+	assert.Nil(t, got.Attr("n"), "B's deletion survives")
+	assert.Len(t, e.logged("WARNING", "merged 2 changed and 1 deleted"), 1, "%v", e.allLogs())
+
+	// The datastore got the merged version too.
+	e.srv.FlushMemcache()
+	e.request(o, func(st session.Store) {
+		sess := st.Get(got.ID())
+		require.NotNil(t, sess)
+		assert.Equal(t, OriginDatastore, SessionOrigin(st, got.ID()))
+		assert.Equal(t, "from A", sess.Attr("a"))
+		assert.Equal(t, "from B", sess.Attr("b"))
+	})
+}
+
+func TestMergeWithoutConflictCostsNoExtraRPC(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	e.rpcs()
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Put": 1}, e.rpcs())
+}
+
+func TestMergeAfterEvictionAddsTheSession(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	e.request(o, func(st session.Store) {
+		st.Get(id).SetAttr("n", 2)
+		e.srv.FlushMemcache() // evicted in the middle of the request
+	})
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, OriginMemcache, SessionOrigin(st, id))
+		assert.Equal(t, 2, sess.Attr("n"))
+	})
+}
