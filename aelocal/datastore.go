@@ -1,6 +1,797 @@
 package aelocal
 
-// datastoreService implements the "datastore_v3" service.
-type datastoreService struct{}
+import (
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
-func newDatastoreService() *datastoreService { return &datastoreService{} }
+	"google.golang.org/protobuf/proto"
+)
+
+// datastore_v3 Error codes.
+const (
+	dsBadRequest            = 1
+	dsConcurrentTransaction = 2
+	dsInternalError         = 3
+)
+
+// Limits of App Engine's datastore that aelocal enforces, so that code which
+// would fail in production fails locally too.
+const (
+	maxEntityBytes        = 1048572 // encoded EntityProto
+	maxKeyPartBytes       = 1500    // a kind or a key name
+	maxIndexedStringBytes = 1500    // an indexed string value
+	maxPutEntities        = 500     // entities in one Put
+	maxDeleteKeys         = 500     // keys in one Delete
+	maxGetKeys            = 1000    // keys in one Get
+	maxTxGroups           = 25      // entity groups in one XG transaction
+	maxAllocateSize       = 1000000000
+	maxAllocateMax        = 1 << 62
+	// maxAutoID bounds the explicit IDs that push the ID counter ahead:
+	// Put of a key with a smaller ID makes later automatic IDs larger than
+	// it, so the two never collide.
+	maxAutoID = 1 << 52
+)
+
+// Bounds on state that clients may open and then abandon.
+const (
+	maxOpenCursors   = 1000             // open query cursors (for Next)
+	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
+	maxOpenTx        = 10000            // open transactions
+	txIdle           = 2 * time.Minute  // an unused transaction expires after this
+	maxCachedResults = 1 << 20          // query results cached across open cursors
+	sweepEvery       = time.Second
+)
+
+// nsKey names one partition of the datastore: an app and a namespace.
+type nsKey struct{ app, ns string }
+
+// dsEntity is a stored entity. Once stored it is never modified, so it may
+// be read without the lock once found.
+type dsEntity struct {
+	sp    nsKey
+	path  dsPath
+	ep    pmsg // the EntityProto as stored, key complete
+	size  int  // encoded size of ep
+	props map[string][]dsValue
+}
+
+// dsSpace holds the entities of one app and namespace.
+type dsSpace struct {
+	version uint64                          // datastore seq of the last write
+	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
+}
+
+// datastoreService implements the "datastore_v3" service: an in-memory,
+// strongly consistent datastore.
+type datastoreService struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	seq      uint64 // counts writes; versions are values of it
+	spaces   map[nsKey]*dsSpace
+	nextID   map[string]int64  // app -> next automatic ID (0 means 1)
+	groupVer map[string]uint64 // entity group -> seq of its last write, kept while transactions are open
+	txs      map[uint64]*dsTx
+	cursors  map[uint64]*dsCursor
+	handle   uint64 // last transaction or cursor handle given out
+	cached   int    // query results held in cursor caches
+	swept    time.Time
+}
+
+func newDatastoreService() *datastoreService {
+	return &datastoreService{
+		now:      time.Now,
+		spaces:   make(map[nsKey]*dsSpace),
+		nextID:   make(map[string]int64),
+		groupVer: make(map[string]uint64),
+		txs:      make(map[uint64]*dsTx),
+		cursors:  make(map[uint64]*dsCursor),
+	}
+}
+
+func init() {
+	const p = "appengine.v2."
+	const void = "appengine.base.v2.VoidProto"
+	register("datastore_v3", "Get", p+"GetRequest", p+"GetResponse", dsGet)
+	register("datastore_v3", "Put", p+"PutRequest", p+"PutResponse", dsPut)
+	register("datastore_v3", "Delete", p+"DeleteRequest", p+"DeleteResponse", dsDelete)
+	register("datastore_v3", "RunQuery", p+"Query", p+"QueryResult", dsRunQuery)
+	register("datastore_v3", "Next", p+"NextRequest", p+"QueryResult", dsNext)
+	register("datastore_v3", "DeleteCursor", p+"Cursor", void, dsDeleteCursor)
+	register("datastore_v3", "AllocateIds", p+"AllocateIdsRequest", p+"AllocateIdsResponse", dsAllocateIds)
+	register("datastore_v3", "BeginTransaction", p+"BeginTransactionRequest", p+"Transaction", dsBeginTransaction)
+	register("datastore_v3", "Commit", p+"Transaction", p+"CommitResponse", dsCommit)
+	register("datastore_v3", "Rollback", p+"Transaction", void, dsRollback)
+}
+
+func badRequest(format string, args ...any) error { return errorf(dsBadRequest, format, args...) }
+
+// fullKey identifies an entity across the whole datastore.
+func fullKey(sp nsKey, path dsPath) string {
+	var b strings.Builder
+	var tmp [binary.MaxVarintLen64]byte
+	b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(sp.app)))])
+	b.WriteString(sp.app)
+	b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(sp.ns)))])
+	b.WriteString(sp.ns)
+	b.WriteString(path.encode())
+	return b.String()
+}
+
+// groupKey identifies the entity group of a key: its root entity.
+func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
+
+// parseKey reads and checks a Reference. what names it in error messages.
+// Only the last path element may be incomplete, and only if
+// allowIncomplete.
+func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
+	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
+	if sp.app == "" {
+		return sp, nil, badRequest("%s has no app", what)
+	}
+	els := r.Msg("path").Msgs("element")
+	if len(els) == 0 {
+		return sp, nil, badRequest("%s has an empty path", what)
+	}
+	path := make(dsPath, len(els))
+	for i, e := range els {
+		el := dsElem{kind: e.Str("type"), id: e.Int("id"), name: e.Str("name")}
+		switch {
+		case el.kind == "":
+			return sp, nil, badRequest("%s: path element %d has an empty kind", what, i)
+		case len(el.kind) > maxKeyPartBytes:
+			return sp, nil, badRequest("%s: kind is %d bytes long; the limit is %d bytes", what, len(el.kind), maxKeyPartBytes)
+		case len(el.name) > maxKeyPartBytes:
+			return sp, nil, badRequest("%s: key name is %d bytes long; the limit is %d bytes", what, len(el.name), maxKeyPartBytes)
+		case el.id != 0 && el.name != "":
+			return sp, nil, badRequest("%s: path element %d has both an ID and a name", what, i)
+		case el.id < 0:
+			return sp, nil, badRequest("%s: path element %d has a negative ID", what, i)
+		case !el.complete() && i < len(els)-1:
+			return sp, nil, badRequest("%s: ancestor %s is incomplete", what, dsPath(path[:i+1]).String())
+		case !el.complete() && !allowIncomplete:
+			path[i] = el
+			return sp, nil, badRequest("%s %s is incomplete", what, path.String())
+		}
+		path[i] = el
+	}
+	return sp, path, nil
+}
+
+func reserved(s string) bool {
+	return len(s) >= 4 && strings.HasPrefix(s, "__") && strings.HasSuffix(s, "__")
+}
+
+// newEntity indexes a stored EntityProto whose key is complete.
+func newEntity(sp nsKey, path dsPath, ep pmsg) (*dsEntity, error) {
+	e := &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size(), props: make(map[string][]dsValue)}
+	for _, p := range ep.Msgs("property") {
+		name := p.Str("name")
+		v := parseValue(p.Msg("value"))
+		if v.t == vString && len(v.s) > maxIndexedStringBytes {
+			return nil, badRequest("entity %s: the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
+				path, name, len(v.s), maxIndexedStringBytes)
+		}
+		e.props[name] = append(e.props[name], v)
+	}
+	return e, nil
+}
+
+func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
+	s := d.spaces[sp]
+	if s == nil {
+		return nil
+	}
+	return s.kinds[path[len(path)-1].kind][path.encode()]
+}
+
+// writeLocked stores e at path, or deletes the entity there if e is nil.
+func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
+	d.seq++
+	if len(d.txs) > 0 {
+		d.groupVer[groupKey(sp, path)] = d.seq
+	}
+	s := d.spaces[sp]
+	kind := path[len(path)-1].kind
+	if e == nil {
+		if s == nil {
+			return
+		}
+		s.version = d.seq
+		if m := s.kinds[kind]; m != nil {
+			delete(m, path.encode())
+			if len(m) == 0 {
+				delete(s.kinds, kind)
+				if len(s.kinds) == 0 {
+					delete(d.spaces, sp)
+				}
+			}
+		}
+		return
+	}
+	if s == nil {
+		s = &dsSpace{kinds: make(map[string]map[string]*dsEntity)}
+		d.spaces[sp] = s
+	}
+	s.version = d.seq
+	m := s.kinds[kind]
+	if m == nil {
+		m = make(map[string]*dsEntity)
+		s.kinds[kind] = m
+	}
+	m[path.encode()] = e
+}
+
+// allocLocked reserves n consecutive automatic IDs of app and returns the
+// first.
+func (d *datastoreService) allocLocked(app string, n int64) int64 {
+	start := max(d.nextID[app], 1)
+	d.nextID[app] = start + n
+	return start
+}
+
+// noteIDLocked keeps automatic IDs of app clear of an ID used explicitly.
+func (d *datastoreService) noteIDLocked(app string, id int64) {
+	if id > 0 && id < maxAutoID && id >= d.nextID[app] {
+		d.nextID[app] = id + 1
+	}
+}
+
+// Transactions.
+
+// dsTx is an open transaction. Writes are buffered until Commit; reads see
+// committed data. Commit fails with CONCURRENT_TRANSACTION if an entity
+// group the transaction used was written by anyone else after the
+// transaction first used it.
+type dsTx struct {
+	app      string
+	xg       bool
+	readOnly bool
+	groups   map[string]uint64 // entity group -> its version when first used
+	writes   map[string]int    // fullKey -> index in order
+	order    []dsWrite
+	lastUsed time.Time
+}
+
+type dsWrite struct {
+	sp   nsKey
+	path dsPath
+	ent  *dsEntity // nil deletes
+}
+
+// txLocked finds the transaction a request names.
+func (d *datastoreService) txLocked(t pmsg) (*dsTx, error) {
+	h := t.Uint("handle")
+	tx := d.txs[h]
+	if tx == nil {
+		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
+	}
+	tx.lastUsed = d.now()
+	return tx, nil
+}
+
+// touchLocked records that tx uses the entity group of path.
+func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
+	g := groupKey(sp, path)
+	if _, ok := tx.groups[g]; ok {
+		return nil
+	}
+	if !tx.xg && len(tx.groups) >= 1 {
+		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
+	}
+	if len(tx.groups) >= maxTxGroups {
+		return badRequest("operating on too many entity groups in a single transaction: the limit is %d", maxTxGroups)
+	}
+	tx.groups[g] = d.groupVer[g]
+	return nil
+}
+
+func (tx *dsTx) buffer(w dsWrite) {
+	k := fullKey(w.sp, w.path)
+	if i, ok := tx.writes[k]; ok {
+		tx.order[i] = w
+		return
+	}
+	tx.writes[k] = len(tx.order)
+	tx.order = append(tx.order, w)
+}
+
+func (d *datastoreService) dropTxLocked(h uint64) {
+	delete(d.txs, h)
+	if len(d.txs) == 0 {
+		// Versions only matter to open transactions.
+		clear(d.groupVer)
+	}
+}
+
+func (d *datastoreService) dropCursorLocked(h uint64) {
+	if c := d.cursors[h]; c != nil {
+		d.dropCacheLocked(c)
+		delete(d.cursors, h)
+	}
+}
+
+// sweepLocked expires idle cursors and transactions, and evicts the least
+// recently used ones beyond the caps, making room for one more of each.
+func (d *datastoreService) sweepLocked(now time.Time) {
+	if now.Sub(d.swept) < sweepEvery && len(d.cursors) < maxOpenCursors && len(d.txs) < maxOpenTx {
+		return
+	}
+	d.swept = now
+	for h, c := range d.cursors {
+		if now.Sub(c.lastUsed) > cursorIdle {
+			d.dropCursorLocked(h)
+		}
+	}
+	for h, t := range d.txs {
+		if now.Sub(t.lastUsed) > txIdle {
+			d.dropTxLocked(h)
+		}
+	}
+	for len(d.cursors) >= maxOpenCursors {
+		var oldest uint64
+		var when time.Time
+		for h, c := range d.cursors {
+			if oldest == 0 || c.lastUsed.Before(when) {
+				oldest, when = h, c.lastUsed
+			}
+		}
+		d.dropCursorLocked(oldest)
+	}
+	for len(d.txs) >= maxOpenTx {
+		var oldest uint64
+		var when time.Time
+		for h, t := range d.txs {
+			if oldest == 0 || t.lastUsed.Before(when) {
+				oldest, when = h, t.lastUsed
+			}
+		}
+		d.dropTxLocked(oldest)
+	}
+}
+
+// Methods.
+
+func dsGet(s *Server, in, out pmsg) error {
+	d := s.datastore
+	refs := in.Msgs("key")
+	if len(refs) > maxGetKeys {
+		return badRequest("cannot get more than %d keys in a single call (got %d)", maxGetKeys, len(refs))
+	}
+	type item struct {
+		sp   nsKey
+		path dsPath
+	}
+	items := make([]item, len(refs))
+	for i, r := range refs {
+		sp, path, err := parseKey(r, fmt.Sprintf("key %d", i), false)
+		if err != nil {
+			return err
+		}
+		items[i] = item{sp, path}
+	}
+	found := make([]*dsEntity, len(items))
+	d.mu.Lock()
+	if in.Has("transaction") {
+		tx, err := d.txLocked(in.Msg("transaction"))
+		if err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		for _, it := range items {
+			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+				d.mu.Unlock()
+				return err
+			}
+		}
+	}
+	for i, it := range items {
+		found[i] = d.lookupLocked(it.sp, it.path)
+	}
+	d.mu.Unlock()
+	for i, e := range found {
+		g := out.AppendMsg("entity")
+		if e != nil {
+			g.Mutable("entity").CopyFrom(e.ep)
+		} else {
+			g.Mutable("key").CopyFrom(refs[i])
+		}
+	}
+	return nil
+}
+
+func dsPut(s *Server, in, out pmsg) error {
+	d := s.datastore
+	eps := in.Msgs("entity")
+	if len(eps) > maxPutEntities {
+		return badRequest("cannot write more than %d entities in a single call (got %d)", maxPutEntities, len(eps))
+	}
+	type item struct {
+		sp   nsKey
+		path dsPath
+		ep   pmsg
+	}
+	items := make([]item, len(eps))
+	for i, ep := range eps {
+		sp, path, err := parseKey(ep.Msg("key"), fmt.Sprintf("entity %d: key", i), true)
+		if err != nil {
+			return err
+		}
+		for _, el := range path {
+			if reserved(el.kind) {
+				return badRequest("illegal kind %q in key %s: kinds of the form __*__ are reserved", el.kind, path)
+			}
+			if reserved(el.name) {
+				return badRequest("illegal key name %q in key %s: names of the form __*__ are reserved", el.name, path)
+			}
+		}
+		items[i] = item{sp, path, ep.Clone()}
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var tx *dsTx
+	if in.Has("transaction") {
+		var err error
+		if tx, err = d.txLocked(in.Msg("transaction")); err != nil {
+			return err
+		}
+		if tx.readOnly {
+			return badRequest("cannot write in a read-only transaction")
+		}
+	}
+	ents := make([]*dsEntity, len(items))
+	for i := range items {
+		it := &items[i]
+		last := &it.path[len(it.path)-1]
+		elems := it.ep.Mutable("key").Mutable("path").Msgs("element")
+		if !last.complete() {
+			last.id = d.allocLocked(it.sp.app, 1)
+			el := elems[len(elems)-1]
+			el.Clear("name")
+			el.Set("id", last.id)
+		} else {
+			d.noteIDLocked(it.sp.app, last.id)
+		}
+		for _, el := range it.path[:len(it.path)-1] {
+			d.noteIDLocked(it.sp.app, el.id)
+		}
+		eg := it.ep.Mutable("entity_group")
+		eg.Clear("element")
+		root := eg.AppendMsg("element")
+		root.Set("type", it.path[0].kind)
+		if it.path[0].name != "" {
+			root.Set("name", it.path[0].name)
+		} else {
+			root.Set("id", it.path[0].id)
+		}
+		if n := it.ep.Size(); n > maxEntityBytes {
+			return badRequest("entity %s is too big: %d bytes encoded; the limit is %d bytes", it.path, n, maxEntityBytes)
+		}
+		e, err := newEntity(it.sp, it.path, it.ep)
+		if err != nil {
+			return err
+		}
+		if tx != nil {
+			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+				return err
+			}
+		}
+		ents[i] = e
+	}
+	for _, e := range ents {
+		if tx != nil {
+			tx.buffer(dsWrite{e.sp, e.path, e})
+		} else {
+			d.writeLocked(e.sp, e.path, e)
+		}
+		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
+	}
+	return nil
+}
+
+func dsDelete(s *Server, in, out pmsg) error {
+	d := s.datastore
+	refs := in.Msgs("key")
+	if len(refs) > maxDeleteKeys {
+		return badRequest("cannot delete more than %d entities in a single call (got %d)", maxDeleteKeys, len(refs))
+	}
+	type item struct {
+		sp   nsKey
+		path dsPath
+	}
+	items := make([]item, len(refs))
+	for i, r := range refs {
+		sp, path, err := parseKey(r, fmt.Sprintf("key %d", i), false)
+		if err != nil {
+			return err
+		}
+		items[i] = item{sp, path}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if in.Has("transaction") {
+		tx, err := d.txLocked(in.Msg("transaction"))
+		if err != nil {
+			return err
+		}
+		if tx.readOnly {
+			return badRequest("cannot write in a read-only transaction")
+		}
+		for _, it := range items {
+			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+				return err
+			}
+		}
+		for _, it := range items {
+			tx.buffer(dsWrite{it.sp, it.path, nil})
+		}
+		return nil
+	}
+	for _, it := range items {
+		d.writeLocked(it.sp, it.path, nil)
+	}
+	return nil
+}
+
+func dsAllocateIds(s *Server, in, out pmsg) error {
+	d := s.datastore
+	if !in.Has("model_key") {
+		return badRequest("AllocateIds needs a model_key")
+	}
+	sp, _, err := parseKey(in.Msg("model_key"), "model key", true)
+	if err != nil {
+		return err
+	}
+	var reserve []dsPath
+	for i, r := range in.Msgs("reserve") {
+		rsp, path, err := parseKey(r, fmt.Sprintf("reserve key %d", i), false)
+		if err != nil {
+			return err
+		}
+		if rsp.app != sp.app {
+			return badRequest("reserve key %d is in app %q, the model key in %q", i, rsp.app, sp.app)
+		}
+		reserve = append(reserve, path)
+	}
+	hasSize, hasMax := in.Has("size"), in.Has("max")
+	size, maxID := in.Int("size"), in.Int("max")
+	switch {
+	case hasSize && hasMax:
+		return badRequest("AllocateIds takes size or max, not both")
+	case hasSize && (size < 1 || size > maxAllocateSize):
+		return badRequest("AllocateIds size must be between 1 and %d, not %d", maxAllocateSize, size)
+	case hasMax && (maxID < 0 || maxID > maxAllocateMax):
+		return badRequest("AllocateIds max must be between 0 and %d, not %d", int64(maxAllocateMax), maxID)
+	case !hasSize && !hasMax && len(reserve) == 0:
+		return badRequest("AllocateIds needs size or max")
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, path := range reserve {
+		for _, el := range path {
+			d.noteIDLocked(sp.app, el.id)
+		}
+	}
+	var start, end int64
+	switch {
+	case hasSize:
+		start = d.allocLocked(sp.app, size)
+		end = start + size - 1
+	case hasMax:
+		start = max(d.nextID[sp.app], 1)
+		end = maxID
+		if maxID >= start {
+			d.nextID[sp.app] = maxID + 1
+		}
+	}
+	out.Set("start", start)
+	out.Set("end", end)
+	return nil
+}
+
+func dsBeginTransaction(s *Server, in, out pmsg) error {
+	d := s.datastore
+	app := in.Str("app")
+	if app == "" {
+		return badRequest("BeginTransaction needs an app")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.sweepLocked(now)
+	d.handle++
+	h := d.handle
+	d.txs[h] = &dsTx{
+		app:      app,
+		xg:       in.Bool("allow_multiple_eg"),
+		readOnly: in.Int("mode") == 1, // READ_ONLY
+		groups:   make(map[string]uint64),
+		writes:   make(map[string]int),
+		lastUsed: now,
+	}
+	out.Set("handle", h)
+	out.Set("app", app)
+	return nil
+}
+
+func dsCommit(s *Server, in, out pmsg) error {
+	d := s.datastore
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tx, err := d.txLocked(in)
+	if err != nil {
+		return err
+	}
+	h := in.Uint("handle")
+	for g, v := range tx.groups {
+		if d.groupVer[g] != v {
+			d.dropTxLocked(h)
+			return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity group of this transaction committed first; please try again")
+		}
+	}
+	// Writes of this commit must still count against the other open
+	// transactions, so apply them before this one stops being open.
+	for _, w := range tx.order {
+		d.writeLocked(w.sp, w.path, w.ent)
+	}
+	d.dropTxLocked(h)
+	return nil
+}
+
+func dsRollback(s *Server, in, out pmsg) error {
+	d := s.datastore
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.txLocked(in); err != nil {
+		return err
+	}
+	d.dropTxLocked(in.Uint("handle"))
+	return nil
+}
+
+// Persistence.
+
+const dsFileFormat = "aelocal datastore 1"
+
+// dsFile is what SaveDatastore writes, gob-encoded.
+type dsFile struct {
+	Format   string
+	Counters []dsCounter // by app
+	Entities [][]byte    // encoded appengine.v2.EntityProto, keys complete, in key order
+}
+
+// dsCounter is the next automatic ID of an app.
+type dsCounter struct {
+	App    string
+	NextID int64
+}
+
+// SaveDatastore writes the whole datastore, every app and namespace and the
+// automatic ID counters, to w. LoadDatastore reads it back. The format is a
+// gob stream of encoded EntityProtos, in key order. Open transactions and
+// query cursors are not saved.
+func (s *Server) SaveDatastore(w io.Writer) error {
+	d := s.datastore
+	d.mu.Lock()
+	var ents []*dsEntity
+	for _, sp := range d.spaces {
+		for _, m := range sp.kinds {
+			for _, e := range m {
+				ents = append(ents, e)
+			}
+		}
+	}
+	f := dsFile{Format: dsFileFormat}
+	for app, id := range d.nextID {
+		f.Counters = append(f.Counters, dsCounter{app, id})
+	}
+	d.mu.Unlock()
+
+	slices.SortFunc(f.Counters, func(a, b dsCounter) int { return strings.Compare(a.App, b.App) })
+
+	slices.SortFunc(ents, func(a, b *dsEntity) int {
+		if c := strings.Compare(a.sp.app, b.sp.app); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.sp.ns, b.sp.ns); c != 0 {
+			return c
+		}
+		return comparePath(a.path, b.path)
+	})
+	f.Entities = make([][]byte, len(ents))
+	for i, e := range ents {
+		b, err := e.ep.Marshal()
+		if err != nil {
+			return fmt.Errorf("aelocal: encoding entity %s: %w", e.path, err)
+		}
+		f.Entities[i] = b
+	}
+	if err := gob.NewEncoder(w).Encode(&f); err != nil {
+		return fmt.Errorf("aelocal: writing datastore: %w", err)
+	}
+	return nil
+}
+
+// LoadDatastore replaces the whole datastore with one that SaveDatastore
+// wrote to r. Open transactions and query cursors are discarded: committing
+// such a transaction or continuing such a query fails. On error the
+// datastore is left unchanged.
+func (s *Server) LoadDatastore(r io.Reader) error {
+	var f dsFile
+	if err := gob.NewDecoder(r).Decode(&f); err != nil {
+		return fmt.Errorf("aelocal: reading datastore: %w", err)
+	}
+	if f.Format != dsFileFormat {
+		return fmt.Errorf("aelocal: reading datastore: unknown format %q", f.Format)
+	}
+	spaces := make(map[nsKey]*dsSpace)
+	nextID := make(map[string]int64)
+	for _, c := range f.Counters {
+		if c.NextID > 0 {
+			nextID[c.App] = c.NextID
+		}
+	}
+	for i, b := range f.Entities {
+		ep, err := newMsg("appengine.v2.EntityProto")
+		if err != nil {
+			return err
+		}
+		if err := proto.Unmarshal(b, ep.m.Interface()); err != nil {
+			return fmt.Errorf("aelocal: reading datastore: entity %d: %w", i, err)
+		}
+		sp, path, err := parseKey(ep.Msg("key"), fmt.Sprintf("entity %d: key", i), false)
+		if err == nil {
+			var e *dsEntity
+			if e, err = newEntity(sp, path, ep); err == nil {
+				space := spaces[sp]
+				if space == nil {
+					space = &dsSpace{kinds: make(map[string]map[string]*dsEntity)}
+					spaces[sp] = space
+				}
+				kind := path[len(path)-1].kind
+				if space.kinds[kind] == nil {
+					space.kinds[kind] = make(map[string]*dsEntity)
+				}
+				space.kinds[kind][path.encode()] = e
+				for _, el := range path {
+					if el.id > 0 && el.id < maxAutoID && el.id >= nextID[sp.app] {
+						nextID[sp.app] = el.id + 1
+					}
+				}
+			}
+		}
+		if err != nil {
+			var se *serviceError
+			if errors.As(err, &se) {
+				err = errors.New(se.detail)
+			}
+			return fmt.Errorf("aelocal: reading datastore: %w", err)
+		}
+	}
+
+	d := s.datastore
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for h := range d.cursors {
+		d.dropCursorLocked(h)
+	}
+	for h := range d.txs {
+		d.dropTxLocked(h)
+	}
+	d.seq++
+	for _, space := range spaces {
+		space.version = d.seq
+	}
+	d.spaces = spaces
+	d.nextID = nextID
+	return nil
+}
