@@ -1,0 +1,347 @@
+package gaesession
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/datastore"
+)
+
+// PurgeOptions configures the handler that PurgeExpiredSessFromDSFuncOptions
+// returns. All fields are optional; the zero value of a field selects its
+// default.
+type PurgeOptions struct {
+	// DSEntityName is the Datastore kind of session entities; default is
+	// "sess_". It must match MemcacheStoreOptions.DSEntityName.
+	DSEntityName string
+
+	// Deadline is how long one request may spend purging; default is 8
+	// minutes, which leaves room within the 10 minutes App Engine gives a
+	// cron or task queue request. The handler does not start a new batch
+	// once Deadline has passed since the request began, and then answers
+	// {"completed":false}: the next run goes on where this one stopped.
+	Deadline time.Duration
+
+	// BatchSize is the number of keys fetched by one query and deleted by
+	// one DeleteMulti; default and maximum is 500, the Datastore's limit for
+	// one DeleteMulti. Values above 500 are lowered to 500.
+	BatchSize int
+
+	// SafetyMargin is how long before the deadline of the request's context
+	// (if it has one) the handler stops starting new batches; default is 30
+	// seconds, ample for one query and one DeleteMulti of 500 keys. A
+	// negative value means no margin. It matters when the request's
+	// context ends before Deadline does.
+	SafetyMargin time.Duration
+
+	// CronOnly makes the handler serve only App Engine cron and task queue
+	// requests: those carrying the header "X-Appengine-Cron: true" or a
+	// non-empty "X-AppEngine-QueueName". Any other request is answered 403
+	// Forbidden before anything is queried. App Engine removes these
+	// headers from requests that come from outside, so they cannot be
+	// forged. A person's browser is refused too, even an administrator's;
+	// to run the purge by hand, use "Run now" on the cron job in the Cloud
+	// console, which sends the cron header, or enqueue a task. Default is
+	// false (anyone who knows the path may start a purge, as with the
+	// original package), so that PurgeExpiredSessFromDSFunc stays a drop-in
+	// replacement; new code should set it.
+	CronOnly bool
+}
+
+// Defaults and limits of PurgeOptions.
+const (
+	defaultPurgeDeadline     = 8 * time.Minute
+	maxPurgeBatch            = 500 // DeleteMulti's limit
+	defaultPurgeSafetyMargin = 30 * time.Second
+
+	// purgeDeleteAttempts is how many times one batch's DeleteMulti is
+	// sent when it fails with an error that another attempt may fix.
+	purgeDeleteAttempts = 2
+)
+
+// purgeConfig is PurgeOptions with the defaults applied.
+type purgeConfig struct {
+	kind     string
+	deadline time.Duration
+	batch    int
+	margin   time.Duration
+	cronOnly bool
+}
+
+func newPurgeConfig(o *PurgeOptions) purgeConfig {
+	if o == nil {
+		o = &PurgeOptions{}
+	}
+	c := purgeConfig{
+		kind:     o.DSEntityName,
+		deadline: o.Deadline,
+		batch:    o.BatchSize,
+		margin:   o.SafetyMargin,
+		cronOnly: o.CronOnly,
+	}
+	if c.kind == "" {
+		c.kind = defaultDSEntityName
+	}
+	if c.deadline <= 0 {
+		c.deadline = defaultPurgeDeadline
+	}
+	if c.batch <= 0 || c.batch > maxPurgeBatch {
+		c.batch = maxPurgeBatch
+	}
+	switch {
+	case c.margin == 0:
+		c.margin = defaultPurgeSafetyMargin
+	case c.margin < 0:
+		c.margin = 0
+	}
+	return c
+}
+
+// PurgeExpiredSessFromDSFunc returns a request handler that deletes expired
+// sessions from the Datastore. dsEntityName is the Datastore kind of session
+// entities; "" means the default, "sess_".
+//
+// Register the handler at a path and call it periodically from a cron job,
+// for example every 30 minutes:
+//
+//	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFunc(""))
+//
+// The handler deletes the entities whose expiry is before the moment the
+// request started, in batches of 500 keys, and stops starting batches after
+// 8 minutes (cron requests may run for 10). It answers with JSON telling
+// whether every expired session is gone:
+//
+//	{"completed":true,"deleted":1234,"failed":0}
+//
+// "completed" is false when time ran out or some deletes failed; the next
+// run continues. A failing query is answered with status 500.
+//
+// For drop-in compatibility with the original package, this handler serves
+// any request, so anyone who knows its path can start a purge. Prefer
+// PurgeExpiredSessFromDSFuncOptions with PurgeOptions.CronOnly, which serves
+// App Engine cron and task queue requests only (second-generation runtimes
+// no longer honour "login: admin" in app.yaml).
+func PurgeExpiredSessFromDSFunc(dsEntityName string) http.HandlerFunc {
+	return PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{DSEntityName: dsEntityName})
+}
+
+// PurgeExpiredSessFromDSFuncOptions returns a request handler that deletes
+// expired sessions from the Datastore, configured by o; nil o means the
+// defaults listed in PurgeOptions.
+//
+// Each run deletes the entities whose expiry ("exp") is before the moment
+// the request started, so sessions saved during the run are never touched.
+// It queries keys only, BatchSize at a time, each query going on from where
+// the previous one ended, and deletes each batch with one DeleteMulti while
+// it queries the next. It stops at the earliest of: no more expired
+// entities, Deadline after the start, and SafetyMargin before the deadline
+// of the request's context.
+//
+// The response (status 200, application/json) is
+//
+//	{"completed":true,"deleted":1234,"failed":0}
+//
+// where "deleted" counts the entities deleted by this run and "failed" the
+// keys whose DeleteMulti failed (after one retry, if the error looked
+// transient). "completed" is true only if the run reached the end of the
+// expired entities and nothing failed; otherwise some expired sessions may
+// remain and the next run will pick them up. A failing query ends the run
+// at once with status 500 and the same JSON fields plus "error". The handler
+// logs a summary with counts and duration; it never logs session IDs.
+func PurgeExpiredSessFromDSFuncOptions(o *PurgeOptions) http.HandlerFunc {
+	c := newPurgeConfig(o)
+	return c.serveHTTP
+}
+
+// purgeResponse is the handler's JSON answer.
+type purgeResponse struct {
+	Completed bool   `json:"completed"`
+	Deleted   int    `json:"deleted"`
+	Failed    int    `json:"failed"`
+	Error     string `json:"error,omitempty"`
+}
+
+// fromCronOrTaskQueue reports whether r carries a header that App Engine
+// sets only on its own cron and task queue requests.
+func fromCronOrTaskQueue(r *http.Request) bool {
+	return r.Header.Get("X-Appengine-Cron") == "true" || r.Header.Get("X-Appengine-Queuename") != ""
+}
+
+func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := appengine.NewContext(r)
+	l := &logger{ctx: ctx}
+	if c.cronOnly && !fromCronOrTaskQueue(r) {
+		l.logf(levelWarning, "purge of kind %q refused a request that came from neither App Engine cron nor a task queue", c.kind)
+		http.Error(w, "Forbidden: this purge runs for App Engine cron and task queue requests only", http.StatusForbidden)
+		return
+	}
+
+	start := time.Now()
+	p := purge{purgeConfig: c, ctx: ctx, log: l}
+	res, err := p.run(start)
+	elapsed := time.Since(start).Round(time.Millisecond)
+
+	status := http.StatusOK
+	if err != nil {
+		l.logf(levelError, "purge of kind %q: querying expired sessions failed: %v", c.kind, err)
+		res.Error = "querying expired sessions failed"
+		status = http.StatusInternalServerError
+	}
+	l.logf(levelInfo, "purge of kind %q: deleted %d expired sessions, %d failed; %d batches in %v; completed: %t (%s)",
+		c.kind, res.Deleted, res.Failed, p.batches, elapsed, res.Completed, p.stop)
+
+	body, _ := json.Marshal(res) // cannot fail: bools, ints and a string
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// purge is the state of one run.
+type purge struct {
+	purgeConfig
+	ctx context.Context
+	log *logger
+
+	batches int    // batches queried that held keys
+	stop    string // why the run ended, for the summary line
+}
+
+// deleteResult is the outcome of one batch's DeleteMulti.
+type deleteResult struct {
+	deleted, failed int
+}
+
+// run deletes batch after batch until no expired entity is left or time is
+// up. It returns an error only if a query failed; the counts are valid
+// either way.
+func (p *purge) run(start time.Time) (res purgeResponse, err error) {
+	stopAt := start.Add(p.deadline)
+	if d, ok := p.ctx.Deadline(); ok {
+		if d = d.Add(-p.margin); d.Before(stopAt) {
+			stopAt = d
+		}
+	}
+	// The cutoff is fixed for the run: a session written during the purge
+	// expires later than it and is never matched.
+	q := datastore.NewQuery(p.kind).
+		Filter("exp <", timeNow()).
+		KeysOnly().
+		Limit(p.batch).
+		BatchSize(p.batch)
+
+	// At most one DeleteMulti is in flight, overlapping the next query.
+	var inflight chan deleteResult
+	wait := func() {
+		if inflight != nil {
+			r := <-inflight
+			res.Deleted += r.deleted
+			res.Failed += r.failed
+			inflight = nil
+		}
+	}
+	defer wait()
+
+	exhausted := false
+	for !exhausted {
+		if p.ctx.Err() != nil {
+			p.stop = "request context ended"
+			return res, nil
+		}
+		if !time.Now().Before(stopAt) {
+			p.stop = "time is up"
+			return res, nil
+		}
+
+		keys := make([]*datastore.Key, 0, p.batch)
+		it := q.Run(p.ctx)
+		for {
+			k, err := it.Next(nil)
+			if err == datastore.Done {
+				break
+			}
+			if err != nil {
+				p.stop = "query failed"
+				return res, err
+			}
+			keys = append(keys, k)
+		}
+		// A batch shorter than the limit is the last one: the iterator
+		// gathers up to the limit across as many Next calls as it takes.
+		if exhausted = len(keys) < p.batch; !exhausted {
+			cur, err := it.Cursor()
+			if err != nil {
+				p.stop = "query failed"
+				return res, err
+			}
+			// Going on from the cursor rather than from the start means
+			// that keys whose delete failed are not fetched again and
+			// again: each run visits every expired entity once.
+			q = q.Start(cur)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		p.batches++
+		wait()
+		ch := make(chan deleteResult, 1)
+		inflight = ch
+		go func() { ch <- p.deleteBatch(keys, stopAt) }()
+	}
+	wait()
+	p.stop = "no expired sessions left"
+	if res.Failed > 0 {
+		p.stop = "some deletes failed"
+	}
+	res.Completed = res.Failed == 0
+	return res, nil
+}
+
+// deleteBatch deletes keys with one DeleteMulti, sent a second time if the
+// first attempt failed with an error that may be transient and there is
+// still time. It logs failures without naming sessions.
+func (p *purge) deleteBatch(keys []*datastore.Key, stopAt time.Time) deleteResult {
+	var err error
+	for attempt := 1; attempt <= purgeDeleteAttempts; attempt++ {
+		if err = datastore.DeleteMulti(p.ctx, keys); err == nil {
+			return deleteResult{deleted: len(keys)}
+		}
+		if attempt == purgeDeleteAttempts || !retryable(p.ctx, err) || !time.Now().Before(stopAt) {
+			break
+		}
+		p.log.logf(levelWarning, "purge of kind %q: deleting a batch of %d expired sessions failed, retrying: %v",
+			p.kind, len(keys), redactKeys(err, keys))
+	}
+	failed := len(keys)
+	var me appengine.MultiError
+	if errors.As(err, &me) && len(me) == len(keys) {
+		failed = 0
+		for _, e := range me {
+			if e != nil {
+				failed++
+			}
+		}
+	}
+	p.log.logf(levelError, "purge of kind %q: deleting %d of a batch of %d expired sessions failed: %v",
+		p.kind, failed, len(keys), redactKeys(err, keys))
+	return deleteResult{deleted: len(keys) - failed, failed: failed}
+}
+
+// redactKeys returns err's text with every session ID of keys that appears
+// in it replaced by its LogID: session IDs are bearer secrets and must not
+// reach the logs, whatever a service puts into its error messages. Names
+// shorter than the shortest valid ID are left alone, so that a short name
+// does not garble the message.
+func redactKeys(err error, keys []*datastore.Key) string {
+	msg := err.Error()
+	for _, k := range keys {
+		if name := k.StringID(); len(name) >= minIDLength && strings.Contains(msg, name) {
+			msg = strings.ReplaceAll(msg, name, logID(name))
+		}
+	}
+	return msg
+}
