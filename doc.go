@@ -68,6 +68,12 @@ them in batches and stops before the cron deadline:
 
 	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFunc(""))
 
+PurgeExpiredSessFromDSFuncOptions takes PurgeOptions; with CronOnly set it
+refuses requests that do not come from App Engine cron or a task queue:
+
+	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFuncOptions(
+		&gaesession.PurgeOptions{CronOnly: true}))
+
 # Limits
 
 Session IDs may be at most 256 characters. A session larger than 1,000,000

@@ -20,6 +20,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,12 +43,16 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("aelocal: ")
 
-	if err := run(*addr, *dsPath, *mcLimit); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, *dsPath, *mcLimit, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, dsPath string, mcLimit int64) error {
+// run serves until ctx is done, then saves the datastore. ready, if not
+// nil, is called once the server is up.
+func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*aelocal.Server)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -68,10 +73,10 @@ func run(addr, dsPath string, mcLimit int64) error {
 	fmt.Printf("aelocal: App Engine API server (memcache, datastore_v3) at %s\n", s.URL())
 	fmt.Printf("export API_HOST=%s API_PORT=%s GAE_APPLICATION=%s\n", host, port, os.Getenv("GAE_APPLICATION"))
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
-	signal.Stop(sig)
+	if ready != nil {
+		ready(s)
+	}
+	<-ctx.Done()
 
 	s.Close()
 	if dsPath != "" {
