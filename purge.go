@@ -124,8 +124,8 @@ func newPurgeConfig(o *PurgeOptions) purgeConfig {
 // For drop-in compatibility with the original package, this handler serves
 // any request, so anyone who knows its path can start a purge. Prefer
 // PurgeExpiredSessFromDSFuncOptions with PurgeOptions.CronOnly, which serves
-// App Engine cron and task queue requests only (second-generation runtimes
-// no longer honour "login: admin" in app.yaml).
+// App Engine cron and task queue requests only, whether or not the runtime
+// enforces "login: admin" from app.yaml.
 func PurgeExpiredSessFromDSFunc(dsEntityName string) http.HandlerFunc {
 	return PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{DSEntityName: dsEntityName})
 }
