@@ -359,23 +359,33 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 
 // Methods.
 
+// keyRef is a parsed, complete key of a Get or Delete request.
+type keyRef struct {
+	sp   nsKey
+	path dsPath
+}
+
+func parseKeys(refs []pmsg) ([]keyRef, error) {
+	items := make([]keyRef, len(refs))
+	for i, r := range refs {
+		sp, path, err := parseKey(r, fmt.Sprintf("key %d", i), false)
+		if err != nil {
+			return nil, err
+		}
+		items[i] = keyRef{sp, path}
+	}
+	return items, nil
+}
+
 func dsGet(s *Server, in, out pmsg) error {
 	d := s.datastore
 	refs := in.Msgs("key")
 	if len(refs) > maxGetKeys {
 		return badRequest("cannot get more than %d keys in a single call (got %d)", maxGetKeys, len(refs))
 	}
-	type item struct {
-		sp   nsKey
-		path dsPath
-	}
-	items := make([]item, len(refs))
-	for i, r := range refs {
-		sp, path, err := parseKey(r, fmt.Sprintf("key %d", i), false)
-		if err != nil {
-			return err
-		}
-		items[i] = item{sp, path}
+	items, err := parseKeys(refs)
+	if err != nil {
+		return err
 	}
 	found := make([]*dsEntity, len(items))
 	d.mu.Lock()
@@ -503,17 +513,9 @@ func dsDelete(s *Server, in, out pmsg) error {
 	if len(refs) > maxDeleteKeys {
 		return badRequest("cannot delete more than %d entities in a single call (got %d)", maxDeleteKeys, len(refs))
 	}
-	type item struct {
-		sp   nsKey
-		path dsPath
-	}
-	items := make([]item, len(refs))
-	for i, r := range refs {
-		sp, path, err := parseKey(r, fmt.Sprintf("key %d", i), false)
-		if err != nil {
-			return err
-		}
-		items[i] = item{sp, path}
+	items, err := parseKeys(refs)
+	if err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -209,6 +209,17 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
+// checkItemKeys checks the key of every item of a request before any is
+// served: a key over the limit fails the whole call.
+func checkItemKeys(items []pmsg) error {
+	for _, it := range items {
+		if err := checkMemcacheKey(it.Bytes("key")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkMemcacheKey(key []byte) error {
 	if len(key) > memcacheMaxKeyBytes {
 		return errorf(mcErrInvalidValue, "memcache: key of %d bytes exceeds the %d-byte limit", len(key), memcacheMaxKeyBytes)
@@ -367,10 +378,8 @@ func mcSet(s *Server, in, out pmsg) error {
 // until then: Get misses, ADD, REPLACE and CAS are refused, SET works.
 func mcDelete(s *Server, in, out pmsg) error {
 	items := in.Msgs("item")
-	for _, it := range items {
-		if err := checkMemcacheKey(it.Bytes("key")); err != nil {
-			return err
-		}
+	if err := checkItemKeys(items); err != nil {
+		return err
 	}
 	ns := in.Str("name_space")
 	m := s.memcache
@@ -464,10 +473,8 @@ func mcIncrement(s *Server, in, out pmsg) error {
 // request's name_space unless they set their own.
 func mcBatchIncrement(s *Server, in, out pmsg) error {
 	items := in.Msgs("item")
-	for _, it := range items {
-		if err := checkMemcacheKey(it.Bytes("key")); err != nil {
-			return err
-		}
+	if err := checkItemKeys(items); err != nil {
+		return err
 	}
 	ns := in.Str("name_space")
 	m := s.memcache
