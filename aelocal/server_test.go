@@ -98,3 +98,20 @@ func postBridge(t *testing.T, s *Server, body []byte) pmsg {
 	}
 	return resp
 }
+
+// As on App Engine, a call made on a context that has ended fails without
+// reaching the service.
+func TestCallOnFinishedContext(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		req, _ := newMsg("appengine.v2.MemcacheFlushRequest")
+		resp, _ := newMsg("appengine.v2.MemcacheFlushResponse")
+		if err := appengine.APICall(ctx, "memcache", "FlushAll", protoV1(req), protoV1(resp)); err == nil {
+			t.Fatal("want an error")
+		}
+		if n := s.Stats()["memcache.FlushAll"]; n != 0 {
+			t.Fatalf("the server saw %d calls", n)
+		}
+	})
+}
