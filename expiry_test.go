@@ -153,3 +153,22 @@ func TestTimeoutOverThirtyDays(t *testing.T) {
 		assert.Equal(t, OriginMemcache, SessionOrigin(st, id), "put back into memcache")
 	})
 }
+
+// A session added in a request is written once, even without slack, unless
+// it changes after Add.
+func TestAddedSessionIsWrittenOnce(t *testing.T) {
+	for _, slack := range []float64{0, -1} {
+		e := newTestEnv(t)
+		o := &MemcacheStoreOptions{ExpirySlack: slack}
+		e.rpcs()
+		e.newSession(o, 10*time.Second)
+		assert.Equal(t, map[string]int64{"memcache.Set": 1, "datastore_v3.Put": 1}, e.rpcs(), "slack %v", slack)
+
+		e.request(o, func(st session.Store) {
+			sess := session.NewSession()
+			st.Add(sess)
+			sess.SetAttr("later", true)
+		})
+		assert.Equal(t, map[string]int64{"memcache.Set": 2, "datastore_v3.Put": 2}, e.rpcs(), "a change after Add is saved on Close")
+	}
+}

@@ -78,6 +78,10 @@ type entry struct {
 	// casItem is the Memcache item as loaded, for compare-and-swap.
 	casItem *memcache.Item
 
+	// written is set once the store has written the session in this
+	// request.
+	written bool
+
 	// memcacheStale is set when Memcache lacks the session (it came from
 	// the Datastore), so Close must put it back into Memcache.
 	memcacheStale bool
@@ -291,6 +295,7 @@ func (s *memcacheStore) flush(writes []pendingWrite) {
 			dsWrites = append(dsWrites, dsWrite{id: id, entity: SessEntity{Expires: exp, Value: value}})
 		}
 		e.loaded, e.storedExp, e.added, e.memcacheStale, e.casItem = value, exp, false, false, nil
+		e.written = e.written || full
 	}
 
 	var wg sync.WaitGroup
@@ -356,6 +361,11 @@ func (s *memcacheStore) encode(sess session.Session) (b []byte, err error) {
 func (s *memcacheStore) needsWrite(e *entry) bool {
 	if e.added || e.loaded == nil {
 		return true
+	}
+	if e.written {
+		// Written earlier in this request (by Add): its expiry is as
+		// fresh as it gets, only a later change needs another write.
+		return s.changed(e)
 	}
 	// The stored copy must outlive a full timeout from now, or an access
 	// pattern within the timeout could still let it expire. The margin
