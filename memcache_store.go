@@ -177,6 +177,11 @@ func (s *memcacheStore) Add(sess session.Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := sess.ID()
+	if !ValidID(id) {
+		// Get refuses such IDs, so the session could never be found again.
+		s.logf(levelError, "%s: session not added: its ID (%d characters) is outside what Get accepts; see ValidID (IDLength must be 6 to 192)", logID(id), len(id))
+		return
+	}
 	delete(s.removed, id)
 	e := &entry{sess: sess, origin: OriginNew, added: true}
 	s.sessions[id] = e

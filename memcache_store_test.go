@@ -421,3 +421,15 @@ func TestCorruptStoredValues(t *testing.T) {
 		assert.Nil(t, st.Get(id))
 	})
 }
+
+// A session whose ID Get would refuse is not stored at all, and says why.
+func TestAddRefusesIDsGetWouldNotAccept(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	e.rpcs()
+	e.request(nil, func(st session.Store) {
+		st.Add(session.NewSessionOptions(&session.SessOptions{IDLength: 3}))
+	})
+	assert.Empty(t, e.rpcs())
+	assert.Len(t, e.logged("ERROR", "session not added", "IDLength"), 1, "%v", e.allLogs())
+}
