@@ -6,12 +6,16 @@ import (
 	"sync"
 
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/memcache"
 )
 
 // dsWrite is one session entity to put.
 type dsWrite struct {
 	id     string
 	entity SessEntity
+	// memcacheKey is set for a merged session (MergeConcurrentUpdates):
+	// after the put, the Datastore is settled against Memcache.
+	memcacheKey string
 }
 
 // loadDatastore looks the session up in the Datastore backup. An expired
@@ -38,12 +42,25 @@ func (s *memcacheStore) loadDatastore(id string) *entry {
 		s.logf(levelError, "%s: datastore holds a value that does not decode to this session (%d bytes): %v", logID(id), len(ent.Value), err)
 		return nil
 	}
-	return &entry{
-		sess:          sess,
-		origin:        OriginDatastore,
-		loaded:        ent.Value,
-		storedExp:     ent.Expires,
-		memcacheStale: true,
+	s.refillMemcache(id, ent)
+	return &entry{sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
+}
+
+// refillMemcache puts a session found only in the Datastore back into
+// Memcache, so the next request finds it there. It adds rather than sets,
+// and at once rather than on Close: a request that wrote the session in
+// the meantime has the newer copy, which must stay.
+func (s *memcacheStore) refillMemcache(id string, ent SessEntity) {
+	if len(ent.Value) > maxMemcacheValue {
+		return
+	}
+	item := memcacheItem(s.cfg.memcacheKey(id), ent.Value, ent.Expires, timeNow())
+	if item == nil {
+		return
+	}
+	err := s.retry(s.ctx, func() error { return memcache.Add(s.ctx, item) })
+	if err != nil && !errors.Is(err, memcache.ErrNotStored) {
+		s.logf(levelError, "%s: putting the session back into memcache failed: %v", logID(id), err)
 	}
 }
 
@@ -70,6 +87,12 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 	if err != nil {
 		for _, w := range writes {
 			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %v", logID(w.id), len(w.entity.Value), err)
+		}
+		return
+	}
+	for _, w := range writes {
+		if w.memcacheKey != "" {
+			s.settleDatastore(ctx, w)
 		}
 	}
 }

@@ -81,10 +81,6 @@ type entry struct {
 	// written is set once the store has written the session in this
 	// request.
 	written bool
-
-	// memcacheStale is set when Memcache lacks the session (it came from
-	// the Datastore), so Close must put it back into Memcache.
-	memcacheStale bool
 }
 
 // Get is to implement session.Store.Get. It returns nil for an unknown,
@@ -186,7 +182,7 @@ func (s *memcacheStore) Add(sess session.Session) {
 	e := &entry{sess: sess, origin: OriginNew, added: true}
 	s.sessions[id] = e
 	s.logf(levelInfo, "%s: session added", logID(id))
-	s.flush([]pendingWrite{{e, true}})
+	s.flush([]*entry{e})
 }
 
 // Remove is to implement session.Store.Remove. The session is deleted from
@@ -231,10 +227,10 @@ func (s *memcacheStore) Close() {
 		return
 	}
 	s.closed = true
-	var dirty []pendingWrite
+	var dirty []*entry
 	for _, e := range s.sessions {
-		if full := s.needsWrite(e); full || e.memcacheStale {
-			dirty = append(dirty, pendingWrite{e, full})
+		if s.needsWrite(e) {
+			dirty = append(dirty, e)
 		}
 	}
 	if len(dirty) > 0 {
@@ -242,65 +238,55 @@ func (s *memcacheStore) Close() {
 	}
 }
 
-// pendingWrite is a session to write back on Close. full means a new
-// stored copy everywhere; otherwise Memcache only gets back what it lost.
-type pendingWrite struct {
-	e    *entry
-	full bool
-}
-
-// flush writes sessions back: Memcache and the Datastore in parallel. In
-// async mode the Datastore part outlives the call.
-func (s *memcacheStore) flush(writes []pendingWrite) {
+// flush writes new stored copies of sessions: Memcache and the Datastore in
+// parallel. In async mode the Datastore part outlives the call.
+func (s *memcacheStore) flush(entries []*entry) {
 	now := timeNow()
 	var (
 		items    []*memcache.Item
 		evict    []string // keys whose stale Memcache copy must go
 		dsWrites []dsWrite
 	)
-	for _, w := range writes {
-		e, full := w.e, w.full
+	for _, e := range entries {
 		id := e.sess.ID()
+		// A session loaded in this request may have been written by
+		// another since; one this request already wrote is its own.
+		merging := s.cfg.merge && !e.written && e.loaded != nil
 		value, err := s.encode(e.sess)
 		if err != nil {
 			s.logf(levelError, "%s: session not saved: cannot marshal it: %v", logID(id), err)
 			continue
 		}
-		exp := e.storedExp
-		if full {
-			exp = now.Add(s.ttl(e.sess))
-		}
+		exp := now.Add(s.ttl(e.sess))
 		key := s.cfg.memcacheKey(id)
-		ttl := exp.Sub(now)
-		if ttl > maxMemcacheTTL {
-			// Longer expirations are read as relative by App Engine but as
-			// absolute times by memcached-like servers; 30 days means the
-			// same to all, and the Datastore carries longer sessions.
-			ttl = maxMemcacheTTL
-		}
-		switch {
-		case len(value) > maxMemcacheValue:
+		if len(value) > maxMemcacheValue {
 			where := "it is kept in the datastore only"
 			if s.cfg.onlyMemcache {
 				where = "OnlyMemcache is set, so the change is lost"
 			}
 			s.logf(levelError, "%s: session of %d bytes exceeds memcache's %d-byte value limit; %s", logID(id), len(value), maxMemcacheValue, where)
 			evict = append(evict, key)
-		case ttl >= time.Second:
-			item := &memcache.Item{Key: key, Value: value, Flags: expiryFlags(exp), Expiration: ttl}
-			if s.cfg.merge && full && e.casItem != nil {
+		} else if item := memcacheItem(key, value, exp, now); item != nil {
+			if merging {
 				// Memcache decides the final value, so the Datastore
 				// waits for it.
-				value = s.compareAndSwap(e, item)
+				var ok bool
+				if value, ok = s.compareAndSwap(e, item); !ok {
+					e.loaded, e.casItem = nil, nil
+					continue // nothing of this request's was written
+				}
 			} else {
 				items = append(items, item)
 			}
 		}
-		if full && !s.cfg.onlyMemcache {
-			dsWrites = append(dsWrites, dsWrite{id: id, entity: SessEntity{Expires: exp, Value: value}})
+		if !s.cfg.onlyMemcache {
+			w := dsWrite{id: id, entity: SessEntity{Expires: exp, Value: value}}
+			if merging {
+				w.memcacheKey = key
+			}
+			dsWrites = append(dsWrites, w)
 		}
-		e.loaded, e.storedExp, e.added, e.memcacheStale, e.casItem = value, exp, false, false, nil
-		e.written = e.written || full
+		e.loaded, e.storedExp, e.added, e.casItem, e.written = value, exp, false, nil, true
 	}
 
 	var wg sync.WaitGroup
@@ -319,6 +305,22 @@ func (s *memcacheStore) flush(writes []pendingWrite) {
 	wg.Wait()
 }
 
+// memcacheItem makes the Memcache item of a stored copy that expires at
+// exp, or nil if too little of its life is left to be worth caching.
+func memcacheItem(key string, value []byte, exp, now time.Time) *memcache.Item {
+	ttl := exp.Sub(now)
+	if ttl > maxMemcacheTTL {
+		// Longer expirations are read as relative by App Engine but as
+		// absolute times by memcached-like servers; 30 days means the
+		// same to all, and the Datastore carries longer sessions.
+		ttl = maxMemcacheTTL
+	}
+	if ttl < time.Second {
+		return nil
+	}
+	return &memcache.Item{Key: key, Value: value, Flags: expiryFlags(exp), Expiration: ttl}
+}
+
 func (s *memcacheStore) writeMemcache(items []*memcache.Item, evict []string) {
 	if len(items) > 0 {
 		err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
@@ -328,15 +330,16 @@ func (s *memcacheStore) writeMemcache(items []*memcache.Item, evict []string) {
 	}
 	if len(evict) > 0 {
 		err := s.retry(s.ctx, func() error { return memcache.DeleteMulti(s.ctx, evict) })
-		if err != nil && !isAllCacheMiss(err) {
+		if err != nil && !allAre(err, memcache.ErrCacheMiss) {
 			s.logf(levelError, "removing %d outdated session(s) from memcache failed: %v", len(evict), err)
 		}
 	}
 }
 
-// isAllCacheMiss tells whether a delete error only says the keys were absent.
-func isAllCacheMiss(err error) bool {
-	if errors.Is(err, memcache.ErrCacheMiss) {
+// allAre tells whether err, or every error of a MultiError, is target: a
+// miss on delete or a refused add, which are answers, not failures.
+func allAre(err, target error) bool {
+	if errors.Is(err, target) {
 		return true
 	}
 	var me appengine.MultiError
@@ -344,7 +347,7 @@ func isAllCacheMiss(err error) bool {
 		return false
 	}
 	for _, e := range me {
-		if e != nil && !errors.Is(e, memcache.ErrCacheMiss) {
+		if e != nil && !errors.Is(e, target) {
 			return false
 		}
 	}

@@ -64,10 +64,14 @@ type MemcacheStoreOptions struct {
 	// With it, a request that finds the session was written since it loaded
 	// it applies its own attribute changes to that newer version instead:
 	// changes to different attributes both survive, and for one attribute
-	// the later writer wins. Each merge is logged at warning level. It
-	// costs a Memcache get and set per conflict, and the Datastore save of
-	// a changed session waits for Memcache instead of running in parallel.
-	// Default is false.
+	// the later writer wins. Each merge is logged at warning level. A
+	// request that keeps colliding gives up after Retries+2 attempts and
+	// logs that its changes were not saved, rather than overwrite the
+	// others'. The Datastore save of a changed session waits for Memcache
+	// instead of running in parallel, and is followed by a Memcache get
+	// that makes sure the Datastore ends with the merged version, whatever
+	// order concurrent puts land in; each conflict costs a Memcache get and
+	// set more. Default is false.
 	MergeConcurrentUpdates bool
 
 	// AsyncSaveTimeout bounds one asynchronous Datastore save; default is
