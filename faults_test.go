@@ -1,0 +1,687 @@
+package gaesession
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gproto "github.com/golang/protobuf/proto"
+	"github.com/icza/session"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/appengine/v2"
+)
+
+// faultWait bounds how long a store call may take under a fault. It is not
+// a performance threshold: it only turns "never returns" into a failure.
+const faultWait = 10 * time.Second
+
+// faultDown makes a service fail every call for the rest of a test.
+const faultDown = 1 << 30
+
+// faultWithin runs f in a goroutine and fails the test if f panics or does
+// not return within faultWait.
+func faultWithin(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan any, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Sprintf("%v\n%s", p, debug.Stack())
+				return
+			}
+			done <- nil
+		}()
+		f()
+	}()
+	select {
+	case p := <-done:
+		if p != nil {
+			t.Fatalf("%s panicked: %v", what, p)
+		}
+	case <-time.After(faultWait):
+		t.Fatalf("%s did not return within %v", what, faultWait)
+	}
+}
+
+// faultRequest is e.request on a given context, bounded by faultWait, with
+// Close included. f must not call t.FailNow (it runs in another goroutine):
+// use assert, not require.
+func faultRequest(t *testing.T, ctx context.Context, o *MemcacheStoreOptions, f func(st session.Store)) {
+	t.Helper()
+	faultWithin(t, "a request", func() {
+		st := NewMemcacheStoreOptions(ctx, o)
+		defer st.Close()
+		f(st)
+	})
+	require.NoError(t, WaitForAsyncSaves(context.Background()))
+}
+
+// faultGet reads a session in a request of its own and reports where it
+// came from.
+func faultGet(t *testing.T, e *testEnv, o *MemcacheStoreOptions, id string) (session.Session, Origin) {
+	t.Helper()
+	var sess session.Session
+	var origin Origin
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		sess = st.Get(id)
+		origin = SessionOrigin(st, id)
+	})
+	return sess, origin
+}
+
+// faultCase is one row of the fault matrix. Every row starts with a session
+// "old" with attribute n = 1, saved in Memcache and in the Datastore, and
+// runs its requests through the appengine/v2 client against aelocal. run
+// returns the session IDs it used, which no log line may contain.
+type faultCase struct {
+	name    string
+	opts    *MemcacheStoreOptions
+	outcome string // for RELIABILITY.md
+	run     func(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string
+}
+
+var faultAsync = &MemcacheStoreOptions{AsyncDatastoreSave: true}
+
+var faultMatrix = []faultCase{
+	{"memcache down", nil,
+		"sessions come from the Datastore, changes and new sessions are saved there; the Memcache failures are logged",
+		faultMemcacheDown},
+	{"memcache down, async save", faultAsync, "same", faultMemcacheDown},
+	{"datastore down", nil,
+		"Memcache serves and stores sessions; failed Datastore reads and saves are logged",
+		faultDatastoreDown},
+	{"datastore down, async save", faultAsync, "same", faultDatastoreDown},
+	{"both down", nil,
+		"Get returns nil, the request completes, the app makes a new session that is not stored; every failure is logged",
+		faultBothDown},
+	{"datastore slower than the request deadline", nil,
+		"store calls return once the request's deadline passes, the failure is logged; Memcache keeps the change",
+		faultDatastoreSlow},
+	{"memcache evicted mid-request", nil,
+		"a changed session is written back on Close; an unchanged one is found in the Datastore next time",
+		faultEvictedMidRequest},
+	{"memcache evicted mid-request, merge", &MemcacheStoreOptions{MergeConcurrentUpdates: true}, "same", faultEvictedMidRequest},
+	{"crash between memcache set and datastore put", nil,
+		"until evicted Memcache serves the latest change; then the previous Datastore copy is what survives, and a new session is lost",
+		faultCrashBeforePut},
+	{"crash between memcache set and datastore put, async save", faultAsync, "same", faultCrashBeforePut},
+	{"datastore down during Remove", nil,
+		"the session leaves Memcache but stays in the Datastore: once Memcache forgets it, it is found again",
+		faultRemoveDatastoreDown},
+}
+
+func TestFaultMatrix(t *testing.T) {
+	for _, tc := range faultMatrix {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			old := e.newSession(tc.opts, time.Hour)
+			e.rpcs()
+			ids := tc.run(t, e, tc.opts, old)
+			for _, l := range e.allLogs() {
+				for _, id := range append(ids, old) {
+					assert.NotContains(t, l, id, "a log line names a session")
+				}
+			}
+		})
+	}
+}
+
+func faultMemcacheDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("memcache", "", faultDown)
+	var added string
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		sess := st.Get(old)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginDatastore, SessionOrigin(st, old))
+			assert.Equal(t, 1, sess.Attr("n"))
+			sess.SetAttr("n", 2)
+		}
+		sess = session.NewSessionOptions(&session.SessOptions{Attrs: map[string]interface{}{"n": 10}})
+		st.Add(sess)
+		added = sess.ID()
+	})
+	assert.Equal(t, int64(2), e.rpcs()["datastore_v3.Put"], "the change and the new session are put")
+
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		sess := st.Get(old)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginDatastore, SessionOrigin(st, old))
+			assert.Equal(t, 2, sess.Attr("n"))
+		}
+		sess = st.Get(added)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginDatastore, SessionOrigin(st, added))
+			assert.Equal(t, 10, sess.Attr("n"))
+		}
+	})
+	assert.Zero(t, e.rpcs()["datastore_v3.Put"], "unchanged sessions are not put again")
+	assert.NotEmpty(t, e.logged("ERROR", LogID(old), "memcache get failed"))
+	assert.NotEmpty(t, e.logged("ERROR", "saving", "to memcache failed"))
+	assert.Empty(t, e.logged("datastore"), "the Datastore worked")
+
+	// Memcache comes back with the copy it held before the outage: it
+	// serves that until the item is rewritten, evicted or expires. The
+	// store cannot correct it without a Datastore read per request.
+	e.srv.FailNext("memcache", "", 0)
+	sess, origin := faultGet(t, e, o, old)
+	require.NotNil(t, sess)
+	assert.Equal(t, OriginMemcache, origin)
+	assert.Equal(t, 1, sess.Attr("n"), "the pre-outage copy")
+	e.srv.FlushMemcache()
+	sess, _ = faultGet(t, e, o, old)
+	require.NotNil(t, sess)
+	assert.Equal(t, 2, sess.Attr("n"), "the Datastore kept the change made during the outage")
+	return []string{added}
+}
+
+func faultDatastoreDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("datastore_v3", "", faultDown)
+	unknown := session.NewSession().ID()
+	var added string
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		sess := st.Get(old)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginMemcache, SessionOrigin(st, old))
+			sess.SetAttr("n", 2)
+		}
+		assert.Nil(t, st.Get(unknown))
+		sess = session.NewSession()
+		st.Add(sess)
+		added = sess.ID()
+	})
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		sess := st.Get(old)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginMemcache, SessionOrigin(st, old))
+			assert.Equal(t, 2, sess.Attr("n"))
+		}
+		assert.NotNil(t, st.Get(added))
+		assert.Equal(t, OriginMemcache, SessionOrigin(st, added))
+	})
+	assert.Len(t, e.logged("ERROR", LogID(old), "to the datastore failed"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(added), "to the datastore failed"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(unknown), "datastore get failed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("memcache"), "Memcache worked")
+	return []string{unknown, added}
+}
+
+func faultBothDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("memcache", "", faultDown)
+	e.srv.FailNext("datastore_v3", "", faultDown)
+
+	// The classic app: its request completes and hands out a new session.
+	app := e.srv.Middleware(loadApp(o))
+	var code int
+	var body, given string
+	faultWithin(t, "a request to the app", func() {
+		code, body, given = loadDo(app, "sessid="+old, "/?op=inc")
+	})
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "1", body, "no session found, a new one was made")
+	assert.True(t, ValidID(given) && given != old, "a new session cookie: %q", given)
+
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		assert.Nil(t, st.Get(old))
+		assert.Nil(t, st.Get(given))
+		st.Add(session.NewSession())
+		st.Remove(session.NewSession())
+	})
+	assert.NotEmpty(t, e.logged("ERROR", "memcache"))
+	assert.NotEmpty(t, e.logged("ERROR", "datastore"))
+
+	e.srv.FailNext("memcache", "", 0)
+	e.srv.FailNext("datastore_v3", "", 0)
+	sess, _ := faultGet(t, e, o, old)
+	if assert.NotNil(t, sess, "what was stored before the outage is still there") {
+		assert.Equal(t, 1, sess.Attr("n"))
+	}
+	sess, _ = faultGet(t, e, o, given)
+	assert.Nil(t, sess, "the session handed out during the outage was never stored")
+	return []string{given}
+}
+
+func faultDatastoreSlow(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	const deadline = 100 * time.Millisecond
+	e.srv.SetLatency("datastore_v3", time.Hour)
+
+	// In Memcache: read and changed at once; the Datastore put gives up
+	// at the deadline and Close returns.
+	ctx, cancel := context.WithTimeout(e.ctx(), deadline)
+	faultRequest(t, ctx, o, func(st session.Store) {
+		sess := st.Get(old)
+		if assert.NotNil(t, sess) {
+			assert.Equal(t, OriginMemcache, SessionOrigin(st, old))
+			sess.SetAttr("n", 2)
+		}
+	})
+	cancel()
+	assert.Len(t, e.logged("ERROR", LogID(old), "to the datastore failed", "deadline exceeded"), 1, "%v", e.allLogs())
+	assert.Equal(t, int64(1), e.rpcs()["datastore_v3.Put"], "a timed-out put is not retried")
+	sess, _ := faultGet(t, e, o, old)
+	if assert.NotNil(t, sess) {
+		assert.Equal(t, 2, sess.Attr("n"), "Memcache has the change")
+	}
+
+	// Only in the Datastore: Get gives up at the deadline.
+	e.srv.FlushMemcache()
+	ctx, cancel = context.WithTimeout(e.ctx(), deadline)
+	faultRequest(t, ctx, o, func(st session.Store) {
+		assert.Nil(t, st.Get(old))
+	})
+	cancel()
+	assert.Len(t, e.logged("ERROR", LogID(old), "datastore get failed", "deadline exceeded"), 1, "%v", e.allLogs())
+
+	// The classic app, on a request whose context has the deadline.
+	app := e.srv.Middleware(loadApp(o))
+	reqCtx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	faultWithin(t, "a request to the app", func() {
+		req := httptest.NewRequest("GET", "/?op=inc", nil).WithContext(reqCtx)
+		req.Header.Set("Cookie", "sessid="+old)
+		app.ServeHTTP(rec, req)
+	})
+	assert.Equal(t, http.StatusOK, rec.Code)
+	return nil
+}
+
+func faultEvictedMidRequest(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	other := e.newSession(o, time.Hour)
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		if sess := st.Get(old); assert.NotNil(t, sess) {
+			sess.SetAttr("n", 2)
+		}
+		assert.NotNil(t, st.Get(other)) // read only
+		e.srv.FlushMemcache()
+	})
+	sess, origin := faultGet(t, e, o, old)
+	if assert.NotNil(t, sess) {
+		assert.Equal(t, OriginMemcache, origin, "written back on Close")
+		assert.Equal(t, 2, sess.Attr("n"))
+	}
+	sess, origin = faultGet(t, e, o, other)
+	if assert.NotNil(t, sess) {
+		assert.Equal(t, OriginDatastore, origin)
+		assert.Equal(t, 1, sess.Attr("n"))
+	}
+	e.srv.FlushMemcache()
+	sess, _ = faultGet(t, e, o, old)
+	if assert.NotNil(t, sess) {
+		assert.Equal(t, 2, sess.Attr("n"), "the Datastore has the change too")
+	}
+	assert.Empty(t, e.logged("ERROR"))
+	return []string{other}
+}
+
+// A crash between the Memcache set and the Datastore put is modelled as a
+// put that never happens (it fails on every attempt), followed by Memcache
+// losing the item, as a restart or an eviction would make it.
+func faultCrashBeforePut(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	attempts := newConfig(o).retries
+	e.srv.FailNext("datastore_v3", "Put", attempts)
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		if sess := st.Get(old); assert.NotNil(t, sess) {
+			sess.SetAttr("n", 2)
+		}
+	})
+	e.srv.FailNext("datastore_v3", "Put", attempts)
+	added := e.newSession(o, time.Hour)
+	assert.Equal(t, int64(2*attempts), e.rpcs()["datastore_v3.Put"])
+	assert.Len(t, e.logged("ERROR", "to the datastore failed"), 2, "%v", e.allLogs())
+
+	// Before Memcache loses them, both are served, current.
+	sess, _ := faultGet(t, e, o, old)
+	if assert.NotNil(t, sess) {
+		assert.Equal(t, 2, sess.Attr("n"))
+	}
+	sess, _ = faultGet(t, e, o, added)
+	assert.NotNil(t, sess)
+
+	e.srv.FlushMemcache()
+	sess, origin := faultGet(t, e, o, old)
+	if assert.NotNil(t, sess, "the session survives") {
+		assert.Equal(t, OriginDatastore, origin)
+		assert.Equal(t, 1, sess.Attr("n"), "as of its last Datastore put: the change since is lost")
+	}
+	sess, _ = faultGet(t, e, o, added)
+	assert.Nil(t, sess, "a session never put in the Datastore is lost entirely")
+	return []string{added}
+}
+
+func faultRemoveDatastoreDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("datastore_v3", "", faultDown)
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		st.Remove(st.Get(old))
+		assert.Nil(t, st.Get(old))
+	})
+	assert.Len(t, e.logged("ERROR", LogID(old), "datastore delete failed"), 1, "%v", e.allLogs())
+	sess, _ := faultGet(t, e, o, old)
+	assert.Nil(t, sess, "gone while the Datastore is down")
+
+	e.srv.FailNext("datastore_v3", "", 0)
+	sess, origin := faultGet(t, e, o, old)
+	assert.NotNil(t, sess, "back once Memcache misses and the Datastore answers")
+	assert.Equal(t, OriginDatastore, origin)
+	return nil
+}
+
+// faultHookCtx returns an App Engine context whose calls of one
+// "service.Method" run before and after (either may be nil) around the
+// call, which aelocal serves as usual. Tests use it to force one
+// interleaving of concurrent requests.
+func faultHookCtx(e *testEnv, method string, before, after func()) context.Context {
+	return faultHookOn(e.ctx(), method, before, after)
+}
+
+// faultHookOn is faultHookCtx on a given App Engine context, so hooks can
+// be stacked.
+func faultHookOn(ctx context.Context, method string, before, after func()) context.Context {
+	return appengine.WithAPICallFunc(ctx, func(ctx context.Context, service, m string, in, out gproto.Message) error {
+		hooked := service+"."+m == method
+		if hooked && before != nil {
+			before()
+		}
+		err := appengine.APICall(ctx, service, m, in, out)
+		if hooked && after != nil {
+			after()
+		}
+		return err
+	})
+}
+
+// A read-only request that found a session in the Datastore puts it back
+// into Memcache on Close. If another request changed the session in the
+// meantime, that refill must not overwrite the newer copy: the read-only
+// request wrote nothing, so it is no "last writer".
+func TestReadOnlyRefillKeepsNewerWrite(t *testing.T) {
+	for _, o := range []*MemcacheStoreOptions{nil, {MergeConcurrentUpdates: true}} {
+		t.Run(fmt.Sprintf("merge=%v", o != nil), func(t *testing.T) {
+			e := newTestEnv(t)
+			id := e.newSession(o, time.Hour)
+			e.srv.FlushMemcache()
+
+			reader := NewMemcacheStoreOptions(e.ctx(), o)
+			require.NotNil(t, reader.Get(id)) // from the Datastore
+			e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
+			reader.Close()
+
+			var n interface{}
+			e.request(o, func(st session.Store) {
+				sess := st.Get(id)
+				n = sess.Attr("n")
+				sess.SetAttr("n", n.(int)+1)
+			})
+			assert.Equal(t, 2, n, "the change survives the reader's refill")
+			e.srv.FlushMemcache()
+			e.request(o, func(st session.Store) { n = st.Get(id).Attr("n") })
+			assert.Equal(t, 3, n, "and the next change builds on it, in the Datastore too")
+		})
+	}
+}
+
+// Without MergeConcurrentUpdates the last writer wins, as in the original
+// package, but each request's Memcache set and Datastore put are separate
+// calls, so the two tiers may disagree on which request was last: here A
+// sets Memcache first and puts to the Datastore last. Memcache shows B's
+// version; once Memcache forgets the session, A's comes back. This pins
+// the behaviour documented in RELIABILITY.md.
+func TestLastWriterMayDifferPerTier(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.newSession(nil, time.Hour)
+
+	reached, release, setDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once, setOnce atomic.Bool
+	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
+		if once.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+	}, nil)
+	ctxA = faultHookOn(ctxA, "memcache.Set", nil, func() {
+		if setOnce.CompareAndSwap(false, true) {
+			close(setDone)
+		}
+	})
+	a := NewMemcacheStore(ctxA)
+	b := NewMemcacheStore(e.ctx())
+	a.Get(id).SetAttr("n", "A")
+	b.Get(id).SetAttr("n", "B")
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		a.Close()
+	}()
+	<-reached // A's put waits
+	<-setDone // and its Memcache set is done
+	b.Close()
+	close(release)
+	<-aDone
+
+	sess, origin := faultGet(t, e, nil, id)
+	require.NotNil(t, sess)
+	assert.Equal(t, OriginMemcache, origin)
+	assert.Equal(t, "B", sess.Attr("n"))
+	e.srv.FlushMemcache()
+	sess, origin = faultGet(t, e, nil, id)
+	require.NotNil(t, sess)
+	assert.Equal(t, OriginDatastore, origin)
+	assert.Equal(t, "A", sess.Attr("n"))
+}
+
+// With MergeConcurrentUpdates, two requests that both found the session in
+// the Datastore (Memcache had evicted it) and changed different attributes
+// must both keep their change, as when they found it in Memcache.
+func TestMergeAfterEvictionKeepsBothChanges(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	e.srv.FlushMemcache()
+
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	a.Close()
+	b.Close()
+
+	for _, tier := range []string{"memcache", "datastore"} {
+		if tier == "datastore" {
+			e.srv.FlushMemcache()
+		}
+		e.request(o, func(st session.Store) {
+			sess := st.Get(id)
+			require.NotNil(t, sess)
+			assert.Equal(t, "from A", sess.Attr("a"), tier)
+			assert.Equal(t, "from B", sess.Attr("b"), tier)
+		})
+	}
+}
+
+// With MergeConcurrentUpdates, the Datastore must end up with the merged
+// version, whatever order the two requests' Datastore puts land in.
+// Here A wins the compare-and-swap, B merges A's change into its own, and
+// B's put lands before A's (A's instance is slower to reach the
+// Datastore): A's older version overwrites the merged one.
+func TestMergeDatastoreKeepsMergedVersion(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
+		if once.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+	}, nil)
+	a := NewMemcacheStoreOptions(ctxA, o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		a.Close() // wins the compare-and-swap, then its put waits
+	}()
+	<-reached
+	b.Close() // conflicts, merges, puts the merged version
+	close(release)
+	<-aDone
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"), "memcache")
+		assert.Equal(t, "from B", sess.Attr("b"), "memcache")
+	})
+	e.srv.FlushMemcache()
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"), "datastore")
+		assert.Equal(t, "from B", sess.Attr("b"), "datastore")
+	})
+}
+
+// With MergeConcurrentUpdates, a request whose compare-and-swap keeps
+// failing because another request writes after each of its reloads gives
+// up after Retries+2 attempts. It must not then save over the other
+// request's changes: B's latest change stands, and A's loss is logged.
+func TestMergeGivesUpWithoutOverwriting(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+
+	bWrites := 0
+	bWrite := func() {
+		bWrites++
+		e.request(o, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+	}
+	gets := 0
+	ctxA := faultHookCtx(e, "memcache.Get", nil, func() {
+		gets++
+		bWrite() // after each of A's (re)loads, B writes again
+	})
+	a := NewMemcacheStoreOptions(ctxA, o)
+	a.Get(id).SetAttr("a", "from A")
+	a.Close()
+	require.Greater(t, gets, 1, "A had to reload")
+	assert.Len(t, e.logged("ERROR", LogID(id), "kept changing", "were not saved"), 1, "%v", e.allLogs())
+
+	for _, tier := range []string{"memcache", "datastore"} {
+		if tier == "datastore" {
+			e.srv.FlushMemcache()
+		}
+		e.request(o, func(st session.Store) {
+			sess := st.Get(id)
+			require.NotNil(t, sess)
+			assert.Nil(t, sess.Attr("a"), tier)
+			assert.Equal(t, bWrites, sess.Attr("b"), "%s: B's latest change survives", tier)
+		})
+	}
+}
+
+// Security: cookie values reach the store unchecked by icza/session. A
+// malformed or oversized one must be a miss that costs no RPC, panics
+// nowhere, is not logged, and leaves the new-session flow working.
+func TestMalformedCookieValues(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	app := e.srv.Middleware(loadApp(nil))
+	cookies := []string{
+		"sessid=" + strings.Repeat("A", 4096),
+		"sessid=" + strings.Repeat("A", 64<<10),
+		"sessid=" + strings.Repeat("A", 260),
+		"sessid=AAAA.AAAA.AAAA.AAAA.AAAA",
+		"sessid=AAAAAAAAAAAAAAAAAAAAAAA",  // 23 characters
+		"sessid=AAAAAAAAAAAAAAAAAAAA/+==", // standard, not URL, base64
+		`sessid="AAAAAAAA AAAAAAAAAAAAAAA"`,
+		"sessid=AAAAAAAAAAAAAAAAAAAAAAA\x00",
+		"sessid=AAAAAAAAAAAAAAAAAAAAAAA\x7f",
+		"sessid=%41%41%41%41%41%41%41%41",
+		"sessid=../../../../etc/passwd",
+		"sessid=\xc3\x81AAAAAAAAAAAAAAAAAAAAAAA",
+		"sessid=AAAAAAAAAAAAAAAAAAAA=AAA",
+		"sessid=",
+		"sessid",
+		"sessid=short; sessid=ZnV6ei1zZXNzaW9uLWlkLTE2", // the first one counts
+		strings.Repeat("x=y; ", 10000) + "sessid=AA",
+	}
+	for i, cookie := range cookies {
+		e.rpcs()
+		var code int
+		var body, id string
+		faultWithin(t, fmt.Sprintf("request %d", i), func() { code, body, id = loadDo(app, cookie, "/?op=new") })
+		require.Equal(t, http.StatusOK, code, "cookie %d", i)
+		assert.Equal(t, "0", body, "cookie %d: a new session", i)
+		assert.Equal(t, map[string]int64{"memcache.Set": 1, "datastore_v3.Put": 1}, e.rpcs(),
+			"cookie %d: no lookup, only the new session's writes", i)
+
+		_, body, again := loadDo(app, "sessid="+id, "/?op=inc")
+		assert.Equal(t, "1", body, "cookie %d: the new session works", i)
+		assert.Empty(t, again)
+	}
+	for _, l := range e.allLogs() {
+		assert.NotContains(t, l, "AAAAAAAA")
+		assert.NotContains(t, l, "passwd")
+	}
+}
+
+// Security: a store's memory grows only with the sessions a request
+// actually reached. Invalid IDs are refused without an allocation (so
+// nothing is retained) and without an RPC; unknown IDs are not remembered.
+func TestStoreMemoryIsBounded(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	known := []string{e.newSession(nil, time.Hour), e.newSession(nil, time.Hour)}
+	invalid := make([]string, 10000)
+	for i := range invalid {
+		invalid[i] = fmt.Sprintf("%0*d*", 8+i%300, i) // every length from 9 to 308, none valid
+	}
+	st := NewMemcacheStore(e.ctx())
+	ms := st.(*memcacheStore)
+	size := func() (int, int) {
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		return len(ms.sessions), len(ms.removed)
+	}
+	e.rpcs()
+
+	i := 0
+	allocs := testing.AllocsPerRun(len(invalid)-1, func() {
+		if st.Get(invalid[i]) != nil {
+			t.Fatal("found")
+		}
+		i++
+	})
+	assert.Zero(t, allocs, "allocations per Get of an invalid ID")
+	assert.Empty(t, e.rpcs())
+	n, r := size()
+	assert.Zero(t, n+r, "nothing remembered")
+
+	for i := 0; i < 1000; i++ {
+		assert.Nil(t, st.Get(session.NewSession().ID()))
+	}
+	stats := e.rpcs()
+	assert.Equal(t, int64(1000), stats["memcache.Get"])
+	n, r = size()
+	assert.Zero(t, n+r, "unknown IDs are not remembered")
+
+	for _, id := range known {
+		require.NotNil(t, st.Get(id))
+	}
+	n, _ = size()
+	assert.Equal(t, len(known), n, "only the sessions found")
+	st.Close()
+	assert.Empty(t, e.logged("ERROR"))
+}
