@@ -37,9 +37,9 @@ func (s *memcacheStore) loadDatastore(id string) *entry {
 		s.deleteDatastore(id)
 		return nil
 	}
-	sess, err := s.decode(ent.Value)
-	if err != nil || sess.ID() != id {
-		s.logf(levelError, "%s: datastore holds a value that does not decode to this session (%d bytes): %v", logID(id), len(ent.Value), err)
+	sess, err := s.decodeSession(id, ent.Value)
+	if err != nil {
+		s.logf(levelError, "%s: datastore holds a value that is not this session (%d bytes): %v", logID(id), len(ent.Value), err)
 		return nil
 	}
 	s.refillMemcache(id, ent)

@@ -35,7 +35,7 @@ handler and close it at the end; Close writes back what the request changed:
 Get looks in the store's own per-request cache, then in Memcache (key:
 KeyPrefix + session ID), then in the Datastore (kind DSEntityName, key name
 the session ID). A session found only in the Datastore is put back into
-Memcache on Close. An expired Datastore entity is deleted and reported as
+Memcache at once, unless another request has put a copy there meanwhile. An expired Datastore entity is deleted and reported as
 no session.
 
 Close writes a session back only when it needs it: when it is new, when

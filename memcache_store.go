@@ -58,7 +58,7 @@ type memcacheStore struct {
 
 	mu       sync.Mutex
 	sessions map[string]*entry // accessed in this request, written on Close
-	removed  map[string]bool   // removed in this request: Get must not resurrect
+	absent   map[string]bool   // removed or not found in this request
 	closed   bool
 }
 
@@ -99,7 +99,7 @@ func (s *memcacheStore) Get(id string) session.Session {
 		}
 		return e.sess
 	}
-	if s.removed[id] || !ValidID(id) {
+	if s.absent[id] || !ValidID(id) {
 		return nil
 	}
 
@@ -108,11 +108,22 @@ func (s *memcacheStore) Get(id string) session.Session {
 		e = s.loadDatastore(id)
 	}
 	if e == nil {
+		// Asking again in this request would cost the same RPCs for the
+		// same answer.
+		s.markAbsent(id)
 		return nil
 	}
 	e.sess.Access()
 	s.sessions[id] = e
 	return e.sess
+}
+
+// markAbsent remembers that the session does not exist for this request.
+func (s *memcacheStore) markAbsent(id string) {
+	if s.absent == nil {
+		s.absent = make(map[string]bool, 1)
+	}
+	s.absent[id] = true
 }
 
 // loadMemcache looks the session up in Memcache. Any failure is a miss
@@ -129,9 +140,9 @@ func (s *memcacheStore) loadMemcache(id string) *entry {
 		}
 		return nil
 	}
-	sess, err := s.decode(item.Value)
-	if err != nil || sess.ID() != id {
-		s.logf(levelError, "%s: memcache holds a value that does not decode to this session (%d bytes): %v", logID(id), len(item.Value), err)
+	sess, err := s.decodeSession(id, item.Value)
+	if err != nil {
+		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %v", logID(id), len(item.Value), err)
 		return nil
 	}
 	e := &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
@@ -142,6 +153,15 @@ func (s *memcacheStore) loadMemcache(id string) *entry {
 		}
 	}
 	return e
+}
+
+// decodeSession decodes the stored value of the session with the given ID.
+func (s *memcacheStore) decodeSession(id string, b []byte) (session.Session, error) {
+	sess, err := s.decode(b)
+	if err == nil && sess.ID() != id {
+		return nil, fmt.Errorf("it decodes to another session (%s)", logID(sess.ID()))
+	}
+	return sess, err
 }
 
 // decode unmarshals a stored session. The codec works on values from
@@ -178,7 +198,7 @@ func (s *memcacheStore) Add(sess session.Session) {
 		s.logf(levelError, "%s: session not added: its ID (%d characters) is outside what Get accepts; see ValidID (IDLength must be 6 to 192)", logID(id), len(id))
 		return
 	}
-	delete(s.removed, id)
+	delete(s.absent, id)
 	e := &entry{sess: sess, origin: OriginNew, added: true}
 	s.sessions[id] = e
 	s.logf(levelInfo, "%s: session added", logID(id))
@@ -195,10 +215,7 @@ func (s *memcacheStore) Remove(sess session.Session) {
 	defer s.mu.Unlock()
 	id := sess.ID()
 	delete(s.sessions, id)
-	if s.removed == nil {
-		s.removed = make(map[string]bool, 1)
-	}
-	s.removed[id] = true
+	s.markAbsent(id)
 
 	var wg sync.WaitGroup
 	if !s.cfg.onlyMemcache {

@@ -402,7 +402,7 @@ func TestCorruptStoredValues(t *testing.T) {
 		require.NotNil(t, sess, "the datastore copy is still good")
 		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
 	})
-	assert.Len(t, e.logged("ERROR", LogID(id), "memcache holds a value that does not decode"), 1)
+	assert.Len(t, e.logged("ERROR", LogID(id), "memcache holds a value that is not this session"), 1)
 
 	require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: id, Value: []byte{}}))
 	_, err := datastore.Put(e.ctx(), datastore.NewKey(e.ctx(), "sess_", id, 0, nil), &SessEntity{Expires: time.Now().Add(time.Hour), Value: []byte{0xff, 0x00}})
@@ -410,7 +410,7 @@ func TestCorruptStoredValues(t *testing.T) {
 	e.request(nil, func(st session.Store) {
 		assert.Nil(t, st.Get(id))
 	})
-	assert.Len(t, e.logged("ERROR", LogID(id), "datastore holds a value that does not decode"), 1)
+	assert.Len(t, e.logged("ERROR", LogID(id), "datastore holds a value that is not this session"), 1)
 
 	// Another session's bytes under this ID are not this session.
 	other := e.newSession(&MemcacheStoreOptions{OnlyMemcache: true}, time.Hour)
@@ -432,4 +432,18 @@ func TestAddRefusesIDsGetWouldNotAccept(t *testing.T) {
 	})
 	assert.Empty(t, e.rpcs())
 	assert.Len(t, e.logged("ERROR", "session not added", "IDLength"), 1, "%v", e.allLogs())
+}
+
+// A miss is remembered for the rest of the request: asking again costs no
+// RPC, and Add still works.
+func TestMissIsRememberedWithinARequest(t *testing.T) {
+	e := newTestEnv(t)
+	id := session.NewSession().ID()
+	e.rpcs()
+	e.request(nil, func(st session.Store) {
+		for i := 0; i < 3; i++ {
+			assert.Nil(t, st.Get(id))
+		}
+	})
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1}, e.rpcs())
 }
