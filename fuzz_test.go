@@ -25,9 +25,9 @@ import (
 
 // fuzzResetLogs forgets the log lines captured so far.
 func fuzzResetLogs(e *testEnv) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.logs = nil
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	e.logs.lines = nil
 }
 
 // Get with an arbitrary ID (a cookie value, for all the store knows):

@@ -2,7 +2,6 @@ package gaesession
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +17,9 @@ import (
 // counts, the store's log lines, and a clock shared by the store and the
 // server.
 type testEnv struct {
-	t   testing.TB
-	srv *aelocal.Server
-
-	mu   sync.Mutex
-	logs []string
+	t    testing.TB
+	srv  *aelocal.Server
+	logs *logCapture
 }
 
 func newTestEnv(t testing.TB) *testEnv {
@@ -39,40 +36,50 @@ func newTestEnv(t testing.TB) *testEnv {
 	return e
 }
 
-// captureLogs records the store's log lines for the rest of the test. Tests
-// that call it must not run in parallel: the hook is process-wide.
-func (e *testEnv) captureLogs() {
-	hook := func(level int, msg string) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		e.logs = append(e.logs, fmt.Sprintf("%s %s", levelNames[level], msg))
-	}
-	prev := logHook.Swap(&hook)
-	e.t.Cleanup(func() { logHook.Store(prev) })
+// logCapture records the package's log lines.
+type logCapture struct {
+	mu    sync.Mutex
+	lines []string
 }
 
-// logged returns the captured log lines that contain every one of words.
-func (e *testEnv) logged(words ...string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// captureLogs records the package's log lines for the rest of the test.
+// Tests that call it must not run in parallel: the hook is process-wide.
+func captureLogs(t testing.TB) *logCapture {
+	l := &logCapture{}
+	hook := func(level int, msg string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, levelNames[level]+" "+msg)
+	}
+	prev := logHook.Swap(&hook)
+	t.Cleanup(func() { logHook.Store(prev) })
+	return l
+}
+
+// with returns the captured lines that contain every one of words; all of
+// them without words.
+func (l *logCapture) with(words ...string) []string {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []string
 next:
-	for _, l := range e.logs {
+	for _, line := range l.lines {
 		for _, w := range words {
-			if !strings.Contains(l, w) {
+			if !strings.Contains(line, w) {
 				continue next
 			}
 		}
-		out = append(out, l)
+		out = append(out, line)
 	}
 	return out
 }
 
-func (e *testEnv) allLogs() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.logs...)
-}
+func (e *testEnv) captureLogs()                    { e.logs = captureLogs(e.t) }
+func (e *testEnv) logged(words ...string) []string { return e.logs.with(words...) }
+func (e *testEnv) allLogs() []string               { return e.logs.with() }
 
 // ctx returns an App Engine context whose calls the server answers.
 func (e *testEnv) ctx() context.Context {

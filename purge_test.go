@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,15 +20,7 @@ import (
 // The purge tests share no state but the log hook; none of them is
 // parallel.
 
-func newPurgeServer(t testing.TB) *aelocal.Server {
-	t.Helper()
-	srv, err := aelocal.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
+func newPurgeServer(t testing.TB) *aelocal.Server { return newTestEnv(t).srv }
 
 // purgeCtx returns an App Engine context whose calls srv serves.
 func purgeCtx(srv *aelocal.Server) context.Context {
@@ -138,47 +129,10 @@ func callPurge(t testing.TB, srv *aelocal.Server, h http.HandlerFunc, header map
 	return r
 }
 
-// purgeLogs captures log lines for the rest of the test.
-type purgeLogs struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func capturePurgeLogs(t *testing.T) *purgeLogs {
-	l := &purgeLogs{}
-	hook := func(level int, msg string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, levelNames[level]+" "+msg)
-	}
-	prev := logHook.Swap(&hook)
-	t.Cleanup(func() { logHook.Store(prev) })
-	return l
-}
-
-// with returns the lines that contain every one of words.
-func (l *purgeLogs) with(words ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-next:
-	for _, line := range l.lines {
-		for _, w := range words {
-			if !strings.Contains(line, w) {
-				continue next
-			}
-		}
-		out = append(out, line)
-	}
-	return out
-}
-
-// assertNoIDs fails if a log line names a session.
-func (l *purgeLogs) assertNoIDs(t *testing.T) {
+// assertNoPurgeIDs fails if a log line names a session.
+func assertNoPurgeIDs(t *testing.T, l *logCapture) {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, line := range l.lines {
+	for _, line := range l.with() {
 		if strings.Contains(line, "expired-") || strings.Contains(line, "live-") {
 			t.Errorf("log line names a session: %s", line)
 		}
@@ -219,7 +173,7 @@ func TestPurgeDeletesExpiredKeepsLive(t *testing.T) {
 			exp := purgePutSessions(t, ctx, "sess_", "expired", expired, now.Add(-time.Second))
 			liv := purgePutSessions(t, ctx, "sess_", "live", live, now.Add(time.Hour))
 			srv.ResetStats()
-			logs := capturePurgeLogs(t)
+			logs := captureLogs(t)
 
 			r := callPurge(t, srv, PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{BatchSize: batch}), nil, nil)
 			purgeWantResponse(t, r, true, expired, 0)
@@ -244,7 +198,7 @@ func TestPurgeDeletesExpiredKeepsLive(t *testing.T) {
 			if got := logs.with("INFO", "deleted 2000 expired sessions, 0 failed", "completed: true"); len(got) != 1 {
 				t.Errorf("summary lines: %q", logs.with())
 			}
-			logs.assertNoIDs(t)
+			assertNoPurgeIDs(t, logs)
 		})
 	}
 }
@@ -368,7 +322,7 @@ func TestPurgeQueryError(t *testing.T) {
 	ctx := purgeCtx(srv)
 	keys := purgePutSessions(t, ctx, "sess_", "expired", 300, time.Now().Add(-time.Second))
 	srv.ResetStats()
-	logs := capturePurgeLogs(t)
+	logs := captureLogs(t)
 
 	srv.FailNext("datastore_v3", "RunQuery", 1)
 	r := callPurge(t, srv, PurgeExpiredSessFromDSFunc(""), nil, nil)
@@ -400,7 +354,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 		ctx := purgeCtx(srv)
 		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, time.Now().Add(-time.Second))
 		srv.ResetStats()
-		logs := capturePurgeLogs(t)
+		logs := captureLogs(t)
 
 		// One transient failure: the batch is sent again and goes through.
 		srv.FailNext("datastore_v3", "Delete", 1)
@@ -413,7 +367,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 		if n := purgeExisting(t, ctx, keys); n != 0 {
 			t.Errorf("%d expired sessions left", n)
 		}
-		logs.assertNoIDs(t)
+		assertNoPurgeIDs(t, logs)
 	})
 
 	t.Run("given up", func(t *testing.T) {
@@ -422,7 +376,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, time.Now().Add(-time.Second))
 		live := purgePutSessions(t, ctx, "sess_", "live", 100, time.Now().Add(time.Hour))
 		srv.ResetStats()
-		logs := capturePurgeLogs(t)
+		logs := captureLogs(t)
 
 		// The first batch fails twice, more than the one retry: it is
 		// counted as failed, and the purge goes on with the next batches,
@@ -453,7 +407,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 		if n := purgeExisting(t, ctx, live); n != 100 {
 			t.Errorf("%d live sessions left, want 100", n)
 		}
-		logs.assertNoIDs(t)
+		assertNoPurgeIDs(t, logs)
 	})
 }
 
