@@ -447,3 +447,35 @@ func TestMissIsRememberedWithinARequest(t *testing.T) {
 	})
 	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1}, e.rpcs())
 }
+
+// Several changed sessions in one store go out in one SetMulti and one
+// PutMulti.
+func TestSeveralSessionsAreWrittenInOneBatch(t *testing.T) {
+	e := newTestEnv(t)
+	ids := []string{e.newSession(nil, time.Hour), e.newSession(nil, time.Hour), e.newSession(nil, time.Hour)}
+	e.rpcs()
+	e.request(nil, func(st session.Store) {
+		for _, id := range ids {
+			st.Get(id).SetAttr("n", 2)
+		}
+	})
+	assert.Equal(t, map[string]int64{"memcache.Get": 3, "memcache.Set": 1, "datastore_v3.Put": 1}, e.rpcs())
+	e.srv.FlushMemcache()
+	e.request(nil, func(st session.Store) {
+		for _, id := range ids {
+			assert.Equal(t, 2, st.Get(id).Attr("n"))
+		}
+	})
+}
+
+// Remove deletes from Memcache and the Datastore.
+func TestRemoveDeletesBothTiers(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.newSession(nil, time.Hour)
+	e.rpcs()
+	e.request(nil, func(st session.Store) { st.Remove(st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "memcache.Delete": 1, "datastore_v3.Delete": 1}, e.rpcs())
+	_, err := memcache.Get(e.ctx(), id)
+	assert.Equal(t, memcache.ErrCacheMiss, err)
+	assert.Equal(t, datastore.ErrNoSuchEntity, datastore.Get(e.ctx(), datastore.NewKey(e.ctx(), "sess_", id, 0, nil), &SessEntity{}))
+}
