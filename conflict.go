@@ -98,6 +98,12 @@ func (s *memcacheStore) compareAndSwap(e *entry, item *memcache.Item) ([]byte, b
 			s.logf(levelError, "%s: reloading a concurrently updated session failed: %v", logID(id), err)
 			return item.Value, true
 		}
+		if bytes.Equal(fresh.Value, e.loaded) {
+			// Memcache holds the very copy this request loaded (put back
+			// there after a Datastore load): no one else wrote it.
+			cur = fresh
+			continue
+		}
 		merged, err := s.decode(fresh.Value)
 		if err != nil || merged.ID() != id {
 			cur = fresh // unreadable: overwrite it, as without merging

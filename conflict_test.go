@@ -91,3 +91,16 @@ func TestMergeAfterEvictionAddsTheSession(t *testing.T) {
 		assert.Equal(t, 2, sess.Attr("n"))
 	})
 }
+
+// A session found in the Datastore is put back into Memcache by the request
+// itself; its own copy there is no concurrent update to merge with.
+func TestMergeAfterDatastoreLoadIsNoConflict(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	e.srv.FlushMemcache()
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
+	assert.Empty(t, e.logged("WARNING"), "no merge reported")
+	e.request(o, func(st session.Store) { assert.Equal(t, 2, st.Get(id).Attr("n")) })
+}
