@@ -54,21 +54,25 @@ type Server struct {
 // appengine/v2 reads the application ID from there and refuses to build
 // keys without one.
 func NewServer() (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("aelocal: listen: %w", err)
-	}
-	return Serve(ln)
+	return NewServerOptions(nil)
 }
 
 // Serve starts a Server on a listener the caller opened, for example on
 // 127.0.0.1:10001, App Engine's default API port. The Server owns ln from
 // now on and closes it in Close.
 func Serve(ln net.Listener) (*Server, error) {
+	return serve(ln, &Options{})
+}
+
+// serve starts a Server on ln configured by o.
+func serve(ln net.Listener, o *Options) (*Server, error) {
 	if os.Getenv("GAE_APPLICATION") == "" {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if o.MemcacheLimit > 0 {
+		s.SetMemcacheLimit(o.MemcacheLimit)
+	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
 	mux := http.NewServeMux()

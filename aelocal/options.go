@@ -1,0 +1,36 @@
+package aelocal
+
+import (
+	"fmt"
+	"net"
+)
+
+// Options configures a Server started with NewServerOptions. Every field is
+// optional; the zero value starts what NewServer starts: a server on
+// 127.0.0.1 at a free port that keeps everything in memory.
+type Options struct {
+	// Addr is the host:port to listen on; default "127.0.0.1:0", a free
+	// port on the loopback interface.
+	Addr string
+
+	// MemcacheLimit is the memcache memory cap in bytes; default
+	// DefaultMemcacheLimit. See SetMemcacheLimit.
+	MemcacheLimit int64
+}
+
+// NewServerOptions starts a Server configured by o; nil o means the
+// defaults, as NewServer.
+func NewServerOptions(o *Options) (*Server, error) {
+	if o == nil {
+		o = &Options{}
+	}
+	addr := o.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("aelocal: listen: %w", err)
+	}
+	return serve(ln, o)
+}
