@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,8 +114,11 @@ var faultMatrix = []faultCase{
 		faultCrashBeforePut},
 	{"crash between memcache set and datastore put, async save", faultAsync, "same", faultCrashBeforePut},
 	{"datastore down during Remove", nil,
-		"the session leaves Memcache but stays in the Datastore: once Memcache forgets it, it is found again",
+		"the tombstone keeps the session out while it lives (Timeout + 1 minute, past the entity's deadline); only if Memcache evicts it sooner is the entity the delete missed found again",
 		faultRemoveDatastoreDown},
+	{"memcache refuses the tombstone during Remove", nil,
+		"logged as \"logout incomplete\" and reported by SaveError; the Datastore entity is deleted, but Memcache's copy is served until evicted or idle for its Timeout",
+		faultRemoveMemcacheDown},
 }
 
 func TestFaultMatrix(t *testing.T) {
@@ -165,7 +169,8 @@ func faultMemcacheDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old st
 	assert.Zero(t, e.rpcs()["datastore_v3.Put"], "unchanged sessions are not put again")
 	assert.NotEmpty(t, e.logged("ERROR", LogID(old), "memcache get failed"))
 	assert.NotEmpty(t, e.logged("ERROR", "saving", "to memcache failed"))
-	assert.Empty(t, e.logged("datastore"), "the Datastore worked")
+	assert.Empty(t, e.logged("datastore get failed"), "the Datastore worked")
+	assert.Empty(t, e.logged("to the datastore failed"), "the Datastore worked")
 
 	// Memcache comes back with the copy it held before the outage: it
 	// serves that until the item is rewritten, evicted or expires. The
@@ -248,41 +253,92 @@ func faultBothDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string
 	return []string{given}
 }
 
+// expiringCtx is a context whose deadline passes when expire is called,
+// not after a span of real time, so that a test of deadlines does not
+// depend on how fast a loaded machine runs the calls before it.
+type expiringCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiringCtx(parent context.Context) *expiringCtx {
+	return &expiringCtx{Context: parent, done: make(chan struct{})}
+}
+
+func (c *expiringCtx) Done() <-chan struct{} { return c.done }
+
+func (c *expiringCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
+
+// expireOnCall returns a context that expires as soon as aelocal has
+// received the first call of method (it counts the call, then waits for
+// the latency injected on it, during which the deadline passes). The
+// goroutine that watches for the call ends with the test.
+func expireOnCall(t *testing.T, e *testEnv, parent context.Context, method string) context.Context {
+	ctx := newExpiringCtx(parent)
+	before := e.srv.Stats()[method]
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if e.srv.Stats()[method] > before {
+					ctx.expire()
+					return
+				}
+			}
+		}
+	}()
+	return ctx
+}
+
 func faultDatastoreSlow(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
-	const deadline = 100 * time.Millisecond
 	e.srv.SetLatency("datastore_v3", time.Hour)
 
 	// In Memcache: read and changed at once; the Datastore put gives up
-	// at the deadline and Close returns.
-	ctx, cancel := context.WithTimeout(e.ctx(), deadline)
-	faultRequest(t, ctx, o, func(st session.Store) {
+	// at the deadline and Close returns. By default the Memcache write
+	// follows the put (see tombstone.go), so past the deadline it cannot
+	// be made either: the change is lost, and both failures are logged.
+	faultRequest(t, expireOnCall(t, e, e.ctx(), "datastore_v3.Put"), o, func(st session.Store) {
 		sess := st.Get(old)
 		if assert.NotNil(t, sess) {
 			assert.Equal(t, OriginMemcache, SessionOrigin(st, old))
 			sess.SetAttr("n", 2)
 		}
 	})
-	cancel()
 	assert.Len(t, e.logged("ERROR", LogID(old), "to the datastore failed", "deadline exceeded"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "to memcache failed", "deadline exceeded"), 1, "%v", e.allLogs())
 	assert.Equal(t, int64(1), e.rpcs()["datastore_v3.Put"], "a timed-out put is not retried")
 	sess, _ := faultGet(t, e, o, old)
 	if assert.NotNil(t, sess) {
-		assert.Equal(t, 2, sess.Attr("n"), "Memcache has the change")
+		assert.Equal(t, 1, sess.Attr("n"), "the stored copies are as before")
 	}
 
 	// Only in the Datastore: Get gives up at the deadline.
 	e.srv.FlushMemcache()
-	ctx, cancel = context.WithTimeout(e.ctx(), deadline)
-	faultRequest(t, ctx, o, func(st session.Store) {
+	faultRequest(t, expireOnCall(t, e, e.ctx(), "datastore_v3.Get"), o, func(st session.Store) {
 		assert.Nil(t, st.Get(old))
 	})
-	cancel()
 	assert.Len(t, e.logged("ERROR", LogID(old), "datastore get failed", "deadline exceeded"), 1, "%v", e.allLogs())
 
-	// The classic app, on a request whose context has the deadline.
+	// The classic app, on a request whose context reaches its deadline
+	// during the Datastore get.
 	app := e.srv.Middleware(loadApp(o))
-	reqCtx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
+	reqCtx := expireOnCall(t, e, context.Background(), "datastore_v3.Get")
 	rec := httptest.NewRecorder()
 	faultWithin(t, "a request to the app", func() {
 		req := httptest.NewRequest("GET", "/?op=inc", nil).WithContext(reqCtx)
@@ -357,19 +413,60 @@ func faultCrashBeforePut(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old 
 }
 
 func faultRemoveDatastoreDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	clock := e.fakeClock()
 	e.srv.FailNext("datastore_v3", "", faultDown)
 	faultRequest(t, e.ctx(), o, func(st session.Store) {
 		st.Remove(st.Get(old))
 		assert.Nil(t, st.Get(old))
+		assert.Error(t, SaveError(st))
 	})
-	assert.Len(t, e.logged("ERROR", LogID(old), "datastore delete failed"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "removing the session from the datastore failed"), 1, "%v", e.allLogs())
 	sess, _ := faultGet(t, e, o, old)
 	assert.Nil(t, sess, "gone while the Datastore is down")
 
 	e.srv.FailNext("datastore_v3", "", 0)
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess, "the tombstone keeps it out once the Datastore answers again")
+
+	// The window: Memcache evicts the tombstone while the entity the
+	// delete missed is still within its idle deadline.
+	e.srv.FlushMemcache()
 	sess, origin := faultGet(t, e, o, old)
-	assert.NotNil(t, sess, "back once Memcache misses and the Datastore answers")
+	assert.NotNil(t, sess, "found again in the Datastore")
 	assert.Equal(t, OriginDatastore, origin)
+
+	// A tombstone that is not evicted outlives the entity's deadline.
+	clock.Advance(tombstoneTTL(time.Hour) - time.Second)
+	e.request(o, func(st session.Store) { st.Remove(st.Get(old)) }) // a tombstone again
+	e.srv.FailNext("datastore_v3", "", 0)
+	clock.Advance(time.Hour + time.Minute)
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess)
+	return nil
+}
+
+func faultRemoveMemcacheDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("memcache", "Set", faultDown)
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		st.Remove(st.Get(old))
+		err := SaveError(st)
+		if assert.Error(t, err) {
+			assert.Contains(t, err.Error(), "removing the session from memcache")
+			assert.NotContains(t, err.Error(), old)
+		}
+	})
+	assert.Len(t, e.logged("ERROR", LogID(old), "logout incomplete", "memcache refused"), 1, "%v", e.allLogs())
+	assert.Equal(t, int64(newConfig(o).retries), e.rpcs()["memcache.Set"], "the tombstone was tried Retries times")
+
+	// What remains: Memcache still holds the session's copy and serves it
+	// (the Datastore copy is gone) until it is evicted or goes idle.
+	e.srv.FailNext("memcache", "Set", 0)
+	sess, origin := faultGet(t, e, o, old)
+	assert.NotNil(t, sess, "still served from memcache")
+	assert.Equal(t, OriginMemcache, origin)
+	e.srv.FlushMemcache()
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess, "once evicted, nothing brings it back")
 	return nil
 }
 
@@ -428,28 +525,25 @@ func TestReadOnlyRefillKeepsNewerWrite(t *testing.T) {
 }
 
 // Without MergeConcurrentUpdates the last writer wins, as in the original
-// package, but each request's Memcache set and Datastore put are separate
+// package, but each request's Datastore put and Memcache write are separate
 // calls, so the two tiers may disagree on which request was last: here A
-// sets Memcache first and puts to the Datastore last. Memcache shows B's
-// version; once Memcache forgets the session, A's comes back. This pins
-// the behaviour documented in RELIABILITY.md.
+// puts first and writes Memcache last. Memcache shows A's version (its
+// compare-and-swap conflicts with B's write, and it overwrites it); once
+// Memcache forgets the session, B's comes back. This pins the behaviour
+// documented in RELIABILITY.md.
 func TestLastWriterMayDifferPerTier(t *testing.T) {
 	e := newTestEnv(t)
+	e.captureLogs()
 	id := e.newSession(nil, time.Hour)
 
-	reached, release, setDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	var once, setOnce atomic.Bool
-	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	ctxA := faultHookCtx(e, "memcache.Set", func() {
 		if once.CompareAndSwap(false, true) {
 			close(reached)
 			<-release
 		}
 	}, nil)
-	ctxA = faultHookOn(ctxA, "memcache.Set", nil, func() {
-		if setOnce.CompareAndSwap(false, true) {
-			close(setDone)
-		}
-	})
 	a := NewMemcacheStore(ctxA)
 	b := NewMemcacheStore(e.ctx())
 	a.Get(id).SetAttr("n", "A")
@@ -459,8 +553,7 @@ func TestLastWriterMayDifferPerTier(t *testing.T) {
 		defer close(aDone)
 		a.Close()
 	}()
-	<-reached // A's put waits
-	<-setDone // and its Memcache set is done
+	<-reached // A's put has landed; its Memcache write waits
 	b.Close()
 	close(release)
 	<-aDone
@@ -468,12 +561,13 @@ func TestLastWriterMayDifferPerTier(t *testing.T) {
 	sess, origin := faultGet(t, e, nil, id)
 	require.NotNil(t, sess)
 	assert.Equal(t, OriginMemcache, origin)
-	assert.Equal(t, "B", sess.Attr("n"))
+	assert.Equal(t, "A", sess.Attr("n"))
 	e.srv.FlushMemcache()
 	sess, origin = faultGet(t, e, nil, id)
 	require.NotNil(t, sess)
 	assert.Equal(t, OriginDatastore, origin)
-	assert.Equal(t, "A", sess.Attr("n"))
+	assert.Equal(t, "B", sess.Attr("n"))
+	assert.Empty(t, e.logged("ERROR"))
 }
 
 // With MergeConcurrentUpdates, two requests that both found the session in
