@@ -181,7 +181,9 @@ func TestIdleDeadlineIsExact(t *testing.T) {
 
 	e.srv.FlushMemcache() // the Datastore's deadline is the exact one
 	clock.Advance(timeout - time.Microsecond)
-	e.request(nil, func(st session.Store) { assert.NotNil(t, st.Get(id), "idle for Timeout less a microsecond: still there") })
+	e.request(nil, func(st session.Store) {
+		assert.NotNil(t, st.Get(id), "idle for Timeout less a microsecond: still there")
+	})
 
 	id = e.newSession(nil, timeout)
 	e.srv.FlushMemcache()
