@@ -1,6 +1,7 @@
 package gaesession
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,64 @@ func TestMergeAfterDatastoreLoadIsNoConflict(t *testing.T) {
 	e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
 	assert.Empty(t, e.logged("WARNING"), "no merge reported")
 	e.request(o, func(st session.Store) { assert.Equal(t, 2, st.Get(id).Attr("n")) })
+}
+
+// With MergeConcurrentUpdates, a change that makes a session too large for
+// Memcache used to be lost: flush deleted the old Memcache copy in parallel
+// with the Datastore put, and the settle step after the put, reading
+// Memcache before that delete landed, put the old small copy over the new
+// entity, while the log said "kept in the datastore only". Injected latency
+// forces that order: on memcache.Delete (the old eviction) and on
+// memcache.Set (the marker that now replaces the copy before the put).
+func TestMergeKeepsChangeThatOutgrowsMemcache(t *testing.T) {
+	for _, slow := range []string{"memcache.Delete", "memcache.Set"} {
+		t.Run("slow "+slow, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+			id := e.newSession(o, time.Hour)
+			e.srv.SetLatency(slow, 50*time.Millisecond)
+			e.request(o, func(st session.Store) {
+				st.Get(id).SetAttr("big", strings.Repeat("x", 1000500))
+			})
+			e.srv.SetLatency(slow, 0)
+			assert.Len(t, e.logged("WARNING", LogID(id), "kept in the datastore only"), 1, "%v", e.allLogs())
+			assert.Empty(t, e.logged("ERROR"))
+
+			for _, evict := range []bool{false, true} {
+				if evict {
+					e.srv.FlushMemcache()
+				}
+				e.request(o, func(st session.Store) {
+					sess := st.Get(id)
+					require.NotNil(t, sess)
+					assert.Len(t, sess.Attr("big"), 1000500, "the change survives (memcache evicted: %v)", evict)
+					assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
+				})
+			}
+		})
+	}
+}
+
+// With MergeConcurrentUpdates, a request that changes a session whose
+// current version is only in the Datastore (too large for Memcache) and
+// collides with another request's write merges with that Datastore version.
+func TestMergeWithDatastoreOnlyVersion(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", 1000500)) })
+	a.Close() // conflicts with the datastore-only marker: merges with the Datastore version
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"))
+		assert.Len(t, sess.Attr("big"), 1000500)
+	})
+	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("ERROR"))
 }

@@ -174,6 +174,10 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 		return err
 	})
 	errs := spread(err, len(writes))
+	ids := make([]string, len(writes))
+	for i := range writes {
+		ids[i] = writes[i].id
+	}
 	for i := range writes {
 		w := &writes[i]
 		w.err = errs[i]
@@ -184,11 +188,11 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 		case w.err == nil:
 		case n > maxMemcacheValue:
 			what := fmt.Sprintf("session not saved: %d bytes is over memcache's %d-byte value limit, and saving it to the datastore failed", n, maxMemcacheValue)
-			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, w.id))
-			s.failure.set(newStoreError(w.id, what, w.err))
+			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, ids...))
+			s.failure.set(newStoreError(w.id, what, w.err, ids...))
 		default:
-			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, w.id))
-			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err))
+			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, ids...))
+			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err, ids...))
 		}
 	}
 	s.checkAfterPut(ctx, writes)
@@ -244,7 +248,7 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 	}
 	if err := s.deleteDatastore(ctx, gone); err != nil {
 		s.logf(levelError, "deleting %d session(s) removed by another request from the datastore again failed: %s", len(gone), redact(err, gone...))
-		s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err))
+		s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err, gone...))
 	}
 }
 

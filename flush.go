@@ -15,6 +15,7 @@ import (
 type sessWrite struct {
 	e        *entry
 	id, key  string
+	batch    []string  // IDs of every session of the flush: a batch call's error may quote any
 	value    []byte    // the encoding: the Datastore's "val", and Memcache's unless too large
 	deadline time.Time // idle deadline the copy records
 
@@ -81,6 +82,13 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 	}
 	if len(ws) == 0 {
 		return ok
+	}
+	batch := make([]string, len(ws))
+	for i, w := range ws {
+		batch[i] = w.id
+	}
+	for _, w := range ws {
+		w.batch = batch
 	}
 
 	switch {
@@ -225,7 +233,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	if len(gone) > 0 {
 		if err := s.deleteDatastore(s.ctx, gone); err != nil {
 			s.logf(levelError, "deleting %d session(s) removed by another request from the datastore again failed: %s", len(gone), redact(err, gone...))
-			s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err))
+			s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err, gone...))
 		}
 	}
 }
@@ -261,8 +269,8 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 			continue
 		}
 		w.outcome, w.failed = outcomeFailed, true
-		s.logf(levelError, "%s: saving the session to memcache failed: %s", logID(w.id), redact(errs[i], w.id))
-		s.failure.set(newStoreError(w.id, "saving the session to memcache", errs[i]))
+		s.logf(levelError, "%s: saving the session to memcache failed: %s", logID(w.id), redact(errs[i], w.batch...))
+		s.failure.set(newStoreError(w.id, "saving the session to memcache", errs[i], w.batch...))
 	}
 }
 
@@ -432,8 +440,8 @@ func (s *memcacheStore) memcacheFailed(w *sessWrite, err error) {
 	if s.cfg.onlyMemcache {
 		where = "the change is lost"
 	}
-	s.logf(levelError, "%s: saving the session to memcache failed: %s; %s", logID(w.id), redact(err, w.id), where)
-	s.failure.set(newStoreError(w.id, "saving the session to memcache", err))
+	s.logf(levelError, "%s: saving the session to memcache failed: %s; %s", logID(w.id), redact(err, w.batch...), where)
+	s.failure.set(newStoreError(w.id, "saving the session to memcache", err, w.batch...))
 }
 
 // giveUp ends a write that kept colliding with other requests' writes.

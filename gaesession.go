@@ -97,11 +97,12 @@ func (e *storeError) Error() string { return e.msg }
 func (e *storeError) Unwrap() error { return e.cause }
 
 // newStoreError describes a failure to save (or remove) the session id:
-// what failed, and the cause if any, redacted.
-func newStoreError(id, what string, cause error) error {
+// what failed, and the cause if any, with id and others (the sessions of
+// the same batch call, whose error it may be) redacted.
+func newStoreError(id, what string, cause error, others ...string) error {
 	msg := "gaesession: " + logID(id) + ": " + what
 	if cause != nil {
-		msg += ": " + redact(cause, id)
+		msg += ": " + redact(cause, append([]string{id}, others...)...)
 	}
 	return &storeError{msg: msg, cause: cause}
 }

@@ -187,7 +187,7 @@ func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	status := http.StatusOK
 	if err != nil {
-		l.logf(levelError, "purge of kind %q: querying expired sessions failed: %v", c.kind, err)
+		l.logf(levelError, "purge of kind %q: querying expired sessions failed: %s", c.kind, redact(err))
 		res.Error = "querying expired sessions failed"
 		status = http.StatusInternalServerError
 	}
