@@ -232,7 +232,9 @@ func TestLogoutWindowWhenTombstoneIsEvicted(t *testing.T) {
 
 			e.request(o, func(st session.Store) { assert.NotNil(t, st.Get(id), "back, within the window") })
 			clock.Advance(loaded.Add(timeout).Sub(clock.Now()) + time.Second)
-			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id), "gone once idle past the writer's access plus Timeout") })
+			e.request(o, func(st session.Store) {
+				assert.Nil(t, st.Get(id), "gone once idle past the writer's access plus Timeout")
+			})
 			e.srv.FlushMemcache()
 			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id)) })
 		})
