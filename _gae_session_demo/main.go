@@ -17,8 +17,13 @@ Where it runs decides what it talks to:
     process, so "go run ./_gae_session_demo" needs nothing but Go.
 
 Locally it listens on 127.0.0.1 only, on PORT (default 8080), sends its
-session cookie over plain HTTP, and offers an "Empty memcache" button that
-lets you watch the session come back from the Datastore.
+session cookie over plain HTTP, shows under each page the App Engine RPCs
+the request made, and offers an "Empty memcache" button that lets you watch
+the session come back from the Datastore.
+
+It is meant to be copied: state changes on POST only (answered with a
+303), the cookie is SameSite=Lax, and every response forbids sniffing and
+framing. See README.md.
 */
 package main
 
