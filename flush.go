@@ -2,6 +2,7 @@ package gaesession
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -185,14 +186,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 // flushPutFirst is flush in the default mode: the Datastore put, then the
 // conditional Memcache writes.
 func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
-	var fresh, loaded []*sessWrite
-	for _, w := range ws {
-		if w.fresh {
-			fresh = append(fresh, w)
-		} else {
-			loaded = append(loaded, w)
-		}
-	}
+	fresh, loaded := splitFresh(ws)
 	var wg sync.WaitGroup
 	if len(fresh) > 0 {
 		// No other request knows a session added in this one: its
@@ -241,18 +235,24 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 // writeMemcache writes the Memcache part of a flush: sessions added in
 // this request unconditionally, the others conditionally.
 func (s *memcacheStore) writeMemcache(ws []*sessWrite, now time.Time) {
-	var fresh, cond []*sessWrite
+	fresh, loaded := splitFresh(ws)
+	if len(fresh) > 0 {
+		s.setMemcache(fresh, now)
+	}
+	s.writeConditional(loaded, now)
+}
+
+// splitFresh separates the writes of sessions added in this request from
+// those of sessions it loaded.
+func splitFresh(ws []*sessWrite) (fresh, loaded []*sessWrite) {
 	for _, w := range ws {
 		if w.fresh {
 			fresh = append(fresh, w)
 		} else {
-			cond = append(cond, w)
+			loaded = append(loaded, w)
 		}
 	}
-	if len(fresh) > 0 {
-		s.setMemcache(fresh, now)
-	}
-	s.writeConditional(cond, now)
+	return fresh, loaded
 }
 
 // setMemcache sets the copies of sessions added in this request.
@@ -290,26 +290,20 @@ func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
 		}
 	}
 	first := make(map[*sessWrite]error, len(ws))
-	if len(cas) > 0 {
-		items := make([]*memcache.Item, len(cas))
-		for i, w := range cas {
-			items[i] = w.casItem(now)
+	batch := func(ws []*sessWrite, item func(*sessWrite, time.Time) *memcache.Item, call func(context.Context, []*memcache.Item) error) {
+		if len(ws) == 0 {
+			return
 		}
-		errs := spread(memcache.CompareAndSwapMulti(s.ctx, items), len(cas))
-		for i, w := range cas {
-			first[w] = errs[i]
+		items := make([]*memcache.Item, len(ws))
+		for i, w := range ws {
+			items[i] = item(w, now)
 		}
-	}
-	if len(add) > 0 {
-		items := make([]*memcache.Item, len(add))
-		for i, w := range add {
-			items[i] = w.item(now)
-		}
-		errs := spread(memcache.AddMulti(s.ctx, items), len(add))
-		for i, w := range add {
-			first[w] = errs[i]
+		for i, err := range spread(call(s.ctx, items), len(ws)) {
+			first[ws[i]] = err
 		}
 	}
+	batch(cas, (*sessWrite).casItem, memcache.CompareAndSwapMulti)
+	batch(add, (*sessWrite).item, memcache.AddMulti)
 	for _, w := range ws {
 		s.resolve(w, first[w], now)
 	}
