@@ -44,7 +44,6 @@ const (
 	maxOpenCursors   = 1000             // open query cursors (for Next)
 	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
 	maxOpenTx        = 10000            // open transactions
-	txIdle           = 2 * time.Minute  // an unused transaction expires after this
 	maxCachedResults = 1 << 20          // query results cached across open cursors
 	sweepEvery       = time.Second
 )
@@ -60,6 +59,7 @@ type dsEntity struct {
 	ep    pmsg // the EntityProto as stored, key complete
 	size  int  // encoded size of ep
 	props map[string][]dsValue
+	ver   uint64 // datastore seq of the write that stored it
 }
 
 // dsSpace holds the entities of one app and namespace.
@@ -77,7 +77,8 @@ type datastoreService struct {
 	seq      uint64 // counts writes; versions are values of it
 	spaces   map[nsKey]*dsSpace
 	nextID   map[string]int64  // app -> next automatic ID (0 means 1)
-	groupVer map[string]uint64 // entity group -> seq of its last write, kept while transactions are open
+	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
+	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs      map[uint64]*dsTx
 	cursors  map[uint64]*dsCursor
 	handle   uint64 // last transaction or cursor handle given out
@@ -85,12 +86,15 @@ type datastoreService struct {
 	swept    time.Time
 }
 
-func newDatastoreService() *datastoreService {
+// newDatastoreService makes an empty datastore whose transactions expire
+// by the clock now.
+func newDatastoreService(now func() time.Time) *datastoreService {
 	return &datastoreService{
-		now:      time.Now,
+		now:      now,
 		spaces:   make(map[nsKey]*dsSpace),
 		nextID:   make(map[string]int64),
 		groupVer: make(map[string]uint64),
+		history:  make(map[string]*dsHist),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
 	}
@@ -192,12 +196,9 @@ func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
 	return s.kinds[path[len(path)-1].kind][path.encode()]
 }
 
-// writeLocked stores e at path, or deletes the entity there if e is nil.
-func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
-	d.seq++
-	if len(d.txs) > 0 {
-		d.groupVer[groupKey(sp, path)] = d.seq
-	}
+// storeLocked puts e at path in the maps, or removes the entity there if e
+// is nil. Only writeLocked calls it.
+func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
 	s := d.spaces[sp]
 	kind := path[len(path)-1].kind
 	if e == nil {
@@ -244,73 +245,6 @@ func (d *datastoreService) noteIDLocked(app string, id int64) {
 	}
 }
 
-// Transactions.
-
-// dsTx is an open transaction. Writes are buffered until Commit; reads see
-// committed data. Commit fails with CONCURRENT_TRANSACTION if an entity
-// group the transaction used was written by anyone else after the
-// transaction first used it.
-type dsTx struct {
-	app      string
-	xg       bool
-	readOnly bool
-	groups   map[string]uint64 // entity group -> its version when first used
-	writes   map[string]int    // fullKey -> index in order
-	order    []dsWrite
-	lastUsed time.Time
-}
-
-type dsWrite struct {
-	sp   nsKey
-	path dsPath
-	ent  *dsEntity // nil deletes
-}
-
-// txLocked finds the transaction a request names.
-func (d *datastoreService) txLocked(t pmsg) (*dsTx, error) {
-	h := t.Uint("handle")
-	tx := d.txs[h]
-	if tx == nil {
-		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
-	}
-	tx.lastUsed = d.now()
-	return tx, nil
-}
-
-// touchLocked records that tx uses the entity group of path.
-func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
-	g := groupKey(sp, path)
-	if _, ok := tx.groups[g]; ok {
-		return nil
-	}
-	if !tx.xg && len(tx.groups) >= 1 {
-		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
-	}
-	if len(tx.groups) >= maxTxGroups {
-		return badRequest("operating on too many entity groups in a single transaction: the limit is %d", maxTxGroups)
-	}
-	tx.groups[g] = d.groupVer[g]
-	return nil
-}
-
-func (tx *dsTx) buffer(w dsWrite) {
-	k := fullKey(w.sp, w.path)
-	if i, ok := tx.writes[k]; ok {
-		tx.order[i] = w
-		return
-	}
-	tx.writes[k] = len(tx.order)
-	tx.order = append(tx.order, w)
-}
-
-func (d *datastoreService) dropTxLocked(h uint64) {
-	delete(d.txs, h)
-	if len(d.txs) == 0 {
-		// Versions only matter to open transactions.
-		clear(d.groupVer)
-	}
-}
-
 func (d *datastoreService) dropCursorLocked(h uint64) {
 	if c := d.cursors[h]; c != nil {
 		d.dropCacheLocked(c)
@@ -330,11 +264,7 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 			d.dropCursorLocked(h)
 		}
 	}
-	for h, t := range d.txs {
-		if now.Sub(t.lastUsed) > txIdle {
-			d.dropTxLocked(h)
-		}
-	}
+	d.sweepTxLocked(now)
 	for len(d.cursors) >= maxOpenCursors {
 		var oldest uint64
 		var when time.Time
@@ -344,16 +274,6 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 			}
 		}
 		d.dropCursorLocked(oldest)
-	}
-	for len(d.txs) >= maxOpenTx {
-		var oldest uint64
-		var when time.Time
-		for h, t := range d.txs {
-			if oldest == 0 || t.lastUsed.Before(when) {
-				oldest, when = h, t.lastUsed
-			}
-		}
-		d.dropTxLocked(oldest)
 	}
 }
 
@@ -389,8 +309,9 @@ func dsGet(s *Server, in, out pmsg) error {
 	}
 	found := make([]*dsEntity, len(items))
 	d.mu.Lock()
+	var view dsView
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, h, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			d.mu.Unlock()
 			return err
@@ -401,9 +322,10 @@ func dsGet(s *Server, in, out pmsg) error {
 				return err
 			}
 		}
+		view = dsView{tx: h, snap: tx.snap}
 	}
 	for i, it := range items {
-		found[i] = d.lookupLocked(it.sp, it.path)
+		found[i] = d.readLocked(view, it.sp, it.path)
 	}
 	d.mu.Unlock()
 	for i, e := range found {
@@ -450,7 +372,7 @@ func dsPut(s *Server, in, out pmsg) error {
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
-		if tx, err = d.txLocked(in.Msg("transaction")); err != nil {
+		if tx, _, err = d.txLocked(in.Msg("transaction")); err != nil {
 			return err
 		}
 		if tx.readOnly {
@@ -496,13 +418,16 @@ func dsPut(s *Server, in, out pmsg) error {
 		}
 		ents[i] = e
 	}
-	for _, e := range ents {
+	ws := make([]dsWrite, len(ents))
+	for i, e := range ents {
+		ws[i] = dsWrite{e.sp, e.path, e}
 		if tx != nil {
-			tx.buffer(dsWrite{e.sp, e.path, e})
-		} else {
-			d.writeLocked(e.sp, e.path, e)
+			tx.buffer(ws[i])
 		}
 		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
+	}
+	if tx == nil {
+		d.applyLocked(ws)
 	}
 	return nil
 }
@@ -520,7 +445,7 @@ func dsDelete(s *Server, in, out pmsg) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			return err
 		}
@@ -537,9 +462,11 @@ func dsDelete(s *Server, in, out pmsg) error {
 		}
 		return nil
 	}
-	for _, it := range items {
-		d.writeLocked(it.sp, it.path, nil)
+	ws := make([]dsWrite, len(items))
+	for i, it := range items {
+		ws[i] = dsWrite{it.sp, it.path, nil}
 	}
+	d.applyLocked(ws)
 	return nil
 }
 
@@ -597,66 +524,6 @@ func dsAllocateIds(s *Server, in, out pmsg) error {
 	}
 	out.Set("start", start)
 	out.Set("end", end)
-	return nil
-}
-
-func dsBeginTransaction(s *Server, in, out pmsg) error {
-	d := s.datastore
-	app := in.Str("app")
-	if app == "" {
-		return badRequest("BeginTransaction needs an app")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	d.sweepLocked(now)
-	d.handle++
-	h := d.handle
-	d.txs[h] = &dsTx{
-		app:      app,
-		xg:       in.Bool("allow_multiple_eg"),
-		readOnly: in.Int("mode") == 1, // READ_ONLY
-		groups:   make(map[string]uint64),
-		writes:   make(map[string]int),
-		lastUsed: now,
-	}
-	out.Set("handle", h)
-	out.Set("app", app)
-	return nil
-}
-
-func dsCommit(s *Server, in, out pmsg) error {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	tx, err := d.txLocked(in)
-	if err != nil {
-		return err
-	}
-	h := in.Uint("handle")
-	for g, v := range tx.groups {
-		if d.groupVer[g] != v {
-			d.dropTxLocked(h)
-			return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity group of this transaction committed first; please try again")
-		}
-	}
-	// Writes of this commit must still count against the other open
-	// transactions, so apply them before this one stops being open.
-	for _, w := range tx.order {
-		d.writeLocked(w.sp, w.path, w.ent)
-	}
-	d.dropTxLocked(h)
-	return nil
-}
-
-func dsRollback(s *Server, in, out pmsg) error {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := d.txLocked(in); err != nil {
-		return err
-	}
-	d.dropTxLocked(in.Uint("handle"))
 	return nil
 }
 

@@ -408,7 +408,8 @@ type dsCursor struct {
 	q         *dsQuery
 	pos       dsPos
 	end       *dsPos
-	remaining int64 // of the limit; -1 without one
+	remaining int64  // of the limit; -1 without one
+	view      dsView // what the query reads
 	lastUsed  time.Time
 
 	cached bool
@@ -450,8 +451,8 @@ func metaEntity(sp nsKey, kind, name string, id int64) *dsEntity {
 	return &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size()}
 }
 
-// evalLocked returns every result of q in order.
-func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
+// evalLocked returns every result of q, as v sees the datastore, in order.
+func (d *datastoreService) evalLocked(q *dsQuery, v dsView) []dsCand {
 	var out []dsCand
 	add := func(e *dsEntity) {
 		if !q.matches(e) {
@@ -480,21 +481,7 @@ func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
 			}
 		}
 	default:
-		s := d.spaces[q.sp]
-		if s == nil {
-			return nil
-		}
-		if q.kind != "" {
-			for _, e := range s.kinds[q.kind] {
-				add(e)
-			}
-		} else {
-			for _, m := range s.kinds {
-				for _, e := range m {
-					add(e)
-				}
-			}
-		}
+		d.eachLocked(v, q.sp, q.kind, add)
 	}
 	slices.SortFunc(out, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
 	return out
@@ -503,12 +490,12 @@ func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
 // remainingLocked returns c's results after its position, from its cache
 // while the data has not changed since.
 func (d *datastoreService) remainingLocked(c *dsCursor) []dsCand {
-	ver := d.versionLocked(c.q)
+	ver := d.viewVersionLocked(c.view, c.q)
 	if c.cached && c.ver == ver {
 		return c.cands[c.idx:]
 	}
 	d.dropCacheLocked(c)
-	all := d.evalLocked(c.q)
+	all := d.evalLocked(c.q, c.view)
 	lo := sort.Search(len(all), func(i int) bool { return c.q.afterStart(all[i], c.pos) })
 	hi := len(all)
 	if c.end != nil {
@@ -638,7 +625,7 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 
 	d.mu.Lock()
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, h, err := d.txLocked(in.Msg("transaction"))
 		if err == nil && q.ancestor == nil {
 			err = badRequest("only ancestor queries are allowed inside transactions")
 		}
@@ -649,6 +636,7 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 			d.mu.Unlock()
 			return err
 		}
+		c.view = dsView{tx: h, snap: tx.snap}
 	}
 	now := d.now()
 	res, skipped, more := d.batchLocked(c, offset, count)

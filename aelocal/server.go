@@ -90,7 +90,7 @@ func newServer() *Server {
 		latency:  make(map[string]time.Duration),
 	}
 	s.memcache = newMemcacheService(s.Now)
-	s.datastore = newDatastoreService()
+	s.datastore = newDatastoreService(s.Now)
 	return s
 }
 
