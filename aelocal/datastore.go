@@ -76,7 +76,7 @@ type datastoreService struct {
 	mu       sync.Mutex
 	seq      uint64 // counts writes; versions are values of it
 	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64  // app -> next automatic ID (0 means 1)
+	nextID   map[string]int64   // app -> next automatic ID (0 means 1)
 	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
 	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs      map[uint64]*dsTx
