@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 )
 
@@ -56,7 +55,3 @@ func bothPaths(t *testing.T, f func(t *testing.T, s *Server, ctx context.Context
 		f(t, s, bridgeContext(t, s))
 	})
 }
-
-// protoV1 adapts a message for appengine.APICall, which takes the older
-// golang/protobuf interface.
-func protoV1(p pmsg) gproto.Message { return gproto.MessageV1(p.m.Interface()) }

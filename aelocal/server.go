@@ -7,15 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
-	gproto "github.com/golang/protobuf/proto"
-	"google.golang.org/appengine/v2"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -106,7 +103,8 @@ func (s *Server) Addr() (host, port string) {
 }
 
 // Close stops the server: it closes the listener and every connection.
-// Calls routed in-process by Middleware are not affected.
+// Calls made through Middleware, NewRequest and Route fail from then on;
+// calls handed over with Call are still served.
 func (s *Server) Close() error {
 	return s.http.Close()
 }
@@ -187,63 +185,6 @@ func (s *Server) FlushMemcache() { s.memcache.flush() }
 // values). Past it the least recently used items are evicted. The default
 // is DefaultMemcacheLimit.
 func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
-
-// Middleware returns a handler that gives every request an App Engine
-// context, as appengine.Middleware does, whose API calls are served by s
-// in-process. appengine.NewContext, memcache, datastore and appengine/v2/log
-// all work inside h.
-//
-// Routing is carried by each request's context, not by environment
-// variables, so tests running in parallel against separate servers do not
-// interfere.
-//
-// One difference from the HTTP bridge: appengine/v2 attaches a datastore
-// transaction to a request only on its HTTP path, after in-process routing
-// has taken the call, so under Middleware writes inside
-// datastore.RunInTransaction apply at once. Test transactional code through
-// the bridge (API_HOST and API_PORT) instead.
-func (s *Server) Middleware(h http.Handler) http.Handler {
-	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
-	})
-	return appengine.Middleware(inner)
-}
-
-// NewRequest is like httptest.NewRequest, and the request's context is
-// already an App Engine context whose API calls s serves, as inside
-// Middleware. Use appengine.NewContext(req) to get it.
-func (s *Server) NewRequest(method, target string, body io.Reader) *http.Request {
-	req := httptest.NewRequest(method, target, body)
-	var ctxReq *http.Request
-	s.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		ctxReq = r
-	})).ServeHTTP(httptest.NewRecorder(), req)
-	return ctxReq
-}
-
-// apiCall serves one call made through appengine.WithAPICallFunc. The
-// request is encoded and decoded exactly as on the bridge, so both paths
-// share one implementation.
-func (s *Server) apiCall(ctx context.Context, service, method string, in, out gproto.Message) error {
-	// appengine/v2 hands the call over before it looks at the context; on
-	// its HTTP path a call on a finished context never leaves the process.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	req, err := gproto.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, err := s.call(ctx, service, method, req)
-	if err != nil {
-		var se *serviceError
-		if errors.As(err, &se) {
-			return newAPIError(service, se.code, se.detail)
-		}
-		return err
-	}
-	return gproto.Unmarshal(resp, out)
-}
 
 // methodFunc serves one method: in is the decoded request, out the empty
 // response to fill. It returns a *serviceError for application errors.
