@@ -17,6 +17,12 @@
 //	-memcache_limit  memcache memory cap in bytes; LRU items are evicted past it
 //
 // GET / on the server shows the RPC counts served so far.
+//
+// Given dev_appserver.py's flags (--api_port, --admin_port, ...), aelocal
+// is the dev_appserver that aetest starts: point
+// APPENGINE_DEV_APPSERVER_BINARY (and, for appengine v1.6.8,
+// APPENGINE_DEV_APPSERVER) at it and run an unchanged aetest suite. See
+// devappserver.go.
 package main
 
 import (
@@ -36,6 +42,9 @@ import (
 )
 
 func main() {
+	if isDevAppserver(os.Args[1:]) {
+		os.Exit(devAppserverMain(os.Args[1:]))
+	}
 	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes")
