@@ -457,3 +457,33 @@ func TestAetestInstance(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// BenchmarkAetestInstance measures what one aetest instance costs with
+// aelocal as its dev_appserver: NewInstance (temporary app directory,
+// process start, the Starting lines), one request's datastore Put, and
+// Close (/quit, waiting for the exit).
+func BenchmarkAetestInstance(b *testing.B) {
+	bin := aelocalBinary(b)
+	b.Setenv("APPENGINE_DEV_APPSERVER_BINARY", bin)
+	var start time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		inst, err := aetest.NewInstance(&aetest.Options{SuppressDevAppServerLog: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start += time.Since(t0)
+		req, err := inst.NewRequest("GET", "/", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := appengine.NewContext(req)
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "K", "k", 0, nil), &entry{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := inst.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(start.Microseconds())/float64(b.N)/1000, "ms-to-start/op")
+}
