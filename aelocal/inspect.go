@@ -109,4 +109,3 @@ func (s *Server) inspectCall(_ context.Context, service, method string, in, out 
 	}
 	return dsGet(s, pmsg{gproto.MessageV2(in).ProtoReflect()}, pmsg{gproto.MessageV2(out).ProtoReflect()})
 }
-
