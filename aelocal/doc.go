@@ -10,15 +10,11 @@ with no Cloud SDK.
 
 # In tests
 
-Start a server per test and route a handler's App Engine calls to it with
-Middleware, or build a request whose context is already an App Engine
-context with NewRequest:
+RunT starts a server that the test closes when it ends. Middleware routes
+a handler's App Engine calls to it, and NewRequest builds a request whose
+context is already an App Engine context:
 
-	srv, err := aelocal.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := aelocal.RunT(t)
 
 	rec := httptest.NewRecorder()
 	srv.Middleware(myHandler).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
@@ -26,16 +22,40 @@ context with NewRequest:
 	ctx := appengine.NewContext(srv.NewRequest("GET", "/", nil))
 	memcache.Set(ctx, &memcache.Item{Key: "k", Value: []byte("v")})
 
-Routing travels in each request's context, so tests running in parallel
-with servers of their own do not interfere. appengine/v2/log works inside
-such handlers too.
+Each request's context names its server, as aetest's requests do, and the
+calls travel over the server's loopback bridge: so tests running in
+parallel with servers of their own do not interfere, and transactions
+behave exactly as on App Engine. appengine/v2/log works inside such
+handlers too.
 
 Tests can look at and steer the server: Stats counts the RPCs served by
 "service.Method" (the way to assert that code makes no more calls than it
-should), FailNext makes the next calls fail with a service error,
+should), MemcacheItem and Entities read stored state without a client or
+an RPC, FailNext makes the next calls fail with a service error,
 SetLatency delays a service or one method, FlushMemcache empties memcache
 as an eviction would, and FastForward moves the clock that memcache
-expiry is judged by.
+expiry and transaction time limits are judged by.
+
+# With aetest
+
+Command github.com/icza/gaesession/v2/cmd/aelocal, given dev_appserver's
+flags, is the program aetest starts in place of dev_appserver.py, so an
+existing aetest suite runs unchanged:
+
+	go install github.com/icza/gaesession/v2/cmd/aelocal@latest
+	APPENGINE_DEV_APPSERVER_BINARY=$(go env GOPATH)/bin/aelocal go test ./...
+
+(appengine v1.6.8 reads APPENGINE_DEV_APPSERVER instead.)
+
+# appengine v1
+
+Route routes a context of the v1 client (google.golang.org/appengine,
+from 1.6.8 on) as Middleware does: srv.Route(ctx, appengine.APICall). Call
+has the signature of v1's (and v2's) appengine.APICallFunc and serves
+calls in-process, except transactions, which the client hides from such a
+function: appengine.WithAPICallFunc(ctx, srv.Call). A binary that links v1
+and aelocal must run with GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn, since
+both clients register protobuf files of the same names.
 
 # As a server
 
@@ -65,10 +85,12 @@ error that says so; an unknown service or method answers "not implemented
 by aelocal: service.Method". No request, however malformed, stops the
 server.
 
-One difference of routing: under Middleware and NewRequest, calls are
-handed over in-process before appengine/v2 attaches the current
-transaction to them, so writes inside datastore.RunInTransaction apply
-at once. Code whose correctness depends on transactions should be tested
-through the HTTP bridge (API_HOST and API_PORT).
+Transactions are isolated until commit and roll back on error or panic;
+their reads (Get and ancestor queries) see one snapshot of the datastore,
+taken at BeginTransaction; a commit after another write to an entity group
+the transaction used fails with CONCURRENT_TRANSACTION, which
+RunInTransaction retries; read-only transactions never conflict; up to 25
+entity groups with XG. A transaction idle for 60 seconds, or begun 270
+seconds ago, has expired, by the server's clock.
 */
 package aelocal
