@@ -192,7 +192,7 @@ func actAsParent(bin string) int {
 		fmt.Println("ERROR", err)
 		return 1
 	}
-	fmt.Println("API", api)
+	fmt.Println("API", api, cmd.Process.Pid)
 	select {}
 }
 
@@ -217,7 +217,16 @@ func TestKilledParentLeavesNoServer(t *testing.T) {
 		parent.Process.Kill()
 		t.Fatalf("parent said %q (%v)", line, err)
 	}
-	api := strings.TrimSpace(strings.TrimPrefix(line, "API "))
+	var api string
+	var pid int
+	fmt.Sscan(strings.TrimPrefix(line, "API "), &api, &pid)
+	t.Cleanup(func() {
+		if t.Failed() && pid > 0 {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill() // leave no orphan behind when the watch failed
+			}
+		}
+	})
 	post := func() error {
 		resp, err := http.Post(api, "application/octet-stream", strings.NewReader(""))
 		if err == nil {
