@@ -134,7 +134,9 @@ func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
 
 // parseKey reads and checks a Reference. what names it in error messages.
 // Only the last path element may be incomplete, and only if
-// allowIncomplete.
+// allowIncomplete. Negative IDs are valid: production stores them (its
+// documentation only discourages them) and so does the Python SDK's stub;
+// apps do use them, e.g. IDs made from hashes.
 func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
 	if sp.app == "" {
@@ -156,8 +158,6 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 			return sp, nil, badRequest("%s: key name is %d bytes long; the limit is %d bytes", what, len(el.name), maxKeyPartBytes)
 		case el.id != 0 && el.name != "":
 			return sp, nil, badRequest("%s: path element %d has both an ID and a name", what, i)
-		case el.id < 0:
-			return sp, nil, badRequest("%s: path element %d has a negative ID", what, i)
 		case !el.complete() && i < len(els)-1:
 			return sp, nil, badRequest("%s: ancestor %s is incomplete", what, dsPath(path[:i+1]).String())
 		case !el.complete() && !allowIncomplete:

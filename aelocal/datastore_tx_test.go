@@ -493,3 +493,26 @@ func TestCallRefusesTransactions(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Production and the Python SDK's stub accept negative IDs; apps use them.
+func TestDatastoreNegativeIDs(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		parent := datastore.NewKey(ctx, "Bug", "", -7, nil)
+		k := datastore.NewKey(ctx, "Crash", "", -1<<62, parent)
+		putN(t, ctx, parent, 1)
+		putN(t, ctx, k, 2)
+		putN(t, ctx, datastore.NewKey(ctx, "Crash", "", 3, parent), 3)
+		if getN(t, ctx, k) != 2 || getN(t, ctx, parent) != 1 {
+			t.Fatal("negative IDs do not round-trip")
+		}
+		keys, err := datastore.NewQuery("Crash").Ancestor(parent).KeysOnly().GetAll(ctx, nil)
+		if err != nil || len(keys) != 2 || keys[0].IntID() != -1<<62 || keys[1].IntID() != 3 {
+			t.Fatalf("keys %v, %v", keys, err)
+		}
+		// An automatic ID stays positive.
+		ik, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "Crash", parent), &counter{})
+		if err != nil || ik.IntID() <= 0 {
+			t.Fatalf("%v %v", ik, err)
+		}
+	})
+}
