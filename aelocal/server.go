@@ -73,6 +73,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
+	if err := s.datastore.indexes.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
@@ -459,6 +463,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, k := range names {
 		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
+	s.writeIndexStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {
