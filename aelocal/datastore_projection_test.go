@@ -293,3 +293,15 @@ func TestDatastoreProjectionExplodingIndex(t *testing.T) {
 		t.Fatal("unreachable")
 	}
 }
+
+// An equality filter on __key__ drops the sort orders; the projected
+// property still orders the entries.
+func TestDatastoreProjectionKeyEquality(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	putPItems(t, ctx)
+	q := datastore.NewQuery("P").Project("Tags").Order("-Tags").Filter("__key__ =", datastore.NewKey(ctx, "P", "", 1, nil))
+	if got := projected(t, ctx, q); got != "1:Tags=a 1:Tags=b" {
+		t.Fatalf("got %s", got)
+	}
+}

@@ -152,6 +152,7 @@ func parseQuery(in pmsg) (*dsQuery, error) {
 	}
 	if eqOnly(keyProp) {
 		q.orders = nil
+		clear(seen)
 	}
 	n := len(in.Msgs("filter")) + len(q.orders)
 	if q.ancestor != nil {
