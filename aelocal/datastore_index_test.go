@@ -234,26 +234,6 @@ indexes:
 	}
 }
 
-// bothPathsWith is bothPaths for servers started with options.
-func bothPathsWith(t *testing.T, opts func(t *testing.T) *Options, f func(t *testing.T, s *Server, ctx context.Context)) {
-	start := func(t *testing.T) *Server {
-		s, err := NewServerOptions(opts(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	t.Run("middleware", func(t *testing.T) {
-		s := start(t)
-		f(t, s, middlewareContext(t, s))
-	})
-	t.Run("bridge", func(t *testing.T) {
-		s := start(t)
-		f(t, s, bridgeContext(t, s))
-	})
-}
-
 func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -356,7 +336,8 @@ func TestIndexYAMLRecordsNeededIndexes(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if !strings.Contains(string(body), "Composite indexes that queries needed and index.yaml lacks: 3\n- kind: Note\n") {
+		if !strings.Contains(string(body), "# needed by 2 queries\n- kind: Task\n  properties:\n  - name: Owner\n") ||
+			!strings.Contains(string(body), "Composite indexes that queries needed and index.yaml lacks: 3\n# needed by 1 queries\n- kind: Note\n") {
 			t.Fatalf("status page:\n%s", body)
 		}
 	})
