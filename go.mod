@@ -10,4 +10,4 @@ require (
 	google.golang.org/protobuf v1.30.0
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require go.yaml.in/yaml/v3 v3.0.5
