@@ -21,9 +21,3 @@ const (
 func MemcacheItemFits(keyLen, valueLen int) bool {
 	return keyLen+valueLen+MemcacheItemOverheadBytes <= MemcacheMaxItemBytes
 }
-
-// MemcacheMaxValueBytes is the largest value production memcache stores
-// under a key of keyLen bytes.
-func MemcacheMaxValueBytes(keyLen int) int {
-	return MemcacheMaxItemBytes - MemcacheItemOverheadBytes - keyLen
-}
