@@ -204,6 +204,10 @@ func parseQuery(in pmsg) (*dsQuery, error) {
 	}
 	// Group-by properties count as projected even when they are not (the
 	// client never sends such a query), as the index rules count them.
+	// Orders dropped after __key__ do not count as ordered here, so a
+	// property projected and sorted after the key still orders the
+	// entries; the stub counts them and then projects every value of such
+	// a property, which no index holds.
 	var extra []string
 	for _, names := range [][]string{q.proj, q.groupBy, exists} {
 		for _, name := range names {
