@@ -510,9 +510,10 @@ func mcFlushAll(s *Server, in, out pmsg) error {
 
 // mcStats answers Stats. hits, misses and byte_hits (bytes of the keys and
 // values returned, as the SDK's stub counts them) count Gets since the
-// server started, peeks not (the stub counts those too, but a peek is a
-// look at the cache, which production keeps out of an app's access
-// statistics); items and bytes (keys plus values) describe the live items
+// server started, peeks not: a peek leaves an item's access untouched, and
+// aelocal keeps it out of the hit counts as well (the SDK's stub counts
+// peeks as hits; production's choice is not documented); items and bytes
+// (keys plus values) describe the live items
 // of all namespaces; oldest_item_age is the seconds since the least
 // recently used live item was last accessed.
 func mcStats(s *Server, in, out pmsg) error {
