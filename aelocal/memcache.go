@@ -513,9 +513,9 @@ func mcFlushAll(s *Server, in, out pmsg) error {
 // server started, peeks not: a peek leaves an item's access untouched, and
 // aelocal keeps it out of the hit counts as well (the SDK's stub counts
 // peeks as hits; production's choice is not documented); items and bytes
-// (keys plus values) describe the live items
-// of all namespaces; oldest_item_age is the seconds since the least
-// recently used live item was last accessed.
+// (keys plus values) describe the live items of all namespaces;
+// oldest_item_age is the seconds since the least recently used live item
+// was last accessed.
 func mcStats(s *Server, in, out pmsg) error {
 	m := s.memcache
 	now := m.now()
