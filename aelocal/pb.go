@@ -13,6 +13,7 @@ import (
 	// generated code of its own.
 	_ "google.golang.org/appengine/v2/datastore"
 	_ "google.golang.org/appengine/v2/memcache"
+	_ "google.golang.org/appengine/v2/taskqueue"
 )
 
 // pmsg is a thin accessor over a protoreflect.Message that addresses fields

@@ -46,6 +46,10 @@ type Server struct {
 
 	memcache  *memcacheService
 	datastore *datastoreService
+
+	// The other bundled services (services.go).
+	taskqueue *taskqueueService
+	appURL    string // Options.AppURL
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -70,6 +74,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.configureServices(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
@@ -80,6 +88,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.HandleFunc("/", s.serveStatus)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
+	s.startServices()
 	return s, nil
 }
 
@@ -91,6 +100,7 @@ func newServer() *Server {
 	}
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService()
+	s.initServices()
 	return s
 }
 
@@ -108,7 +118,9 @@ func (s *Server) Addr() (host, port string) {
 // Close stops the server: it closes the listener and every connection.
 // Calls routed in-process by Middleware are not affected.
 func (s *Server) Close() error {
-	return s.http.Close()
+	err := s.http.Close()
+	s.stopServices()
+	return err
 }
 
 // Now returns the server's clock: the real time plus every FastForward.
@@ -120,11 +132,12 @@ func (s *Server) Now() time.Time {
 }
 
 // FastForward moves the server's clock forward by d, so memcache items
-// expire without the test waiting for them.
+// expire and tasks come due without the test waiting for them.
 func (s *Server) FastForward(d time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.clockSkew += d
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // Stats returns the number of RPCs served since the server started or

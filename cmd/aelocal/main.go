@@ -1,5 +1,6 @@
-// Command aelocal runs a local App Engine API server (memcache and
-// datastore_v3) that speaks the service-bridge protocol of App Engine's
+// Command aelocal runs a local App Engine API server (memcache, the
+// datastore, task queues, mail, users, URL fetch, app identity, modules and
+// capabilities) that speaks the service-bridge protocol of App Engine's
 // second-generation runtimes.
 //
 // Start it, then run an unchanged App Engine Go app with the environment
@@ -15,6 +16,11 @@
 //	-datastore_path  file that keeps the datastore across restarts; loaded
 //	                 at start, written on SIGINT/SIGTERM (default: none)
 //	-memcache_limit  memcache memory cap in bytes; LRU items are evicted past it
+//	-queue_yaml      the app's queue.yaml: its queues exist from the start (a
+//	                 "default" queue always does)
+//	-app_url         the app's base URL, such as http://127.0.0.1:8080: due
+//	                 push tasks are sent to it at each queue's rate, as
+//	                 dev_appserver did (default: none; tasks wait)
 //
 // GET / on the server shows the RPC counts served so far.
 package main
@@ -26,7 +32,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,29 +44,27 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes")
+	queueYAML := flag.String("queue_yaml", "", "the app's queue.yaml (empty: only the default queue)")
+	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks are sent there (empty: they wait)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("aelocal: ")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *dsPath, *mcLimit, nil); err != nil {
+	opts := aelocal.Options{Addr: *addr, MemcacheLimit: *mcLimit, QueueYAML: *queueYAML, AppURL: *appURL}
+	if err := run(ctx, opts, *dsPath, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // run serves until ctx is done, then saves the datastore. ready, if not
 // nil, is called once the server is up.
-func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*aelocal.Server)) error {
-	ln, err := net.Listen("tcp", addr)
+func run(ctx context.Context, opts aelocal.Options, dsPath string, ready func(*aelocal.Server)) error {
+	s, err := aelocal.NewServerOptions(&opts)
 	if err != nil {
 		return err
 	}
-	s, err := aelocal.Serve(ln)
-	if err != nil {
-		return err
-	}
-	s.SetMemcacheLimit(mcLimit)
 	if dsPath != "" {
 		if err := load(s, dsPath); err != nil {
 			s.Close()
@@ -70,8 +73,11 @@ func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*ae
 	}
 
 	host, port := s.Addr()
-	fmt.Printf("aelocal: App Engine API server (memcache, datastore_v3) at %s\n", s.URL())
+	fmt.Printf("aelocal: App Engine API server at %s\n", s.URL())
 	fmt.Printf("export API_HOST=%s API_PORT=%s GAE_APPLICATION=%s\n", host, port, os.Getenv("GAE_APPLICATION"))
+	if opts.AppURL != "" {
+		fmt.Printf("aelocal: push tasks go to %s\n", opts.AppURL)
+	}
 
 	if ready != nil {
 		ready(s)

@@ -1,0 +1,53 @@
+package aelocal
+
+import (
+	"fmt"
+	"net/url"
+)
+
+// initServices makes the state of the services beyond memcache and the
+// datastore.
+func (s *Server) initServices() {
+	s.taskqueue = newTaskqueueService(s.Now)
+}
+
+// configureServices applies the options that concern those services. It
+// runs before the server listens, so a bad queue.yaml or app URL stops it
+// from starting.
+func (s *Server) configureServices(o *Options) error {
+	if o.QueueYAML != "" {
+		qs, err := loadQueueYAML(o.QueueYAML)
+		if err != nil {
+			return err
+		}
+		s.taskqueue.setQueues(qs)
+	}
+	if o.AppURL != "" {
+		u, err := url.Parse(o.AppURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("aelocal: app URL %q: want http://host:port", o.AppURL)
+		}
+		s.appURL = o.AppURL
+	}
+	return nil
+}
+
+// startServices starts sending push tasks to the app, if the server knows
+// where it is.
+func (s *Server) startServices() {
+	if u, err := url.Parse(s.appURL); err == nil && s.appURL != "" {
+		s.startDispatcher(u)
+	}
+}
+
+// stopServices stops the task dispatcher and waits for its requests.
+func (s *Server) stopServices() { s.stopDispatcher() }
+
+// appHost is the app's host:port: AppURL's, or dev_appserver's
+// localhost:8080 when the server does not know it.
+func (s *Server) appHost() string {
+	if u, err := url.Parse(s.appURL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "localhost:8080"
+}
