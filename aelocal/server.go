@@ -49,6 +49,9 @@ type Server struct {
 
 	// The other bundled services (services.go).
 	taskqueue *taskqueueService
+	mail      *mailService
+	users     *userService
+	fetch     *urlfetchService
 	appURL    string // Options.AppURL
 }
 
@@ -86,6 +89,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
 	mux.HandleFunc("/", s.serveStatus)
+	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
 	s.startServices()
@@ -210,6 +214,10 @@ func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
 // variables, so tests running in parallel against separate servers do not
 // interfere.
 //
+// A request that carries the cookie of the login page user.LoginURL points
+// at, and no X-AppEngine-User-Email of its own, gets the headers of that
+// user, as behind App Engine's front end.
+//
 // One difference from the HTTP bridge: appengine/v2 attaches a datastore
 // transaction to a request only on its HTTP path, after in-process routing
 // has taken the call, so under Middleware writes inside
@@ -219,7 +227,10 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
 	})
-	return appengine.Middleware(inner)
+	mw := appengine.Middleware(inner)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+	})
 }
 
 // NewRequest is like httptest.NewRequest, and the request's context is
@@ -351,7 +362,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)

@@ -6,9 +6,13 @@ import (
 )
 
 // initServices makes the state of the services beyond memcache and the
-// datastore.
+// datastore: task queues, mail, users, URL fetch. App identity, modules and
+// capability keep none.
 func (s *Server) initServices() {
 	s.taskqueue = newTaskqueueService(s.Now)
+	s.mail = &mailService{}
+	s.users = newUserService()
+	s.fetch = newURLFetchService()
 }
 
 // configureServices applies the options that concern those services. It
@@ -50,4 +54,13 @@ func (s *Server) appHost() string {
 		return u.Host
 	}
 	return "localhost:8080"
+}
+
+// notServed completes the error of a call aelocal does not serve.
+func notServed(service string) string {
+	switch service {
+	case "search", "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+		return ": the " + service + " service is not emulated locally"
+	}
+	return ""
 }
