@@ -168,7 +168,8 @@ func (s *Server) ResetStats() {
 
 // FailNext makes the next n calls of service.method answer with a service
 // error (an ApplicationError, as a failing App Engine backend sends: code
-// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore and
+// mail, the service's transient or unknown error elsewhere).
 // Method "" means every method of the service. n <= 0 cancels the
 // injection.
 func (s *Server) FailNext(service, method string, n int) {
@@ -331,9 +332,11 @@ func failureCode(service string) int32 {
 	switch service {
 	case "datastore_v3":
 		return 3 // INTERNAL_ERROR
-	default:
-		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 	}
+	if code, ok := serviceFailureCodes[service]; ok {
+		return code
+	}
+	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
 // call serves one API call given its encoded request.

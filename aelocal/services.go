@@ -64,3 +64,14 @@ func notServed(service string) string {
 	}
 	return ""
 }
+
+// serviceFailureCodes are the codes FailNext uses: each service's transient
+// or internal error, so an injected failure never reads as a bad request.
+var serviceFailureCodes = map[string]int32{
+	"taskqueue":            2,    // TRANSIENT_ERROR
+	"mail":                 1,    // INTERNAL_ERROR
+	"user":                 5,    // OAUTH_ERROR, its only error that is no caller's fault
+	"urlfetch":             9,    // INTERNAL_TRANSIENT_ERROR
+	"app_identity_service": 1003, // UNKNOWN_ERROR
+	"modules":              4,    // TRANSIENT_ERROR
+}

@@ -49,6 +49,7 @@ const (
 	tqMaxETA             = 30 * 24 * time.Hour
 	tqMaxTxTasks         = 5 // transactional tasks per datastore transaction
 	tqTombstoneLifetime  = 9 * 24 * time.Hour
+	tqMinPrune           = 1024 // tombstones a queue holds before it looks for expired ones
 	tqDefaultQueue       = "default"
 	tqDefaultRate        = 5.0 // tasks a second
 	tqDefaultRateString  = "5/s"
@@ -143,6 +144,7 @@ type tqHeader struct{ key, value string }
 // tqTask is a task waiting in a queue.
 type tqTask struct {
 	name       string
+	chosen     bool   // the service chose the name
 	seq        uint64 // order of insertion: breaks ties between equal ETAs
 	etaUsec    int64  // when it may run or be leased; a leased pull task's lease end
 	created    time.Time
@@ -175,6 +177,7 @@ type tqQueue struct {
 
 	tasks      map[string]*tqTask
 	tombstones map[string]time.Time // names deleted or run, and when
+	pruneAt    int                  // prune expired tombstones at this many
 
 	// dispatcher state
 	tokens     float64
@@ -191,6 +194,7 @@ func newQueue(name string) *tqQueue {
 		bucketSize: tqDefaultBucketSize,
 		tasks:      make(map[string]*tqTask),
 		tombstones: make(map[string]time.Time),
+		pruneAt:    tqMinPrune,
 		tokens:     tqDefaultBucketSize,
 	}
 }
@@ -225,14 +229,24 @@ func (q *tqQueue) nameState(name string, now time.Time) int32 {
 	return tqOK
 }
 
-// remove takes a task out of the queue. A tombstone keeps its name from
-// being used again for nine days, as production does; the stub keeps names
-// forever, which would make a test that moves the clock on see a refusal
-// production would not give.
+// remove takes a task out of the queue. A tombstone keeps the name an app
+// gave a task from being used again for nine days, as production does; the
+// stub keeps names forever, which would make a test that moves the clock
+// on see a refusal production would not give. Names the service chose are
+// never chosen again, so they need no tombstone.
 func (q *tqQueue) remove(t *tqTask, now time.Time, tombstone bool) {
 	delete(q.tasks, t.name)
-	if tombstone {
-		q.tombstones[t.name] = now
+	if !tombstone || t.chosen {
+		return
+	}
+	q.tombstones[t.name] = now
+	if len(q.tombstones) >= q.pruneAt {
+		for name, at := range q.tombstones {
+			if now.Sub(at) >= tqTombstoneLifetime {
+				delete(q.tombstones, name)
+			}
+		}
+		q.pruneAt = max(2*len(q.tombstones), tqMinPrune)
 	}
 }
 
@@ -570,6 +584,7 @@ func (tq *taskqueueService) insertLocked(r pmsg, chosen string, now time.Time) i
 	tq.seq++
 	t := &tqTask{
 		name:    name,
+		chosen:  name == chosen,
 		seq:     tq.seq,
 		etaUsec: r.Int("eta_usec"),
 		created: now,

@@ -142,7 +142,7 @@ func (s *Server) RunTasks(queue string, h http.Handler) (int, error) {
 
 	mw := s.Middleware(h)
 	for _, run := range batch {
-		req, err := run.request(context.Background(), s.appHost())
+		req, err := run.request(context.Background(), "http://"+s.appHost())
 		status := http.StatusBadRequest
 		if err == nil {
 			rec := httptest.NewRecorder()
@@ -199,9 +199,9 @@ func (tq *taskqueueService) startLocked(q *tqQueue, t *tqTask, now time.Time) ta
 	return taskRun{q: q, t: t, method: t.method, url: t.url, body: t.body, header: h, started: now}
 }
 
-// request builds the HTTP request of a run, for the app at host.
-func (r taskRun) request(ctx context.Context, host string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, r.method, "http://"+host+r.url, bytes.NewReader(r.body))
+// request builds the HTTP request of a run, for the app at base.
+func (r taskRun) request(ctx context.Context, base string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, r.method, strings.TrimSuffix(base, "/")+r.url, bytes.NewReader(r.body))
 	if err != nil {
 		return nil, err
 	}
@@ -353,12 +353,10 @@ func (q *tqQueue) refill(now time.Time) {
 // send makes a run's request to the app and returns the status; 0 when no
 // answer came, which counts as a failure.
 func (d *dispatcher) send(run taskRun) int {
-	req, err := run.request(d.ctx, d.base.Host)
+	req, err := run.request(d.ctx, d.base.String())
 	if err != nil {
 		return 0
 	}
-	req.URL.Scheme = d.base.Scheme
-	req.URL.Path = strings.TrimSuffix(d.base.Path, "/") + req.URL.Path
 	req.RequestURI = ""
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -192,5 +193,61 @@ func TestBadAppURL(t *testing.T) {
 		if _, err := NewServerOptions(&Options{AppURL: u}); err == nil {
 			t.Errorf("AppURL %q accepted", u)
 		}
+	}
+}
+
+func TestRunTasksPanickingHandler(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	taskqueue.Add(ctx, &taskqueue.Task{Name: "boom"}, "")
+	n, err := s.RunTasks("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	if n != 1 || err != nil {
+		t.Fatalf("RunTasks: %d, %v", n, err)
+	}
+	// appengine's middleware turns the panic into a 500: a retry.
+	if got := s.Tasks(""); len(got) != 1 || got[0].RetryCount != 1 {
+		t.Fatalf("after a panic the queue holds %+v", got)
+	}
+}
+
+func TestTaskqueueInjectedFailure(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	s.FailNext("taskqueue", "Add", 1)
+	_, err := taskqueue.Add(ctx, &taskqueue.Task{}, "")
+	wantAPIError(t, err, "TRANSIENT_ERROR", "injected")
+}
+
+func TestTaskqueueChosenNamesAndTombstonePruning(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	got, _ := taskqueue.Add(ctx, &taskqueue.Task{}, "")
+	s.RunTasks("", ok)
+	// A name the service chose is no app's: production would let an app
+	// use it, so no tombstone keeps it.
+	if _, err := taskqueue.Add(ctx, &taskqueue.Task{Name: got.Name}, ""); err != nil {
+		t.Fatalf("naming a task %q after the service's: %v", got.Name, err)
+	}
+
+	q := s.taskqueue.queues["default"]
+	tasks := make([]*taskqueue.Task, 100)
+	for round := 0; round < 11; round++ {
+		for i := range tasks {
+			tasks[i] = &taskqueue.Task{Name: "r" + strconv.Itoa(round) + "-" + strconv.Itoa(i)}
+		}
+		if _, err := taskqueue.AddMulti(ctx, tasks, ""); err != nil {
+			t.Fatal(err)
+		}
+		s.RunTasks("", ok)
+		s.FastForward(24 * time.Hour)
+	}
+	s.taskqueue.mu.Lock()
+	n := len(q.tombstones)
+	s.taskqueue.mu.Unlock()
+	// 1,101 names were tombstoned over 11 days; those older than nine
+	// days went when the queue reached its pruning size.
+	if n >= 1101 || n < 900 {
+		t.Fatalf("%d tombstones kept", n)
 	}
 }
