@@ -18,10 +18,10 @@ func init() {
 	register("modules", "GetModules", p+"GetModulesRequest", p+"GetModulesResponse", modGetModules)
 	register("modules", "GetVersions", p+"GetVersionsRequest", p+"GetVersionsResponse", modGetVersions)
 	register("modules", "GetDefaultVersion", p+"GetDefaultVersionRequest", p+"GetDefaultVersionResponse", modGetDefaultVersion)
-	register("modules", "GetNumInstances", p+"GetNumInstancesRequest", p+"GetNumInstancesResponse", modGetNumInstances)
-	register("modules", "SetNumInstances", p+"SetNumInstancesRequest", p+"SetNumInstancesResponse", modSetNumInstances)
-	register("modules", "StartModule", p+"StartModuleRequest", p+"StartModuleResponse", modStartModule)
-	register("modules", "StopModule", p+"StopModuleRequest", p+"StopModuleResponse", modStopModule)
+	register("modules", "GetNumInstances", p+"GetNumInstancesRequest", p+"GetNumInstancesResponse", modAutoScaled("it has no instance count"))
+	register("modules", "SetNumInstances", p+"SetNumInstancesRequest", p+"SetNumInstancesResponse", modAutoScaled("its instance count cannot be set"))
+	register("modules", "StartModule", p+"StartModuleRequest", p+"StartModuleResponse", modAutoScaled("it cannot be started"))
+	register("modules", "StopModule", p+"StopModuleRequest", p+"StopModuleResponse", modAutoScaled("it cannot be stopped"))
 	register("modules", "GetHostname", p+"GetHostnameRequest", p+"GetHostnameResponse", modGetHostname)
 }
 
@@ -66,36 +66,17 @@ func modGetDefaultVersion(s *Server, in, out pmsg) error {
 	return nil
 }
 
-// The local version scales automatically, so instance counts cannot be
-// read or set and it cannot be started or stopped: the stub answers
-// INVALID_VERSION to all four, as production does for such a version.
-
-func modGetNumInstances(s *Server, in, out pmsg) error {
-	if err := versionOf(in); err != nil {
-		return err
+// modAutoScaled answers the calls the local version cannot serve: it
+// scales automatically, so its instance count cannot be read or set and it
+// cannot be started or stopped. The stub answers INVALID_VERSION to all
+// four, as production does for such a version.
+func modAutoScaled(what string) methodFunc {
+	return func(s *Server, in, out pmsg) error {
+		if err := versionOf(in); err != nil {
+			return err
+		}
+		return errorf(modInvalidVersion, "the local version scales automatically: %s", what)
 	}
-	return errorf(modInvalidVersion, "the local version scales automatically: it has no instance count")
-}
-
-func modSetNumInstances(s *Server, in, out pmsg) error {
-	if err := versionOf(in); err != nil {
-		return err
-	}
-	return errorf(modInvalidVersion, "the local version scales automatically: its instance count cannot be set")
-}
-
-func modStartModule(s *Server, in, out pmsg) error {
-	if err := versionOf(in); err != nil {
-		return err
-	}
-	return errorf(modInvalidVersion, "the local version scales automatically: it cannot be started")
-}
-
-func modStopModule(s *Server, in, out pmsg) error {
-	if err := versionOf(in); err != nil {
-		return err
-	}
-	return errorf(modInvalidVersion, "the local version scales automatically: it cannot be stopped")
 }
 
 // modGetHostname answers the app's host: AppURL's, or dev_appserver's
