@@ -486,6 +486,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, k := range names {
 		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
+	s.writeServicesStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {

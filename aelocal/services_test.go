@@ -3,7 +3,10 @@ package aelocal
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/capability"
+	"google.golang.org/appengine/v2/image"
 	"google.golang.org/appengine/v2/mail"
 	"google.golang.org/appengine/v2/module"
 	"google.golang.org/appengine/v2/taskqueue"
@@ -76,4 +80,38 @@ func recordServiceCalls(tb testing.TB) []recordedCall {
 	module.NumInstances(ctx, "", "")
 	capability.Enabled(ctx, "datastore_v3", "write")
 	return calls
+}
+
+// Services aelocal does not emulate fail each call with an error that
+// names it. (appengine/v2 has no log reads, and its search and blobstore
+// clients need modules this one does not: those go raw.)
+func TestUnservedServices(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		req, _ := newMsg("appengine.base.v2.VoidProto")
+		resp, _ := newMsg("appengine.base.v2.VoidProto")
+		err := appengine.APICall(ctx, "logservice", "Read", protoV1(req), protoV1(resp))
+		wantAPIError(t, err, "", "aelocal does not serve logservice.Read: the logservice service is not emulated locally")
+		_, err = image.ServingURL(ctx, appengine.BlobKey("k"), nil)
+		wantAPIError(t, err, "", "aelocal does not serve images.GetUrlBase: the images service is not emulated locally")
+	})
+}
+
+func TestStatusPageShowsQueuesAndMail(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	taskqueue.Add(ctx, &taskqueue.Task{}, "")
+	mail.Send(ctx, &mail.Message{Sender: "a@example.com", To: []string{"b@example.com"}, Subject: "Hello", Body: "b"})
+	mail.SendToAdmins(ctx, &mail.Message{Sender: "a@example.com", Subject: "Alert", Body: "b"})
+	resp, err := http.Get(s.URL() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	page := string(b)
+	for _, want := range []string{"1 default (push 5/s)", "Mail kept, never sent: 2", `to b@example.com: "Hello"`, `to the app's admins: "Alert"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q:\n%s", want, page)
+		}
+	}
 }
