@@ -22,7 +22,8 @@
 //	                 push tasks are sent to it at each queue's rate, as
 //	                 dev_appserver did (default: none; tasks wait)
 //
-// GET / on the server shows the RPC counts served so far.
+// GET / on the server shows the RPC counts served so far, the task queues
+// and the mail kept; user.LoginURL points at its /_ah/login page.
 package main
 
 import (
