@@ -396,6 +396,8 @@ func tqAddErrorDetail(code int32, req pmsg) string {
 		return fmt.Sprintf("invalid task URL %q: it must be a path starting with / of at most %d bytes", req.Str("url"), tqMaxURLLength)
 	case tqInvalidTag:
 		return fmt.Sprintf("the tag is longer than %d bytes", tqMaxTagLength)
+	case tqInvalidRequest:
+		return "the method of a push task must be GET, POST, HEAD, PUT or DELETE"
 	case tqInvalidRetryParameters:
 		return "invalid retry parameters: no value may be negative and the minimum backoff may not exceed the maximum"
 	case tqTaskTooLarge:
