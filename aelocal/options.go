@@ -17,6 +17,20 @@ type Options struct {
 	// DefaultMemcacheLimit. See SetMemcacheLimit.
 	MemcacheLimit int64
 
+	// QueueYAML is the path of the app's queue.yaml. Its queues exist
+	// from the start, with their modes, rates, bucket sizes and retry
+	// parameters; a "default" push queue exists whether or not the file
+	// declares it. Empty: only the default queue. NewServerOptions fails
+	// on a file production would refuse to deploy.
+	QueueYAML string
+
+	// AppURL is the app's base URL, for example http://127.0.0.1:8080.
+	// When set, the server sends due push tasks to it by itself, at each
+	// queue's rate, as dev_appserver did, and relative continue URLs of
+	// user.LoginURL and user.LogoutURL are resolved against it. Empty: tasks
+	// wait for RunTasks.
+	AppURL string
+
 	// IndexYAML is the path of the app's index.yaml. Queries are checked
 	// against the composite indexes it declares when RequireIndexes is set,
 	// and WriteIndexYAML keeps it up to date. Without it, aelocal still
