@@ -43,6 +43,8 @@ type dsTx struct {
 	order    []dsWrite
 	begun    time.Time
 	lastUsed time.Time
+	actions  []func() // run once the commit applied: transactional tasks
+	nTasks   int      // tasks the actions add
 }
 
 // dsWrite is one write of a batch: an entity to store, or a key to delete.
@@ -336,6 +338,9 @@ func dsCommit(s *Server, in, out pmsg) error {
 	// transactions, so apply them before this one stops being open.
 	d.applyLocked(tx.order)
 	d.dropTxLocked(h)
+	for _, a := range tx.actions {
+		a()
+	}
 	return nil
 }
 

@@ -156,6 +156,10 @@ func (s *Server) Route(ctx context.Context, apiCall APICallFunc) (context.Contex
 // interfere. The calls travel over s's loopback bridge (see Route), so
 // they behave exactly as an app's calls to App Engine do, and they fail
 // once s is closed.
+//
+// A request that carries the cookie of the login page user.LoginURL points
+// at, and no X-AppEngine-User-Email of its own, gets the headers of that
+// user, as behind App Engine's front end.
 func (s *Server) Middleware(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, err := s.Route(r.Context(), appengine.APICall)
@@ -166,7 +170,10 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
-	return appengine.Middleware(inner)
+	mw := appengine.Middleware(inner)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+	})
 }
 
 // NewRequest is like httptest.NewRequest, and the request's context is

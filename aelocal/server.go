@@ -43,6 +43,13 @@ type Server struct {
 
 	memcache  *memcacheService
 	datastore *datastoreService
+
+	// The other bundled services (services.go).
+	taskqueue *taskqueueService
+	mail      *mailService
+	users     *userService
+	fetch     *urlfetchService
+	appURL    string // Options.AppURL
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -67,6 +74,14 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.datastore.indexes.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := s.configureServices(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
@@ -75,8 +90,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
 	mux.HandleFunc("/", s.serveStatus)
+	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
+	s.startServices()
 	return s, nil
 }
 
@@ -88,6 +105,7 @@ func newServer() *Server {
 	}
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService(s.Now)
+	s.initServices()
 	return s
 }
 
@@ -106,7 +124,9 @@ func (s *Server) Addr() (host, port string) {
 // Calls made through Middleware, NewRequest and Route fail from then on;
 // calls handed over with Call are still served.
 func (s *Server) Close() error {
-	return s.http.Close()
+	err := s.http.Close()
+	s.stopServices()
+	return err
 }
 
 // Now returns the server's clock: the real time plus every FastForward.
@@ -118,11 +138,12 @@ func (s *Server) Now() time.Time {
 }
 
 // FastForward moves the server's clock forward by d, so memcache items
-// expire without the test waiting for them.
+// expire and tasks come due without the test waiting for them.
 func (s *Server) FastForward(d time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.clockSkew += d
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // Stats returns the number of RPCs served since the server started or
@@ -149,7 +170,8 @@ func (s *Server) ResetStats() {
 
 // FailNext makes the next n calls of service.method answer with a service
 // error (an ApplicationError, as a failing App Engine backend sends: code
-// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore and
+// mail, the service's transient or unknown error elsewhere).
 // Method "" means every method of the service. n <= 0 cancels the
 // injection.
 func (s *Server) FailNext(service, method string, n int) {
@@ -248,9 +270,11 @@ func failureCode(service string) int32 {
 	switch service {
 	case "datastore_v3":
 		return 3 // INTERNAL_ERROR
-	default:
-		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 	}
+	if code, ok := serviceFailureCodes[service]; ok {
+		return code
+	}
+	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
 // call serves one API call given its encoded request.
@@ -279,7 +303,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -400,6 +424,8 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, k := range names {
 		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
+	s.writeServicesStatus(w)
+	s.writeIndexStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {

@@ -9,6 +9,7 @@ require (
 
 require (
 	github.com/golang/protobuf v1.5.2 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	google.golang.org/appengine/v2 v2.0.6 // indirect
 	google.golang.org/protobuf v1.30.0 // indirect
 )
