@@ -33,10 +33,6 @@ const (
 	maxTxGroups           = 25      // entity groups in one XG transaction
 	maxAllocateSize       = 1000000000
 	maxAllocateMax        = 1 << 62
-	// maxAutoID bounds the explicit IDs that push the ID counter ahead:
-	// Put of a key with a smaller ID makes later automatic IDs larger than
-	// it, so the two never collide.
-	maxAutoID = 1 << 52
 )
 
 // Bounds on state that clients may open and then abandon.
@@ -76,7 +72,8 @@ type datastoreService struct {
 	mu       sync.Mutex
 	seq      uint64 // counts writes; versions are values of it
 	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64   // app -> next automatic ID (0 means 1)
+	nextID   map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
 	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
 	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs      map[uint64]*dsTx
@@ -95,6 +92,7 @@ func newDatastoreService(now func() time.Time) *datastoreService {
 		now:      now,
 		spaces:   make(map[nsKey]*dsSpace),
 		nextID:   make(map[string]int64),
+		nextScat: make(map[string]int64),
 		groupVer: make(map[string]uint64),
 		history:  make(map[string]*dsHist),
 		txs:      make(map[uint64]*dsTx),
@@ -257,9 +255,7 @@ func (d *datastoreService) allocLocked(app string, n int64) int64 {
 
 // noteIDLocked keeps automatic IDs of app clear of an ID used explicitly.
 func (d *datastoreService) noteIDLocked(app string, id int64) {
-	if id > 0 && id < maxAutoID && id >= d.nextID[app] {
-		d.nextID[app] = id + 1
-	}
+	noteID(d.nextID, d.nextScat, app, id)
 }
 
 func (d *datastoreService) dropCursorLocked(h uint64) {
@@ -405,7 +401,7 @@ func dsPut(s *Server, in, out pmsg) error {
 		last := &it.path[len(it.path)-1]
 		elems := it.ep.Mutable("key").Mutable("path").Msgs("element")
 		if !last.complete() {
-			last.id = d.allocLocked(it.sp.app, 1)
+			last.id = d.allocScatteredLocked(it.sp.app)
 			el := elems[len(elems)-1]
 			el.Clear("name")
 			el.Set("id", last.id)
@@ -624,6 +620,7 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 	}
 	spaces := make(map[nsKey]*dsSpace)
 	nextID := make(map[string]int64)
+	nextScat := make(map[string]int64) // not saved: recomputed from the keys
 	for _, c := range f.Counters {
 		if c.NextID > 0 {
 			nextID[c.App] = c.NextID
@@ -652,9 +649,7 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 				}
 				space.kinds[kind][path.encode()] = e
 				for _, el := range path {
-					if el.id > 0 && el.id < maxAutoID && el.id >= nextID[sp.app] {
-						nextID[sp.app] = el.id + 1
-					}
+					noteID(nextID, nextScat, sp.app, el.id)
 				}
 			}
 		}
@@ -682,5 +677,6 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 	}
 	d.spaces = spaces
 	d.nextID = nextID
+	d.nextScat = nextScat
 	return nil
 }

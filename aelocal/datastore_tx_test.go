@@ -516,3 +516,32 @@ func TestDatastoreNegativeIDs(t *testing.T) {
 		}
 	})
 }
+
+// Automatic IDs are those of production's scattered policy, the values
+// dev_appserver gives too; AllocateIDs stays sequential, and explicit IDs
+// in either range push their counter past them.
+func TestDatastoreScatteredIDs(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		var got []int64
+		for i := 0; i < 4; i++ {
+			k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "S", nil), &counter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, k.IntID())
+		}
+		want := []int64{0x14000000000000, 0x12000000000000, 0x16000000000000, 0x11000000000000}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("automatic IDs %x, want %x", got, want)
+		}
+		if lo, hi, err := datastore.AllocateIDs(ctx, "S", nil, 3); err != nil || lo != 1 || hi != 4 {
+			t.Fatalf("AllocateIDs: [%d, %d) %v", lo, hi, err)
+		}
+		// An explicit ID that is counter 5's takes it: the next is 6's.
+		putN(t, ctx, datastore.NewKey(ctx, "S", "", scatteredID(5), nil), 1)
+		k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "S", nil), &counter{})
+		if err != nil || k.IntID() != scatteredID(6) {
+			t.Fatalf("after an explicit scattered ID: %v %v", k, err)
+		}
+	})
+}

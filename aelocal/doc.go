@@ -111,7 +111,10 @@ entries: it fits any query with the same sort properties, whatever their
 directions, and an entity with several values of a sort property may come
 again after one, as production documents. Entities are limited to
 1,048,572 bytes, key names and indexed strings to 1,500 bytes, and
-property names like __x__ are refused.
+property names like __x__ are refused. Automatic IDs are scattered, as
+production's default policy gives them, with dev_appserver's exact values;
+AllocateIds gives sequential ones. Negative IDs are accepted, as in
+production.
 
 Transactions are isolated until commit and roll back on error or panic;
 their reads (Get and ancestor queries) see one snapshot of the datastore,
