@@ -279,15 +279,20 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 	}
 	d.sweepTxLocked(now)
 	for len(d.cursors) >= maxOpenCursors {
-		var oldest uint64
-		var when time.Time
-		for h, c := range d.cursors {
-			if oldest == 0 || c.lastUsed.Before(when) {
-				oldest, when = h, c.lastUsed
-			}
-		}
-		d.dropCursorLocked(oldest)
+		d.dropCursorLocked(leastRecent(d.cursors, func(c *dsCursor) time.Time { return c.lastUsed }))
 	}
+}
+
+// leastRecent returns the handle in m whose value was used least recently.
+func leastRecent[V any](m map[uint64]V, lastUsed func(V) time.Time) uint64 {
+	var oldest uint64
+	var when time.Time
+	for h, v := range m {
+		if t := lastUsed(v); oldest == 0 || t.Before(when) {
+			oldest, when = h, t
+		}
+	}
+	return oldest
 }
 
 // Methods.

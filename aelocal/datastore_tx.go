@@ -280,14 +280,7 @@ func (d *datastoreService) sweepTxLocked(now time.Time) {
 		}
 	}
 	for len(d.txs) >= maxOpenTx {
-		var oldest uint64
-		var when time.Time
-		for h, t := range d.txs {
-			if oldest == 0 || t.lastUsed.Before(when) {
-				oldest, when = h, t.lastUsed
-			}
-		}
-		d.dropTxLocked(oldest)
+		d.dropTxLocked(leastRecent(d.txs, func(t *dsTx) time.Time { return t.lastUsed }))
 	}
 }
 
