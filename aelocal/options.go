@@ -16,6 +16,16 @@ type Options struct {
 	// MemcacheLimit is the memcache memory cap in bytes; default
 	// DefaultMemcacheLimit. See SetMemcacheLimit.
 	MemcacheLimit int64
+
+	// AppURL is the app's base URL, for push-task dispatch and cron, as
+	// http://127.0.0.1:8080. The console's cron page sends the jobs it
+	// runs there.
+	AppURL string
+
+	// CronYAML is the path of the app's cron.yaml. The console's cron page
+	// lists its jobs and runs one on request; NewServerOptions fails if the
+	// file cannot be read or parsed.
+	CronYAML string
 }
 
 // NewServerOptions starts a Server configured by o; nil o means the

@@ -15,8 +15,13 @@
 //	-datastore_path  file that keeps the datastore across restarts; loaded
 //	                 at start, written on SIGINT/SIGTERM (default: none)
 //	-memcache_limit  memcache memory cap in bytes; LRU items are evicted past it
+//	-app_url         the app's base URL, for cron (e.g. http://127.0.0.1:8080)
+//	-cron_yaml       the app's cron.yaml: the console lists its jobs and runs
+//	                 one on request, sending it to -app_url
 //
-// GET / on the server shows the RPC counts served so far.
+// The server's root, http://127.0.0.1:10001/, is a console in the browser:
+// the datastore (browse, edit, create, delete), memcache, the RPCs served
+// and the cron jobs.
 package main
 
 import (
@@ -26,7 +31,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,29 +43,28 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes")
+	appURL := flag.String("app_url", "", "the app's base URL, for push-task dispatch and cron (e.g. http://127.0.0.1:8080)")
+	cronYAML := flag.String("cron_yaml", "", "the app's cron.yaml, whose jobs the console lists and runs")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("aelocal: ")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *dsPath, *mcLimit, nil); err != nil {
+	o := aelocal.Options{Addr: *addr, MemcacheLimit: *mcLimit, AppURL: *appURL, CronYAML: *cronYAML}
+	if err := run(ctx, o, *dsPath, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // run serves until ctx is done, then saves the datastore. ready, if not
 // nil, is called once the server is up.
-func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*aelocal.Server)) error {
-	ln, err := net.Listen("tcp", addr)
+func run(ctx context.Context, o aelocal.Options, dsPath string, ready func(*aelocal.Server)) error {
+	s, err := aelocal.NewServerOptions(&o)
 	if err != nil {
 		return err
 	}
-	s, err := aelocal.Serve(ln)
-	if err != nil {
-		return err
-	}
-	s.SetMemcacheLimit(mcLimit)
+	s.SetMemcacheLimit(o.MemcacheLimit) // 0 too: a cache that keeps nothing
 	if dsPath != "" {
 		if err := load(s, dsPath); err != nil {
 			s.Close()
@@ -72,6 +75,7 @@ func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*ae
 	host, port := s.Addr()
 	fmt.Printf("aelocal: App Engine API server (memcache, datastore_v3) at %s\n", s.URL())
 	fmt.Printf("export API_HOST=%s API_PORT=%s GAE_APPLICATION=%s\n", host, port, os.Getenv("GAE_APPLICATION"))
+	fmt.Printf("aelocal: console at %s/\n", s.URL())
 
 	if ready != nil {
 		ready(s)

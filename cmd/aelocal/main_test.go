@@ -24,7 +24,7 @@ func start(t *testing.T, dsPath string) (ctx context.Context, stop func()) {
 	up := make(chan *aelocal.Server, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, "127.0.0.1:0", dsPath, aelocal.DefaultMemcacheLimit, func(s *aelocal.Server) { up <- s })
+		done <- run(runCtx, aelocal.Options{Addr: "127.0.0.1:0", MemcacheLimit: aelocal.DefaultMemcacheLimit}, dsPath, func(s *aelocal.Server) { up <- s })
 	}()
 	var srv *aelocal.Server
 	select {

@@ -1,0 +1,850 @@
+package aelocal
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The datastore viewer: namespaces and kinds with counts, a kind's
+// entities in pages, one entity, and forms to edit, create and delete.
+// Everything goes through datastore_v3 calls (consoleCall), so the viewer
+// sees exactly what a query of the app would.
+
+// Page sizes a kind's listing offers.
+var pageSizes = []int{20, 50, 100}
+
+const (
+	maxListedNamespaces = 1000
+	// countBatch is how far one call of a count query skips; the
+	// datastore skips at most 1000 results per call.
+	countBatch = 1 << 30
+)
+
+// filterOps maps the operators of the filter form to datastore_v3's.
+var filterOps = []struct{ Name, Symbol string }{
+	{"eq", "="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="},
+}
+
+var filterOpCodes = map[string]int64{"eq": opEqual, "lt": opLess, "le": opLessEq, "gt": opGreater, "ge": opGreatEq}
+
+func (c *console) datastoreRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /datastore", c.serveDatastore)
+	mux.HandleFunc("GET /datastore/kind", c.serveKind)
+	mux.HandleFunc("GET /datastore/entity", c.serveEntity)
+	mux.HandleFunc("GET /datastore/edit", c.serveEdit)
+	mux.HandleFunc("GET /datastore/new", c.serveNew)
+	c.post(mux, "/datastore/edit", c.postEdit)
+	c.post(mux, "/datastore/delprop", c.postDeleteProperty)
+	c.post(mux, "/datastore/delete", c.postDelete)
+	c.post(mux, "/datastore/new", c.postNew)
+}
+
+// datastoreApps lists the apps that have entities. No datastore_v3 call
+// lists apps (every call names its own), so this is the one place the
+// console reads the datastore's state directly.
+func (s *Server) datastoreApps() []string {
+	d := s.datastore
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var apps []string
+	for sp := range d.spaces {
+		if !slices.Contains(apps, sp.app) {
+			apps = append(apps, sp.app)
+		}
+	}
+	slices.Sort(apps)
+	return apps
+}
+
+// defaultApp is the app the viewer opens: the server's own
+// GAE_APPLICATION if it has data or nothing has, else the first app with
+// data.
+func (c *console) defaultApp() string {
+	own := os.Getenv("GAE_APPLICATION")
+	if own == "" {
+		own = DefaultAppID
+	}
+	apps := c.s.datastoreApps()
+	if len(apps) == 0 || slices.Contains(apps, own) {
+		return own
+	}
+	return apps[0]
+}
+
+// appAndNamespace reads ?app= and ?ns=.
+func (c *console) appAndNamespace(r *http.Request) nsKey {
+	q := r.URL.Query()
+	app := q.Get("app")
+	if app == "" {
+		app = c.defaultApp()
+	}
+	return nsKey{app: app, ns: q.Get("ns")}
+}
+
+// Queries.
+
+// runQuery runs the query fill describes and returns up to count results
+// after skipping offset, and whether more follow. It skips and reads as
+// many batches as that takes, and closes the datastore's cursor.
+func (c *console) runQuery(fill func(q pmsg), offset, count int) (results []pmsg, more bool, err error) {
+	out, err := c.s.consoleCall("datastore_v3", "RunQuery", func(q pmsg) {
+		fill(q)
+		q.Set("offset", min(offset, countBatch))
+		q.Set("count", count)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	remaining := offset
+	for {
+		remaining -= int(out.Int("skipped_results"))
+		if remaining <= 0 {
+			results = append(results, out.Msgs("result")...)
+		}
+		more = out.Bool("more_results")
+		if !more || !out.Has("cursor") || (remaining <= 0 && len(results) >= count) {
+			break
+		}
+		cur := out.Msg("cursor")
+		out, err = c.s.consoleCall("datastore_v3", "Next", func(n pmsg) {
+			n.Mutable("cursor").CopyFrom(cur)
+			n.Set("offset", max(0, min(remaining, countBatch)))
+			n.Set("count", count-len(results))
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	if more && out.Has("cursor") {
+		cur := out.Msg("cursor")
+		c.s.consoleCall("datastore_v3", "DeleteCursor", func(n pmsg) { n.CopyFrom(cur) })
+	}
+	return results, more, nil
+}
+
+// count counts the results of the query fill describes with a keys-only
+// query that only skips.
+func (c *console) count(fill func(q pmsg)) (int64, error) {
+	out, err := c.s.consoleCall("datastore_v3", "RunQuery", func(q pmsg) {
+		fill(q)
+		q.Set("keys_only", true)
+		q.Set("offset", countBatch)
+		q.Set("count", 0)
+	})
+	var n int64
+	for err == nil {
+		n += out.Int("skipped_results")
+		if !out.Bool("more_results") || !out.Has("cursor") {
+			return n, nil
+		}
+		cur := out.Msg("cursor")
+		out, err = c.s.consoleCall("datastore_v3", "Next", func(q pmsg) {
+			q.Mutable("cursor").CopyFrom(cur)
+			q.Set("offset", countBatch)
+			q.Set("count", 0)
+		})
+	}
+	return 0, err
+}
+
+// metaNames runs a metadata query (__namespace__ or __kind__) and returns
+// the names it lists.
+func (c *console) metaNames(sp nsKey, kind string, limit int) ([]string, bool, error) {
+	res, more, err := c.runQuery(func(q pmsg) {
+		q.Set("app", sp.app)
+		if sp.ns != "" {
+			q.Set("name_space", sp.ns)
+		}
+		q.Set("kind", kind)
+		q.Set("keys_only", true)
+	}, 0, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	names := make([]string, len(res))
+	for i, r := range res {
+		path := refPath(r.Msg("key"))
+		names[i] = path[len(path)-1].name // the default namespace has ID 1 and no name
+	}
+	return names, more, nil
+}
+
+func (c *console) kinds(app, ns string) ([]string, error) {
+	names, _, err := c.metaNames(nsKey{app, ns}, "__kind__", 1000)
+	return names, err
+}
+
+// kindQuery fills the app, namespace and kind of a query.
+func kindQuery(sp nsKey, kind string) func(q pmsg) {
+	return func(q pmsg) {
+		q.Set("app", sp.app)
+		if sp.ns != "" {
+			q.Set("name_space", sp.ns)
+		}
+		q.Set("kind", kind)
+	}
+}
+
+// Pages.
+
+type kindCount struct {
+	Name  string
+	Count int64
+}
+
+type datastorePage struct {
+	App, NS    string
+	Apps       []string
+	Namespaces []string
+	MoreNS     bool
+	Kinds      []kindCount
+	Total      int64
+}
+
+func (c *console) serveDatastore(w http.ResponseWriter, r *http.Request) {
+	sp := c.appAndNamespace(r)
+	d := datastorePage{App: sp.app, NS: sp.ns, Apps: c.s.datastoreApps()}
+	page := &consolePage{Title: "Datastore", Section: "Datastore", Data: &d}
+	var err error
+	if d.Namespaces, d.MoreNS, err = c.metaNames(nsKey{app: sp.app}, "__namespace__", maxListedNamespaces); err != nil {
+		page.Error = err.Error()
+	}
+	kinds, err := c.kinds(sp.app, sp.ns)
+	if err != nil {
+		page.Error = err.Error()
+	}
+	for _, k := range kinds {
+		n, err := c.count(kindQuery(sp, k))
+		if err != nil {
+			page.Error = err.Error()
+			break
+		}
+		d.Kinds = append(d.Kinds, kindCount{k, n})
+		d.Total += n
+	}
+	c.render(w, r, http.StatusOK, "datastore", page)
+}
+
+// kindPage is a kind's listing: the query, one page of its results and
+// what the forms offer.
+type kindPage struct {
+	App, NS, Kind string
+	Sort          string // a property, or "" for the key
+	Desc          bool
+	FProp, FOp    string
+	FVal, FType   string
+	Offset, N     int
+	Total         int64
+	Note          string
+	Columns       []string
+	Indexed       map[string]bool
+	Rows          []entityRow
+	More          bool
+	Ops           []struct{ Name, Symbol string }
+	Types         []string
+	PageSizes     []int
+	Back          string // this page's URL, for the delete form to return to
+}
+
+type entityRow struct {
+	Key   string // encoded
+	Path  string
+	Cells []string
+}
+
+// Prev is the offset of the previous page, -1 on the first.
+func (k *kindPage) Prev() int {
+	if k.Offset == 0 {
+		return -1
+	}
+	return max(0, k.Offset-k.N)
+}
+
+// End is the 1-based number of the last entity shown.
+func (k *kindPage) End() int { return k.Offset + len(k.Rows) }
+
+// Query is the URL of this listing with the parameters of pairs (name,
+// value, ...) changed; an empty value removes one. It starts at the first
+// page unless pairs set an offset.
+func (k *kindPage) Query(pairs ...any) string {
+	q := url.Values{}
+	set := func(name, v string) {
+		if v == "" || (name == "offset" && v == "0") || (name == "n" && v == strconv.Itoa(pageSizes[0])) {
+			q.Del(name)
+			return
+		}
+		q.Set(name, v)
+	}
+	set("app", k.App)
+	set("ns", k.NS)
+	set("kind", k.Kind)
+	set("sort", k.Sort)
+	if k.Desc {
+		set("desc", "1")
+	}
+	if k.FProp != "" {
+		set("fprop", k.FProp)
+		set("fop", k.FOp)
+		set("fval", k.FVal)
+		set("ftype", k.FType)
+	}
+	set("n", strconv.Itoa(k.N))
+	for i := 0; i+1 < len(pairs); i += 2 {
+		set(fmt.Sprint(pairs[i]), fmt.Sprint(pairs[i+1]))
+	}
+	return "/datastore/kind?" + q.Encode()
+}
+
+// SortLink is the URL that sorts by prop, flipping the direction if the
+// listing is sorted by it already.
+func (k *kindPage) SortLink(prop string) string {
+	if prop == keyProp {
+		prop = ""
+	}
+	desc := ""
+	if prop == k.Sort && !k.Desc {
+		desc = "1"
+	}
+	return k.Query("sort", prop, "desc", desc)
+}
+
+// SortedBy reports whether the listing is sorted by prop, and how: "▲",
+// "▼" or "".
+func (k *kindPage) SortedBy(prop string) string {
+	if prop == keyProp {
+		prop = ""
+	}
+	switch {
+	case prop != k.Sort:
+		return ""
+	case k.Desc:
+		return "▼"
+	}
+	return "▲"
+}
+
+func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sp := c.appAndNamespace(r)
+	k := &kindPage{
+		App: sp.app, NS: sp.ns, Kind: q.Get("kind"),
+		Sort: q.Get("sort"), Desc: q.Get("desc") != "",
+		FProp: strings.TrimSpace(q.Get("fprop")), FOp: q.Get("fop"), FVal: q.Get("fval"), FType: q.Get("ftype"),
+		N: pageSizes[0], Indexed: map[string]bool{},
+		Ops: filterOps, Types: filterTypes, PageSizes: pageSizes,
+	}
+	if k.Sort == "__key__" {
+		k.Sort = ""
+	}
+	if k.FOp == "" {
+		k.FOp = "eq"
+	}
+	if n, err := strconv.Atoi(q.Get("n")); err == nil && slices.Contains(pageSizes, n) {
+		k.N = n
+	}
+	if off, err := strconv.Atoi(q.Get("offset")); err == nil && off > 0 {
+		k.Offset = off
+	}
+	k.Back = r.URL.RequestURI()
+	page := &consolePage{Title: "Datastore: " + k.Kind, Section: "Datastore", Data: k}
+	if k.Kind == "" {
+		c.fail(w, r, http.StatusBadRequest, errors.New("no kind given: pick one on the datastore page"))
+		return
+	}
+	fill, err := c.kindFilter(sp, k)
+	if err != nil {
+		page.Error = err.Error()
+		c.render(w, r, http.StatusBadRequest, "kind", page)
+		return
+	}
+	if k.Total, err = c.count(fill); err != nil {
+		page.Error = err.Error()
+		c.render(w, r, http.StatusBadRequest, "kind", page)
+		return
+	}
+	results, more, err := c.runQuery(fill, k.Offset, k.N)
+	if err != nil {
+		page.Error = err.Error()
+		c.render(w, r, http.StatusBadRequest, "kind", page)
+		return
+	}
+	k.More = more
+	cols := map[string]bool{}
+	views := make([]map[string][]valueView, len(results))
+	for i, e := range results {
+		views[i] = map[string][]valueView{}
+		for _, list := range []string{"property", "raw_property"} {
+			for _, p := range e.Msgs(list) {
+				name := p.Str("name")
+				cols[name] = true
+				if list == "property" {
+					k.Indexed[name] = true
+				}
+				views[i][name] = append(views[i][name], viewValue(p))
+			}
+		}
+	}
+	for name := range cols {
+		k.Columns = append(k.Columns, name)
+	}
+	slices.Sort(k.Columns)
+	for i, e := range results {
+		ref := e.Msg("key")
+		row := entityRow{Key: encodeKey(ref), Path: refPath(ref).String()}
+		for _, col := range k.Columns {
+			vs := views[i][col]
+			parts := make([]string, len(vs))
+			for j, v := range vs {
+				parts[j] = v.Short
+			}
+			cell := strings.Join(parts, ", ")
+			if len(vs) > 1 {
+				cell = "[" + cell + "]"
+			}
+			row.Cells = append(row.Cells, shorten(cell))
+		}
+		k.Rows = append(k.Rows, row)
+	}
+	c.render(w, r, http.StatusOK, "kind", page)
+}
+
+// kindFilter builds the query of a listing from its filter and sort.
+func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
+	base := kindQuery(sp, k.Kind)
+	var val pmsg
+	op := int64(0)
+	if k.FProp != "" {
+		var ok bool
+		if op, ok = filterOpCodes[k.FOp]; !ok {
+			return nil, fmt.Errorf("unknown filter operator %q", k.FOp)
+		}
+		typ := k.FType
+		if k.FProp == keyProp {
+			typ = "key"
+		}
+		if typ == "" {
+			typ = c.propertyType(sp, k.Kind, k.FProp, k.FVal)
+		}
+		if !slices.Contains(filterTypes, typ) {
+			return nil, fmt.Errorf("cannot filter on a value of type %q", typ)
+		}
+		val, _ = newMsg("appengine.v2.PropertyValue")
+		if _, err := parseTypedValue(typ, k.FVal, val, sp); err != nil {
+			return nil, fmt.Errorf("filter %s: %v", k.FProp, err)
+		}
+	}
+	ineq := op != 0 && op != opEqual
+	if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
+		k.Note = fmt.Sprintf("Sorted by %s first: the datastore sorts a query with an inequality filter by that property before any other order.", k.FProp)
+	}
+	return func(q pmsg) {
+		base(q)
+		if op != 0 {
+			f := q.AppendMsg("filter")
+			f.Set("op", op)
+			p := f.AppendMsg("property")
+			p.Set("name", k.FProp)
+			p.Set("multiple", false)
+			p.Mutable("value").CopyFrom(val)
+		}
+		order := func(prop string, desc bool) {
+			o := q.AppendMsg("order")
+			o.Set("property", prop)
+			o.Set("direction", map[bool]int64{false: 1, true: 2}[desc])
+		}
+		if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
+			order(k.FProp, false)
+		}
+		switch {
+		case k.Sort != "":
+			order(k.Sort, k.Desc)
+		case k.Desc:
+			order(keyProp, true)
+		}
+	}, nil
+}
+
+// propertyType is the type a filter value gets when the form leaves it to
+// the console: the type of prop in an entity that has it, or a guess from
+// the text if none has.
+func (c *console) propertyType(sp nsKey, kind, prop, text string) string {
+	res, _, err := c.runQuery(func(q pmsg) {
+		kindQuery(sp, kind)(q)
+		o := q.AppendMsg("order")
+		o.Set("property", prop)
+		o.Set("direction", int64(1))
+	}, 0, 1)
+	if err == nil && len(res) == 1 {
+		for _, p := range res[0].Msgs("property") {
+			if p.Str("name") == prop {
+				if t := viewValue(p).Type; slices.Contains(filterTypes, t) {
+					return t
+				}
+			}
+		}
+	}
+	return guessType(text)
+}
+
+// The entity page.
+
+type entityPage struct {
+	App, NS, Kind string
+	Key, Path     string
+	Parent        string // encoded key of the parent, "" for a root
+	ParentPath    string
+	Props         []propRow
+	Ver           string
+	Types         []string
+	Back          string // the kind's listing
+}
+
+type propRow struct {
+	Name   string
+	Values []valueRow
+}
+
+type valueRow struct {
+	Index   int
+	Indexed bool
+	V       valueView
+}
+
+// entityVersion identifies an entity's content, so that an edit made from
+// a stale form is refused instead of undoing a newer write.
+func entityVersion(ep pmsg) string {
+	b, _ := ep.Marshal()
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// propValues returns the values of property name in ep: the indexed ones
+// first, in order, then the unindexed ones. Index i of the console means
+// the i-th of these.
+func propValues(ep pmsg, name string) []valueRow {
+	var out []valueRow
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if p.Str("name") == name {
+				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p)})
+			}
+		}
+	}
+	return out
+}
+
+// getEntity fetches the entity an encoded key names.
+func (c *console) getEntity(key string) (ep pmsg, sp nsKey, path dsPath, err error) {
+	ref, sp, path, err := decodeKey(key)
+	if err != nil {
+		return pmsg{}, sp, nil, err
+	}
+	out, err := c.s.consoleCall("datastore_v3", "Get", func(in pmsg) { in.AppendMsg("key").CopyFrom(ref) })
+	if err != nil {
+		return pmsg{}, sp, nil, err
+	}
+	if g := out.Msgs("entity"); len(g) == 1 && g[0].Has("entity") {
+		return g[0].Msg("entity"), sp, path, nil
+	}
+	return pmsg{}, sp, path, errNoEntity(path)
+}
+
+type noEntityError struct{ path dsPath }
+
+func (e noEntityError) Error() string {
+	return fmt.Sprintf("there is no entity %s (it may have been deleted)", e.path)
+}
+
+func errNoEntity(path dsPath) error { return noEntityError{path} }
+
+func statusOf(err error) int {
+	if errors.As(err, new(noEntityError)) {
+		return http.StatusNotFound
+	}
+	return http.StatusBadRequest
+}
+
+func (c *console) serveEntity(w http.ResponseWriter, r *http.Request) {
+	ep, sp, path, err := c.getEntity(r.URL.Query().Get("key"))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d := c.entityPageOf(ep, sp, path)
+	c.render(w, r, http.StatusOK, "entity", &consolePage{Title: "Entity " + d.Path, Section: "Datastore", Data: d})
+}
+
+func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
+	d := &entityPage{
+		App: sp.app, NS: sp.ns, Kind: path[len(path)-1].kind,
+		Key: encodeKey(ep.Msg("key")), Path: path.String(),
+		Ver: entityVersion(ep), Types: valueTypes,
+	}
+	if len(path) > 1 {
+		d.Parent = encodeKey(newRef(sp, path[:len(path)-1]))
+		d.ParentPath = path[:len(path)-1].String()
+	}
+	var names []string
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if n := p.Str("name"); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		d.Props = append(d.Props, propRow{Name: n, Values: propValues(ep, n)})
+	}
+	d.Back = "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", d.Kind))
+	return d
+}
+
+// The edit form: one value of one property, or a new property (Index -1).
+
+type editPage struct {
+	Key, Path, Kind string
+	Prop            string
+	Index           int
+	Type, Value     string
+	Indexed         bool
+	Ver             string
+	Types           []string
+	Multiline       bool
+	Count           int // values the property has now
+}
+
+func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ep, _, path, err := c.getEntity(q.Get("key"))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d := &editPage{Key: q.Get("key"), Path: path.String(), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
+	if i, err := strconv.Atoi(q.Get("i")); err == nil {
+		d.Index = i
+	}
+	vals := propValues(ep, d.Prop)
+	d.Count = len(vals)
+	if d.Index >= 0 {
+		if d.Index >= len(vals) {
+			c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop))
+			return
+		}
+		v := vals[d.Index]
+		d.Type, d.Value, d.Indexed = v.V.Type, v.V.Text, v.Indexed
+		if d.Type == "entity" {
+			c.fail(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"))
+			return
+		}
+	}
+	d.Multiline = d.Type == "text" || d.Type == "bytes" || strings.Contains(d.Value, "\n") || len(d.Value) > 80
+	c.render(w, r, http.StatusOK, "edit", &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d})
+}
+
+func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	d := &editPage{
+		Key: f.Get("key"), Prop: strings.TrimSpace(f.Get("prop")), Index: -1,
+		Type: f.Get("type"), Value: f.Get("value"), Indexed: f.Get("indexed") != "",
+		Ver: f.Get("ver"), Types: valueTypes,
+	}
+	if i, err := strconv.Atoi(f.Get("i")); err == nil {
+		d.Index = i
+	}
+	d.Multiline = d.Type == "text" || d.Type == "bytes" || strings.Contains(d.Value, "\n") || len(d.Value) > 80
+	page := &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d}
+	ep, sp, path, err := c.getEntity(d.Key)
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d.Path, d.Kind = path.String(), path[len(path)-1].kind
+	d.Count = len(propValues(ep, d.Prop))
+	failForm := func(status int, err error) {
+		page.Error = err.Error()
+		c.render(w, r, status, "edit", page)
+	}
+	if cur := entityVersion(ep); cur != d.Ver {
+		d.Ver = cur // submitting again overwrites, knowingly
+		failForm(http.StatusConflict, errors.New("the entity changed since this form was opened; check its current values (open it in another tab) and save again to overwrite"))
+		return
+	}
+	prop, err := buildProperty(d.Prop, d.Type, d.Value, sp)
+	if err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	if unindexedTypes[d.Type] {
+		d.Indexed = false
+	}
+	if err := setPropertyValue(ep, d.Prop, d.Index, &prop, d.Indexed); err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	if err := c.putEntity(ep); err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {d.Key}}, "saved")
+}
+
+func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	key, name := f.Get("key"), f.Get("prop")
+	ep, _, _, err := c.getEntity(key)
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	if entityVersion(ep) != f.Get("ver") {
+		c.fail(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"))
+		return
+	}
+	if err := setPropertyValue(ep, name, -1, nil, false); err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	if err := c.putEntity(ep); err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, "propdel")
+}
+
+// buildProperty makes a Property from a form's name, type and value.
+func buildProperty(name, typ, text string, sp nsKey) (pmsg, error) {
+	if name == "" {
+		return pmsg{}, errors.New("a property needs a name")
+	}
+	p, err := newMsg("appengine.v2.Property")
+	if err != nil {
+		return pmsg{}, err
+	}
+	p.Set("name", name)
+	p.Set("multiple", false)
+	meaning, err := parseTypedValue(typ, text, p.Mutable("value"), sp)
+	if err != nil {
+		return pmsg{}, fmt.Errorf("property %s: %v", name, err)
+	}
+	if meaning != meaningNone {
+		p.Set("meaning", meaning)
+	}
+	return p, nil
+}
+
+// setPropertyValue changes the values of property name in ep: with prop
+// nil it removes every value; with index -1 it appends prop as a new
+// value; otherwise it replaces value index. A replacement of the same type
+// keeps the old value's meaning (a Python link stays a link).
+func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool) error {
+	type entry struct {
+		p       pmsg
+		indexed bool
+	}
+	var vals []entry
+	multiple := false
+	keep := map[string][]pmsg{}
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if p.Str("name") == name {
+				vals = append(vals, entry{p.Clone(), list == "property"})
+				multiple = multiple || p.Bool("multiple")
+			} else {
+				keep[list] = append(keep[list], p.Clone())
+			}
+		}
+	}
+	switch {
+	case prop == nil:
+		if len(vals) == 0 {
+			return fmt.Errorf("the entity has no property %q", name)
+		}
+		vals = nil
+	case index < 0:
+		vals = append(vals, entry{*prop, indexed})
+	case index >= len(vals):
+		return fmt.Errorf("property %q has no value %d any more; reload the entity", name, index)
+	default:
+		old := vals[index].p
+		if viewValue(old).Type == viewValue(*prop).Type && old.Has("meaning") && !prop.Has("meaning") {
+			prop.Set("meaning", old.Int("meaning"))
+		}
+		vals[index] = entry{*prop, indexed}
+	}
+	multiple = multiple || len(vals) > 1
+	for _, list := range []string{"property", "raw_property"} {
+		ep.Clear(list)
+		for _, p := range keep[list] {
+			ep.AppendMsg(list).CopyFrom(p)
+		}
+		for _, v := range vals {
+			if v.indexed == (list == "property") {
+				n := ep.AppendMsg(list)
+				n.CopyFrom(v.p)
+				n.Set("multiple", multiple)
+			}
+		}
+	}
+	return nil
+}
+
+// putEntity writes ep, whose key is complete.
+func (c *console) putEntity(ep pmsg) error {
+	_, err := c.s.consoleCall("datastore_v3", "Put", func(in pmsg) { in.AppendMsg("entity").CopyFrom(ep) })
+	return err
+}
+
+// postDelete deletes the entities whose encoded keys the form lists, then
+// returns to the page the form names.
+func (c *console) postDelete(w http.ResponseWriter, r *http.Request) {
+	keys := r.PostForm["key"]
+	back := r.PostForm.Get("back")
+	if !strings.HasPrefix(back, "/datastore") || strings.HasPrefix(back, "//") {
+		back = "/datastore"
+	}
+	if len(keys) == 0 {
+		http.Redirect(w, r, back+sep(back)+"done=nothingdel", http.StatusSeeOther)
+		return
+	}
+	if len(keys) > maxDeleteKeys {
+		c.fail(w, r, http.StatusBadRequest, fmt.Errorf("at most %d entities can be deleted at once", maxDeleteKeys))
+		return
+	}
+	refs := make([]pmsg, len(keys))
+	for i, k := range keys {
+		ref, _, _, err := decodeKey(k)
+		if err != nil {
+			c.fail(w, r, http.StatusBadRequest, err)
+			return
+		}
+		refs[i] = ref
+	}
+	_, err := c.s.consoleCall("datastore_v3", "Delete", func(in pmsg) {
+		for _, ref := range refs {
+			in.AppendMsg("key").CopyFrom(ref)
+		}
+	})
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	back = strings.Replace(back, "done=", "was=", 1)
+	http.Redirect(w, r, back+sep(back)+"done=deleted", http.StatusSeeOther)
+}
+
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}
