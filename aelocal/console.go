@@ -136,6 +136,11 @@ func (c *console) post(mux *http.ServeMux, path string, h http.HandlerFunc) {
 		}
 		h(w, r)
 	})
+	// Any other method, GET above all, changes nothing.
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		c.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("%s changes data and takes only a POST from the console's own form", path))
+	})
 }
 
 // token is the CSRF token of the form that posts to action.

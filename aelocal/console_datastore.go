@@ -388,7 +388,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 				if list == "property" {
 					k.Indexed[name] = true
 				}
-				views[i][name] = append(views[i][name], viewValue(p))
+				views[i][name] = append(views[i][name], viewValue(p, sp))
 			}
 		}
 	}
@@ -398,7 +398,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(k.Columns)
 	for i, e := range results {
 		ref := e.Msg("key")
-		row := entityRow{Key: encodeKey(ref), Path: refPath(ref).String()}
+		row := entityRow{Key: encodeKey(ref), Path: pathText(refPath(ref))}
 		for _, col := range k.Columns {
 			vs := views[i][col]
 			parts := make([]string, len(vs))
@@ -485,7 +485,7 @@ func (c *console) propertyType(sp nsKey, kind, prop, text string) string {
 	if err == nil && len(res) == 1 {
 		for _, p := range res[0].Msgs("property") {
 			if p.Str("name") == prop {
-				if t := viewValue(p).Type; slices.Contains(filterTypes, t) {
+				if t := viewValue(p, sp).Type; slices.Contains(filterTypes, t) {
 					return t
 				}
 			}
@@ -529,12 +529,12 @@ func entityVersion(ep pmsg) string {
 // propValues returns the values of property name in ep: the indexed ones
 // first, in order, then the unindexed ones. Index i of the console means
 // the i-th of these.
-func propValues(ep pmsg, name string) []valueRow {
+func propValues(ep pmsg, name string, sp nsKey) []valueRow {
 	var out []valueRow
 	for _, list := range []string{"property", "raw_property"} {
 		for _, p := range ep.Msgs(list) {
 			if p.Str("name") == name {
-				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p)})
+				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)})
 			}
 		}
 	}
@@ -585,12 +585,12 @@ func (c *console) serveEntity(w http.ResponseWriter, r *http.Request) {
 func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
 	d := &entityPage{
 		App: sp.app, NS: sp.ns, Kind: path[len(path)-1].kind,
-		Key: encodeKey(ep.Msg("key")), Path: path.String(),
+		Key: encodeKey(ep.Msg("key")), Path: pathText(path),
 		Ver: entityVersion(ep), Types: valueTypes,
 	}
 	if len(path) > 1 {
 		d.Parent = encodeKey(newRef(sp, path[:len(path)-1]))
-		d.ParentPath = path[:len(path)-1].String()
+		d.ParentPath = pathText(path[:len(path)-1])
 	}
 	var names []string
 	for _, list := range []string{"property", "raw_property"} {
@@ -602,7 +602,7 @@ func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		d.Props = append(d.Props, propRow{Name: n, Values: propValues(ep, n)})
+		d.Props = append(d.Props, propRow{Name: n, Values: propValues(ep, n, sp)})
 	}
 	d.Back = "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", d.Kind))
 	return d
@@ -624,16 +624,16 @@ type editPage struct {
 
 func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ep, _, path, err := c.getEntity(q.Get("key"))
+	ep, sp, path, err := c.getEntity(q.Get("key"))
 	if err != nil {
 		c.fail(w, r, statusOf(err), err)
 		return
 	}
-	d := &editPage{Key: q.Get("key"), Path: path.String(), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
+	d := &editPage{Key: q.Get("key"), Path: pathText(path), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
 	if i, err := strconv.Atoi(q.Get("i")); err == nil {
 		d.Index = i
 	}
-	vals := propValues(ep, d.Prop)
+	vals := propValues(ep, d.Prop, sp)
 	d.Count = len(vals)
 	if d.Index >= 0 {
 		if d.Index >= len(vals) {
@@ -668,8 +668,8 @@ func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, statusOf(err), err)
 		return
 	}
-	d.Path, d.Kind = path.String(), path[len(path)-1].kind
-	d.Count = len(propValues(ep, d.Prop))
+	d.Path, d.Kind = pathText(path), path[len(path)-1].kind
+	d.Count = len(propValues(ep, d.Prop, sp))
 	failForm := func(status int, err error) {
 		page.Error = err.Error()
 		c.render(w, r, status, "edit", page)
@@ -776,7 +776,7 @@ func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool)
 		return fmt.Errorf("property %q has no value %d any more; reload the entity", name, index)
 	default:
 		old := vals[index].p
-		if viewValue(old).Type == viewValue(*prop).Type && old.Has("meaning") && !prop.Has("meaning") {
+		if viewValue(old, nsKey{}).Type == viewValue(*prop, nsKey{}).Type && old.Has("meaning") && !prop.Has("meaning") {
 			prop.Set("meaning", old.Int("meaning"))
 		}
 		vals[index] = entry{*prop, indexed}

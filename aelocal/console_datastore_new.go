@@ -50,7 +50,7 @@ func (c *console) serveNew(w http.ResponseWriter, r *http.Request) {
 						continue
 					}
 					seen = append(seen, name)
-					typ := viewValue(p).Type
+					typ := viewValue(p, sp).Type
 					if typ == "entity" {
 						continue
 					}

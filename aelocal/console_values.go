@@ -64,8 +64,8 @@ const shortLen = 40
 // maxDisplayBytes bounds how much of one binary value a page shows.
 const maxDisplayBytes = 4096
 
-// viewValue reads the value of Property p.
-func viewValue(p pmsg) valueView {
+// viewValue reads the value of Property p of an entity in sp.
+func viewValue(p pmsg, sp nsKey) valueView {
 	v := p.Msg("value")
 	meaning := p.Int("meaning")
 	var vv valueView
@@ -92,8 +92,18 @@ func viewValue(p pmsg) valueView {
 	case v.Has("referencevalue"):
 		vv.Type = "key"
 		ref := refFromValue(v.Msg("referencevalue"))
-		vv.Text = refPath(ref).String()
+		path := refPath(ref)
 		vv.Key = encodeKey(ref)
+		vv.Text, vv.Display = pathText(path), pathText(path)
+		other := nsKey{ref.Str("app"), ref.Str("name_space")}
+		if other != sp {
+			vv.Display += fmt.Sprintf(" (app %s, namespace %q)", other.app, other.ns)
+		}
+		// The path form reads back only in the entity's own app and
+		// namespace, and only if the kinds allow it; else the encoded key.
+		if back, err := parsePathText(vv.Text); other != sp || err != nil || comparePath(back, path) != 0 || len(back) != len(path) {
+			vv.Text = vv.Key
+		}
 	case v.Has("stringValue"):
 		s := v.Str("stringValue")
 		switch meaning {
@@ -266,7 +276,6 @@ func parseTypedValue(typ, text string, v pmsg, sp nsKey) (meaning int64, err err
 		u := v.Mutable("uservalue")
 		u.Set("email", t)
 		u.Set("auth_domain", "gmail.com")
-		u.Set("gaiaid", int64(0))
 	case "key":
 		ref, err := parseKeyText(t, sp)
 		if err != nil {
@@ -390,7 +399,7 @@ func refFromValue(rv pmsg) pmsg {
 // the console shows one, /Kind,12/Kind,"name", in the app and namespace of
 // sp.
 func parseKeyText(t string, sp nsKey) (pmsg, error) {
-	if !strings.Contains(t, ",") {
+	if !strings.Contains(t, ",") && !strings.HasPrefix(t, "/") {
 		ref, _, _, err := decodeKey(t)
 		return ref, err
 	}
@@ -399,6 +408,23 @@ func parseKeyText(t string, sp nsKey) (pmsg, error) {
 		return pmsg{}, err
 	}
 	return newRef(sp, path), nil
+}
+
+// pathText writes a key path as parsePathText reads it:
+// /Kind,12/Kind,"name", names quoted as Go strings.
+func pathText(p dsPath) string {
+	var b strings.Builder
+	for _, e := range p {
+		b.WriteByte('/')
+		b.WriteString(e.kind)
+		b.WriteByte(',')
+		if e.name != "" {
+			b.WriteString(strconv.Quote(e.name))
+		} else {
+			b.WriteString(strconv.FormatInt(e.id, 10))
+		}
+	}
+	return b.String()
 }
 
 // parsePathText reads /Kind,12/Kind,"name" (the leading slash optional).
@@ -410,7 +436,10 @@ func parsePathText(t string) (dsPath, error) {
 	var path dsPath
 	for rest != "" {
 		kind, after, ok := strings.Cut(rest, ",")
-		if !ok || kind == "" || strings.Contains(kind, "/") {
+		if k, _, _ := strings.Cut(rest, "/"); !ok || strings.Contains(kind, "/") {
+			return nil, bad(fmt.Sprintf("element %q has no ID or name", k))
+		}
+		if kind == "" {
 			return nil, bad("an element has no kind")
 		}
 		var el dsElem
@@ -426,14 +455,14 @@ func parsePathText(t string) (dsPath, error) {
 			}
 			rest = after[len(q):]
 		} else {
-			idText, r, _ := strings.Cut(after, "/")
+			idText, r, more := strings.Cut(after, "/")
 			id, err := strconv.ParseInt(idText, 10, 64)
 			if err != nil || id <= 0 {
 				return nil, bad(fmt.Sprintf("%q is neither a positive ID nor a quoted name", idText))
 			}
-			el.id, rest = id, "/"+r
-			if r == "" {
-				rest = ""
+			el.id, rest = id, ""
+			if more {
+				rest = "/" + r
 			}
 		}
 		path = append(path, el)
