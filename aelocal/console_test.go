@@ -332,10 +332,10 @@ func TestConsoleKindListing(t *testing.T) {
 	mustContain(t, page, "No entities match the filter")
 	// Bad filters say what is wrong.
 	for q, want := range map[string]string{
-		"fprop=N&fop=eq&fval=many&ftype=int":      `filter N: &#34;many&#34; is not an integer`,
-		"fprop=N&fop=like&fval=1":                 `unknown filter operator &#34;like&#34;`,
-		"fprop=__key__&fop=eq&fval=Thing":         `is not an encoded key`,
-		"fprop=N&fop=gt&fval=1&fprop=N":           "Entities 1–20 of 2344",
+		"fprop=N&fop=eq&fval=many&ftype=int":       `filter N: &#34;many&#34; is not an integer`,
+		"fprop=N&fop=like&fval=1":                  `unknown filter operator &#34;like&#34;`,
+		"fprop=__key__&fop=eq&fval=Thing":          `is not an encoded key`,
+		"fprop=N&fop=gt&fval=1&fprop=N":            "Entities 1–20 of 2344",
 		"sort=N&fprop=Mod&fop=gt&fval=1&ftype=int": "Sorted by Mod first",
 	} {
 		_, page := getPage(t, s, "/datastore/kind?kind=Thing&"+q)
@@ -483,9 +483,9 @@ func TestConsoleEntityEdits(t *testing.T) {
 
 	// Pages for keys that are bad or gone.
 	for q, want := range map[string]int{
-		"/datastore/entity?key=nonsense!": http.StatusBadRequest,
+		"/datastore/entity?key=nonsense!":                                              http.StatusBadRequest,
 		"/datastore/entity?key=" + datastore.NewKey(ctx, "Book", "", 99, nil).Encode(): http.StatusNotFound,
-		"/datastore/edit?key=" + enc + "&prop=Nope&i=0":                                 http.StatusNotFound,
+		"/datastore/edit?key=" + enc + "&prop=Nope&i=0":                                http.StatusNotFound,
 	} {
 		if code, body := getPage(t, s, q); code != want {
 			t.Fatalf("GET %s: %d, want %d\n%s", q, code, want, body)
