@@ -95,64 +95,73 @@ func (c *console) appAndNamespace(r *http.Request) nsKey {
 // after skipping offset, and whether more follow. It skips and reads as
 // many batches as that takes, and closes the datastore's cursor.
 func (c *console) runQuery(fill func(q pmsg), offset, count int) (results []pmsg, more bool, err error) {
+	results, more, _, err = c.query(fill, offset, count, false)
+	return results, more, err
+}
+
+// count counts the results of the query fill describes.
+func (c *console) count(fill func(q pmsg)) (int64, error) {
+	_, _, n, err := c.query(func(q pmsg) {
+		fill(q)
+		q.Set("keys_only", true)
+	}, 0, 0, true)
+	return n, err
+}
+
+// query is runQuery that, if total is set, goes on skipping to the end
+// and also returns how many results the query has in all. One query
+// answers both: the datastore evaluates it once, and the batches after
+// the first come from the results it holds for the open cursor.
+func (c *console) query(fill func(q pmsg), offset, count int, total bool) (results []pmsg, more bool, n int64, err error) {
 	out, err := c.s.consoleCall("datastore_v3", "RunQuery", func(q pmsg) {
 		fill(q)
 		q.Set("offset", min(offset, countBatch))
 		q.Set("count", count)
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
-	remaining := offset
+	remaining := offset // results still to skip
 	for {
-		remaining -= int(out.Int("skipped_results"))
-		if remaining <= 0 {
+		skipped := int(out.Int("skipped_results"))
+		n += int64(skipped)
+		remaining -= skipped
+		if remaining <= 0 && len(results) < count {
 			results = append(results, out.Msgs("result")...)
 		}
 		more = out.Bool("more_results")
-		if !more || !out.Has("cursor") || (remaining <= 0 && len(results) >= count) {
+		if !more || !out.Has("cursor") {
 			break
 		}
-		cur := out.Msg("cursor")
-		out, err = c.s.consoleCall("datastore_v3", "Next", func(n pmsg) {
-			n.Mutable("cursor").CopyFrom(cur)
-			n.Set("offset", max(0, min(remaining, countBatch)))
-			n.Set("count", count-len(results))
-		})
-		if err != nil {
-			return nil, false, err
+		reading := remaining > 0 || len(results) < count
+		if !reading && !total {
+			break
 		}
-	}
-	if more && out.Has("cursor") {
-		cur := out.Msg("cursor")
-		c.s.consoleCall("datastore_v3", "DeleteCursor", func(n pmsg) { n.CopyFrom(cur) })
-	}
-	return results, more, nil
-}
-
-// count counts the results of the query fill describes with a keys-only
-// query that only skips.
-func (c *console) count(fill func(q pmsg)) (int64, error) {
-	out, err := c.s.consoleCall("datastore_v3", "RunQuery", func(q pmsg) {
-		fill(q)
-		q.Set("keys_only", true)
-		q.Set("offset", countBatch)
-		q.Set("count", 0)
-	})
-	var n int64
-	for err == nil {
-		n += out.Int("skipped_results")
-		if !out.Bool("more_results") || !out.Has("cursor") {
-			return n, nil
+		next, want := max(0, min(remaining, countBatch)), count-len(results)
+		if !reading {
+			// Past the page: count the rest by skipping it.
+			next, want = countBatch, 0
 		}
 		cur := out.Msg("cursor")
 		out, err = c.s.consoleCall("datastore_v3", "Next", func(q pmsg) {
 			q.Mutable("cursor").CopyFrom(cur)
-			q.Set("offset", countBatch)
-			q.Set("count", 0)
+			q.Set("offset", next)
+			q.Set("count", want)
 		})
+		if err != nil {
+			return nil, false, 0, err
+		}
 	}
-	return 0, err
+	n += int64(len(results))
+	// more is about what follows the page; when counting, the loop ran
+	// to the end, so say whether the count went past the page.
+	if total {
+		more = n > int64(offset+len(results))
+	} else if more && out.Has("cursor") {
+		cur := out.Msg("cursor")
+		c.s.consoleCall("datastore_v3", "DeleteCursor", func(q pmsg) { q.CopyFrom(cur) })
+	}
+	return results, more, n, nil
 }
 
 // metaNames runs a metadata query (__namespace__ or __kind__) and returns
@@ -241,6 +250,8 @@ type kindPage struct {
 	Desc          bool
 	FProp, FOp    string
 	FVal, FType   string
+	FTypeChosen   string // the form's type: "" for auto
+	FTypeUsed     string // the type the filter's value was read as
 	Offset, N     int
 	Total         int64
 	Note          string
@@ -337,7 +348,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	k := &kindPage{
 		App: sp.app, NS: sp.ns, Kind: q.Get("kind"),
 		Sort: q.Get("sort"), Desc: q.Get("desc") != "",
-		FProp: strings.TrimSpace(q.Get("fprop")), FOp: q.Get("fop"), FVal: q.Get("fval"), FType: q.Get("ftype"),
+		FProp: strings.TrimSpace(q.Get("fprop")), FOp: q.Get("fop"), FVal: q.Get("fval"), FType: q.Get("ftype"), FTypeChosen: q.Get("ftype"),
 		N: pageSizes[0], Indexed: map[string]bool{},
 		Ops: filterOps, Types: filterTypes, PageSizes: pageSizes,
 	}
@@ -365,12 +376,8 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
 	}
-	if k.Total, err = c.count(fill); err != nil {
-		page.Error = err.Error()
-		c.render(w, r, http.StatusBadRequest, "kind", page)
-		return
-	}
-	results, more, err := c.runQuery(fill, k.Offset, k.N)
+	results, more, total, err := c.query(fill, k.Offset, k.N, true)
+	k.Total = total
 	if err != nil {
 		page.Error = err.Error()
 		c.render(w, r, http.StatusBadRequest, "kind", page)
@@ -431,8 +438,13 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 			typ = "key"
 		}
 		if typ == "" {
+			// Links to other pages carry the type found, so that
+			// paging does not look for it again; the form still
+			// offers "auto".
 			typ = c.propertyType(sp, k.Kind, k.FProp, k.FVal)
+			k.FType = typ
 		}
+		k.FTypeUsed = typ
 		if !slices.Contains(filterTypes, typ) {
 			return nil, fmt.Errorf("cannot filter on a value of type %q", typ)
 		}

@@ -47,6 +47,18 @@ runs one on 127.0.0.1:10001, the client's default port:
 	go run github.com/icza/gaesession/v2/cmd/aelocal
 	API_HOST=127.0.0.1 API_PORT=10001 go run ./myapp
 
+# The console
+
+Every Server serves a console at its root, URL()+"/", for a person: the
+datastore (namespaces, kinds with counts, a kind's entities in pages,
+sorted and filtered; an entity's typed properties; edit, create, delete),
+memcache (statistics, look up, delete, flush), the RPCs served (counts and
+the latest calls with their duration and outcome) and the cron jobs of
+Options.CronYAML, run on request against Options.AppURL. It is plain
+server-rendered HTML; no GET changes anything and every form is protected
+against cross-site requests. The console calls the services as an app
+would, but its calls do not count in Stats.
+
 # Fidelity
 
 Memcache follows the production service as the appengine/v2 client

@@ -104,7 +104,7 @@ func newServer() *Server {
 }
 
 // URL returns the base URL, http://127.0.0.1:PORT. POST URL()+"/rpc_http"
-// answers as App Engine's service bridge does.
+// answers as App Engine's service bridge does; URL()+"/" is the console.
 func (s *Server) URL() string { return s.url }
 
 // Addr returns the host and port the server listens on. An unchanged app
