@@ -866,16 +866,3 @@ func FuzzConsoleValue(f *testing.F) {
 		}
 	})
 }
-
-func TestConsoleServe(t *testing.T) {
-	d, err := time.ParseDuration(strings.TrimSpace(fmt.Sprint(getenv("AELOCAL_CONSOLE_SERVE"))))
-	if err != nil {
-		t.Skip()
-	}
-	s := newTestServer(t)
-	seedConsole(t, s)
-	t.Log(s.URL())
-	time.Sleep(d)
-}
-
-func getenv(k string) string { return strings.TrimSpace(os.Getenv(k)) }
