@@ -72,12 +72,13 @@ type console struct {
 	cronYAML string // path of cron.yaml, "" for none
 	appURL   string // the app's base URL, "" if unknown
 
-	mu       sync.Mutex
-	cronRuns map[string]cronRun // job ID -> its last run from the console
+	mu        sync.Mutex
+	cronRuns  map[string]cronRun // job ID -> its last run from the console
+	propTypes map[propTypeKey]string
 }
 
 func newConsole(s *Server) *console {
-	c := &console{s: s, secret: make([]byte, 32), cronRuns: make(map[string]cronRun)}
+	c := &console{s: s, secret: make([]byte, 32), cronRuns: make(map[string]cronRun), propTypes: make(map[propTypeKey]string)}
 	if _, err := rand.Read(c.secret); err != nil {
 		panic("aelocal: no randomness for the console's secret: " + err.Error())
 	}

@@ -364,7 +364,9 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	if off, err := strconv.Atoi(q.Get("offset")); err == nil && off > 0 {
 		k.Offset = off
 	}
-	k.Back = r.URL.RequestURI()
+	back := r.URL.Query()
+	back.Del("done")
+	k.Back = "/datastore/kind?" + back.Encode()
 	page := &consolePage{Title: "Datastore: " + k.Kind, Section: "Datastore", Data: k}
 	if k.Kind == "" {
 		c.fail(w, r, http.StatusBadRequest, errors.New("no kind given: pick one on the datastore page"))
@@ -395,7 +397,11 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 				if list == "property" {
 					k.Indexed[name] = true
 				}
-				views[i][name] = append(views[i][name], viewValue(p, sp))
+				v := viewValue(p, sp)
+				views[i][name] = append(views[i][name], v)
+				if list == "property" {
+					c.notePropertyType(sp, k.Kind, name, v.Type)
+				}
 			}
 		}
 	}
@@ -488,6 +494,13 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 // the console: the type of prop in an entity that has it, or a guess from
 // the text if none has.
 func (c *console) propertyType(sp nsKey, kind, prop, text string) string {
+	// A listing just shown usually told the type already.
+	c.mu.Lock()
+	t, ok := c.propTypes[propTypeKey{sp, kind, prop}]
+	c.mu.Unlock()
+	if ok {
+		return t
+	}
 	res, _, err := c.runQuery(func(q pmsg) {
 		kindQuery(sp, kind)(q)
 		o := q.AppendMsg("order")
@@ -498,12 +511,38 @@ func (c *console) propertyType(sp nsKey, kind, prop, text string) string {
 		for _, p := range res[0].Msgs("property") {
 			if p.Str("name") == prop {
 				if t := viewValue(p, sp).Type; slices.Contains(filterTypes, t) {
+					c.notePropertyType(sp, kind, prop, t)
 					return t
 				}
 			}
 		}
 	}
 	return guessType(text)
+}
+
+// propTypeKey names a property of a kind, for the types the console has
+// seen.
+type propTypeKey struct {
+	sp         nsKey
+	kind, prop string
+}
+
+// maxPropTypes bounds what the console remembers of property types.
+const maxPropTypes = 10000
+
+// notePropertyType remembers the type an indexed property of a kind had
+// on a page, so that a filter on it that leaves the type to the console
+// needs no query to find it.
+func (c *console) notePropertyType(sp nsKey, kind, prop, typ string) {
+	if typ == "null" || !slices.Contains(filterTypes, typ) {
+		return // a null says nothing about the property's other values
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.propTypes) >= maxPropTypes {
+		clear(c.propTypes)
+	}
+	c.propTypes[propTypeKey{sp, kind, prop}] = typ
 }
 
 // The entity page.
@@ -850,7 +889,6 @@ func (c *console) postDelete(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	back = strings.Replace(back, "done=", "was=", 1)
 	http.Redirect(w, r, back+sep(back)+"done=deleted", http.StatusSeeOther)
 }
 
