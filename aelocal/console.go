@@ -95,17 +95,12 @@ func newConsole(s *Server) *console {
 	return c
 }
 
-// configure takes the settings of o the console uses. It checks cron.yaml
+// configure takes the settings of o the console uses. It reads cron.yaml
 // now, so that a mistake in it stops the server at once rather than
 // surfacing on the cron page.
 func (c *console) configure(o *Options) error {
+	// configureServices has checked AppURL.
 	c.cronYAML, c.appURL = o.CronYAML, strings.TrimRight(o.AppURL, "/")
-	if c.appURL != "" {
-		u, err := url.Parse(c.appURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("aelocal: AppURL %q is not an http or https URL", o.AppURL)
-		}
-	}
 	if c.cronYAML != "" {
 		if _, err := loadCron(c.cronYAML); err != nil {
 			return fmt.Errorf("aelocal: %w", err)
@@ -308,6 +303,7 @@ type consoleHome struct {
 	MemcacheItems        uint64
 	Kinds                []string
 	KindsErr             string
+	Services             string // the task queues and the mail kept, as text
 }
 
 func (c *console) serveHome(w http.ResponseWriter, r *http.Request) {
@@ -325,6 +321,9 @@ func (c *console) serveHome(w http.ResponseWriter, r *http.Request) {
 		d.KindsErr = err.Error()
 	}
 	d.Kinds = kinds
+	var services strings.Builder
+	c.s.writeServicesStatus(&services)
+	d.Services = strings.TrimSpace(services.String())
 	c.render(w, r, http.StatusOK, "home", &consolePage{Title: "aelocal", Data: d})
 }
 

@@ -258,6 +258,8 @@ type dsTx struct {
 	writes   map[string]int    // fullKey -> index in order
 	order    []dsWrite
 	lastUsed time.Time
+	actions  []func() // run once the commit applied: transactional tasks
+	nTasks   int      // tasks the actions add
 }
 
 type dsWrite struct {
@@ -646,6 +648,9 @@ func dsCommit(s *Server, in, out pmsg) error {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
 	d.dropTxLocked(h)
+	for _, a := range tx.actions {
+		a()
+	}
 	return nil
 }
 

@@ -47,10 +47,11 @@ func FuzzServiceRequest(f *testing.F) {
 		index[name] = uint8(i)
 		f.Add(uint8(i), []byte{})
 	}
-	for _, c := range recordClientCalls(f) {
+	for _, c := range append(recordClientCalls(f), recordServiceCalls(f)...) {
 		f.Add(index[c.name], c.request)
 	}
 	s := newServer()
+	s.fetch.dial = loopbackOnly
 	f.Fuzz(func(t *testing.T, which uint8, req []byte) {
 		if len(names) == 0 {
 			return

@@ -17,9 +17,19 @@ type Options struct {
 	// DefaultMemcacheLimit. See SetMemcacheLimit.
 	MemcacheLimit int64
 
-	// AppURL is the app's base URL, for push-task dispatch and cron, as
-	// http://127.0.0.1:8080. The console's cron page sends the jobs it
-	// runs there.
+	// QueueYAML is the path of the app's queue.yaml. Its queues exist
+	// from the start, with their modes, rates, bucket sizes and retry
+	// parameters; a "default" push queue exists whether or not the file
+	// declares it. Empty: only the default queue. NewServerOptions fails
+	// on a file production would refuse to deploy.
+	QueueYAML string
+
+	// AppURL is the app's base URL, for example http://127.0.0.1:8080.
+	// When set, the server sends due push tasks to it by itself, at each
+	// queue's rate, as dev_appserver did, and relative continue URLs of
+	// user.LoginURL and user.LogoutURL are resolved against it; the
+	// console's cron page sends the jobs it runs there. Empty: tasks wait
+	// for RunTasks, and cron jobs cannot be run.
 	AppURL string
 
 	// CronYAML is the path of the app's cron.yaml. The console's cron page

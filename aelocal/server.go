@@ -47,6 +47,13 @@ type Server struct {
 	memcache  *memcacheService
 	datastore *datastoreService
 
+	// The other bundled services (services.go).
+	taskqueue *taskqueueService
+	mail      *mailService
+	users     *userService
+	fetch     *urlfetchService
+	appURL    string // Options.AppURL
+
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
 }
@@ -73,6 +80,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.configureServices(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
@@ -85,8 +96,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
 	mux.Handle("/", s.console)
+	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
+	s.startServices()
 	return s, nil
 }
 
@@ -100,6 +113,7 @@ func newServer() *Server {
 	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService()
+	s.initServices()
 	return s
 }
 
@@ -117,7 +131,9 @@ func (s *Server) Addr() (host, port string) {
 // Close stops the server: it closes the listener and every connection.
 // Calls routed in-process by Middleware are not affected.
 func (s *Server) Close() error {
-	return s.http.Close()
+	err := s.http.Close()
+	s.stopServices()
+	return err
 }
 
 // Now returns the server's clock: the real time plus every FastForward.
@@ -129,11 +145,12 @@ func (s *Server) Now() time.Time {
 }
 
 // FastForward moves the server's clock forward by d, so memcache items
-// expire without the test waiting for them.
+// expire and tasks come due without the test waiting for them.
 func (s *Server) FastForward(d time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.clockSkew += d
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // Stats returns the number of RPCs served since the server started or
@@ -161,7 +178,8 @@ func (s *Server) ResetStats() {
 
 // FailNext makes the next n calls of service.method answer with a service
 // error (an ApplicationError, as a failing App Engine backend sends: code
-// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore and
+// mail, the service's transient or unknown error elsewhere).
 // Method "" means every method of the service. n <= 0 cancels the
 // injection.
 func (s *Server) FailNext(service, method string, n int) {
@@ -207,6 +225,10 @@ func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
 // variables, so tests running in parallel against separate servers do not
 // interfere.
 //
+// A request that carries the cookie of the login page user.LoginURL points
+// at, and no X-AppEngine-User-Email of its own, gets the headers of that
+// user, as behind App Engine's front end.
+//
 // One difference from the HTTP bridge: appengine/v2 attaches a datastore
 // transaction to a request only on its HTTP path, after in-process routing
 // has taken the call, so under Middleware writes inside
@@ -216,7 +238,10 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
 	})
-	return appengine.Middleware(inner)
+	mw := appengine.Middleware(inner)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+	})
 }
 
 // NewRequest is like httptest.NewRequest, and the request's context is
@@ -317,9 +342,11 @@ func failureCode(service string) int32 {
 	switch service {
 	case "datastore_v3":
 		return 3 // INTERNAL_ERROR
-	default:
-		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 	}
+	if code, ok := serviceFailureCodes[service]; ok {
+		return code
+	}
+	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
 // call serves one API call given its encoded request.
@@ -349,7 +376,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)

@@ -69,7 +69,7 @@ func startBrowser(t testing.TB, width, height int) *browser {
 	t.Helper()
 	chromium, driver := findBrowser(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := chromedriverPort(t)
 	cmd := exec.Command(driver, "--port="+strconv.Itoa(port), "--log-path="+filepath.Join(dir, "chromedriver.log"))
 	// A process group of its own, so that ending it ends Chromium too,
 	// whatever state the test stopped in.
@@ -121,7 +121,7 @@ func startBrowser(t testing.TB, width, height int) *browser {
 	return b
 }
 
-func freePort(t testing.TB) int {
+func chromedriverPort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

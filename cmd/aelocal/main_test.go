@@ -14,6 +14,7 @@ import (
 	"github.com/icza/gaesession/v2/aelocal"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/taskqueue"
 )
 
 type item struct{ V string }
@@ -23,11 +24,17 @@ type item struct{ V string }
 // the HTTP bridge.
 func start(t *testing.T, dsPath string) (ctx context.Context, stop func()) {
 	t.Helper()
+	return startOptions(t, aelocal.Options{Addr: "127.0.0.1:0"}, dsPath)
+}
+
+// startOptions is start with the server's options.
+func startOptions(t *testing.T, opts aelocal.Options, dsPath string) (ctx context.Context, stop func()) {
+	t.Helper()
 	runCtx, cancel := context.WithCancel(context.Background())
 	up := make(chan *aelocal.Server, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, aelocal.Options{Addr: "127.0.0.1:0", MemcacheLimit: aelocal.DefaultMemcacheLimit}, dsPath, func(s *aelocal.Server) { up <- s })
+		done <- run(runCtx, opts, dsPath, func(s *aelocal.Server) { up <- s })
 	}()
 	var srv *aelocal.Server
 	select {
@@ -87,6 +94,35 @@ func TestWithoutDatastorePathNothingIsKept(t *testing.T) {
 	ctx, _ = start(t, "")
 	if err := datastore.Get(ctx, datastore.NewKey(ctx, "Thing", "one", 0, nil), &item{}); err != datastore.ErrNoSuchEntity {
 		t.Fatalf("got %v, want ErrNoSuchEntity", err)
+	}
+}
+
+func TestQueueYAMLAndAppURL(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r }))
+	defer app.Close()
+	queueYAML := filepath.Join(t.TempDir(), "queue.yaml")
+	if err := os.WriteFile(queueYAML, []byte("queue:\n- name: mail\n  rate: 10/s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, _ := startOptions(t, aelocal.Options{Addr: "127.0.0.1:0", QueueYAML: queueYAML, AppURL: app.URL}, "")
+	if _, err := taskqueue.Add(ctx, &taskqueue.Task{Path: "/send"}, "mail"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.URL.Path != "/send" || r.Header.Get("X-AppEngine-QueueName") != "mail" {
+			t.Fatalf("the app got %s with %v", r.URL, r.Header)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task never reached the app")
+	}
+
+	bad := filepath.Join(t.TempDir(), "queue.yaml")
+	os.WriteFile(bad, []byte("queue:\n- name: no_underscores\n"), 0o644)
+	if err := run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", QueueYAML: bad}, "", nil); err == nil {
+		t.Fatal("a bad queue.yaml did not stop the command")
 	}
 }
 
