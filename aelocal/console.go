@@ -189,7 +189,7 @@ var consoleTemplates = sync.OnceValue(func() map[string]*template.Template {
 	funcs := template.FuncMap{
 		"ago":      fmtAgo,
 		"duration": fmtDuration,
-		"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04:05.000") },
+		"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04:05.000 MST") },
 		"query":    queryString,
 		"add":      func(a, b int) int { return a + b },
 	}

@@ -202,7 +202,8 @@ func kindQuery(sp nsKey, kind string) func(q pmsg) {
 
 // Pages.
 
-type kindCount struct {
+// nameCount is a kind or a namespace with its number of entities.
+type nameCount struct {
 	Name  string
 	Count int64
 }
@@ -210,9 +211,9 @@ type kindCount struct {
 type datastorePage struct {
 	App, NS    string
 	Apps       []string
-	Namespaces []string
+	Namespaces []nameCount
 	MoreNS     bool
-	Kinds      []kindCount
+	Kinds      []nameCount
 	Total      int64
 }
 
@@ -220,22 +221,38 @@ func (c *console) serveDatastore(w http.ResponseWriter, r *http.Request) {
 	sp := c.appAndNamespace(r)
 	d := datastorePage{App: sp.app, NS: sp.ns, Apps: c.s.datastoreApps()}
 	page := &consolePage{Title: "Datastore", Section: "Datastore", Data: &d}
-	var err error
-	if d.Namespaces, d.MoreNS, err = c.metaNames(nsKey{app: sp.app}, "__namespace__", maxListedNamespaces); err != nil {
-		page.Error = err.Error()
+	fail := func(err error) {
+		if page.Error == "" {
+			page.Error = err.Error()
+		}
 	}
 	kinds, err := c.kinds(sp.app, sp.ns)
 	if err != nil {
-		page.Error = err.Error()
+		fail(err)
 	}
 	for _, k := range kinds {
 		n, err := c.count(kindQuery(sp, k))
 		if err != nil {
-			page.Error = err.Error()
+			fail(err)
 			break
 		}
-		d.Kinds = append(d.Kinds, kindCount{k, n})
+		d.Kinds = append(d.Kinds, nameCount{k, n})
 		d.Total += n
+	}
+	names, more, err := c.metaNames(nsKey{app: sp.app}, "__namespace__", maxListedNamespaces)
+	if err != nil {
+		fail(err)
+	}
+	d.MoreNS = more
+	for _, ns := range names {
+		n := d.Total // the namespace shown: its kinds add up to it
+		if ns != sp.ns {
+			// A kindless query counts every entity of a namespace.
+			if n, err = c.count(kindQuery(nsKey{sp.app, ns}, "")); err != nil {
+				fail(err)
+			}
+		}
+		d.Namespaces = append(d.Namespaces, nameCount{ns, n})
 	}
 	c.render(w, r, http.StatusOK, "datastore", page)
 }

@@ -266,8 +266,15 @@ func TestConsoleCreateAndDelete(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header.Get("Location"), string(b)
 	}
+	// Namespaces and kinds with their counts.
+	_, page := getPage(t, s, "/datastore")
+	mustContain(t, page, `(default) <span class="count">7</span>`, `tenant-a <span class="count">1</span>`,
+		`>Book</a></td><td data-label="Entities" class="num">6</td>`, `<td class="num" data-label="Total">7</td>`)
+	_, page = getPage(t, s, "/datastore?ns=tenant-a")
+	mustContain(t, page, `(default) <span class="count">7</span>`, `>Setting</a></td><td data-label="Entities" class="num">1</td>`)
+
 	// The form offers the kind's properties with their types.
-	_, page := getPage(t, s, "/datastore/new?kind=Book")
+	_, page = getPage(t, s, "/datastore/new?kind=Book")
 	mustContain(t, page, `name="p0.name" value="Added"`, `name="p10.name" value="Year"`)
 
 	code, loc, body := create(url.Values{"kind": {"Review"}, "parent": {"/Book,1"}, "id": {"first"}, "rows": {"3"},
