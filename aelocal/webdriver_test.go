@@ -117,7 +117,7 @@ func startBrowser(t testing.TB, width, height int) *browser {
 	}
 	b := &browser{t: t, base: root + "/session/" + sess.SessionID}
 	t.Cleanup(func() { wdDo(http.MethodDelete, b.base, nil, nil) })
-	b.do(http.MethodPost, "/timeouts", map[string]any{"implicit": 3000, "pageLoad": 60000, "script": 10000}, nil)
+	b.do(http.MethodPost, "/timeouts", map[string]any{"implicit": 10000, "pageLoad": 60000, "script": 10000}, nil)
 	return b
 }
 
@@ -207,7 +207,7 @@ type element struct {
 }
 
 // find returns the element that the CSS selector matches, waiting for it
-// up to the implicit timeout.
+// up to the implicit timeout (10 s).
 func (b *browser) find(css string) *element {
 	b.t.Helper()
 	return b.findBy("css selector", css)
@@ -233,7 +233,7 @@ func (b *browser) findBy(using, value string) *element {
 func (b *browser) count(css string) int {
 	b.t.Helper()
 	b.do(http.MethodPost, "/timeouts", map[string]any{"implicit": 0}, nil)
-	defer b.do(http.MethodPost, "/timeouts", map[string]any{"implicit": 3000}, nil)
+	defer b.do(http.MethodPost, "/timeouts", map[string]any{"implicit": 10000}, nil)
 	var refs []map[string]string
 	b.do(http.MethodPost, "/elements", map[string]string{"using": "css selector", "value": css}, &refs)
 	return len(refs)
@@ -250,12 +250,12 @@ func (b *browser) text() string {
 	return s
 }
 
-// see fails the test unless the page shows every one of want within a
-// few seconds: a click that loads a page may return before the new page
-// is there.
+// see fails the test unless the page shows every one of want within
+// seconds: a click that loads a page may return before the new page is
+// there, and a shared machine may be slow.
 func (b *browser) see(want ...string) {
 	b.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		text := b.text()
 		missing := ""
