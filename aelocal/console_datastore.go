@@ -184,8 +184,11 @@ func (c *console) metaNames(sp nsKey, kind string, limit int) ([]string, bool, e
 	return names, more, nil
 }
 
+// maxListedKinds bounds the kinds the datastore page counts and lists.
+const maxListedKinds = 1000
+
 func (c *console) kinds(app, ns string) ([]string, error) {
-	names, _, err := c.metaNames(nsKey{app, ns}, "__kind__", 1000)
+	names, _, err := c.metaNames(nsKey{app, ns}, "__kind__", maxListedKinds)
 	return names, err
 }
 
@@ -214,6 +217,7 @@ type datastorePage struct {
 	Namespaces []nameCount
 	MoreNS     bool
 	Kinds      []nameCount
+	MoreKinds  bool
 	Total      int64
 }
 
@@ -239,6 +243,7 @@ func (c *console) serveDatastore(w http.ResponseWriter, r *http.Request) {
 		d.Kinds = append(d.Kinds, nameCount{k, n})
 		d.Total += n
 	}
+	d.MoreKinds = len(kinds) == maxListedKinds
 	names, more, err := c.metaNames(nsKey{app: sp.app}, "__namespace__", maxListedNamespaces)
 	if err != nil {
 		fail(err)
