@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -400,4 +402,33 @@ func FuzzConsoleValue(f *testing.F) {
 			t.Fatalf("%s %q: shown as %q, which parses to another value", typ, text, v.Text)
 		}
 	})
+}
+
+// TestConsoleQueriesNeedNoIndex: browsing is not the app's querying, so a
+// listing that would need a composite index neither fails under
+// RequireIndexes nor lands in index.yaml.
+func TestConsoleQueriesNeedNoIndex(t *testing.T) {
+	dir := t.TempDir()
+	for _, o := range []Options{
+		{IndexYAML: filepath.Join(dir, "written.yaml"), WriteIndexYAML: true},
+		{IndexYAML: writeTemp(t, "indexes:\n"), RequireIndexes: true},
+	} {
+		s, err := NewServerOptions(&o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		seedConsole(t, s)
+		code, page := getPage(t, s, "/datastore/kind?kind=Book&sort=Title&desc=1&fprop=Year&fop=ge&fval=1980")
+		if code != http.StatusOK {
+			t.Fatalf("%+v: %d\n%s", o, code, page)
+		}
+		mustContain(t, page, "Entities 1–4 of 4", "Sorted by Year first")
+		if got := s.IndexYAML(); strings.Contains(got, "Book") {
+			t.Fatalf("%+v: the console's query was recorded:\n%s", o, got)
+		}
+		if b, _ := os.ReadFile(o.IndexYAML); strings.Contains(string(b), "Book") {
+			t.Fatalf("%+v: the console's query was written to index.yaml:\n%s", o, b)
+		}
+	}
 }

@@ -83,6 +83,8 @@ type datastoreService struct {
 	handle   uint64 // last transaction or cursor handle given out
 	cached   int    // query results held in cursor caches
 	swept    time.Time
+
+	indexes *dsIndexes // composite indexes queries needed; its own lock
 }
 
 func newDatastoreService() *datastoreService {
@@ -93,6 +95,7 @@ func newDatastoreService() *datastoreService {
 		groupVer: make(map[string]uint64),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
+		indexes:  newIndexes(),
 	}
 }
 
@@ -167,6 +170,20 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 
 func reserved(s string) bool {
 	return len(s) >= 4 && strings.HasPrefix(s, "__") && strings.HasSuffix(s, "__")
+}
+
+// checkPropertyNames refuses an entity with a property named like __x__:
+// production reserves those names (for __key__, __scatter__ and the like)
+// and refuses to store them, indexed or not, as the SDK's stub does.
+func checkPropertyNames(ep pmsg) error {
+	for _, field := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(field) {
+			if name := p.Str("name"); reserved(name) {
+				return badRequest("cannot store entity with reserved property name '%s'", name)
+			}
+		}
+	}
+	return nil
 }
 
 // newEntity indexes a stored EntityProto whose key is complete.
@@ -443,6 +460,9 @@ func dsPut(s *Server, in, out pmsg) error {
 			if reserved(el.name) {
 				return badRequest("illegal key name %q in key %s: names of the form __*__ are reserved", el.name, path)
 			}
+		}
+		if err := checkPropertyNames(ep); err != nil {
+			return err
 		}
 		items[i] = item{sp, path, ep.Clone()}
 	}

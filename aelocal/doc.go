@@ -75,18 +75,41 @@ would, but its calls do not count in Stats.
 
 # Fidelity
 
-Memcache follows the production service as the appengine/v2 client
-describes it: keys up to 250 bytes, values up to 1,000,000 bytes (larger
-ones fail the call with INVALID_VALUE), expiry 0 for never, relative
-seconds below 30 years and absolute Unix times above, compare-and-swap,
-namespaces, and least-recently-used eviction under a memory cap
-(SetMemcacheLimit).
+aelocal answers as production does. Where behaviour is in question,
+Google's reference stubs (the Python SDK's memcache_stub.py,
+datastore_file_stub.py, datastore_stub_util.py, datastore_index.py) decide,
+unless production documents otherwise; the code says where it departs
+from them and why.
 
-The datastore is strongly consistent and keeps entities in memory: Get, Put
-and Delete of up to 500 keys, queries with kind, ancestor, equality and
-inequality filters, sort orders, limit, offset, keys-only and cursors,
-AllocateIds and transactions. Entities are limited to 1,048,572 bytes and
-key names to 1,500 bytes.
+Memcache: keys up to 250 bytes (a longer one fails the call with
+INVALID_VALUE); an item is stored while its key, its value and 73 bytes of
+overhead fit in 1 MiB, as in production, and a bigger one fails alone, with
+status ERROR (ErrServerError, within a MultiError from SetMulti). Expiry 0
+is never, relative seconds below 30 years and absolute Unix times above;
+compare-and-swap, delete locks, namespaces, peeks, Stats (byte_hits counts
+keys and values of hits) and least-recently-used eviction under a memory
+cap (SetMemcacheLimit).
+
+Datastore: strongly consistent and in memory: Get, Put and Delete of up to
+500 keys (Get 1,000), AllocateIds and transactions, and queries with kind,
+ancestor, equality and inequality filters, sort orders, limit, offset,
+keys-only, projections (one result per index entry: per value of a
+multi-valued projected property, none for an entity whose projected
+property is missing or unindexed, values as the index holds them),
+Distinct and DistinctOn, and the metadata kinds __namespace__, __kind__ and
+__property__. Values sort as production's index encoding sorts them: NaN
+above +Inf, so it never matches P < x. A cursor is a position between index
+entries: it fits any query with the same sort properties, whatever their
+directions, and an entity with several values of a sort property may come
+again after one, as production documents. Entities are limited to
+1,048,572 bytes, key names and indexed strings to 1,500 bytes, and
+property names like __x__ are refused.
+
+Composite indexes: every query's composite index, by production's rules,
+is recorded; Server.IndexYAML returns them as index.yaml text, and
+Options.WriteIndexYAML writes them to Options.IndexYAML as dev_appserver
+did. With Options.RequireIndexes a query that needs an index the file does
+not declare fails as in production: NEED_INDEX, with the entry to add.
 
 Task queues check what production checks: queue and task names, a name
 stays taken nine days after its task ran or was deleted, ETAs up to 30
@@ -101,7 +124,8 @@ production's limits and error codes. App identity signs with a key made on
 first use, whose certificate PublicCertificates returns. Modules report one
 module, "default", version "1"; every capability is enabled.
 
-Features it does not implement answer with an error that says so; a call
+Requests aelocal does not implement, such as the search and geo queries
+the appengine/v2 client cannot send, answer with an error that says so; a call
 aelocal does not serve answers "aelocal does not serve service.Method".
 No request, however malformed, stops the server.
 

@@ -80,6 +80,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.datastore.indexes.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if err := s.configureServices(o); err != nil {
 		ln.Close()
 		return nil, err
