@@ -71,7 +71,8 @@ the latest calls with their duration and outcome) and the cron jobs of
 Options.CronYAML, run on request against Options.AppURL. It is plain
 server-rendered HTML; no GET changes anything and every form is protected
 against cross-site requests. The console calls the services as an app
-would, but its calls do not count in Stats.
+would, but its calls do not count in Stats, and its queries neither need
+nor record composite indexes.
 
 # Fidelity
 
