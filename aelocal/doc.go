@@ -81,6 +81,19 @@ Given the app's address (Options.AppURL, flag -app_url) the server sends
 due push tasks to the app by itself, at each queue's rate from queue.yaml
 (Options.QueueYAML, flag -queue_yaml), as dev_appserver did.
 
+# The console
+
+Every Server serves a console at its root, URL()+"/", for a person: the
+datastore (namespaces, kinds with counts, a kind's entities in pages,
+sorted and filtered; an entity's typed properties; edit, create, delete),
+memcache (statistics, look up, delete, flush), the RPCs served (counts and
+the latest calls with their duration and outcome) and the cron jobs of
+Options.CronYAML, run on request against Options.AppURL. It is plain
+server-rendered HTML; no GET changes anything and every form is protected
+against cross-site requests. The console calls the services as an app
+would, but its calls do not count in Stats, and its queries neither need
+nor record composite indexes.
+
 # Fidelity
 
 aelocal answers as production does. Where behaviour is in question,

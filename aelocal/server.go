@@ -50,6 +50,9 @@ type Server struct {
 	users     *userService
 	fetch     *urlfetchService
 	appURL    string // Options.AppURL
+
+	rpcs    *rpcLog  // the latest calls, for the console
+	console *console // the pages at the server's root
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -87,9 +90,13 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
+	if err := s.console.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
-	mux.HandleFunc("/", s.serveStatus)
+	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
@@ -102,7 +109,9 @@ func newServer() *Server {
 		stats:    make(map[string]int64),
 		failNext: make(map[string]int),
 		latency:  make(map[string]time.Duration),
+		rpcs:     newRPCLog(),
 	}
+	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService(s.Now)
 	s.initServices()
@@ -110,7 +119,7 @@ func newServer() *Server {
 }
 
 // URL returns the base URL, http://127.0.0.1:PORT. POST URL()+"/rpc_http"
-// answers as App Engine's service bridge does.
+// answers as App Engine's service bridge does; URL()+"/" is the console.
 func (s *Server) URL() string { return s.url }
 
 // Addr returns the host and port the server listens on. An unchanged app
@@ -166,6 +175,7 @@ func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = make(map[string]int64)
+	s.rpcs.resetSince(time.Now())
 }
 
 // FailNext makes the next n calls of service.method answer with a service
@@ -280,6 +290,7 @@ func failureCode(service string) int32 {
 // call serves one API call given its encoded request.
 func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
 	name := service + "." + method
+	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 	spec, ok := methods[name]
 
 	s.mu.Lock()
@@ -404,28 +415,6 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
 	}
-}
-
-// serveStatus shows what the server has served, for a person running
-// cmd/aelocal who wants to see the RPCs an app makes.
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	stats := s.Stats()
-	names := make([]string, 0, len(stats))
-	for k := range stats {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\nRPCs served:\n", s.url)
-	for _, k := range names {
-		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
-	}
-	s.writeServicesStatus(w)
-	s.writeIndexStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {
