@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
 )
@@ -97,12 +98,13 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 // was removed while this request loaded it (no session); a newer copy is
 // the one this request goes on with.
 func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
-	if len(ent.Value) > maxMemcacheValue {
+	key := s.cfg.memcacheKey(id)
+	if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
 		return e
 	}
 	now := timeNow()
 	item := &memcache.Item{
-		Key:        s.cfg.memcacheKey(id),
+		Key:        key,
 		Value:      ent.Value,
 		Flags:      expiryFlags(ent.Expires),
 		Expiration: memcacheTTL(ent.Expires, now),
@@ -182,12 +184,13 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 		w := &writes[i]
 		w.err = errs[i]
 		n := len(w.entity.Value)
+		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
 		switch {
-		case w.err == nil && n > maxMemcacheValue:
-			s.logf(levelWarning, "%s: session of %d bytes is over memcache's %d-byte value limit; it is kept in the datastore only", logID(w.id), n, maxMemcacheValue)
+		case w.err == nil && oversize:
+			s.logf(levelWarning, "%s: session of %d bytes is over memcache's item limit (%d bytes for key, value and overhead); it is kept in the datastore only", logID(w.id), n, gaelimits.MemcacheMaxItemBytes)
 		case w.err == nil:
-		case n > maxMemcacheValue:
-			what := fmt.Sprintf("session not saved: %d bytes is over memcache's %d-byte value limit, and saving it to the datastore failed", n, maxMemcacheValue)
+		case oversize:
+			what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and saving it to the datastore failed", n, gaelimits.MemcacheMaxItemBytes)
 			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, ids...))
 			s.failure.set(newStoreError(w.id, what, w.err, ids...))
 		default:

@@ -281,10 +281,13 @@ func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
 
 // expireOnCall returns a context that expires as soon as aelocal has
 // received the first call of method (it counts the call, then waits for
-// the latency injected on it, during which the deadline passes). The
+// the latency injected on it, during which the deadline passes). The calls
+// are served in-process (Server.Call), where aelocal's wait ends with the
+// caller's context; over the HTTP bridge the client bounds a call by a
+// timer set from the context's deadline, which is real time again. The
 // goroutine that watches for the call ends with the test.
 func expireOnCall(t *testing.T, e *testEnv, parent context.Context, method string) context.Context {
-	ctx := newExpiringCtx(parent)
+	ctx := newExpiringCtx(appengine.WithAPICallFunc(parent, e.srv.Call))
 	before := e.srv.Stats()[method]
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
@@ -337,7 +340,7 @@ func faultDatastoreSlow(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old s
 
 	// The classic app, on a request whose context reaches its deadline
 	// during the Datastore get.
-	app := e.srv.Middleware(loadApp(o))
+	app := appengine.Middleware(loadApp(o))
 	reqCtx := expireOnCall(t, e, context.Background(), "datastore_v3.Get")
 	rec := httptest.NewRecorder()
 	faultWithin(t, "a request to the app", func() {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/memcache"
 )
@@ -47,9 +48,10 @@ const (
 	outcomeFailed                  // Memcache failed: the Datastore has the last word
 )
 
-// oversize tells whether the copy is too large for Memcache, which then
-// holds datastoreOnlyValue instead.
-func (w *sessWrite) oversize() bool { return len(w.value) > maxMemcacheValue }
+// oversize tells whether the copy is too large for a Memcache item (whose
+// key, value and overhead must fit in 1 MiB), which then holds
+// datastoreOnlyValue instead.
+func (w *sessWrite) oversize() bool { return !gaelimits.MemcacheItemFits(len(w.key), len(w.value)) }
 
 // item returns the Memcache item of the write, made at now.
 func (w *sessWrite) item(now time.Time) *memcache.Item {
@@ -159,7 +161,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	}
 	w := &sessWrite{e: e, id: id, key: s.cfg.memcacheKey(id), value: value, deadline: deadline}
 	if w.oversize() && s.cfg.onlyMemcache {
-		what := fmt.Sprintf("session not saved: %d bytes is over memcache's %d-byte value limit, and OnlyMemcache is set; its stored copy keeps its previous state", len(value), maxMemcacheValue)
+		what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and OnlyMemcache is set; its stored copy keeps its previous state", len(value), gaelimits.MemcacheMaxItemBytes)
 		s.logf(levelError, "%s: %s", logID(id), what)
 		s.failure.set(newStoreError(id, what, nil))
 		return nil

@@ -33,10 +33,6 @@ const (
 	maxTxGroups           = 25      // entity groups in one XG transaction
 	maxAllocateSize       = 1000000000
 	maxAllocateMax        = 1 << 62
-	// maxAutoID bounds the explicit IDs that push the ID counter ahead:
-	// Put of a key with a smaller ID makes later automatic IDs larger than
-	// it, so the two never collide.
-	maxAutoID = 1 << 52
 )
 
 // Bounds on state that clients may open and then abandon.
@@ -44,7 +40,6 @@ const (
 	maxOpenCursors   = 1000             // open query cursors (for Next)
 	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
 	maxOpenTx        = 10000            // open transactions
-	txIdle           = 2 * time.Minute  // an unused transaction expires after this
 	maxCachedResults = 1 << 20          // query results cached across open cursors
 	sweepEvery       = time.Second
 )
@@ -60,6 +55,7 @@ type dsEntity struct {
 	ep    pmsg // the EntityProto as stored, key complete
 	size  int  // encoded size of ep
 	props map[string][]dsValue
+	ver   uint64 // datastore seq of the write that stored it
 }
 
 // dsSpace holds the entities of one app and namespace.
@@ -76,23 +72,32 @@ type datastoreService struct {
 	mu       sync.Mutex
 	seq      uint64 // counts writes; versions are values of it
 	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64  // app -> next automatic ID (0 means 1)
-	groupVer map[string]uint64 // entity group -> seq of its last write, kept while transactions are open
+	nextID   map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
+	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
+	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs      map[uint64]*dsTx
 	cursors  map[uint64]*dsCursor
 	handle   uint64 // last transaction or cursor handle given out
 	cached   int    // query results held in cursor caches
 	swept    time.Time
+
+	indexes *dsIndexes // composite indexes queries needed; its own lock
 }
 
-func newDatastoreService() *datastoreService {
+// newDatastoreService makes an empty datastore whose transactions expire
+// by the clock now.
+func newDatastoreService(now func() time.Time) *datastoreService {
 	return &datastoreService{
-		now:      time.Now,
+		now:      now,
 		spaces:   make(map[nsKey]*dsSpace),
 		nextID:   make(map[string]int64),
+		nextScat: make(map[string]int64),
 		groupVer: make(map[string]uint64),
+		history:  make(map[string]*dsHist),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
+		indexes:  newIndexes(),
 	}
 }
 
@@ -130,7 +135,9 @@ func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
 
 // parseKey reads and checks a Reference. what names it in error messages.
 // Only the last path element may be incomplete, and only if
-// allowIncomplete.
+// allowIncomplete. Negative IDs are valid: production stores them (its
+// documentation only discourages them) and so does the Python SDK's stub;
+// apps do use them, e.g. IDs made from hashes.
 func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
 	if sp.app == "" {
@@ -152,8 +159,6 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 			return sp, nil, badRequest("%s: key name is %d bytes long; the limit is %d bytes", what, len(el.name), maxKeyPartBytes)
 		case el.id != 0 && el.name != "":
 			return sp, nil, badRequest("%s: path element %d has both an ID and a name", what, i)
-		case el.id < 0:
-			return sp, nil, badRequest("%s: path element %d has a negative ID", what, i)
 		case !el.complete() && i < len(els)-1:
 			return sp, nil, badRequest("%s: ancestor %s is incomplete", what, dsPath(path[:i+1]).String())
 		case !el.complete() && !allowIncomplete:
@@ -167,6 +172,20 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 
 func reserved(s string) bool {
 	return len(s) >= 4 && strings.HasPrefix(s, "__") && strings.HasSuffix(s, "__")
+}
+
+// checkPropertyNames refuses an entity with a property named like __x__:
+// production reserves those names (for __key__, __scatter__ and the like)
+// and refuses to store them, indexed or not, as the SDK's stub does.
+func checkPropertyNames(ep pmsg) error {
+	for _, field := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(field) {
+			if name := p.Str("name"); reserved(name) {
+				return badRequest("cannot store entity with reserved property name '%s'", name)
+			}
+		}
+	}
+	return nil
 }
 
 // newEntity indexes a stored EntityProto whose key is complete.
@@ -195,12 +214,9 @@ func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
 	return s.kinds[path[len(path)-1].kind][path.encode()]
 }
 
-// writeLocked stores e at path, or deletes the entity there if e is nil.
-func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
-	d.seq++
-	if len(d.txs) > 0 {
-		d.groupVer[groupKey(sp, path)] = d.seq
-	}
+// storeLocked puts e at path in the maps, or removes the entity there if e
+// is nil. Only writeLocked calls it.
+func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
 	s := d.spaces[sp]
 	kind := path[len(path)-1].kind
 	if e == nil {
@@ -242,76 +258,7 @@ func (d *datastoreService) allocLocked(app string, n int64) int64 {
 
 // noteIDLocked keeps automatic IDs of app clear of an ID used explicitly.
 func (d *datastoreService) noteIDLocked(app string, id int64) {
-	if id > 0 && id < maxAutoID && id >= d.nextID[app] {
-		d.nextID[app] = id + 1
-	}
-}
-
-// Transactions.
-
-// dsTx is an open transaction. Writes are buffered until Commit; reads see
-// committed data. Commit fails with CONCURRENT_TRANSACTION if an entity
-// group the transaction used was written by anyone else after the
-// transaction first used it.
-type dsTx struct {
-	app      string
-	xg       bool
-	readOnly bool
-	groups   map[string]uint64 // entity group -> its version when first used
-	writes   map[string]int    // fullKey -> index in order
-	order    []dsWrite
-	lastUsed time.Time
-}
-
-type dsWrite struct {
-	sp   nsKey
-	path dsPath
-	ent  *dsEntity // nil deletes
-}
-
-// txLocked finds the transaction a request names.
-func (d *datastoreService) txLocked(t pmsg) (*dsTx, error) {
-	h := t.Uint("handle")
-	tx := d.txs[h]
-	if tx == nil {
-		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
-	}
-	tx.lastUsed = d.now()
-	return tx, nil
-}
-
-// touchLocked records that tx uses the entity group of path.
-func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
-	g := groupKey(sp, path)
-	if _, ok := tx.groups[g]; ok {
-		return nil
-	}
-	if !tx.xg && len(tx.groups) >= 1 {
-		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
-	}
-	if len(tx.groups) >= maxTxGroups {
-		return badRequest("operating on too many entity groups in a single transaction: the limit is %d", maxTxGroups)
-	}
-	tx.groups[g] = d.groupVer[g]
-	return nil
-}
-
-func (tx *dsTx) buffer(w dsWrite) {
-	k := fullKey(w.sp, w.path)
-	if i, ok := tx.writes[k]; ok {
-		tx.order[i] = w
-		return
-	}
-	tx.writes[k] = len(tx.order)
-	tx.order = append(tx.order, w)
-}
-
-func (d *datastoreService) dropTxLocked(h uint64) {
-	delete(d.txs, h)
-	if len(d.txs) == 0 {
-		// Versions only matter to open transactions.
-		clear(d.groupVer)
-	}
+	noteID(d.nextID, d.nextScat, app, id)
 }
 
 func (d *datastoreService) dropCursorLocked(h uint64) {
@@ -333,31 +280,22 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 			d.dropCursorLocked(h)
 		}
 	}
-	for h, t := range d.txs {
-		if now.Sub(t.lastUsed) > txIdle {
-			d.dropTxLocked(h)
-		}
-	}
+	d.sweepTxLocked(now)
 	for len(d.cursors) >= maxOpenCursors {
-		var oldest uint64
-		var when time.Time
-		for h, c := range d.cursors {
-			if oldest == 0 || c.lastUsed.Before(when) {
-				oldest, when = h, c.lastUsed
-			}
-		}
-		d.dropCursorLocked(oldest)
+		d.dropCursorLocked(leastRecent(d.cursors, func(c *dsCursor) time.Time { return c.lastUsed }))
 	}
-	for len(d.txs) >= maxOpenTx {
-		var oldest uint64
-		var when time.Time
-		for h, t := range d.txs {
-			if oldest == 0 || t.lastUsed.Before(when) {
-				oldest, when = h, t.lastUsed
-			}
+}
+
+// leastRecent returns the handle in m whose value was used least recently.
+func leastRecent[V any](m map[uint64]V, lastUsed func(V) time.Time) uint64 {
+	var oldest uint64
+	var when time.Time
+	for h, v := range m {
+		if t := lastUsed(v); oldest == 0 || t.Before(when) {
+			oldest, when = h, t
 		}
-		d.dropTxLocked(oldest)
 	}
+	return oldest
 }
 
 // Methods.
@@ -392,8 +330,9 @@ func dsGet(s *Server, in, out pmsg) error {
 	}
 	found := make([]*dsEntity, len(items))
 	d.mu.Lock()
+	var view dsView
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, h, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			d.mu.Unlock()
 			return err
@@ -404,9 +343,10 @@ func dsGet(s *Server, in, out pmsg) error {
 				return err
 			}
 		}
+		view = dsView{tx: h, snap: tx.snap}
 	}
 	for i, it := range items {
-		found[i] = d.lookupLocked(it.sp, it.path)
+		found[i] = d.readLocked(view, it.sp, it.path)
 	}
 	d.mu.Unlock()
 	for i, e := range found {
@@ -445,6 +385,9 @@ func dsPut(s *Server, in, out pmsg) error {
 				return badRequest("illegal key name in the key of entity %d: names of the form __*__ are reserved", i)
 			}
 		}
+		if err := checkPropertyNames(ep); err != nil {
+			return err
+		}
 		items[i] = item{sp, path, ep.Clone()}
 	}
 
@@ -453,7 +396,7 @@ func dsPut(s *Server, in, out pmsg) error {
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
-		if tx, err = d.txLocked(in.Msg("transaction")); err != nil {
+		if tx, _, err = d.txLocked(in.Msg("transaction")); err != nil {
 			return err
 		}
 		if tx.readOnly {
@@ -466,7 +409,7 @@ func dsPut(s *Server, in, out pmsg) error {
 		last := &it.path[len(it.path)-1]
 		elems := it.ep.Mutable("key").Mutable("path").Msgs("element")
 		if !last.complete() {
-			last.id = d.allocLocked(it.sp.app, 1)
+			last.id = d.allocScatteredLocked(it.sp.app)
 			el := elems[len(elems)-1]
 			el.Clear("name")
 			el.Set("id", last.id)
@@ -501,13 +444,16 @@ func dsPut(s *Server, in, out pmsg) error {
 		}
 		ents[i] = e
 	}
-	for _, e := range ents {
+	ws := make([]dsWrite, len(ents))
+	for i, e := range ents {
+		ws[i] = dsWrite{e.sp, e.path, e}
 		if tx != nil {
-			tx.buffer(dsWrite{e.sp, e.path, e})
-		} else {
-			d.writeLocked(e.sp, e.path, e)
+			tx.buffer(ws[i])
 		}
 		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
+	}
+	if tx == nil {
+		d.applyLocked(ws)
 	}
 	return nil
 }
@@ -525,7 +471,7 @@ func dsDelete(s *Server, in, out pmsg) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			return err
 		}
@@ -542,9 +488,11 @@ func dsDelete(s *Server, in, out pmsg) error {
 		}
 		return nil
 	}
-	for _, it := range items {
-		d.writeLocked(it.sp, it.path, nil)
+	ws := make([]dsWrite, len(items))
+	for i, it := range items {
+		ws[i] = dsWrite{it.sp, it.path, nil}
 	}
+	d.applyLocked(ws)
 	return nil
 }
 
@@ -602,66 +550,6 @@ func dsAllocateIds(s *Server, in, out pmsg) error {
 	}
 	out.Set("start", start)
 	out.Set("end", end)
-	return nil
-}
-
-func dsBeginTransaction(s *Server, in, out pmsg) error {
-	d := s.datastore
-	app := in.Str("app")
-	if app == "" {
-		return badRequest("BeginTransaction needs an app")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	d.sweepLocked(now)
-	d.handle++
-	h := d.handle
-	d.txs[h] = &dsTx{
-		app:      app,
-		xg:       in.Bool("allow_multiple_eg"),
-		readOnly: in.Int("mode") == 1, // READ_ONLY
-		groups:   make(map[string]uint64),
-		writes:   make(map[string]int),
-		lastUsed: now,
-	}
-	out.Set("handle", h)
-	out.Set("app", app)
-	return nil
-}
-
-func dsCommit(s *Server, in, out pmsg) error {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	tx, err := d.txLocked(in)
-	if err != nil {
-		return err
-	}
-	h := in.Uint("handle")
-	for g, v := range tx.groups {
-		if d.groupVer[g] != v {
-			d.dropTxLocked(h)
-			return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity group of this transaction committed first; please try again")
-		}
-	}
-	// Writes of this commit must still count against the other open
-	// transactions, so apply them before this one stops being open.
-	for _, w := range tx.order {
-		d.writeLocked(w.sp, w.path, w.ent)
-	}
-	d.dropTxLocked(h)
-	return nil
-}
-
-func dsRollback(s *Server, in, out pmsg) error {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := d.txLocked(in); err != nil {
-		return err
-	}
-	d.dropTxLocked(in.Uint("handle"))
 	return nil
 }
 
@@ -742,6 +630,7 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 	}
 	spaces := make(map[nsKey]*dsSpace)
 	nextID := make(map[string]int64)
+	nextScat := make(map[string]int64) // not saved: recomputed from the keys
 	for _, c := range f.Counters {
 		if c.NextID > 0 {
 			nextID[c.App] = c.NextID
@@ -770,9 +659,7 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 				}
 				space.kinds[kind][path.encode()] = e
 				for _, el := range path {
-					if el.id > 0 && el.id < maxAutoID && el.id >= nextID[sp.app] {
-						nextID[sp.app] = el.id + 1
-					}
+					noteID(nextID, nextScat, sp.app, el.id)
 				}
 			}
 		}
@@ -800,5 +687,6 @@ func (s *Server) LoadDatastore(r io.Reader) error {
 	}
 	d.spaces = spaces
 	d.nextID = nextID
+	d.nextScat = nextScat
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 )
 
@@ -47,16 +46,29 @@ func bridgeContext(t *testing.T, s *Server) context.Context {
 // bothPaths runs f once with a Middleware context and once with a bridge
 // context, each against a fresh server.
 func bothPaths(t *testing.T, f func(t *testing.T, s *Server, ctx context.Context)) {
+	bothPathsWith(t, nil, f)
+}
+
+// bothPathsWith is bothPaths for servers started with the options opts
+// returns (nil opts: the defaults).
+func bothPathsWith(t *testing.T, opts func(t *testing.T) *Options, f func(t *testing.T, s *Server, ctx context.Context)) {
+	start := func(t *testing.T) *Server {
+		if opts == nil {
+			return newTestServer(t)
+		}
+		s, err := NewServerOptions(opts(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
 	t.Run("middleware", func(t *testing.T) {
-		s := newTestServer(t)
+		s := start(t)
 		f(t, s, middlewareContext(t, s))
 	})
 	t.Run("bridge", func(t *testing.T) {
-		s := newTestServer(t)
+		s := start(t)
 		f(t, s, bridgeContext(t, s))
 	})
 }
-
-// protoV1 adapts a message for appengine.APICall, which takes the older
-// golang/protobuf interface.
-func protoV1(p pmsg) gproto.Message { return gproto.MessageV1(p.m.Interface()) }

@@ -7,15 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
-	gproto "github.com/golang/protobuf/proto"
-	"google.golang.org/appengine/v2"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -46,6 +43,16 @@ type Server struct {
 
 	memcache  *memcacheService
 	datastore *datastoreService
+
+	// The other bundled services (services.go).
+	taskqueue *taskqueueService
+	mail      *mailService
+	users     *userService
+	fetch     *urlfetchService
+	appURL    string // Options.AppURL
+
+	rpcs    *rpcLog  // the latest calls, for the console
+	console *console // the pages at the server's root
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -70,16 +77,30 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.datastore.indexes.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := s.configureServices(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
+	if err := s.console.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridge)
-	mux.HandleFunc("/", s.serveStatus)
+	mux.Handle("/", s.console)
+	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
+	s.startServices()
 	return s, nil
 }
 
@@ -88,14 +109,17 @@ func newServer() *Server {
 		stats:    make(map[string]int64),
 		failNext: make(map[string]int),
 		latency:  make(map[string]time.Duration),
+		rpcs:     newRPCLog(),
 	}
+	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
-	s.datastore = newDatastoreService()
+	s.datastore = newDatastoreService(s.Now)
+	s.initServices()
 	return s
 }
 
 // URL returns the base URL, http://127.0.0.1:PORT. POST URL()+"/rpc_http"
-// answers as App Engine's service bridge does.
+// answers as App Engine's service bridge does; URL()+"/" is the console.
 func (s *Server) URL() string { return s.url }
 
 // Addr returns the host and port the server listens on. An unchanged app
@@ -106,9 +130,12 @@ func (s *Server) Addr() (host, port string) {
 }
 
 // Close stops the server: it closes the listener and every connection.
-// Calls routed in-process by Middleware are not affected.
+// Calls made through Middleware, NewRequest and Route fail from then on;
+// calls handed over with Call are still served.
 func (s *Server) Close() error {
-	return s.http.Close()
+	err := s.http.Close()
+	s.stopServices()
+	return err
 }
 
 // Now returns the server's clock: the real time plus every FastForward.
@@ -120,11 +147,12 @@ func (s *Server) Now() time.Time {
 }
 
 // FastForward moves the server's clock forward by d, so memcache items
-// expire without the test waiting for them.
+// expire and tasks come due without the test waiting for them.
 func (s *Server) FastForward(d time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.clockSkew += d
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // Stats returns the number of RPCs served since the server started or
@@ -147,11 +175,13 @@ func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = make(map[string]int64)
+	s.rpcs.resetSince(time.Now())
 }
 
 // FailNext makes the next n calls of service.method answer with a service
 // error (an ApplicationError, as a failing App Engine backend sends: code
-// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore and
+// mail, the service's transient or unknown error elsewhere).
 // Method "" means every method of the service. n <= 0 cancels the
 // injection.
 func (s *Server) FailNext(service, method string, n int) {
@@ -187,63 +217,6 @@ func (s *Server) FlushMemcache() { s.memcache.flush() }
 // values). Past it the least recently used items are evicted. The default
 // is DefaultMemcacheLimit.
 func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
-
-// Middleware returns a handler that gives every request an App Engine
-// context, as appengine.Middleware does, whose API calls are served by s
-// in-process. appengine.NewContext, memcache, datastore and appengine/v2/log
-// all work inside h.
-//
-// Routing is carried by each request's context, not by environment
-// variables, so tests running in parallel against separate servers do not
-// interfere.
-//
-// One difference from the HTTP bridge: appengine/v2 attaches a datastore
-// transaction to a request only on its HTTP path, after in-process routing
-// has taken the call, so under Middleware writes inside
-// datastore.RunInTransaction apply at once. Test transactional code through
-// the bridge (API_HOST and API_PORT) instead.
-func (s *Server) Middleware(h http.Handler) http.Handler {
-	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
-	})
-	return appengine.Middleware(inner)
-}
-
-// NewRequest is like httptest.NewRequest, and the request's context is
-// already an App Engine context whose API calls s serves, as inside
-// Middleware. Use appengine.NewContext(req) to get it.
-func (s *Server) NewRequest(method, target string, body io.Reader) *http.Request {
-	req := httptest.NewRequest(method, target, body)
-	var ctxReq *http.Request
-	s.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		ctxReq = r
-	})).ServeHTTP(httptest.NewRecorder(), req)
-	return ctxReq
-}
-
-// apiCall serves one call made through appengine.WithAPICallFunc. The
-// request is encoded and decoded exactly as on the bridge, so both paths
-// share one implementation.
-func (s *Server) apiCall(ctx context.Context, service, method string, in, out gproto.Message) error {
-	// appengine/v2 hands the call over before it looks at the context; on
-	// its HTTP path a call on a finished context never leaves the process.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	req, err := gproto.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, err := s.call(ctx, service, method, req)
-	if err != nil {
-		var se *serviceError
-		if errors.As(err, &se) {
-			return newAPIError(service, se.code, se.detail)
-		}
-		return err
-	}
-	return gproto.Unmarshal(resp, out)
-}
 
 // methodFunc serves one method: in is the decoded request, out the empty
 // response to fill. It returns a *serviceError for application errors.
@@ -307,14 +280,17 @@ func failureCode(service string) int32 {
 	switch service {
 	case "datastore_v3":
 		return 3 // INTERNAL_ERROR
-	default:
-		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 	}
+	if code, ok := serviceFailureCodes[service]; ok {
+		return code
+	}
+	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
 // call serves one API call given its encoded request.
 func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
 	name := service + "." + method
+	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 	spec, ok := methods[name]
 
 	s.mu.Lock()
@@ -338,7 +314,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -438,26 +414,6 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		setRPCError(resp, &rpcError{code: rpcCancelled, detail: "call cancelled"})
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
-	}
-}
-
-// serveStatus shows what the server has served, for a person running
-// cmd/aelocal who wants to see the RPCs an app makes.
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	stats := s.Stats()
-	names := make([]string, 0, len(stats))
-	for k := range stats {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\nRPCs served:\n", s.url)
-	for _, k := range names {
-		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
 }
 
