@@ -118,11 +118,11 @@ func TestMergeKeepsChangeThatOutgrowsMemcache(t *testing.T) {
 		t.Run("slow "+slow, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.captureLogs()
-			o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+			o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
 			id := e.newSession(o, time.Hour)
 			e.srv.SetLatency(slow, 50*time.Millisecond)
 			e.request(o, func(st session.Store) {
-				st.Get(id).SetAttr("big", strings.Repeat("x", 1000500))
+				st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen))
 			})
 			e.srv.SetLatency(slow, 0)
 			assert.Len(t, e.logged("WARNING", LogID(id), "kept in the datastore only"), 1, "%v", e.allLogs())
@@ -135,7 +135,7 @@ func TestMergeKeepsChangeThatOutgrowsMemcache(t *testing.T) {
 				e.request(o, func(st session.Store) {
 					sess := st.Get(id)
 					require.NotNil(t, sess)
-					assert.Len(t, sess.Attr("big"), 1000500, "the change survives (memcache evicted: %v)", evict)
+					assert.Len(t, sess.Attr("big"), bigValueLen, "the change survives (memcache evicted: %v)", evict)
 					assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
 				})
 			}
@@ -149,18 +149,18 @@ func TestMergeKeepsChangeThatOutgrowsMemcache(t *testing.T) {
 func TestMergeWithDatastoreOnlyVersion(t *testing.T) {
 	e := newTestEnv(t)
 	e.captureLogs()
-	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
 	id := e.newSession(o, time.Hour)
 	a := NewMemcacheStoreOptions(e.ctx(), o)
 	a.Get(id).SetAttr("a", "from A")
-	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", 1000500)) })
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen)) })
 	a.Close() // conflicts with the datastore-only marker: merges with the Datastore version
 
 	e.request(o, func(st session.Store) {
 		sess := st.Get(id)
 		require.NotNil(t, sess)
 		assert.Equal(t, "from A", sess.Attr("a"))
-		assert.Len(t, sess.Attr("big"), 1000500)
+		assert.Len(t, sess.Attr("big"), bigValueLen)
 	})
 	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
 	assert.Empty(t, e.logged("ERROR"))

@@ -79,6 +79,9 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 		s.logf(levelError, "%s: datastore holds a value that is not this session (%d bytes): %s", logID(id), len(ent.Value), redact(err, id))
 		return nil
 	}
+	if sess.Timeout() <= 0 {
+		return nil // times out at once, whatever "exp" says (see expiry.go)
+	}
 	e := &entry{sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
 	if mcItem != nil {
 		// The Memcache item stays until this request writes the session

@@ -131,26 +131,46 @@ func TestLogCallsRedactErrors(t *testing.T) {
 	assert.Greater(t, calls, 20, "the check saw the package's log calls")
 }
 
-// Defect 7: a session over Memcache's value limit was silently not cached,
-// and an older, smaller copy stayed there to be served. Now Memcache holds
-// a marker that sends readers to the Datastore, and the log says what
+// A session too large for a Memcache item but not for a Datastore entity.
+// Memcache's limit counts the key, the value and 73 bytes of overhead
+// within 1 MiB, so with the default short key a session too big for it is
+// too big for an entity too; a long KeyPrefix leaves room between the two.
+const (
+	longPrefixLen = 200
+	bigValueLen   = 1048000
+)
+
+// withLongPrefix returns a copy of o with a KeyPrefix of longPrefixLen
+// bytes.
+func withLongPrefix(o *MemcacheStoreOptions) *MemcacheStoreOptions {
+	c := MemcacheStoreOptions{}
+	if o != nil {
+		c = *o
+	}
+	c.KeyPrefix = strings.Repeat("p", longPrefixLen)
+	return &c
+}
+
+// Defect 7: a session over Memcache's limit was silently not cached, and
+// an older, smaller copy stayed there to be served. Now Memcache holds a
+// marker that sends readers to the Datastore, and the log says what
 // happened, in every mode.
 func TestOversizedSessionKeptInDatastore(t *testing.T) {
 	for _, mode := range storeModes {
 		t.Run(mode.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.captureLogs()
-			o := mode.opts
+			o := withLongPrefix(mode.opts)
 			id := e.newSession(o, time.Hour)
 			var st session.Store
 			e.request(o, func(s session.Store) {
 				st = s
-				s.Get(id).SetAttr("big", strings.Repeat("x", 1000500))
+				s.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen))
 			})
 			require.NoError(t, WaitForAsyncSaves(context.Background()))
 
-			if newConfig(o).onlyMemcache {
-				lines := e.logged("ERROR", LogID(id), "session not saved", "over memcache's 1000000-byte value limit", "OnlyMemcache")
+			if o.OnlyMemcache {
+				lines := e.logged("ERROR", LogID(id), "session not saved", "over memcache's item limit (1048576 bytes for key, value and overhead)", "OnlyMemcache")
 				assert.Len(t, lines, 1, "logs: %v", e.allLogs())
 				assert.Error(t, SaveError(st))
 				e.request(o, func(st session.Store) {
@@ -160,16 +180,16 @@ func TestOversizedSessionKeptInDatastore(t *testing.T) {
 				})
 				return
 			}
-			assert.Len(t, e.logged("WARNING", LogID(id), "over memcache's 1000000-byte value limit", "kept in the datastore only"), 1, "logs: %v", e.allLogs())
+			assert.Len(t, e.logged("WARNING", LogID(id), "over memcache's item limit (1048576 bytes for key, value and overhead)", "kept in the datastore only"), 1, "logs: %v", e.allLogs())
 			assert.Empty(t, e.logged("ERROR"))
 			assert.NoError(t, SaveError(st))
-			item, err := memcache.Get(e.ctx(), id)
+			item, err := memcache.Get(e.ctx(), o.KeyPrefix+id)
 			require.NoError(t, err)
 			assert.Equal(t, datastoreOnlyValue, item.Value, "the stale small copy left memcache")
 			e.request(o, func(st session.Store) {
 				sess := st.Get(id)
 				require.NotNil(t, sess)
-				assert.Len(t, sess.Attr("big"), 1000500)
+				assert.Len(t, sess.Attr("big"), bigValueLen)
 				assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
 				sess.SetAttr("big", nil) // small again: back into memcache
 			})
@@ -197,7 +217,7 @@ func TestSessionTooLargeForBothTiers(t *testing.T) {
 		st = s
 		s.Get(id).SetAttr("huge", strings.Repeat("x", 1100000))
 	})
-	lines := e.logged("ERROR", LogID(id), "session not saved", "over memcache's 1000000-byte value limit", "datastore failed", "too big")
+	lines := e.logged("ERROR", LogID(id), "session not saved", "over memcache's item limit", "datastore failed", "too big")
 	assert.Len(t, lines, 1, "logs: %v", e.allLogs())
 	assert.Empty(t, e.logged("kept in the datastore"))
 	for _, l := range e.allLogs() {

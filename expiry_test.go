@@ -223,7 +223,15 @@ func TestZeroAndNegativeTimeouts(t *testing.T) {
 			b, err := memcache.JSON.Marshal(sess)
 			require.NoError(t, err)
 			require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: sess.ID(), Value: b, Expiration: time.Hour}))
-			e.request(&MemcacheStoreOptions{OnlyMemcache: true, Codec: &memcache.JSON}, func(st session.Store) { assert.Nil(t, st.Get(sess.ID())) })
+			o := &MemcacheStoreOptions{Codec: &memcache.JSON}
+			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(sess.ID())) })
+			// Also with a deadline recorded far ahead, in either tier.
+			require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: sess.ID(), Value: b, Flags: expiryFlags(time.Now().Add(time.Hour))}))
+			_, err = datastore.Put(e.ctx(), datastore.NewKey(e.ctx(), "sess_", sess.ID(), 0, nil), &SessEntity{Expires: time.Now().Add(time.Hour), Value: b})
+			require.NoError(t, err)
+			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(sess.ID())) })
+			e.srv.FlushMemcache()
+			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(sess.ID())) })
 		})
 	}
 }

@@ -278,6 +278,12 @@ func retryable(ctx context.Context, err error) bool {
 		errors.Is(err, context.DeadlineExceeded):
 		return false
 	}
+	// The client's own timer, set from the context's deadline, may fire
+	// an instant before the context reports its deadline passed; such a
+	// timeout (or the service's) is not retried either.
+	if appengine.IsTimeoutError(err) {
+		return false
+	}
 	var me appengine.MultiError
 	if errors.As(err, &me) {
 		for _, e := range me {

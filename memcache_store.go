@@ -187,7 +187,7 @@ func (s *memcacheStore) fromMemcache(id string, item *memcache.Item) (e *entry, 
 		return nil, false
 	}
 	deadline, known := flagsDeadline(item.Flags, sess)
-	if timeNow().After(deadline) {
+	if timeNow().After(deadline) || sess.Timeout() <= 0 {
 		return nil, false // timed out; Memcache with another clock kept it
 	}
 	e = &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
