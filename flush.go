@@ -53,13 +53,18 @@ const (
 // datastoreOnlyValue instead.
 func (w *sessWrite) oversize() bool { return !gaelimits.MemcacheItemFits(len(w.key), len(w.value)) }
 
+// memcacheValue is what Memcache is to hold: the encoding, or the
+// datastore-only marker for a copy too large for it.
+func (w *sessWrite) memcacheValue() []byte {
+	if w.oversize() {
+		return datastoreOnlyValue
+	}
+	return w.value
+}
+
 // item returns the Memcache item of the write, made at now.
 func (w *sessWrite) item(now time.Time) *memcache.Item {
-	v := w.value
-	if w.oversize() {
-		v = datastoreOnlyValue
-	}
-	return &memcache.Item{Key: w.key, Value: v, Flags: expiryFlags(w.deadline), Expiration: memcacheTTL(w.deadline, now)}
+	return &memcache.Item{Key: w.key, Value: w.memcacheValue(), Flags: expiryFlags(w.deadline), Expiration: memcacheTTL(w.deadline, now)}
 }
 
 // flush writes new stored copies of sessions. It reports whether all of
@@ -363,7 +368,7 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 			w.cur = nil
 		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrNotStored):
 			conflicts++
-			if conflicts > s.cfg.retries+1 {
+			if conflicts >= s.conflictBudget(w) {
 				s.giveUp(w)
 				return
 			}
@@ -383,6 +388,19 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 		}
 		err = s.attempt(w, now)
 	}
+}
+
+// conflictBudget is how many conflicts a write meets before it gives up.
+// Merging gives up after Retries+2 attempts, rather than keep building on
+// versions that keep changing. The last writer, who overwrites whatever it
+// finds, needs the bound only to end a loop: its conflicts are mostly with
+// copies put back into an evicting Memcache by readers that loaded the
+// Datastore before this request's put, so it gets three times as many.
+func (s *memcacheStore) conflictBudget(w *sessWrite) int {
+	if w.changes != nil {
+		return s.cfg.retries + 2
+	}
+	return 3 * (s.cfg.retries + 2)
 }
 
 // attempt makes one conditional write of w.
@@ -407,6 +425,13 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		return true
 	case err != nil:
 		s.memcacheFailed(w, err)
+		return false
+	}
+	if bytes.Equal(fresh.Value, w.memcacheValue()) {
+		// Memcache already holds this very version: another request put
+		// it back from the Datastore, which has it since this request's
+		// put.
+		w.outcome = outcomeStored
 		return false
 	}
 	w.cur = fresh

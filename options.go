@@ -70,7 +70,10 @@ type MemcacheStoreOptions struct {
 	// no request can undo a logout; without this option, a request that
 	// finds the session was written since it loaded it writes its own
 	// version over the newer one: the last to close wins and the other's
-	// changes are lost, as in the original package. With it, the request
+	// changes are lost, as in the original package (a request that keeps
+	// meeting newer copies gives up after 3*(Retries+2) attempts and logs
+	// that Memcache did not get its version; the Datastore has it). With
+	// it, the request
 	// applies its own attribute changes to that newer version instead:
 	// changes to different attributes both survive, and for one attribute
 	// the later writer wins. Each merge is logged at warning level. A
