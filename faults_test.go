@@ -784,3 +784,39 @@ func TestStoreMemoryIsBounded(t *testing.T) {
 	st.Close()
 	assert.Empty(t, e.logged("ERROR"))
 }
+
+// Without MergeConcurrentUpdates, a request whose compare-and-swap keeps
+// meeting newer copies (B writes after each of A's reloads) overwrites
+// what it finds, but not forever: after 3*(Retries+2) conflicts it gives
+// up, logs it, and SaveError reports it. Its put went first, so the
+// Datastore had its version until B's next put.
+func TestLastWriterGivesUpAfterManyConflicts(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	id := e.newSession(nil, time.Hour)
+
+	bWrites := 0
+	var armed atomic.Bool
+	ctxA := faultHookCtx(e, "memcache.Get", nil, func() {
+		if armed.Load() {
+			bWrites++
+			e.request(nil, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+		}
+	})
+	ctxA = faultHookOn(ctxA, "datastore_v3.Put", func() { // A's own put, before its memcache write
+		armed.Store(true)
+		bWrites++
+		e.request(nil, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+	}, nil)
+	a := NewMemcacheStore(ctxA)
+	a.Get(id).SetAttr("a", "from A")
+	a.Close()
+	assert.Equal(t, 3*(newConfig(nil).retries+2), bWrites, "one write of B per conflict of A")
+	assert.Len(t, e.logged("ERROR", LogID(id), "kept changing", "not written to memcache"), 1, "%v", e.allLogs())
+	assert.ErrorContains(t, SaveError(a), "kept changing")
+	e.request(nil, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, bWrites, sess.Attr("b"), "B's latest version stands")
+	})
+}
