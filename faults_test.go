@@ -103,7 +103,7 @@ var faultMatrix = []faultCase{
 		"Get returns nil, the request completes, the app makes a new session that is not stored; every failure is logged",
 		faultBothDown},
 	{"datastore slower than the request deadline", nil,
-		"store calls return once the request's deadline passes, the failure is logged; Memcache keeps the change",
+		"store calls return once the request's deadline passes and the failures are logged; by default the Memcache write follows the put, so the change is lost",
 		faultDatastoreSlow},
 	{"memcache evicted mid-request", nil,
 		"a changed session is written back on Close; an unchanged one is found in the Datastore next time",
