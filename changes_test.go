@@ -243,6 +243,155 @@ func addSession(t *testing.T, e *testEnv, o *MemcacheStoreOptions, attrs map[str
 	return id
 }
 
+// A session added in a request is written by Add and not again by Close,
+// whatever its attributes become through the codec (JSON turns an int into
+// a float64, gob drops a time's monotonic reading and turns an empty slice
+// into nil): an unchanged login costs one Memcache set and one Datastore
+// put, in every mode. Changed after Add, in place or not, it is written
+// again.
+func TestAddedSessionIsWrittenOnceWithAnyCodec(t *testing.T) {
+	for _, c := range changeCodecs {
+		for _, mode := range storeModes {
+			t.Run(c.name+"/"+mode.name, func(t *testing.T) {
+				e := newTestEnv(t)
+				o := &MemcacheStoreOptions{Codec: c.codec}
+				if mode.opts != nil {
+					cp := *mode.opts
+					cp.Codec = c.codec
+					o = &cp
+				}
+				attrs := func() map[string]interface{} {
+					a := changeAttrs(false) // the app's own values, whatever the codec
+					a["empty"] = []string{}
+					a["now"] = time.Now() // with a monotonic reading
+					return a
+				}
+				e.rpcs()
+				addSession(t, e, o, attrs())
+				assert.Equal(t, mode.costs["login"], e.rpcs(), "an unchanged new session is written once")
+
+				mutations := []func(sess session.Session){
+					func(sess session.Session) { sess.SetAttr("later", true) },
+					func(sess session.Session) { sess.Attr("m").(map[string]interface{})["k01"] = "changed" },
+					func(sess session.Session) { sess.Attr("s").([]interface{})[0] = "changed" },
+					func(sess session.Session) { sess.Attr("doc").(*changeDoc).Tags[1] = "changed" },
+				}
+				for i, mutate := range mutations {
+					var id string
+					e.request(o, func(st session.Store) {
+						sess := session.NewSessionOptions(&session.SessOptions{Attrs: attrs(), Timeout: time.Hour})
+						st.Add(sess)
+						mutate(sess)
+						id = sess.ID()
+					})
+					require.NoError(t, WaitForAsyncSaves(context.Background()))
+					login := mode.costs["login"]
+					want := make(map[string]int64)
+					for k, v := range login {
+						want[k] = 2 * v
+					}
+					assert.Equal(t, want, e.rpcs(), "mutation %d after Add is written on Close", i)
+					e.request(o, func(st session.Store) {
+						sess := st.Get(id)
+						require.NotNil(t, sess)
+						switch i {
+						case 0:
+							assert.Equal(t, true, sess.Attr("later"))
+						case 1:
+							assert.Equal(t, "changed", sess.Attr("m").(map[string]interface{})["k01"])
+						case 2:
+							assert.Equal(t, "changed", sess.Attr("s").([]interface{})[0])
+						case 3:
+							if c.jsonLike {
+								doc := sess.Attr("doc").(map[string]interface{})
+								assert.Equal(t, []interface{}{"t1", "changed"}, doc["Tags"])
+							} else {
+								assert.Equal(t, []string{"t1", "changed"}, sess.Attr("doc").(*changeDoc).Tags)
+							}
+						}
+					})
+					e.rpcs()
+				}
+			})
+		}
+	}
+}
+
+// countingCodec counts the calls of a codec.
+type countingCodec struct {
+	marshals, unmarshals atomic.Int64
+}
+
+func (c *countingCodec) codec(base memcache.Codec) *memcache.Codec {
+	return &memcache.Codec{
+		Marshal: func(v interface{}) ([]byte, error) {
+			c.marshals.Add(1)
+			return base.Marshal(v)
+		},
+		Unmarshal: func(b []byte, v interface{}) error {
+			c.unmarshals.Add(1)
+			return base.Unmarshal(b, v)
+		},
+	}
+}
+
+func (c *countingCodec) take() (marshals, unmarshals int64) {
+	return c.marshals.Swap(0), c.unmarshals.Swap(0)
+}
+
+// The CPU floor of a request is one decode per session it loads and one
+// encode per session it writes, plus its RPCs: change detection decodes
+// and encodes nothing, in any mode.
+func TestOneDecodePerLoadOneEncodePerWrite(t *testing.T) {
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			var counts countingCodec
+			o := &MemcacheStoreOptions{}
+			if mode.opts != nil {
+				cp := *mode.opts
+				o = &cp
+			}
+			o.Codec = counts.codec(memcache.Gob)
+			id := addSession(t, e, o, changeAttrs(false))
+			m, u := counts.take()
+			assert.Equal(t, [2]int64{1, 0}, [2]int64{m, u}, "new: one encode, no decode")
+
+			readWrites := int64(0)
+			if mode.name == "negative slack" {
+				readWrites = 1
+			}
+			e.request(o, func(st session.Store) { st.Get(id) })
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			m, u = counts.take()
+			assert.Equal(t, [2]int64{readWrites, 1}, [2]int64{m, u}, "read: one decode")
+
+			e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			m, u = counts.take()
+			assert.Equal(t, [2]int64{1, 1}, [2]int64{m, u}, "modify: one decode, one encode")
+
+			e.request(o, func(st session.Store) { st.Get(id).Attr("doc").(*changeDoc).Tags[0] = "x" })
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			m, u = counts.take()
+			assert.Equal(t, [2]int64{1, 1}, [2]int64{m, u}, "modify in place: one decode, one encode")
+
+			e.request(o, func(st session.Store) {
+				sess := session.NewSessionOptions(&session.SessOptions{Attrs: changeAttrs(false), Timeout: time.Hour})
+				st.Add(sess)
+				st.Get(sess.ID())
+			})
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			m, u = counts.take()
+			assert.Equal(t, [2]int64{1, 0}, [2]int64{m, u}, "new, then Get: one encode")
+
+			e.request(o, func(st session.Store) { st.Remove(st.Get(id)) })
+			m, u = counts.take()
+			assert.Equal(t, [2]int64{0, 1}, [2]int64{m, u}, "logout: one decode")
+		})
+	}
+}
+
 // Merging applies what this request changed, in place too, to a version
 // another request wrote meanwhile.
 func TestMergeSeesChangesInPlace(t *testing.T) {

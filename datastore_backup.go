@@ -41,6 +41,22 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 	return out
 }
 
+// savedEntity is SessEntity as the store puts it: the properties that
+// datastore.SaveStruct makes of a SessEntity ("exp" indexed; "val"
+// unindexed, as every []byte is), without the reflection that costs.
+type savedEntity SessEntity
+
+func (e *savedEntity) Save() ([]datastore.Property, error) {
+	return []datastore.Property{
+		{Name: "exp", Value: e.Expires},
+		{Name: "val", Value: e.Value, NoIndex: true},
+	}, nil
+}
+
+func (e *savedEntity) Load(ps []datastore.Property) error {
+	return datastore.LoadStruct((*SessEntity)(e), ps)
+}
+
 // markDatastore copies the outcome of a synchronous Datastore stage back
 // to the writes it was made of.
 func markDatastore(ws []*sessWrite, writes []dsWrite) {
@@ -82,7 +98,7 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 	if sess.Timeout() <= 0 {
 		return nil // times out at once, whatever "exp" says (see expiry.go)
 	}
-	e := &entry{sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
+	e := &entry{id: id, sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
 	if mcItem != nil {
 		// The Memcache item stays until this request writes the session
 		// (a compare-and-swap replaces it); a refill could not add over
@@ -169,23 +185,18 @@ func (s *memcacheStore) datastoreValue(id string) []byte {
 // is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 	keys := make([]*datastore.Key, len(writes))
-	ents := make([]*SessEntity, len(writes))
+	ents := make([]*savedEntity, len(writes))
 	for i := range writes {
 		keys[i] = s.cfg.datastoreKey(ctx, writes[i].id)
-		ents[i] = &writes[i].entity
+		ents[i] = (*savedEntity)(&writes[i].entity)
 	}
 	err := s.retry(ctx, func() error {
 		_, err := datastore.PutMulti(ctx, keys, ents)
 		return err
 	})
-	errs := spread(err, len(writes))
-	ids := make([]string, len(writes))
-	for i := range writes {
-		ids[i] = writes[i].id
-	}
 	for i := range writes {
 		w := &writes[i]
-		w.err = errs[i]
+		w.err = errorOf(err, i, len(writes))
 		n := len(w.entity.Value)
 		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
 		switch {
@@ -194,14 +205,24 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 		case w.err == nil:
 		case oversize:
 			what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and saving it to the datastore failed", n, gaelimits.MemcacheMaxItemBytes)
-			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, ids...))
-			s.failure.set(newStoreError(w.id, what, w.err, ids...))
+			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, idsOf(writes)...))
+			s.failure.set(newStoreError(w.id, what, w.err, idsOf(writes)...))
 		default:
-			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, ids...))
-			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err, ids...))
+			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, idsOf(writes)...))
+			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err, idsOf(writes)...))
 		}
 	}
 	s.checkAfterPut(ctx, writes)
+}
+
+// idsOf returns the session IDs of writes, which the error of a batch call
+// may quote.
+func idsOf(writes []dsWrite) []string {
+	ids := make([]string, len(writes))
+	for i := range writes {
+		ids[i] = writes[i].id
+	}
+	return ids
 }
 
 // checkAfterPut reads the Memcache items of sessions just put; see
@@ -275,7 +296,7 @@ func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item *m
 		if item.Flags != 0 && item.Flags != math.MaxUint32 {
 			ent.Expires = time.Unix(int64(item.Flags), 0)
 		}
-		if _, err := datastore.Put(ctx, key, &ent); err != nil {
+		if _, err := datastore.Put(ctx, key, (*savedEntity)(&ent)); err != nil {
 			s.logf(levelError, "%s: saving the merged session to the datastore failed: %s", logID(w.id), redact(err, w.id))
 			return
 		}

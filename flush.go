@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 type sessWrite struct {
 	e        *entry
 	id, key  string
-	batch    []string  // IDs of every session of the flush: a batch call's error may quote any
-	value    []byte    // the encoding: the Datastore's "val", and Memcache's unless too large
-	deadline time.Time // idle deadline the copy records
+	batch    []*sessWrite // every write of the flush: a batch call's error may quote any of their IDs
+	value    []byte       // the encoding: the Datastore's "val", and Memcache's unless too large
+	deadline time.Time    // idle deadline the copy records
 
 	// fresh: the session was added (and so first written) by this
 	// request, which may write it unconditionally. Otherwise the write is
@@ -34,8 +35,13 @@ type sessWrite struct {
 	// request's newer version (MergeConcurrentUpdates only).
 	changes *attrChanges
 
+	// print is the print of the attributes written, taken before they
+	// were encoded; nil on Close, after which nothing compares with it.
+	print []byte
+
 	outcome writeOutcome
-	failed  bool // a failure was logged and recorded for SaveError
+	failed  bool  // a failure was logged and recorded for SaveError
+	err     error // of the first conditional write
 }
 
 type writeOutcome int
@@ -91,12 +97,8 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 	if len(ws) == 0 {
 		return ok
 	}
-	batch := make([]string, len(ws))
-	for i, w := range ws {
-		batch[i] = w.id
-	}
 	for _, w := range ws {
-		w.batch = batch
+		w.batch = ws
 	}
 
 	switch {
@@ -130,12 +132,13 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 			// Another request logged the session out: this request
 			// must not bring it back, nor find it again.
 			s.logf(levelInfo, "%s: session was removed by another request meanwhile; this request's version was dropped", logID(w.id))
-			delete(s.sessions, w.id)
+			s.dropEntry(w.id)
 			s.markAbsent(w.id)
 		case outcomeSuperseded:
 			e.loaded, e.casItem = nil, nil // nothing of this request's stands
 		default:
 			e.loaded, e.storedExp, e.added, e.casItem, e.refilled, e.written = w.value, w.deadline, false, nil, false, true
+			e.print = w.print
 		}
 		ok = ok && !w.failed
 	}
@@ -146,6 +149,25 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 // written at all (logged, and recorded for SaveError).
 func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	id := e.sess.ID()
+	var (
+		print   []byte
+		changes *attrChanges
+	)
+	merging := s.cfg.merge && !e.added && !e.written
+	if !s.closed || merging {
+		// Taken before the encoding, so that a change the encoding may
+		// have missed is never taken for written.
+		withAttrs(e.sess, func(attrs map[string]interface{}) {
+			if !s.closed {
+				// Close compares the attributes with the print of
+				// what was written.
+				print = printAttrs(attrs, 64)
+			}
+			if merging {
+				changes = s.changesOf(e, attrs)
+			}
+		})
+	}
 	value, err := s.encode(e.sess)
 	if err != nil {
 		s.logf(levelError, "%s: session not saved: cannot marshal it: %s", logID(id), redact(err, id))
@@ -164,7 +186,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		e.timedOut = true
 		return nil
 	}
-	w := &sessWrite{e: e, id: id, key: s.cfg.memcacheKey(id), value: value, deadline: deadline}
+	w := &sessWrite{e: e, id: id, key: s.cfg.memcacheKey(id), value: value, deadline: deadline, print: print}
 	if w.oversize() && s.cfg.onlyMemcache {
 		what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and OnlyMemcache is set; its stored copy keeps its previous state", len(value), gaelimits.MemcacheMaxItemBytes)
 		s.logf(levelError, "%s: %s", logID(id), what)
@@ -179,29 +201,36 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	default:
 		w.reread = e.refilled
 	}
-	if s.cfg.merge && !w.fresh {
+	w.changes = changes
+	return w
+}
+
+// changesOf returns what this request changed in the attributes of a
+// session it loaded.
+func (s *memcacheStore) changesOf(e *entry, attrs map[string]interface{}) *attrChanges {
+	c, ok := diffPrint(e.print, attrs)
+	if !ok {
+		// No print of the attributes as loaded: decode them again.
 		before, err := s.decode(e.loaded)
 		if err != nil {
 			before = nil
 		}
-		c := diffAttrs(attrsOf(before), e.sess.Attrs())
-		w.changes = &c
+		c = diffAttrs(attrsOf(before), attrs)
 	}
-	return w
+	return &c
 }
 
 // flushPutFirst is flush in the default mode: the Datastore put, then the
 // conditional Memcache writes.
 func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
-	fresh, loaded := splitFresh(ws)
 	var wg sync.WaitGroup
-	if len(fresh) > 0 {
+	if slices.ContainsFunc(ws, isFresh) {
 		// No other request knows a session added in this one: its
 		// Memcache write need not wait for the put.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.setMemcache(fresh, now)
+			s.setMemcache(ws, now)
 		}()
 	}
 	writes := s.dsWritesOf(ws, false)
@@ -209,25 +238,20 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	wg.Wait()
 	markDatastore(ws, writes)
 
-	var cond []*sessWrite
 	for i, w := range ws {
-		switch {
-		case w.fresh:
-		case w.oversize() && writes[i].err != nil:
+		if !w.fresh && w.oversize() && writes[i].err != nil {
 			// Not saved anywhere: the previous copy stays in Memcache
 			// rather than a marker pointing at a Datastore that
 			// lacks this version.
 			w.outcome = outcomeSuperseded
-		default:
-			cond = append(cond, w)
 		}
 	}
-	s.writeConditional(cond, now)
+	s.writeConditional(ws, now)
 
 	// A put that may have landed after a logout's delete: undo it.
 	var gone []string
-	for _, w := range loaded {
-		if w.outcome == outcomeRemoved {
+	for _, w := range ws {
+		if !w.fresh && w.outcome == outcomeRemoved {
 			gone = append(gone, w.id)
 		}
 	}
@@ -242,104 +266,113 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 // writeMemcache writes the Memcache part of a flush: sessions added in
 // this request unconditionally, the others conditionally.
 func (s *memcacheStore) writeMemcache(ws []*sessWrite, now time.Time) {
-	fresh, loaded := splitFresh(ws)
-	if len(fresh) > 0 {
-		s.setMemcache(fresh, now)
-	}
-	s.writeConditional(loaded, now)
+	s.setMemcache(ws, now)
+	s.writeConditional(ws, now)
 }
 
-// splitFresh separates the writes of sessions added in this request from
-// those of sessions it loaded.
-func splitFresh(ws []*sessWrite) (fresh, loaded []*sessWrite) {
+func isFresh(w *sessWrite) bool { return w.fresh }
+
+// setMemcache sets the copies of the sessions of ws added in this request
+// (w.fresh); it ignores the others.
+func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
+	var items []*memcache.Item
 	for _, w := range ws {
 		if w.fresh {
-			fresh = append(fresh, w)
-		} else {
-			loaded = append(loaded, w)
+			items = append(items, w.item(now))
 		}
 	}
-	return fresh, loaded
-}
-
-// setMemcache sets the copies of sessions added in this request.
-func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
-	items := make([]*memcache.Item, len(ws))
-	for i, w := range ws {
-		items[i] = w.item(now)
+	if len(items) == 0 {
+		return
 	}
 	err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
-	errs := spread(err, len(ws))
-	for i, w := range ws {
-		if errs[i] == nil {
+	i := 0
+	for _, w := range ws {
+		if !w.fresh {
+			continue
+		}
+		err := errorOf(err, i, len(items))
+		i++
+		if err == nil {
 			w.outcome = outcomeStored
 			continue
 		}
 		w.outcome, w.failed = outcomeFailed, true
-		s.logf(levelError, "%s: saving the session to memcache failed: %s", logID(w.id), redact(errs[i], w.batch...))
-		s.failure.set(newStoreError(w.id, "saving the session to memcache", errs[i], w.batch...))
+		s.logf(levelError, "%s: saving the session to memcache failed: %s", logID(w.id), redact(err, w.batchIDs()...))
+		s.failure.set(newStoreError(w.id, "saving the session to memcache", err, w.batchIDs()...))
 	}
 }
 
-// writeConditional writes copies of sessions loaded earlier in the request
-// so that none overwrites a tombstone: a compare-and-swap on the item as
+// writeConditional writes the copies of the sessions of ws loaded earlier
+// in the request, which have no outcome yet (it ignores the others), so
+// that none overwrites a tombstone: a compare-and-swap on the item as
 // loaded, or an add where there was none. The first attempts go out in one
 // call per kind; conflicts are then resolved one session at a time.
 func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
-	var cas, add []*sessWrite
+	pending := func(w *sessWrite) bool { return !w.fresh && w.outcome == outcomePending }
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur != nil },
+		(*sessWrite).casItem, memcache.CompareAndSwapMulti, now)
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur == nil },
+		(*sessWrite).item, memcache.AddMulti, now)
 	for _, w := range ws {
-		switch {
-		case w.reread:
-		case w.cur != nil:
-			cas = append(cas, w)
-		default:
-			add = append(add, w)
+		if pending(w) {
+			s.resolve(w, w.err, now)
 		}
 	}
-	first := make(map[*sessWrite]error, len(ws))
-	batch := func(ws []*sessWrite, item func(*sessWrite, time.Time) *memcache.Item, call func(context.Context, []*memcache.Item) error) {
-		if len(ws) == 0 {
-			return
-		}
-		items := make([]*memcache.Item, len(ws))
-		for i, w := range ws {
-			items[i] = item(w, now)
-		}
-		for i, err := range spread(call(s.ctx, items), len(ws)) {
-			first[ws[i]] = err
+}
+
+// firstAttempts makes the first conditional write of the writes of ws
+// selected by which, in one batch call, and records each one's error.
+func (s *memcacheStore) firstAttempts(ws []*sessWrite, which func(*sessWrite) bool, item func(*sessWrite, time.Time) *memcache.Item, call func(context.Context, []*memcache.Item) error, now time.Time) {
+	var items []*memcache.Item
+	for _, w := range ws {
+		if which(w) {
+			items = append(items, item(w, now))
 		}
 	}
-	batch(cas, (*sessWrite).casItem, memcache.CompareAndSwapMulti)
-	batch(add, (*sessWrite).item, memcache.AddMulti)
+	if len(items) == 0 {
+		return
+	}
+	err := call(s.ctx, items)
+	i := 0
 	for _, w := range ws {
-		s.resolve(w, first[w], now)
+		if which(w) {
+			w.err = errorOf(err, i, len(items))
+			i++
+		}
 	}
 }
 
 // casItem is the compare-and-swap of w's copy over w.cur.
 func (w *sessWrite) casItem(now time.Time) *memcache.Item {
-	it := w.item(now)
 	cur := *w.cur // keeps the CAS id, which is unexported
-	cur.Value, cur.Flags, cur.Expiration, cur.Object = it.Value, it.Flags, it.Expiration, nil
+	cur.Value, cur.Flags, cur.Expiration, cur.Object = w.memcacheValue(), expiryFlags(w.deadline), memcacheTTL(w.deadline, now), nil
 	return &cur
 }
 
-// spread turns the error of a batch call over n items into one error per
-// item.
-func spread(err error, n int) []error {
-	errs := make([]error, n)
+// batchIDs returns the IDs of the sessions of w's flush, which an error of
+// a batch call may quote.
+func (w *sessWrite) batchIDs() []string {
+	ids := make([]string, len(w.batch))
+	for i, b := range w.batch {
+		ids[i] = b.id
+	}
+	return ids
+}
+
+// errorOf returns the error of item i of a batch call over n items that
+// returned err.
+func errorOf(err error, i, n int) error {
 	if err == nil {
-		return errs
+		return nil
 	}
-	var me appengine.MultiError
-	if errors.As(err, &me) && len(me) == n {
-		copy(errs, me)
-		return errs
+	me, ok := err.(appengine.MultiError)
+	if !ok && !errors.As(err, &me) {
+		return err
 	}
-	for i := range errs {
-		errs[i] = err
+	if len(me) != n {
+		return err
 	}
-	return errs
+	return me[i]
 }
 
 // resolve finishes one conditional write whose first attempt returned err
@@ -461,8 +494,8 @@ func (s *memcacheStore) memcacheFailed(w *sessWrite, err error) {
 	if s.cfg.onlyMemcache {
 		where = "the change is lost"
 	}
-	s.logf(levelError, "%s: saving the session to memcache failed: %s; %s", logID(w.id), redact(err, w.batch...), where)
-	s.failure.set(newStoreError(w.id, "saving the session to memcache", err, w.batch...))
+	s.logf(levelError, "%s: saving the session to memcache failed: %s; %s", logID(w.id), redact(err, w.batchIDs()...), where)
+	s.failure.set(newStoreError(w.id, "saving the session to memcache", err, w.batchIDs()...))
 }
 
 // giveUp ends a write that kept colliding with other requests' writes.

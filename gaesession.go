@@ -39,12 +39,13 @@ func NewMemcacheStore(ctx context.Context) session.Store {
 // which is bound to an http.Request, the returned Store can only be used
 // for the lifetime of a request, and must be closed at its end.
 func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) session.Store {
-	return &memcacheStore{
-		ctx:      ctx,
-		logger:   logger{ctx: ctx},
-		cfg:      newConfig(o),
-		sessions: make(map[string]*entry, 1),
+	s := &memcacheStore{
+		ctx:    ctx,
+		logger: logger{ctx: ctx},
+		cfg:    newConfig(o),
 	}
+	s.sessions = s.first[:0]
+	return s
 }
 
 // SaveError returns the latest error that kept store from saving a session

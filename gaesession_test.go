@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/protobuf/proto"
 	"github.com/icza/session"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,6 +52,30 @@ func TestSessEntityFormat(t *testing.T) {
 	}
 	assert.Equal(t, reflect.TypeOf(time.Time{}), typ.Field(0).Type)
 	assert.Equal(t, reflect.TypeOf([]byte(nil)), typ.Field(1).Type)
+}
+
+// The store puts a session entity exactly as datastore.Put of a SessEntity
+// does (as the original package did), without its reflection.
+func TestPutEntityIsSessEntitys(t *testing.T) {
+	e := newTestEnv(t)
+	var puts []proto.Message
+	ctx := appengine.WithAPICallFunc(e.ctx(), func(ctx context.Context, service, method string, in, out proto.Message) error {
+		if service == "datastore_v3" && method == "Put" {
+			puts = append(puts, proto.Clone(in))
+		}
+		return appengine.APICall(ctx, service, method, in, out)
+	})
+	st := NewMemcacheStore(ctx)
+	sess := session.NewSession()
+	st.Add(sess)
+	st.Close()
+	key := datastore.NewKey(ctx, "sess_", sess.ID(), 0, nil)
+	var ent SessEntity
+	require.NoError(t, datastore.Get(ctx, key, &ent))
+	_, err := datastore.Put(ctx, key, &ent)
+	require.NoError(t, err)
+	require.Len(t, puts, 2)
+	assert.True(t, proto.Equal(puts[0], puts[1]), "the store's put:\n%v\ndatastore.Put of a SessEntity:\n%v", puts[0], puts[1])
 }
 
 // classicApp is an app written the way the original package's

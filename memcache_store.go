@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,7 +38,7 @@ func SessionOrigin(store session.Store, id string) Origin {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.sessions[id]; e != nil {
+	if e := s.entry(id); e != nil {
 		return e.origin
 	}
 	return OriginNone
@@ -51,9 +51,13 @@ type memcacheStore struct {
 	cfg config
 	logger
 
-	mu       sync.Mutex
-	sessions map[string]*entry // accessed in this request, written on Close
-	absent   map[string]bool   // removed or not found in this request
+	mu sync.Mutex
+	// sessions were accessed in this request and are written on Close if
+	// need be. A request uses one session as a rule, so they are kept in a
+	// slice, at first in room inside the store, rather than in a map.
+	sessions []*entry
+	first    [1]*entry
+	absent   map[string]bool // removed or not found in this request
 	closed   bool
 
 	failure failureRecord // for SaveError
@@ -62,6 +66,7 @@ type memcacheStore struct {
 // entry is a session accessed through the store, with what is needed to
 // decide on Close whether it must be written back, and how.
 type entry struct {
+	id     string
 	sess   session.Session
 	origin Origin
 	added  bool // new in this request: always written, unconditionally
@@ -70,12 +75,17 @@ type entry struct {
 	// clock: the next stored copy records it.
 	accessed time.Time
 
-	// loaded is the encoding the session was read from, the baseline for
-	// change detection. storedExp is the idle deadline its stored copy
-	// records (zero if unknown, as for items written by the original
-	// package).
+	// loaded is the encoding the session was read from (or last written
+	// as). storedExp is the idle deadline its stored copy records (zero
+	// if unknown, as for items written by the original package).
 	loaded    []byte
 	storedExp time.Time
+
+	// print is the print of the attributes as loaded or last written, the
+	// baseline of change detection (see changes.go); nil if none was
+	// taken, because the session is written on Close anyway, or none
+	// could be made.
+	print []byte
 
 	// casItem is the Memcache item as loaded (the session's copy, a
 	// datastore-only marker or an undecodable value), the basis of the
@@ -107,7 +117,7 @@ func (s *memcacheStore) Get(id string) session.Session {
 		// never saved, which an app would rather hear about.
 		s.logf(levelWarning, "%s: Get after Close: changes made to the session from now on are not saved", logID(id))
 	}
-	if e := s.sessions[id]; e != nil {
+	if e := s.entry(id); e != nil {
 		if e.origin != OriginNew {
 			e.origin = OriginRequestCache
 		}
@@ -124,10 +134,50 @@ func (s *memcacheStore) Get(id string) session.Session {
 		s.markAbsent(id)
 		return nil
 	}
+	now := timeNow()
+	if s.cfg.merge || !s.writeDue(e, now) {
+		// Taken before the app can change anything.
+		withAttrs(e.sess, func(attrs map[string]interface{}) {
+			e.print = printAttrs(attrs, len(e.loaded))
+		})
+	}
 	e.sess.Access()
-	e.accessed = timeNow()
-	s.sessions[id] = e
+	e.accessed = now
+	s.setEntry(e)
 	return e.sess
+}
+
+// entry returns the session with the given ID accessed in this request,
+// nil if there is none.
+func (s *memcacheStore) entry(id string) *entry {
+	for _, e := range s.sessions {
+		if e.id == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// setEntry remembers e for the rest of the request, in place of any other
+// entry of its session.
+func (s *memcacheStore) setEntry(e *entry) {
+	for i, x := range s.sessions {
+		if x.id == e.id {
+			s.sessions[i] = e
+			return
+		}
+	}
+	s.sessions = append(s.sessions, e)
+}
+
+// dropEntry forgets the session with the given ID.
+func (s *memcacheStore) dropEntry(id string) {
+	for i, x := range s.sessions {
+		if x.id == id {
+			s.sessions = slices.Delete(s.sessions, i, i+1)
+			return
+		}
+	}
 }
 
 // markAbsent remembers that the session does not exist for this request.
@@ -190,7 +240,7 @@ func (s *memcacheStore) fromMemcache(id string, item *memcache.Item) (e *entry, 
 	if timeNow().After(deadline) || sess.Timeout() <= 0 {
 		return nil, false // timed out; Memcache with another clock kept it
 	}
-	e = &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
+	e = &entry{id: id, sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
 	if known {
 		e.storedExp = deadline
 	}
@@ -249,8 +299,8 @@ func (s *memcacheStore) Add(sess session.Session) {
 		s.logf(levelWarning, "%s: Add after Close: the session is stored now, but later changes to it are not saved", logID(id))
 	}
 	delete(s.absent, id)
-	e := &entry{sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
-	s.sessions[id] = e
+	e := &entry{id: id, sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
+	s.setEntry(e)
 	if s.flush([]*entry{e}) {
 		s.logf(levelInfo, "%s: session added", logID(id))
 	}
@@ -270,7 +320,7 @@ func (s *memcacheStore) Remove(sess session.Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := sess.ID()
-	delete(s.sessions, id)
+	s.dropEntry(id)
 	s.markAbsent(id)
 	if !ValidID(id) {
 		return // nothing can be stored under such an ID
@@ -333,27 +383,29 @@ func (s *memcacheStore) needsWrite(e *entry) bool {
 	if e.added || e.loaded == nil {
 		return true
 	}
-	if e.written {
-		// Written earlier in this request (by Add): its deadline is as
-		// late as it gets, only a later change needs another write.
-		return s.changed(e)
-	}
-	if e.storedExp.IsZero() || s.cfg.refreshDue(e.storedExp, timeNow(), e.sess.Timeout()) {
+	// A session written earlier in this request (by Add) has a deadline
+	// as late as it gets: only a later change needs another write.
+	if !e.written && s.writeDue(e, timeNow()) {
 		return true
 	}
 	return s.changed(e)
 }
 
-// changed compares the session's attributes with those it was loaded with.
-// Decoding the loaded bytes again, rather than comparing encodings,
-// ignores the access time and the random order in which gob writes maps,
-// and still sees values that were changed in place through a pointer.
+// writeDue tells whether the stored copy of a loaded session is to be
+// written again at now whether the session changed or not: its deadline is
+// unknown (the original package wrote it) or due for a refresh. Once due,
+// it stays due for the rest of the request, so a session due when it is
+// loaded needs no print.
+func (s *memcacheStore) writeDue(e *entry, now time.Time) bool {
+	return e.storedExp.IsZero() || s.cfg.refreshDue(e.storedExp, now, e.sess.Timeout())
+}
+
+// changed compares the session's attributes with their print (see
+// changes.go); without a print, the session counts as changed.
 func (s *memcacheStore) changed(e *entry) bool {
-	before, err := s.decode(e.loaded)
-	if err != nil {
-		return true
-	}
-	return !reflect.DeepEqual(before.Attrs(), e.sess.Attrs())
+	same := false
+	withAttrs(e.sess, func(attrs map[string]interface{}) { same = matchesPrint(e.print, attrs) })
+	return !same
 }
 
 // encode marshals a session with the codec, turning a panic into an error.
