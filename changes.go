@@ -45,8 +45,9 @@ import (
 
 // printLimit bounds a print. Stored sessions are at most about 1 MB; the
 // limit is there for values whose print grows far beyond their encoding
-// (a shared pointer printed at every place it is reached).
-const printLimit = 16 << 20
+// (a shared pointer printed at every place it is reached). A variable for
+// the tests.
+var printLimit = 16 << 20
 
 var (
 	errPrintDiffers = errors.New("print differs")
@@ -72,14 +73,14 @@ type pathElem struct {
 }
 
 // printAttrs returns the print of attrs, nil if it cannot be made. size is
-// a guess at its length.
+// a guess at its length (the encoding's length will do).
 func printAttrs(attrs map[string]interface{}, size int) (print []byte) {
 	defer func() {
 		if recover() != nil {
 			print = nil
 		}
 	}()
-	p := printer{buf: make([]byte, 0, size)}
+	p := printer{buf: make([]byte, 0, max(size, 16+32*len(attrs)))}
 	p.attrs(attrs)
 	return p.buf
 }
@@ -221,6 +222,9 @@ func (p *printer) put(b []byte) {
 func (p *printer) byte1(b byte) {
 	if !p.compare {
 		p.buf = append(p.buf, b)
+		if len(p.buf) > printLimit {
+			panic(errPrintLimit)
+		}
 		return
 	}
 	if p.pos >= len(p.ref) || p.ref[p.pos] != b {
@@ -456,20 +460,26 @@ func withAttrs(sess session.Session, f func(attrs map[string]interface{})) {
 	f(sess.Attrs())
 }
 
-// iczaSession is icza/session's session type and the index of its
-// attributes field; typ is nil if the type is not as expected.
+// iczaSession is icza/session's session type and the indexes of its
+// attribute fields; typ is nil if the type is not as expected.
 var iczaSession = func() (s struct {
-	typ   reflect.Type
-	attrs int
+	typ           reflect.Type
+	attrs, cattrs int
 }) {
 	t := reflect.TypeOf(session.NewSession())
 	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
 		return s
 	}
-	f, ok := t.Elem().FieldByName("AttrsF")
-	if !ok || !f.IsExported() || len(f.Index) != 1 || f.Type != attrsType {
-		return s
+	field := func(name string) int {
+		f, ok := t.Elem().FieldByName(name)
+		if !ok || !f.IsExported() || len(f.Index) != 1 || f.Type != attrsType {
+			return -1
+		}
+		return f.Index[0]
 	}
-	s.typ, s.attrs = t, f.Index[0]
+	s.attrs, s.cattrs = field("AttrsF"), field("CAttrsF")
+	if s.attrs >= 0 && s.cattrs >= 0 {
+		s.typ = t
+	}
 	return s
 }()
