@@ -161,7 +161,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 			if !s.closed {
 				// Close compares the attributes with the print of
 				// what was written.
-				print = printAttrs(attrs, 64)
+				print = printAttrs(attrs, 0)
 			}
 			if merging {
 				changes = s.changesOf(e, attrs)

@@ -267,8 +267,13 @@ func (s *memcacheStore) decode(b []byte) (sess session.Session, err error) {
 	if kindOf(b) != kindSession {
 		return nil, errors.New("it is a marker of this package, not a session")
 	}
-	sess = session.NewSession()
-	if err := s.cfg.codec.Unmarshal(b, sess); err != nil {
+	if s.cfg.gob {
+		sess, err = gobDecodeSession(b)
+	} else {
+		sess = newSession()
+		err = s.cfg.codec.Unmarshal(b, sess)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if sess.ID() == "" {

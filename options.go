@@ -112,6 +112,7 @@ type config struct {
 	keyPrefix        string
 	retries          int
 	codec            memcache.Codec
+	gob              bool // codec is memcache.Gob (see gobdecoder.go)
 	onlyMemcache     bool
 	async            bool
 	kind             string
@@ -141,6 +142,7 @@ func newConfig(o *MemcacheStoreOptions) config {
 	if o.Codec != nil {
 		c.codec = *o.Codec
 	}
+	c.gob = isGob(c.codec)
 	if c.kind == "" {
 		c.kind = defaultDSEntityName
 	}
