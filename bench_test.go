@@ -60,17 +60,17 @@ type reqBenchWorkload struct {
 }
 
 var reqBenchWorkloads = []reqBenchWorkload{
-	{"read", reqBenchRead, []string{"default", "always"}, false},
+	{"read", reqBenchRead, []string{"default", "always", "async", "memcache"}, false},
 	{"modify", reqBenchModify, []string{"default", "always", "async", "merge", "memcache"}, false},
 	{"logout", reqBenchLogout, []string{"default", "async", "merge", "memcache"}, true},
-	{"new", reqBenchNew, []string{"default", "always"}, false},
+	{"new", reqBenchNew, []string{"default", "always", "async", "memcache"}, false},
 	{"mixed", func(st session.Store, i int, ids []string) {
 		if i%10 == 9 { // 10% modify, 90% read
 			reqBenchModify(st, i, ids)
 		} else {
 			reqBenchRead(st, i, ids)
 		}
-	}, []string{"default", "always"}, false},
+	}, []string{"default", "always", "async", "memcache"}, false},
 }
 
 // reqBenchRead reads a session and one of its attributes.
@@ -118,13 +118,23 @@ func reqBenchNew(st session.Store, i int, _ []string) {
 // request spends in the store in production, approximately; run it with a
 // fixed count such as -benchtime 200x. latency=none shows the CPU cost and
 // allocations of a request, including aelocal's side of each call, which
-// runs in the same process.
+// runs in the same process, and the asynchronous Datastore saves, which
+// the timer waits for.
+//
+// calls=bridge sends every call over aelocal's loopback HTTP bridge, as
+// Middleware and NewRequest route them (an app's calls to App Engine
+// travel over HTTP too): what a request costs in all. calls=inprocess hands
+// them to the server directly (appengine.WithAPICallFunc with
+// aelocal.Server.Call), without the HTTP client's and server's work: what
+// the store itself costs, with aelocal's side of each call.
 //
 // Besides ns/op and allocations it reports the RPCs per request by service
 // (memcache-rpc/op, datastore-rpc/op) and by method ("memcache.Get/op"),
-// and Datastore puts per 1,000 requests (ds-writes/1k-req).
+// Datastore puts per 1,000 requests (ds-writes/1k-req) and, on Unix, the
+// CPU time the process used per request, all goroutines together
+// (cpu-ns/op).
 func BenchmarkRequest(b *testing.B) {
-	for _, lat := range []string{"prod", "none"} {
+	for _, run := range []struct{ latency, calls string }{{"prod", "bridge"}, {"none", "bridge"}, {"none", "inprocess"}} {
 		for _, w := range reqBenchWorkloads {
 			for _, cfgName := range w.configs {
 				var opts *MemcacheStoreOptions
@@ -137,14 +147,14 @@ func BenchmarkRequest(b *testing.B) {
 				if !found {
 					b.Fatalf("unknown config %q", cfgName)
 				}
-				name := fmt.Sprintf("latency=%s/workload=%s/config=%s", lat, w.name, cfgName)
-				b.Run(name, func(b *testing.B) { reqBench(b, lat == "prod", w, opts) })
+				name := fmt.Sprintf("latency=%s/calls=%s/workload=%s/config=%s", run.latency, run.calls, w.name, cfgName)
+				b.Run(name, func(b *testing.B) { reqBench(b, run.latency == "prod", run.calls == "inprocess", w, opts) })
 			}
 		}
 	}
 }
 
-func reqBench(b *testing.B, latency bool, w reqBenchWorkload, opts *MemcacheStoreOptions) {
+func reqBench(b *testing.B, latency, inprocess bool, w reqBenchWorkload, opts *MemcacheStoreOptions) {
 	srv := newTestEnv(b).srv
 
 	// The store logs an Add at info level; appengine/v2/log would write
@@ -165,6 +175,9 @@ func reqBench(b *testing.B, latency bool, w reqBenchWorkload, opts *MemcacheStor
 	// One App Engine context serves every request: making it is the
 	// framework's work, not the store's.
 	ctx := appengine.NewContext(srv.NewRequest("GET", "/", nil))
+	if inprocess {
+		ctx = appengine.WithAPICallFunc(ctx, srv.Call)
+	}
 	for i := range ids {
 		st := reqBenchStore(ctx, opts)
 		sess := session.NewSessionOptions(&session.SessOptions{
@@ -188,14 +201,25 @@ func reqBench(b *testing.B, latency bool, w reqBenchWorkload, opts *MemcacheStor
 
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for i := 0; i < b.N; i++ {
 		st := reqBenchStore(ctx, opts)
 		w.do(st, i, ids)
 		st.Close()
 	}
+	if !latency {
+		// The saves' work is part of what a request costs.
+		if err := WaitForAsyncSaves(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu = cpuTime() - cpu
 	b.StopTimer()
 	if err := WaitForAsyncSaves(context.Background()); err != nil {
 		b.Fatal(err)
+	}
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 	reqBenchReport(b, srv)
 }

@@ -62,12 +62,12 @@ const maxReusedValue = 64 << 10
 
 // gobDecoders are the decoders the store keeps, by the definitions they
 // read.
-var gobDecoders = decoderCache{idle: make(map[string][]*primedDecoder)}
+var gobDecoders = decoderCache{idle: make(map[string]*[]*primedDecoder)}
 
 type decoderCache struct {
 	mu   sync.Mutex
-	idle map[string][]*primedDecoder
-	n    int // decoders in idle
+	idle map[string]*[]*primedDecoder // a pointer, so that taking one stores no key
+	n    int                          // decoders in idle
 }
 
 // primedDecoder is a gob decoder and the reader it reads from, whose
@@ -125,12 +125,13 @@ func (c *decoderCache) take(defs []byte) *primedDecoder {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	list := c.idle[string(defs)]
-	if len(list) == 0 {
+	if list == nil || len(*list) == 0 {
 		return nil
 	}
-	pd := list[len(list)-1]
-	list[len(list)-1] = nil
-	c.idle[string(defs)] = list[:len(list)-1]
+	l := *list
+	pd := l[len(l)-1]
+	l[len(l)-1] = nil
+	*list = l[:len(l)-1]
 	c.n--
 	return pd
 }
@@ -142,20 +143,25 @@ func (c *decoderCache) put(defs []byte, pd *primedDecoder) {
 	if c.n >= maxIdleDecoders {
 		return
 	}
-	list, ok := c.idle[string(defs)]
-	if !ok && len(c.idle) >= maxIdleDecoders {
-		// Make room among the prefixes: one with no idle decoder goes.
-		for k, l := range c.idle {
-			if len(l) == 0 {
-				delete(c.idle, k)
-				break
+	list := c.idle[string(defs)]
+	if list == nil {
+		if len(c.idle) >= maxIdleDecoders {
+			// Make room among the prefixes: one with no idle decoder
+			// goes.
+			for k, l := range c.idle {
+				if len(*l) == 0 {
+					delete(c.idle, k)
+					break
+				}
+			}
+			if len(c.idle) >= maxIdleDecoders {
+				return
 			}
 		}
-		if len(c.idle) >= maxIdleDecoders {
-			return
-		}
+		list = new([]*primedDecoder)
+		c.idle[string(defs)] = list
 	}
-	c.idle[string(defs)] = append(list, pd)
+	*list = append(*list, pd)
 	c.n++
 }
 
@@ -163,7 +169,7 @@ func (c *decoderCache) put(defs []byte, pd *primedDecoder) {
 func (c *decoderCache) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.idle = make(map[string][]*primedDecoder)
+	c.idle = make(map[string]*[]*primedDecoder)
 	c.n = 0
 }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package gaesession
+
+func init() { raceEnabled = true }
