@@ -60,3 +60,12 @@ func bothPaths(t *testing.T, f func(t *testing.T, s *Server, ctx context.Context
 // protoV1 adapts a message for appengine.APICall, which takes the older
 // golang/protobuf interface.
 func protoV1(p pmsg) gproto.Message { return gproto.MessageV1(p.m.Interface()) }
+
+// setBridgeHeaders sets the headers App Engine's clients send with every
+// service bridge call.
+func setBridgeHeaders(h http.Header) {
+	h.Set("X-Google-RPC-Service-Endpoint", "app-engine-apis")
+	h.Set("X-Google-RPC-Service-Method", "/VMRemoteAPI.CallRemoteAPI")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Google-RPC-Service-Deadline", "60")
+}

@@ -793,12 +793,15 @@ func TestMemcacheExpiry(t *testing.T) {
 
 func TestMemcacheLRU(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		val := strings.Repeat("v", 99) // each item: 1-byte key + 99 = 100 bytes
-		s.SetMemcacheLimit(250)
+		// Each item costs its 1-byte key, its 99-byte value and the
+		// per-item overhead: c bytes.
+		val := strings.Repeat("v", 99)
+		const c = 100 + mcItemOverhead
+		s.SetMemcacheLimit(2*c + 300)
 		mustSet(t, ctx, "a", val)
 		mustSet(t, ctx, "b", val)
 		wantValue(t, ctx, "a", val) // a is now more recent than b
-		mustSet(t, ctx, "c", val)   // 300 > 250: evicts b
+		mustSet(t, ctx, "c", val)   // 3c > 2c+300: evicts b
 		wantMiss(t, ctx, "b")
 		wantValue(t, ctx, "a", val)
 		wantValue(t, ctx, "c", val)
@@ -815,13 +818,13 @@ func TestMemcacheLRU(t *testing.T) {
 		mustSet(t, ctx, "x", "1")
 		mustSet(t, ctx, "y", val)
 		memcache.Increment(ctx, "x", 1, 0)
-		mustSet(t, ctx, "z", val) // 2 + 100 + 100 fits
+		mustSet(t, ctx, "z", val) // (2 + overhead) + c + c fits
 		mustSet(t, ctx, "w", val) // over: y goes first
 		wantMiss(t, ctx, "y")
 		wantValue(t, ctx, "x", "2")
 
 		// An item bigger than the whole cap is not kept, and evicts nothing.
-		mustSet(t, ctx, "huge", strings.Repeat("h", 300))
+		mustSet(t, ctx, "huge", strings.Repeat("h", 3*c))
 		wantMiss(t, ctx, "huge")
 		wantValue(t, ctx, "w", val)
 
@@ -829,7 +832,7 @@ func TestMemcacheLRU(t *testing.T) {
 		s.FlushMemcache()
 		mustSet(t, ctx, "a", val)
 		mustSet(t, ctx, "b", val)
-		s.SetMemcacheLimit(150)
+		s.SetMemcacheLimit(c + c/2)
 		wantMiss(t, ctx, "a")
 		wantValue(t, ctx, "b", val)
 		st, _ := memcache.Stats(ctx)
@@ -852,7 +855,7 @@ func TestMemcacheLRUManyItems(t *testing.T) {
 	s := newTestServer(t)
 	ctx := middlewareContext(t, s)
 	const n, size = 1000, 100
-	s.SetMemcacheLimit(n / 2 * size)
+	s.SetMemcacheLimit(n / 2 * (size + mcItemOverhead))
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("%04d", i)
 		mustSet(t, ctx, key, strings.Repeat("v", size-len(key)))

@@ -38,11 +38,18 @@ type Server struct {
 	http *http.Server
 	url  string
 
+	// The front door (frontdoor.go).
+	listenIP     net.IP // the address listened on, unless unspecified
+	allowedHosts []string
+	budget       *byteBudget
+	limiter      *connLimiter
+
 	mu        sync.Mutex
 	stats     map[string]int64
 	failNext  map[string]int           // "service.Method" or "service." -> calls left to fail
 	latency   map[string]time.Duration // "service" or "service.Method" -> delay
 	clockSkew time.Duration            // FastForward total
+	stoppedAt time.Time                // set by SetTime: the clock stands still
 
 	memcache  *memcacheService
 	datastore *datastoreService
@@ -64,7 +71,8 @@ func Serve(ln net.Listener) (*Server, error) {
 	return serve(ln, &Options{})
 }
 
-// serve starts a Server on ln configured by o.
+// serve starts a Server on ln configured by o. With a DatastorePath it
+// loads the datastore first: until then connections wait unanswered.
 func serve(ln net.Listener, o *Options) (*Server, error) {
 	if os.Getenv("GAE_APPLICATION") == "" {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
@@ -73,14 +81,40 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
+	if o.DatastorePath != "" {
+		if _, err := openDatastoreFile(s.datastore, o.DatastorePath); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+		s.listenIP = a.IP
+	}
+	s.allowedHosts = normalizeHosts(o.AllowedHosts)
+	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
+	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
 	mux := http.NewServeMux()
-	mux.HandleFunc("/rpc_http", s.serveBridge)
+	mux.HandleFunc("/rpc_http", s.serveBridgePath)
 	mux.HandleFunc("/", s.serveStatus)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go s.http.Serve(ln)
+	s.http = &http.Server{
+		Handler:           s.frontDoor(mux),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       cmpOr(o.idleTimeout, defaultIdleTimeout),
+		ConnState:         s.limiter.connState,
+	}
+	go s.http.Serve(s.limiter)
 	return s, nil
+}
+
+// cmpOr returns v, or dflt if v is zero.
+func cmpOr[T comparable](v, dflt T) T {
+	var zero T
+	if v == zero {
+		return dflt
+	}
+	return v
 }
 
 func newServer() *Server {
@@ -89,8 +123,12 @@ func newServer() *Server {
 		failNext: make(map[string]int),
 		latency:  make(map[string]time.Duration),
 	}
+	s.budget = newByteBudget(defaultBodyBudget)
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService()
+	// Idle transactions and cursors expire by the server's clock, so that
+	// FastForward reaches them too.
+	s.datastore.now = s.Now
 	return s
 }
 
@@ -105,17 +143,43 @@ func (s *Server) Addr() (host, port string) {
 	return host, port
 }
 
-// Close stops the server: it closes the listener and every connection.
-// Calls routed in-process by Middleware are not affected.
+// Close stops the server at once: it closes the listener and every
+// connection. Calls routed in-process by Middleware are not affected,
+// except that with a DatastorePath the file is closed, so their writes
+// fail. Writes already answered are on disk.
 func (s *Server) Close() error {
-	return s.http.Close()
+	err := s.http.Close()
+	if j := s.datastore.journal; j != nil {
+		if jerr := j.close(); err == nil {
+			err = jerr
+		}
+	}
+	return err
 }
 
-// Now returns the server's clock: the real time plus every FastForward.
-// Memcache expiry is judged by this clock.
+// Shutdown stops the server gracefully: it stops accepting calls, waits
+// for the calls in progress to be answered (or for ctx to end), then
+// closes the datastore file, if any. As http.Server.Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if j := s.datastore.journal; j != nil {
+		if jerr := j.close(); err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// Now returns the server's clock: the real time plus every FastForward,
+// or, after SetTime, the time set plus every FastForward since. Memcache
+// expiry and the expiry of idle datastore transactions and cursors are
+// judged by this clock.
 func (s *Server) Now() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.stoppedAt.IsZero() {
+		return s.stoppedAt.Add(s.clockSkew)
+	}
 	return time.Now().Add(s.clockSkew)
 }
 
@@ -127,11 +191,28 @@ func (s *Server) FastForward(d time.Duration) {
 	s.clockSkew += d
 }
 
+// SetTime sets the server's clock to t and stops it there: from then on
+// only FastForward moves it. A test that checks expiry to the second sets
+// the time first, so that real time passing on a busy machine cannot move
+// the clock past the moment it checks. The zero t makes the clock follow
+// real time again.
+func (s *Server) SetTime(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stoppedAt, s.clockSkew = t, 0
+}
+
+// OtherCalls is the Stats key that counts calls of methods aelocal does not
+// serve, all together: a client cannot grow the statistics with names of
+// its choosing.
+const OtherCalls = "other"
+
 // Stats returns the number of RPCs served since the server started or
 // since the last ResetStats, keyed "service.Method" as the client names
 // them: "memcache.Get", "memcache.Set", "datastore_v3.Put",
 // "datastore_v3.RunQuery", and so on. Calls that failed, including
-// injected failures, count too: they are RPCs the app made.
+// injected failures, count too: they are RPCs the app made. Calls of
+// methods that aelocal does not implement count under OtherCalls.
 func (s *Server) Stats() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -318,7 +399,11 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	spec, ok := methods[name]
 
 	s.mu.Lock()
-	s.stats[name]++
+	if ok {
+		s.stats[name]++
+	} else {
+		s.stats[OtherCalls]++
+	}
 	delay, ok2 := s.latency[name]
 	if !ok2 {
 		delay = s.latency[service]
@@ -382,21 +467,20 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	return resp, nil
 }
 
-// serveBridge answers POST /rpc_http with a remote_api.Response, always with
-// HTTP 200 as App Engine's bridge does: errors travel inside the response.
+// serveBridge answers a bridge call (a POST with the bridge headers, on any
+// path) with a remote_api.Response, always with HTTP 200 as App Engine's
+// bridge does: errors travel inside the response.
 func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "aelocal: POST a remote_api.Request here", http.StatusMethodNotAllowed)
 		return
 	}
 	resp, _ := newMsg("remote_api.v2.Response")
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
-	switch {
-	case err != nil:
-		setRPCError(resp, &rpcError{code: rpcUnknown, detail: "reading request: " + err.Error()})
-	case len(body) > maxRequestBytes:
-		setRPCError(resp, &rpcError{code: rpcRequestTooLarge, detail: "request body too large"})
-	default:
+	body, release, rerr := s.readBridgeBody(w, r)
+	if rerr != nil {
+		setRPCError(resp, rerr)
+	} else {
+		defer release()
 		s.bridgeCall(r, body, resp)
 	}
 	b, err := resp.Marshal()
@@ -446,6 +530,11 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "aelocal: this is the status page; service bridge calls need the headers App Engine clients send", http.StatusMethodNotAllowed)
 		return
 	}
 	stats := s.Stats()

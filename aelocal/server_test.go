@@ -83,7 +83,12 @@ func TestLatencyHonoursContext(t *testing.T) {
 
 func postBridge(t *testing.T, s *Server, body []byte) pmsg {
 	t.Helper()
-	hr, err := http.Post(s.URL()+"/rpc_http", "application/octet-stream", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", s.URL()+"/rpc_http", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setBridgeHeaders(req.Header)
+	hr, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

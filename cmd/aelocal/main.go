@@ -12,9 +12,20 @@
 //
 //	-addr            host:port to listen on (default 127.0.0.1:10001, the
 //	                 App Engine client's default API port)
-//	-datastore_path  file that keeps the datastore across restarts; loaded
-//	                 at start, written on SIGINT/SIGTERM (default: none)
-//	-memcache_limit  memcache memory cap in bytes; LRU items are evicted past it
+//	-datastore_path  file that keeps the datastore across restarts (default:
+//	                 none, in memory only). It is loaded before the server
+//	                 answers anything, and every write is on disk before
+//	                 the call that made it is answered, so an acknowledged
+//	                 write survives kill -9, a crash or closing the terminal.
+//	-memcache_limit  memcache memory cap in bytes (namespaces, keys, values
+//	                 and a per-item overhead); LRU items are evicted past it
+//	-allowed_hosts   comma-separated host names, besides loopback ones, that
+//	                 requests may name in their Host header (for a server
+//	                 reached by another name, from a container say)
+//
+// SIGINT, SIGTERM and SIGHUP stop the server gracefully: calls in progress
+// are answered, then the datastore file is closed. A second signal ends the
+// process at once, which loses nothing: what was acknowledged is on disk.
 //
 // GET / on the server shows the RPC counts served so far.
 package main
@@ -24,49 +35,78 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/icza/gaesession/v2/aelocal"
 )
 
+// shutdownTimeout bounds the wait for calls in progress at shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// config is what the flags set.
+type config struct {
+	addr          string
+	datastorePath string
+	memcacheLimit int64
+	allowedHosts  []string
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
-	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts (empty: in memory only)")
-	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes")
+	var c config
+	var allowed string
+	flag.StringVar(&c.addr, "addr", "127.0.0.1:10001", "host:port to listen on")
+	flag.StringVar(&c.datastorePath, "datastore_path", "", "file that keeps the datastore across restarts; every acknowledged write is on disk (empty: in memory only)")
+	flag.Int64Var(&c.memcacheLimit, "memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes (namespaces, keys, values and per-item overhead)")
+	flag.StringVar(&allowed, "allowed_hosts", "", "comma-separated host names, besides loopback ones, that requests may name in their Host header")
 	flag.Parse()
+	if allowed != "" {
+		c.allowedHosts = strings.Split(allowed, ",")
+	}
 	log.SetFlags(0)
 	log.SetPrefix("aelocal: ")
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *addr, *dsPath, *mcLimit, nil); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		sig := <-sigs
+		log.Printf("%v: shutting down (send it again to exit at once)", sig)
+		cancel()
+		sig = <-sigs
+		// Safe: every write that was answered is synced to the datastore
+		// file already; a rewrite in progress leaves a temporary file that
+		// the next start removes.
+		log.Printf("%v again: exiting at once", sig)
+		os.Exit(1)
+	}()
+	if err := run(ctx, c, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run serves until ctx is done, then saves the datastore. ready, if not
-// nil, is called once the server is up.
-func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*aelocal.Server)) error {
-	ln, err := net.Listen("tcp", addr)
+// run serves until ctx is done, then shuts down gracefully. ready, if not
+// nil, is called once the server answers.
+func run(ctx context.Context, c config, ready func(*aelocal.Server)) error {
+	if c.datastorePath != "" {
+		log.Printf("loading the datastore from %s", c.datastorePath)
+	}
+	start := time.Now()
+	s, err := aelocal.NewServerOptions(&aelocal.Options{
+		Addr:          c.addr,
+		MemcacheLimit: c.memcacheLimit,
+		DatastorePath: c.datastorePath,
+		AllowedHosts:  c.allowedHosts,
+	})
 	if err != nil {
 		return err
 	}
-	s, err := aelocal.Serve(ln)
-	if err != nil {
-		return err
-	}
-	s.SetMemcacheLimit(mcLimit)
-	if dsPath != "" {
-		if err := load(s, dsPath); err != nil {
-			s.Close()
-			return err
-		}
+	if c.datastorePath != "" {
+		log.Printf("datastore loaded in %v; every acknowledged write is kept in %s", time.Since(start).Round(time.Millisecond), c.datastorePath)
 	}
 
 	host, port := s.Addr()
@@ -78,45 +118,18 @@ func run(ctx context.Context, addr, dsPath string, mcLimit int64, ready func(*ae
 	}
 	<-ctx.Done()
 
-	s.Close()
-	if dsPath != "" {
-		if err := save(s, dsPath); err != nil {
-			return err
-		}
-		log.Printf("datastore saved to %s", dsPath)
-	}
-	return nil
-}
-
-func load(s *aelocal.Server, path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err = s.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Printf("calls still in progress after %v: closing their connections", shutdownTimeout)
+		err = s.Close()
 	}
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := s.LoadDatastore(f); err != nil {
-		return fmt.Errorf("loading %s: %w", path, err)
+	if c.datastorePath != "" {
+		log.Printf("datastore file %s closed", c.datastorePath)
 	}
 	return nil
-}
-
-// save writes to a temporary file first, so a failed save never leaves a
-// truncated datastore behind.
-func save(s *aelocal.Server, path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := s.SaveDatastore(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

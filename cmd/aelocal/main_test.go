@@ -24,7 +24,8 @@ func start(t *testing.T, dsPath string) (ctx context.Context, stop func()) {
 	up := make(chan *aelocal.Server, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, "127.0.0.1:0", dsPath, aelocal.DefaultMemcacheLimit, func(s *aelocal.Server) { up <- s })
+		c := config{addr: "127.0.0.1:0", datastorePath: dsPath, memcacheLimit: aelocal.DefaultMemcacheLimit}
+		done <- run(runCtx, c, func(s *aelocal.Server) { up <- s })
 	}()
 	var srv *aelocal.Server
 	select {
