@@ -70,7 +70,7 @@ type mcEntry struct {
 	elem        *list.Element
 }
 
-func (e *mcEntry) size() int64  { return int64(len(e.k.key) + len(e.value)) }
+func (e *mcEntry) size() int64 { return int64(len(e.k.key) + len(e.value)) }
 
 // mcItemOverhead is what an item costs beyond its namespace, key and
 // value: the entry, its LRU element and its map slot, measured on
@@ -78,7 +78,7 @@ func (e *mcEntry) size() int64  { return int64(len(e.k.key) + len(e.value)) }
 const mcItemOverhead = 256
 
 // cost is what e counts against the memory cap: everything it holds.
-func (e *mcEntry) cost() int64 { return int64(len(e.k.ns)) + e.size() + mcItemOverhead }
+func (e *mcEntry) cost() int64  { return int64(len(e.k.ns)) + e.size() + mcItemOverhead }
 func (e *mcEntry) locked() bool { return !e.lockedUntil.IsZero() }
 
 // memcacheService implements the "memcache" service: an LRU cache bounded by
