@@ -190,10 +190,10 @@ func (s *Server) readBridgeBody(w http.ResponseWriter, r *http.Request) (body []
 	}
 	release = func() { s.budget.release(reserve) }
 	// Not every ResponseWriter has deadlines (a test's recorder has not).
+	// After a failed read the deadline stays: the server must not wait for
+	// the rest of that body before it answers and closes the connection.
 	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
-		defer rc.SetReadDeadline(time.Time{})
-	}
+	deadline := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) == nil
 	var err error
 	if n >= 0 {
 		body = make([]byte, n)
@@ -208,6 +208,9 @@ func (s *Server) readBridgeBody(w http.ResponseWriter, r *http.Request) (body []
 	if err != nil {
 		release()
 		return nil, nil, &rpcError{code: rpcUnknown, detail: "reading request: " + err.Error()}
+	}
+	if deadline {
+		rc.SetReadDeadline(time.Time{})
 	}
 	return body, release, nil
 }
@@ -282,6 +285,7 @@ func (b *byteBudget) grantLocked() {
 type connLimiter struct {
 	net.Listener
 	slots chan struct{}
+	idled chan struct{} // a connection went idle
 	done  chan struct{}
 	once  sync.Once
 
@@ -293,6 +297,7 @@ func newConnLimiter(ln net.Listener, max int) *connLimiter {
 	return &connLimiter{
 		Listener: ln,
 		slots:    make(chan struct{}, max),
+		idled:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		idle:     make(map[*limitedConn]time.Time),
 	}
@@ -303,18 +308,25 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case l.slots <- struct{}{}:
-	default:
-		l.closeOldestIdle()
+	for {
 		select {
 		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, l: l}, nil
+		default:
+		}
+		if l.closeOldestIdle() {
+			continue // its Close gave back its slot
+		}
+		// Every connection is busy: wait for one to close or go idle.
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, l: l}, nil
+		case <-l.idled:
 		case <-l.done:
 			c.Close()
 			return nil, net.ErrClosed
 		}
 	}
-	return &limitedConn{Conn: c, l: l}, nil
 }
 
 func (l *connLimiter) Close() error {
@@ -325,7 +337,8 @@ func (l *connLimiter) Close() error {
 // open returns the number of connections open.
 func (l *connLimiter) open() int { return len(l.slots) }
 
-func (l *connLimiter) closeOldestIdle() {
+// closeOldestIdle closes the connection idle longest, if any is idle.
+func (l *connLimiter) closeOldestIdle() bool {
 	l.mu.Lock()
 	var oldest *limitedConn
 	var since time.Time
@@ -336,9 +349,11 @@ func (l *connLimiter) closeOldestIdle() {
 	}
 	delete(l.idle, oldest)
 	l.mu.Unlock()
-	if oldest != nil {
-		oldest.Close()
+	if oldest == nil {
+		return false
 	}
+	oldest.Close()
+	return true
 }
 
 // connState is the http.Server's ConnState hook: it tracks which
@@ -352,6 +367,10 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 	defer l.mu.Unlock()
 	if st == http.StateIdle {
 		l.idle[lc] = time.Now()
+		select {
+		case l.idled <- struct{}{}:
+		default:
+		}
 	} else {
 		delete(l.idle, lc)
 	}

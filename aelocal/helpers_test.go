@@ -5,18 +5,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 )
 
-// newTestServer starts a Server that the test closes when it ends.
+// newTestServer starts a Server that the test closes when it ends. Its
+// clock stands still (SetTime): only FastForward moves it, so that checks
+// of expiry do not depend on how fast a loaded machine runs the test.
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetTime(time.Now())
 	t.Cleanup(func() { s.Close() })
 	return s
 }

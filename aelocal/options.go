@@ -36,6 +36,7 @@ type Options struct {
 
 	// Front-door limits; tests shorten them. Zero means the default.
 	idleTimeout time.Duration
+	bodyTimeout time.Duration
 	maxConns    int
 	bodyBudget  int64
 }

@@ -43,6 +43,7 @@ type Server struct {
 	allowedHosts []string
 	budget       *byteBudget
 	limiter      *connLimiter
+	bodyTimeout  time.Duration
 
 	mu        sync.Mutex
 	stats     map[string]int64
@@ -94,6 +95,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.allowedHosts = normalizeHosts(o.AllowedHosts)
 	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
+	s.bodyTimeout = cmpOr(o.bodyTimeout, bodyReadTimeout)
 	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridgePath)
@@ -124,6 +126,7 @@ func newServer() *Server {
 		latency:  make(map[string]time.Duration),
 	}
 	s.budget = newByteBudget(defaultBodyBudget)
+	s.bodyTimeout = bodyReadTimeout
 	s.memcache = newMemcacheService(s.Now)
 	s.datastore = newDatastoreService()
 	// Idle transactions and cursors expire by the server's clock, so that
