@@ -369,3 +369,20 @@ func (d *datastoreService) replace(im *dsImage) error {
 	d.nextID = im.nextID
 	return nil
 }
+
+// summary describes the datastore in a line, for the status page.
+func (d *datastoreService) summary() string {
+	d.mu.Lock()
+	n := 0
+	for _, sp := range d.spaces {
+		for _, m := range sp.kinds {
+			n += len(m)
+		}
+	}
+	j := d.journal
+	d.mu.Unlock()
+	if j == nil {
+		return fmt.Sprintf("Datastore: %d entities, in memory only", n)
+	}
+	return fmt.Sprintf("Datastore: %d entities, kept in %s", n, j.path)
+}

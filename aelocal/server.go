@@ -547,7 +547,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(names)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\nRPCs served:\n", s.url)
+	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\n%s\n\nRPCs served:\n", s.url, s.datastore.summary())
 	for _, k := range names {
 		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
