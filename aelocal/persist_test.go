@@ -434,3 +434,27 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 		t.Fatalf("reads go on: %v", err)
 	}
 }
+
+// A transaction handle a client kept from before a restart must not name
+// another client's transaction after it.
+func TestHandlesDoNotSurviveARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ds.db")
+	begin := func(ctx context.Context) pmsg {
+		t.Helper()
+		app := datastore.NewKey(ctx, "K", "k", 0, nil).AppID()
+		tx, err := rawCall(ctx, "BeginTransaction", "appengine.v2.BeginTransactionRequest", "appengine.v2.Transaction", func(r pmsg) { r.Set("app", app) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	s := newFileServer(t, path)
+	old := begin(middlewareContext(t, s))
+	s.Close()
+
+	s = newFileServer(t, path)
+	ctx := middlewareContext(t, s)
+	begin(ctx) // another client's
+	_, err := rawCall(ctx, "Commit", "appengine.v2.Transaction", "appengine.v2.CommitResponse", func(r pmsg) { r.CopyFrom(old) })
+	wantAPIError(t, err, "BAD_REQUEST", "unknown")
+}

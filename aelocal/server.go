@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -132,6 +133,10 @@ func newServer() *Server {
 	// Idle transactions and cursors expire by the server's clock, so that
 	// FastForward reaches them too.
 	s.datastore.now = s.Now
+	// Transaction and cursor handles start at a random point, so that a
+	// handle a client kept from before a restart names nothing in the new
+	// server, rather than another client's transaction.
+	s.datastore.handle = rand.Uint64() >> 2
 	return s
 }
 
