@@ -5,6 +5,7 @@ package main
 // over the service bridge by the real appengine/v2 client.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -587,13 +588,19 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	waitAcks(t, m, 50)
 	stop()
 
-	// A call in progress that will not finish soon: its body is late.
+	// A call in progress that will not finish soon: its body is late. The
+	// server's "100 Continue" shows that it is reading it.
 	conn, err := net.Dial("tcp", "127.0.0.1:"+p.port)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /rpc_http HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Google-RPC-Service-Endpoint: app-engine-apis\r\nX-Google-RPC-Service-Method: /VMRemoteAPI.CallRemoteAPI\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\nlate")
+	fmt.Fprintf(conn, "POST /rpc_http HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Google-RPC-Service-Endpoint: app-engine-apis\r\nX-Google-RPC-Service-Method: /VMRemoteAPI.CallRemoteAPI\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(processExit))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("the server did not start reading the call: %q, %v", line, err)
+	}
 
 	p.signal(os.Interrupt)
 	p.waitOutput("interrupt: shutting down")
