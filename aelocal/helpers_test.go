@@ -36,7 +36,7 @@ func middlewareContext(t testing.TB, s *Server) context.Context {
 // appengine.Middleware, whose calls travel over HTTP to s's /rpc_http
 // because API_HOST and API_PORT point there. The test must not be parallel:
 // the variables are process-wide.
-func bridgeContext(t *testing.T, s *Server) context.Context {
+func bridgeContext(t testing.TB, s *Server) context.Context {
 	t.Helper()
 	host, port := s.Addr()
 	t.Setenv("API_HOST", host)

@@ -1,17 +1,13 @@
 package aelocal
 
 import (
-	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 )
 
@@ -37,13 +33,7 @@ func BenchmarkPut(b *testing.B) {
 				} else {
 					s = newTestServer(b)
 				}
-				host, port := s.Addr()
-				b.Setenv("API_HOST", host)
-				b.Setenv("API_PORT", port)
-				var ctx context.Context
-				appengine.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					ctx = appengine.NewContext(r)
-				})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+				ctx := bridgeContext(b, s)
 				val := make([]byte, 250)
 				var next atomic.Int64
 				var failed atomic.Int64

@@ -399,14 +399,20 @@ func tempFiles(t *testing.T, dir string) []string {
 	return out
 }
 
+// writing starts aelocal with a datastore file and n writers, and returns
+// once acks writes were acknowledged, the writers still running.
+func writing(t *testing.T, n, acks int) (path string, p *proc, m *model, stop func()) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "ds.db")
+	p = startProc(t, "-datastore_path", path)
+	m = newModel()
+	stop = runWriters(clientContext(t, p), m, n)
+	waitAcks(t, m, acks)
+	return path, p, m, stop
+}
+
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ds.db")
-	p := startProc(t, "-datastore_path", path)
-	ctx := clientContext(t, p)
-	m := newModel()
-	stop := runWriters(ctx, m, 8)
-	waitAcks(t, m, 500)
+	path, p, m, stop := writing(t, 8, 500)
 	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL, while the writers write
 		t.Fatal(err)
 	}
@@ -418,13 +424,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 }
 
 func TestSIGHUPLosesNoAcknowledgedWrite(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ds.db")
-	p := startProc(t, "-datastore_path", path)
-	ctx := clientContext(t, p)
-	m := newModel()
-	stop := runWriters(ctx, m, 8)
-	waitAcks(t, m, 300)
+	path, p, m, stop := writing(t, 8, 300)
 	p.signal(syscall.SIGHUP) // the terminal was closed
 	if code := p.wait(); code != 0 {
 		t.Fatalf("exit code %d after SIGHUP", code)
@@ -579,13 +579,7 @@ func (p *proc) exited() bool {
 // After the first signal the server waits for calls in progress; a second
 // signal ends it at once, and loses nothing.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ds.db")
-	p := startProc(t, "-datastore_path", path)
-	ctx := clientContext(t, p)
-	m := newModel()
-	stop := runWriters(ctx, m, 2)
-	waitAcks(t, m, 50)
+	path, p, m, stop := writing(t, 2, 50)
 	stop()
 
 	// A call in progress that will not finish soon: its body is late. The
