@@ -47,13 +47,54 @@ runs one on 127.0.0.1:10001, the client's default port:
 	go run github.com/icza/gaesession/v2/cmd/aelocal
 	API_HOST=127.0.0.1 API_PORT=10001 go run ./myapp
 
+# Keeping the datastore
+
+With Options.DatastorePath (cmd/aelocal's -datastore_path) the datastore
+lives in a file as well as in memory, and that file is what it promises:
+
+  - Loaded first: NewServerOptions reads the whole file before the server
+    answers anything; connections made meanwhile wait. A path whose
+    directory is missing or not writable is refused at once.
+  - Every acknowledged write is on disk: a write (Put, Delete, a
+    transaction's Commit, AllocateIds) is answered only after it is synced
+    to the file, so it survives kill -9, a crash, a panic or a closed
+    terminal. Concurrent writes share a sync (group commit).
+  - Checked: every record carries a CRC-32C checksum. A file that fails one
+    is refused with a *CorruptFileError naming the offset, and left as it
+    is. The only damage accepted is a last record cut short by a kill,
+    which was never acknowledged; it is dropped.
+  - Bounded: the file is an append-only log behind a snapshot, rewritten
+    (compacted) in the background once the log outgrows the snapshot.
+    Snapshots stream the entities, so they take no copy of the data in
+    memory. A rewrite interrupted by a kill leaves a temporary file
+    beside the datastore file, which the next start removes.
+  - Exclusive: a second server on the same file is refused (on Unix).
+
+Memcache is not kept, as on App Engine, where it may be emptied at any
+time. SaveDatastore and LoadDatastore write and read the same format
+(LoadDatastore also reads the gob files of earlier versions).
+
+# Safety
+
+A web page in the developer's browser can reach loopback addresses too, so
+the server refuses what a page can send: a service bridge call must carry
+the headers App Engine's clients send (X-Google-RPC-Service-Endpoint and
+-Method, Content-Type application/octet-stream) and no Origin header, and
+every request, status page included, must name a loopback host or one of
+Options.AllowedHosts in its Host header, which defeats DNS rebinding.
+Bridge calls are served on any path, as older v1 clients post to the URL
+they were given. Request bodies in flight share a byte budget, idle
+connections are closed after two minutes, connections are capped, and only
+implemented methods get a counter of their own in Stats.
+
 # Fidelity
 
 Memcache follows the production service as the appengine/v2 client
 describes it: keys up to 250 bytes, values up to 1,000,000 bytes (larger
 ones fail the call with INVALID_VALUE), expiry 0 for never, relative
 seconds below 30 years and absolute Unix times above, compare-and-swap,
-namespaces, and least-recently-used eviction under a memory cap
+namespaces (checked against App Engine's rule: up to 100 of the characters
+0-9 A-Z a-z . _ -), and least-recently-used eviction under a memory cap
 (SetMemcacheLimit).
 
 The datastore is strongly consistent and keeps entities in memory: Get, Put

@@ -272,9 +272,11 @@ func (s *Server) SetLatency(service string, d time.Duration) {
 // FlushMemcache empties memcache, as if App Engine evicted everything.
 func (s *Server) FlushMemcache() { s.memcache.flush() }
 
-// SetMemcacheLimit sets the memory cap of memcache in bytes (keys plus
-// values). Past it the least recently used items are evicted. The default
-// is DefaultMemcacheLimit.
+// SetMemcacheLimit sets the memory cap of memcache in bytes. An item counts
+// its namespace, key and value and a fixed overhead for its bookkeeping
+// (about 256 bytes), so the cap bounds the memory memcache really holds.
+// Past it the least recently used items are evicted. The default is
+// DefaultMemcacheLimit.
 func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
 
 // Middleware returns a handler that gives every request an App Engine
