@@ -117,6 +117,7 @@ func BenchmarkLargeDatastore(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
+		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			s2, err := aelocal.NewServer()
 			if err != nil {
