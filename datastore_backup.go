@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
 )
@@ -51,10 +52,11 @@ func (s *memcacheStore) loadDatastore(id string) *entry {
 // and at once rather than on Close: a request that wrote the session in
 // the meantime has the newer copy, which must stay.
 func (s *memcacheStore) refillMemcache(id string, ent SessEntity) {
-	if len(ent.Value) > maxMemcacheValue {
+	key := s.cfg.memcacheKey(id)
+	if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
 		return
 	}
-	item := memcacheItem(s.cfg.memcacheKey(id), ent.Value, ent.Expires, timeNow())
+	item := memcacheItem(key, ent.Value, ent.Expires, timeNow())
 	if item == nil {
 		return
 	}

@@ -52,8 +52,9 @@ response, on a context of its own (see WaitForAsyncSaves).
 
 Session IDs come from cookies. An ID that icza/session could not have made
 (see ValidID) is a miss that costs no RPC. A stored value that does not
-decode is a miss, logged. A session too large for Memcache's 1,000,000-byte
-values is logged with its size and kept in the Datastore only. Memcache
+decode is a miss, logged. A session too large for a Memcache item (key,
+value and 73 bytes of overhead within 1 MiB) is logged with its size and
+kept in the Datastore only. Memcache
 keys longer than 250 bytes are replaced by a hash. Log lines name sessions
 by LogID, a short hash, never by the ID itself. Failures are logged through
 google.golang.org/appengine/v2/log (or the standard logger on a context
@@ -76,9 +77,9 @@ refuses requests that do not come from App Engine cron or a task queue:
 
 # Limits
 
-Session IDs may be at most 256 characters. A session larger than 1,000,000
-bytes once marshalled is not cached in Memcache, and one larger than about
-1 MB cannot be saved in the Datastore either. Memcache holds a session for
+Session IDs may be at most 256 characters. A session whose Memcache key and
+marshalled value, plus 73 bytes, pass 1 MiB is not cached in Memcache, and
+one larger than about 1 MB cannot be saved in the Datastore either. Memcache holds a session for
 at most 30 days since its last write; the Datastore carries longer timeouts.
 
 # Testing

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
@@ -46,11 +47,10 @@ func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) sessi
 
 // Limits of App Engine that the store respects.
 const (
-	maxMemcacheKey   = 250
-	maxMemcacheValue = 1000000
-	maxMemcacheTTL   = 30 * 24 * time.Hour
-	minIDLength      = 8
-	maxIDLength      = 256
+	maxMemcacheKey = gaelimits.MemcacheMaxKeyBytes
+	maxMemcacheTTL = 30 * 24 * time.Hour
+	minIDLength    = 8
+	maxIDLength    = 256
 )
 
 // ValidID reports whether id could have been made by icza/session, and so

@@ -6,8 +6,7 @@ require (
 	github.com/golang/protobuf v1.5.0
 	github.com/icza/session v1.3.0
 	github.com/stretchr/testify v1.12.1
+	go.yaml.in/yaml/v3 v3.0.5
 	google.golang.org/appengine/v2 v2.0.6
 	google.golang.org/protobuf v1.30.0
 )
-
-require go.yaml.in/yaml/v3 v3.0.5 // indirect

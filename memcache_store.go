@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/memcache"
@@ -276,12 +277,12 @@ func (s *memcacheStore) flush(entries []*entry) {
 		}
 		exp := now.Add(s.ttl(e.sess))
 		key := s.cfg.memcacheKey(id)
-		if len(value) > maxMemcacheValue {
+		if !gaelimits.MemcacheItemFits(len(key), len(value)) {
 			where := "it is kept in the datastore only"
 			if s.cfg.onlyMemcache {
 				where = "OnlyMemcache is set, so the change is lost"
 			}
-			s.logf(levelError, "%s: session of %d bytes exceeds memcache's %d-byte value limit; %s", logID(id), len(value), maxMemcacheValue, where)
+			s.logf(levelError, "%s: session of %d bytes exceeds memcache's item limit (%d bytes for key, value and overhead); %s", logID(id), len(value), gaelimits.MemcacheMaxItemBytes, where)
 			evict = append(evict, key)
 		} else if item := memcacheItem(key, value, exp, now); item != nil {
 			if merging {

@@ -332,24 +332,28 @@ func TestInvalidIDCostsNoRPC(t *testing.T) {
 }
 
 // Defect 7: a session over memcache's limit was silently not cached, and an
-// older, smaller copy stayed there to be served.
+// older, smaller copy stayed there to be served. Memcache's limit counts the
+// key, the value and 73 bytes of overhead within 1 MiB, so with the default
+// short key a session too big for it is too big for an entity too; a long
+// KeyPrefix leaves room between the two.
 func TestOversizedSessionKeptInDatastore(t *testing.T) {
 	e := newTestEnv(t)
 	e.captureLogs()
-	id := e.newSession(nil, time.Hour)
-	e.request(nil, func(st session.Store) {
-		st.Get(id).SetAttr("big", strings.Repeat("x", 1000500))
+	o := &MemcacheStoreOptions{KeyPrefix: strings.Repeat("p", 200)}
+	id := e.newSession(o, time.Hour)
+	e.request(o, func(st session.Store) {
+		st.Get(id).SetAttr("big", strings.Repeat("x", 1048000))
 	})
-	lines := e.logged("ERROR", LogID(id), "exceeds memcache's 1000000-byte value limit")
+	lines := e.logged("ERROR", LogID(id), "exceeds memcache's item limit (1048576 bytes for key, value and overhead)")
 	require.Len(t, lines, 1, "logs: %v", e.allLogs())
 	assert.Contains(t, lines[0], "datastore only")
 
-	_, err := memcache.Get(e.ctx(), id)
+	_, err := memcache.Get(e.ctx(), o.KeyPrefix+id)
 	assert.Equal(t, memcache.ErrCacheMiss, err, "the stale small copy must leave memcache")
-	e.request(nil, func(st session.Store) {
+	e.request(o, func(st session.Store) {
 		sess := st.Get(id)
 		require.NotNil(t, sess)
-		assert.Len(t, sess.Attr("big"), 1000500)
+		assert.Len(t, sess.Attr("big"), 1048000)
 		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
 	})
 }

@@ -78,6 +78,8 @@ type datastoreService struct {
 	cached   int    // query results held in cursor caches
 	swept    time.Time
 
+	indexes *dsIndexes // composite indexes queries needed; its own lock
+
 	journal *journal  // keeps the datastore file; nil in memory only
 	pending []dsWrite // writes not yet sealed into the journal
 }
@@ -90,6 +92,7 @@ func newDatastoreService() *datastoreService {
 		groupVer: make(map[string]uint64),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
+		indexes:  newIndexes(),
 	}
 }
 
@@ -164,6 +167,20 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 
 func reserved(s string) bool {
 	return len(s) >= 4 && strings.HasPrefix(s, "__") && strings.HasSuffix(s, "__")
+}
+
+// checkPropertyNames refuses an entity with a property named like __x__:
+// production reserves those names (for __key__, __scatter__ and the like)
+// and refuses to store them, indexed or not, as the SDK's stub does.
+func checkPropertyNames(ep pmsg) error {
+	for _, field := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(field) {
+			if name := p.Str("name"); reserved(name) {
+				return badRequest("cannot store entity with reserved property name '%s'", name)
+			}
+		}
+	}
+	return nil
 }
 
 // newEntity indexes a stored EntityProto whose key is complete.
@@ -256,6 +273,8 @@ type dsTx struct {
 	writes   map[string]int    // fullKey -> index in order
 	order    []dsWrite
 	lastUsed time.Time
+	actions  []func() // run once the commit applied: transactional tasks
+	nTasks   int      // tasks the actions add
 }
 
 type dsWrite struct {
@@ -439,6 +458,9 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 			if reserved(el.name) {
 				return badRequest("illegal key name %q in key %s: names of the form __*__ are reserved", el.name, path)
 			}
+		}
+		if err := checkPropertyNames(ep); err != nil {
+			return err
 		}
 		items[i] = item{sp, path, ep.Clone()}
 	}
@@ -644,6 +666,9 @@ func dsCommit(s *Server, in, out pmsg) (err error) {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
 	d.dropTxLocked(h)
+	for _, a := range tx.actions {
+		a()
+	}
 	return nil
 }
 

@@ -103,152 +103,25 @@ type dsOrder struct {
 type dsQuery struct {
 	sp       nsKey
 	kind     string
-	meta     string // "__namespace__" or "__kind__" for those metadata queries
+	meta     string // "__namespace__", "__kind__" or "__property__" for those metadata queries
 	ancestor dsPath
 	filters  []*dsPropFilter
 	byProp   map[string]*dsPropFilter
 	orders   []dsOrder // the key order is implicit after these
 	nProp    int       // orders on properties other than __key__
 	keysOnly bool
+	proj     []string // projected properties (Query.Project), in request order
+	groupBy  []string // group_by_property_name (Query.Distinct, Query.DistinctOn)
+	start    dsPos    // the start cursor's position
 }
 
-// dsCand is an entity that matches a query, with its sort values (one per
-// order, unused for __key__ orders).
+// dsCand is a result of a query: an entity that matches it, with its sort
+// values (one per order, unused for __key__ orders). A projection query has
+// a result per index entry, so an entity may appear once per combination of
+// the values of its ordered properties; vals holds that combination.
 type dsCand struct {
 	e    *dsEntity
 	vals []dsValue
-}
-
-// dsPos is a position in a query's order: just after (or, if inclusive,
-// just before) the entity with these sort values and key. The zero dsPos is
-// the start.
-type dsPos struct {
-	set       bool
-	inclusive bool
-	vals      []dsValue
-	key       dsPath
-}
-
-func parseQuery(in pmsg) (*dsQuery, error) {
-	app := in.Str("app")
-	if app == "" {
-		return nil, badRequest("query has no app")
-	}
-	switch {
-	case in.Str("search_query") != "":
-		return nil, badRequest("search queries are not supported by aelocal")
-	case in.Len("property_name") > 0:
-		return nil, badRequest("projection queries (Query.Project) are not supported by aelocal")
-	case in.Len("group_by_property_name") > 0 || in.Bool("distinct"):
-		return nil, badRequest("distinct queries (Query.Distinct, Query.DistinctOn) are not supported by aelocal")
-	}
-	q := &dsQuery{
-		sp:       nsKey{app: app, ns: in.Str("name_space")},
-		kind:     in.Str("kind"),
-		byProp:   make(map[string]*dsPropFilter),
-		keysOnly: in.Bool("keys_only"),
-	}
-	switch q.kind {
-	case "__namespace__", "__kind__":
-		q.meta = q.kind
-	case "__property__":
-		return nil, badRequest("metadata queries of kind __property__ are not supported by aelocal")
-	}
-	if in.Has("ancestor") {
-		sp, path, err := parseKey(in.Msg("ancestor"), "query ancestor", false)
-		if err != nil {
-			return nil, err
-		}
-		if sp != q.sp {
-			return nil, badRequest("query ancestor %s is in app %q namespace %q, but the query is in app %q namespace %q",
-				path, sp.app, sp.ns, q.sp.app, q.sp.ns)
-		}
-		q.ancestor = path
-	}
-
-	ineqProp := ""
-	for i, f := range in.Msgs("filter") {
-		op := f.Int("op")
-		switch op {
-		case opLess, opLessEq, opGreater, opGreatEq, opEqual:
-		case opIn:
-			return nil, badRequest("filter %d: the IN operator is not supported by aelocal", i)
-		case opExists:
-			return nil, badRequest("filter %d: the EXISTS operator is not supported by aelocal", i)
-		default:
-			return nil, badRequest("filter %d: unknown operator %d", i, op)
-		}
-		props := f.Msgs("property")
-		if len(props) != 1 {
-			return nil, badRequest("filter %d has %d properties; want 1", i, len(props))
-		}
-		name := props[0].Str("name")
-		if name == "" {
-			return nil, badRequest("filter %d has an empty property name", i)
-		}
-		v := parseValue(props[0].Msg("value"))
-		if name == keyProp && v.t != vRef {
-			return nil, badRequest("filter %d: a __key__ filter needs a key value", i)
-		}
-		if q.kind == "" && name != keyProp {
-			return nil, badRequest("kindless queries can only filter on __key__, not on %q", name)
-		}
-		pf := q.byProp[name]
-		if pf == nil {
-			pf = &dsPropFilter{prop: name}
-			q.byProp[name] = pf
-			q.filters = append(q.filters, pf)
-		}
-		if op == opEqual {
-			pf.eqs = append(pf.eqs, v)
-			continue
-		}
-		if ineqProp != "" && ineqProp != name {
-			return nil, badRequest("only one inequality filter property per query is supported; this query has inequality filters on %q and %q", ineqProp, name)
-		}
-		ineqProp = name
-		pf.ineqs = append(pf.ineqs, dsIneq{op, v})
-	}
-
-	for i, o := range in.Msgs("order") {
-		name := o.Str("property")
-		if name == "" {
-			return nil, badRequest("sort order %d has an empty property name", i)
-		}
-		dir := o.Int("direction")
-		if dir != 1 && dir != 2 {
-			return nil, badRequest("sort order %d has unknown direction %d", i, dir)
-		}
-		if f := q.byProp[name]; name != keyProp && f != nil && len(f.eqs) > 0 {
-			// Every result has the same value there, as in App Engine,
-			// which drops such orders.
-			continue
-		}
-		q.orders = append(q.orders, dsOrder{prop: name, desc: dir == 2, key: name == keyProp})
-		if name == keyProp {
-			break // keys are unique: later orders cannot matter
-		}
-	}
-	if ineqProp != "" {
-		if len(q.orders) == 0 {
-			q.orders = []dsOrder{{prop: ineqProp, key: ineqProp == keyProp}}
-		} else if q.orders[0].prop != ineqProp {
-			return nil, badRequest("the first sort order must be on the property of the inequality filter, %q, not on %q", ineqProp, q.orders[0].prop)
-		}
-	}
-	for _, o := range q.orders {
-		if o.key {
-			if q.kind == "" && o.desc {
-				return nil, badRequest("kindless queries can only sort by __key__ ascending")
-			}
-			continue
-		}
-		if q.kind == "" {
-			return nil, badRequest("kindless queries can only sort by __key__, not by %q", o.prop)
-		}
-		q.nProp++
-	}
-	return q, nil
 }
 
 // compare orders two entities, given their sort values and keys, by the
@@ -289,10 +162,10 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 	return true
 }
 
-// sortVals returns the values e sorts by. An entity without a value of a
-// sort property is not a result, as in App Engine. A multi-valued property
-// sorts by its smallest value ascending and its largest descending, among
-// the values that satisfy the inequality filters.
+// sortVals returns the values e sorts by: those of its first index entry.
+// An entity without a value of a sort property is not a result, as in App
+// Engine. A multi-valued property sorts by its smallest value ascending and
+// its largest descending, among the values that satisfy the filters on it.
 func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 	if q.nProp == 0 {
 		return nil, true
@@ -305,7 +178,7 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 		f := q.byProp[o.prop]
 		found := false
 		for _, v := range e.props[o.prop] {
-			if f != nil && !f.ineqOK(v) {
+			if f != nil && !f.valueOK(v) {
 				continue
 			}
 			if !found {
@@ -322,84 +195,6 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 		}
 	}
 	return vals, true
-}
-
-// afterStart reports whether c comes after the start position p.
-func (q *dsQuery) afterStart(c dsCand, p dsPos) bool {
-	if !p.set {
-		return true
-	}
-	x := q.compare(c.vals, c.e.path, p.vals, p.key)
-	return x > 0 || (x == 0 && p.inclusive)
-}
-
-// beforeEnd reports whether c comes before the end position p.
-func (q *dsQuery) beforeEnd(c dsCand, p dsPos) bool {
-	if !p.set {
-		return false
-	}
-	x := q.compare(c.vals, c.e.path, p.vals, p.key)
-	return x < 0 || (x == 0 && !p.inclusive)
-}
-
-// parsePos reads a CompiledCursor made by writePos for the same query.
-func (q *dsQuery) parsePos(cc pmsg, what string) (dsPos, error) {
-	if !cc.Has("position") {
-		return dsPos{}, nil
-	}
-	p := cc.Msg("position")
-	if !p.Has("key") {
-		if p.Str("start_key") != "" || p.Len("indexvalue") > 0 {
-			return dsPos{}, badRequest("the %s cursor was not made by aelocal: it has no key position", what)
-		}
-		return dsPos{}, nil
-	}
-	sp, path, err := parseKey(p.Msg("key"), "the "+what+" cursor's key", false)
-	if err != nil {
-		return dsPos{}, err
-	}
-	if sp != q.sp {
-		return dsPos{}, badRequest("the %s cursor does not match the query: it is for app %q namespace %q, the query for app %q namespace %q",
-			what, sp.app, sp.ns, q.sp.app, q.sp.ns)
-	}
-	ivs := p.Msgs("indexvalue")
-	if len(ivs) != q.nProp {
-		return dsPos{}, badRequest("the %s cursor does not match the query: it was made for another sort order", what)
-	}
-	pos := dsPos{set: true, inclusive: p.Bool("start_inclusive"), key: path}
-	if q.nProp > 0 {
-		pos.vals = make([]dsValue, len(q.orders))
-		j := 0
-		for i, o := range q.orders {
-			if o.key {
-				continue
-			}
-			if ivs[j].Str("property") != o.prop {
-				return dsPos{}, badRequest("the %s cursor does not match the query: it was made for another sort order", what)
-			}
-			pos.vals[i] = parseValue(ivs[j].Msg("value"))
-			j++
-		}
-	}
-	return pos, nil
-}
-
-// writePos fills an empty CompiledCursor.
-func (q *dsQuery) writePos(cc pmsg, p dsPos) {
-	if !p.set {
-		return
-	}
-	pm := cc.Mutable("position")
-	for i, o := range q.orders {
-		if o.key {
-			continue
-		}
-		iv := pm.AppendMsg("indexvalue")
-		iv.Set("property", o.prop)
-		writeValue(iv.Mutable("value"), p.vals[i])
-	}
-	writeRef(pm.Mutable("key"), q.sp.app, q.sp.ns, p.key)
-	pm.Set("start_inclusive", p.inclusive)
 }
 
 // dsCursor is a running query: its position, the rest of its limit, and a
@@ -435,30 +230,13 @@ func (d *datastoreService) versionLocked(q *dsQuery) uint64 {
 	return 0
 }
 
-// metaEntity makes the entity a metadata query returns.
-func metaEntity(sp nsKey, kind, name string, id int64) *dsEntity {
-	path := dsPath{{kind: kind, name: name, id: id}}
-	ep, _ := newMsg("appengine.v2.EntityProto")
-	writeRef(ep.Mutable("key"), sp.app, sp.ns, path)
-	eg := ep.Mutable("entity_group").AppendMsg("element")
-	eg.Set("type", kind)
-	if name != "" {
-		eg.Set("name", name)
-	} else {
-		eg.Set("id", id)
-	}
-	return &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size()}
-}
-
 // evalLocked returns every result of q in order.
-func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
+func (d *datastoreService) evalLocked(q *dsQuery) ([]dsCand, error) {
 	var out []dsCand
+	var err error
 	add := func(e *dsEntity) {
-		if !q.matches(e) {
-			return
-		}
-		if vals, ok := q.sortVals(e); ok {
-			out = append(out, dsCand{e, vals})
+		if err == nil && q.matches(e) {
+			out, err = q.appendResults(out, e)
 		}
 	}
 	switch q.meta {
@@ -479,10 +257,12 @@ func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
 				add(metaEntity(q.sp, q.meta, kind, 0))
 			}
 		}
+	case "__property__":
+		d.propertyEntitiesLocked(q, add)
 	default:
 		s := d.spaces[q.sp]
 		if s == nil {
-			return nil
+			return nil, nil
 		}
 		if q.kind != "" {
 			for _, e := range s.kinds[q.kind] {
@@ -496,19 +276,28 @@ func (d *datastoreService) evalLocked(q *dsQuery) []dsCand {
 			}
 		}
 	}
+	if err != nil {
+		return nil, err
+	}
 	slices.SortFunc(out, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
-	return out
+	if len(q.groupBy) > 0 {
+		out = q.distinct(out)
+	}
+	return out, nil
 }
 
 // remainingLocked returns c's results after its position, from its cache
 // while the data has not changed since.
-func (d *datastoreService) remainingLocked(c *dsCursor) []dsCand {
+func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	ver := d.versionLocked(c.q)
 	if c.cached && c.ver == ver {
-		return c.cands[c.idx:]
+		return c.cands[c.idx:], nil
 	}
 	d.dropCacheLocked(c)
-	all := d.evalLocked(c.q)
+	all, err := d.evalLocked(c.q)
+	if err != nil {
+		return nil, err
+	}
 	lo := sort.Search(len(all), func(i int) bool { return c.q.afterStart(all[i], c.pos) })
 	hi := len(all)
 	if c.end != nil {
@@ -520,14 +309,17 @@ func (d *datastoreService) remainingLocked(c *dsCursor) []dsCand {
 		c.cached, c.ver, c.cands, c.idx = true, ver, list, 0
 		d.cached += len(list)
 	}
-	return list
+	return list, nil
 }
 
 // batchLocked advances c: it skips up to offset results, then takes up to
 // count. more reports whether results remain that the query may return or
 // skip.
-func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []*dsEntity, skipped int64, more bool) {
-	list := d.remainingLocked(c)
+func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []dsCand, skipped int64, more bool, err error) {
+	list, err := d.remainingLocked(c)
+	if err != nil {
+		return nil, 0, false, err
+	}
 	skipped = min(offset, maxSkip, int64(len(list)))
 	n := min(count, int64(len(list))-skipped)
 	if offset > skipped {
@@ -536,24 +328,23 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 	if c.remaining >= 0 {
 		n = min(n, c.remaining)
 	}
-	res = make([]*dsEntity, 0, n)
+	res = make([]dsCand, 0, n)
 	bytes := 0
 	for _, x := range list[skipped : skipped+n] {
 		size := x.e.size
-		if c.q.keysOnly {
+		if c.q.keysOnly || len(c.q.proj) > 0 {
 			size = x.e.ep.Msg("key").Size()
 		}
 		if len(res) > 0 && bytes+size > maxBatchBytes {
 			break
 		}
 		bytes += size
-		res = append(res, x.e)
+		res = append(res, x)
 	}
 	n = int64(len(res))
 	consumed := skipped + n
 	if consumed > 0 {
-		last := list[consumed-1]
-		c.pos = dsPos{set: true, vals: last.vals, key: last.e.path}
+		c.pos = c.q.posAfter(list[consumed-1])
 		if c.cached {
 			c.idx += int(consumed)
 		}
@@ -562,23 +353,26 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 		c.remaining -= n
 	}
 	more = consumed < int64(len(list)) && (offset > skipped || c.remaining != 0)
-	return res, skipped, more
+	return res, skipped, more, nil
 }
 
 // fillResult writes a QueryResult.
-func fillResult(out pmsg, q *dsQuery, res []*dsEntity, skipped int64, more bool, handle uint64, compile bool, pos dsPos) {
+func fillResult(out pmsg, q *dsQuery, res []dsCand, skipped int64, more bool, handle uint64, compile bool, pos dsPos) {
 	if more {
 		c := out.Mutable("cursor")
 		c.Set("cursor", handle)
 		c.Set("app", q.sp.app)
 	}
-	for _, e := range res {
+	for _, x := range res {
 		r := out.AppendMsg("result")
-		if q.keysOnly {
-			r.Mutable("key").CopyFrom(e.ep.Msg("key"))
-			r.Mutable("entity_group").CopyFrom(e.ep.Msg("entity_group"))
-		} else {
-			r.CopyFrom(e.ep)
+		switch {
+		case len(q.proj) > 0:
+			q.writeProjected(r, x)
+		case q.keysOnly:
+			r.Mutable("key").CopyFrom(x.e.ep.Msg("key"))
+			r.Mutable("entity_group").CopyFrom(x.e.ep.Msg("entity_group"))
+		default:
+			r.CopyFrom(x.e.ep)
 		}
 	}
 	out.Set("skipped_results", skipped)
@@ -607,6 +401,9 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 	if err != nil {
 		return err
 	}
+	if err := d.indexes.check(in, q); err != nil {
+		return err
+	}
 	offset := in.Int("offset")
 	if offset < 0 {
 		return badRequest("negative offset %d", offset)
@@ -624,9 +421,10 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 		return err
 	}
 	if in.Has("compiled_cursor") {
-		if c.pos, err = q.parsePos(in.Msg("compiled_cursor"), "start"); err != nil {
+		if q.start, err = q.parsePos(in.Msg("compiled_cursor"), "start"); err != nil {
 			return err
 		}
+		c.pos = q.start
 	}
 	if in.Has("end_compiled_cursor") {
 		end, err := q.parsePos(in.Msg("end_compiled_cursor"), "end")
@@ -642,6 +440,9 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 		if err == nil && q.ancestor == nil {
 			err = badRequest("only ancestor queries are allowed inside transactions")
 		}
+		if err == nil && q.meta != "" {
+			err = badRequest("transactional queries on %q not allowed", q.meta)
+		}
 		if err == nil {
 			err = d.touchLocked(tx, q.sp, q.ancestor)
 		}
@@ -651,7 +452,11 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 		}
 	}
 	now := d.now()
-	res, skipped, more := d.batchLocked(c, offset, count)
+	res, skipped, more, err := d.batchLocked(c, offset, count)
+	if err != nil {
+		d.mu.Unlock()
+		return err
+	}
 	var h uint64
 	if more {
 		d.sweepLocked(now)
@@ -686,7 +491,11 @@ func dsNext(s *Server, in, out pmsg) error {
 		d.mu.Unlock()
 		return badRequest("query cursor %d is unknown: the query ended or its cursor expired (resume from a compiled cursor, Iterator.Cursor, instead)", h)
 	}
-	res, skipped, more := d.batchLocked(c, offset, count)
+	res, skipped, more, err := d.batchLocked(c, offset, count)
+	if err != nil {
+		d.mu.Unlock()
+		return err
+	}
 	if more {
 		c.lastUsed = d.now()
 	} else {
@@ -842,18 +651,27 @@ type dsRef struct {
 }
 
 func compareFloat(a, b float64) int {
-	// NaN sorts before every other double and equals itself, so that the
-	// order stays total.
-	an, bn := math.IsNaN(a), math.IsNaN(b)
-	switch {
-	case an && bn:
-		return 0
-	case an:
-		return -1
-	case bn:
-		return 1
+	if !math.IsNaN(a) && !math.IsNaN(b) && a != 0 && b != 0 {
+		return cmp.Compare(a, b)
 	}
-	return cmp.Compare(a, b)
+	return cmp.Compare(floatIndexKey(a), floatIndexKey(b))
+}
+
+// floatIndexKey maps a double to the unsigned integer that orders it as
+// production's index encoding does: the bits of a double with the sign bit
+// set are all flipped, the others have their sign bit set. So NaN sorts
+// above +Inf (and a NaN with the sign bit below -Inf), -0 sorts just below
+// +0 and differs from it, and a NaN equals only a NaN of the same bits: a
+// NaN never satisfies P < x or P <= x for a number x, and satisfies P > x.
+// The SDK's stub encodes doubles the same way, except that it takes the
+// sign of a NaN from a comparison with 0, which a NaN always fails, so
+// there every NaN sorts as a positive one; that quirk is not copied.
+func floatIndexKey(f float64) uint64 {
+	b := math.Float64bits(f)
+	if b>>63 == 1 {
+		return ^b
+	}
+	return b | 1<<63
 }
 
 func compareValue(a, b dsValue) int {

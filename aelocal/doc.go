@@ -1,12 +1,13 @@
 /*
 Package aelocal is a local App Engine API server for tests and local
-development: it serves the memcache and datastore_v3 services behind the
-HTTP service bridge that App Engine's second-generation runtimes use, so
-the real google.golang.org/appengine/v2 client talks to it unchanged.
+development: it serves App Engine's bundled services (memcache, the
+datastore, task queues, mail, users, URL fetch, app identity, modules and
+capabilities) behind the HTTP service bridge that App Engine's
+second-generation runtimes use, so the real google.golang.org/appengine/v2
+client talks to it unchanged.
 
 Google's dev_appserver no longer runs Go apps, which leaves aetest without a
-backend. aelocal replaces it for memcache and the datastore, in-process and
-with no Cloud SDK.
+backend. aelocal replaces it, in-process and with no Cloud SDK.
 
 # In tests
 
@@ -35,7 +36,16 @@ Tests can look at and steer the server: Stats counts the RPCs served by
 should), FailNext makes the next calls fail with a service error,
 SetLatency delays a service or one method, FlushMemcache empties memcache
 as an eviction would, and FastForward moves the clock that memcache
-expiry is judged by.
+expiry, task ETAs and retries are judged by.
+
+Tasks lists the tasks waiting in a queue, RunTasks sends the due ones to a
+handler as App Engine would and keeps the failed ones for their retry, and
+Mail returns the messages the app sent:
+
+	taskqueue.Add(ctx, taskqueue.NewPOSTTask("/work", nil), "")
+	n, err := srv.RunTasks("", appHandler) // appengine.NewContext works inside
+	srv.FastForward(time.Minute)           // failed tasks come due again
+	msgs := srv.Mail()
 
 # As a server
 
@@ -46,6 +56,10 @@ runs one on 127.0.0.1:10001, the client's default port:
 
 	go run github.com/icza/gaesession/v2/cmd/aelocal
 	API_HOST=127.0.0.1 API_PORT=10001 go run ./myapp
+
+Given the app's address (Options.AppURL, flag -app_url) the server sends
+due push tasks to the app by itself, at each queue's rate from queue.yaml
+(Options.QueueYAML, flag -queue_yaml), as dev_appserver did.
 
 # Keeping the datastore
 
@@ -89,22 +103,60 @@ implemented methods get a counter of their own in Stats.
 
 # Fidelity
 
-Memcache follows the production service as the appengine/v2 client
-describes it: keys up to 250 bytes, values up to 1,000,000 bytes (larger
-ones fail the call with INVALID_VALUE), expiry 0 for never, relative
-seconds below 30 years and absolute Unix times above, compare-and-swap,
-namespaces (checked against App Engine's rule: up to 100 of the characters
-0-9 A-Z a-z . _ -), and least-recently-used eviction under a memory cap
-(SetMemcacheLimit).
+aelocal answers as production does. Where behaviour is in question,
+Google's reference stubs (the Python SDK's memcache_stub.py,
+datastore_file_stub.py, datastore_stub_util.py, datastore_index.py) decide,
+unless production documents otherwise; the code says where it departs
+from them and why.
 
-The datastore is strongly consistent and keeps entities in memory: Get, Put
-and Delete of up to 500 keys, queries with kind, ancestor, equality and
-inequality filters, sort orders, limit, offset, keys-only and cursors,
-AllocateIds and transactions. Entities are limited to 1,048,572 bytes and
-key names to 1,500 bytes. Features it does not implement answer with an
-error that says so; an unknown service or method answers "not implemented
-by aelocal: service.Method". No request, however malformed, stops the
-server.
+Memcache: keys up to 250 bytes (a longer one fails the call with
+INVALID_VALUE); an item is stored while its key, its value and 73 bytes of
+overhead fit in 1 MiB, as in production, and a bigger one fails alone, with
+status ERROR (ErrServerError, within a MultiError from SetMulti). Expiry 0
+is never, relative seconds below 30 years and absolute Unix times above;
+compare-and-swap, delete locks, namespaces (App Engine's rule: up to 100
+of the characters 0-9 A-Z a-z . _ -; others fail with INVALID_VALUE), peeks, Stats (byte_hits counts
+keys and values of hits) and least-recently-used eviction under a memory
+cap (SetMemcacheLimit).
+
+Datastore: strongly consistent and in memory: Get, Put and Delete of up to
+500 keys (Get 1,000), AllocateIds and transactions, and queries with kind,
+ancestor, equality and inequality filters, sort orders, limit, offset,
+keys-only, projections (one result per index entry: per value of a
+multi-valued projected property, none for an entity whose projected
+property is missing or unindexed, values as the index holds them),
+Distinct and DistinctOn, and the metadata kinds __namespace__, __kind__ and
+__property__. Values sort as production's index encoding sorts them: NaN
+above +Inf, so it never matches P < x. A cursor is a position between index
+entries: it fits any query with the same sort properties, whatever their
+directions, and an entity with several values of a sort property may come
+again after one, as production documents. Entities are limited to
+1,048,572 bytes, key names and indexed strings to 1,500 bytes, and
+property names like __x__ are refused.
+
+Composite indexes: every query's composite index, by production's rules,
+is recorded; Server.IndexYAML returns them as index.yaml text, and
+Options.WriteIndexYAML writes them to Options.IndexYAML as dev_appserver
+did. With Options.RequireIndexes a query that needs an index the file does
+not declare fails as in production: NEED_INDEX, with the entry to add.
+
+Task queues check what production checks: queue and task names, a name
+stays taken nine days after its task ran or was deleted, ETAs up to 30
+days ahead, 100 KB push and 1 MB pull tasks, 100 tasks a call, five
+transactional tasks a transaction; retries follow the task's or queue's
+retry parameters. Mail checks addresses, bodies, attachments and headers as
+production does and keeps every message; none is delivered. The login page
+that user.LoginURL points at signs anyone in, with no password, and
+Middleware gives later requests that user's headers, as aetest.Login
+does. URL fetch makes the request with the caller's deadline and
+production's limits and error codes. App identity signs with a key made on
+first use, whose certificate PublicCertificates returns. Modules report one
+module, "default", version "1"; every capability is enabled.
+
+Requests aelocal does not implement, such as the search and geo queries
+the appengine/v2 client cannot send, answer with an error that says so; a call
+aelocal does not serve answers "aelocal does not serve service.Method".
+No request, however malformed, stops the server.
 
 One difference of routing: under Middleware and NewRequest, calls are
 handed over in-process before appengine/v2 attaches the current

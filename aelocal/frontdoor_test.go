@@ -274,19 +274,6 @@ func TestBridgeRefusesOversizedBody(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds; the bound only stops a test that
-// would otherwise hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // keepAlive opens a connection, makes one request on it and leaves it
 // idle.
 func keepAlive(t *testing.T, s *Server) net.Conn {

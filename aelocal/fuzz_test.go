@@ -47,10 +47,11 @@ func FuzzServiceRequest(f *testing.F) {
 		index[name] = uint8(i)
 		f.Add(uint8(i), []byte{})
 	}
-	for _, c := range recordClientCalls(f) {
+	for _, c := range append(recordClientCalls(f), recordServiceCalls(f)...) {
 		f.Add(index[c.name], c.request)
 	}
 	s := newServer()
+	s.fetch.dial = loopbackOnly
 	f.Fuzz(func(t *testing.T, which uint8, req []byte) {
 		if len(names) == 0 {
 			return
@@ -170,6 +171,13 @@ func recordClientCalls(tb testing.TB) []recordedCall {
 	if c, err := it.Cursor(); err == nil {
 		datastore.NewQuery("sess_").Ancestor(parent).Start(c).Offset(1).Count(ctx)
 	}
+	var rows []datastore.PropertyList
+	datastore.NewQuery("sess_").Project("Tags").Distinct().GetAll(ctx, &rows)
+	pq := datastore.NewQuery("sess_").Project("exp", "Tags").DistinctOn("Tags").Filter("Tags >", "a").Order("Tags")
+	if c, err := pq.Run(ctx).Cursor(); err == nil {
+		pq.Start(c).Limit(1).GetAll(ctx, &rows)
+	}
+	datastore.KindProperties(ctx, "sess_")
 	return calls
 }
 

@@ -11,19 +11,21 @@ import (
 	"google.golang.org/appengine/v2"
 )
 
-// newTestServer starts a Server that the test closes when it ends. Its
-// clock stands still (SetTime): only FastForward moves it, so that checks
-// of expiry do not depend on how fast a loaded machine runs the test.
+// newTestServer starts a Server that the test closes when it ends.
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetTime(time.Now())
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// stopClock stops s's clock (SetTime), so that only FastForward moves it:
+// a check of expiry to the second then does not depend on how fast a
+// loaded machine runs the test.
+func stopClock(s *Server) { s.SetTime(time.Now()) }
 
 // middlewareContext returns an App Engine context whose calls s serves
 // in-process (Server.NewRequest).
@@ -51,12 +53,29 @@ func bridgeContext(t testing.TB, s *Server) context.Context {
 // bothPaths runs f once with a Middleware context and once with a bridge
 // context, each against a fresh server.
 func bothPaths(t *testing.T, f func(t *testing.T, s *Server, ctx context.Context)) {
+	bothPathsWith(t, nil, f)
+}
+
+// bothPathsWith is bothPaths for servers started with the options opts
+// returns (nil opts: the defaults).
+func bothPathsWith(t *testing.T, opts func(t *testing.T) *Options, f func(t *testing.T, s *Server, ctx context.Context)) {
+	start := func(t *testing.T) *Server {
+		if opts == nil {
+			return newTestServer(t)
+		}
+		s, err := NewServerOptions(opts(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
 	t.Run("middleware", func(t *testing.T) {
-		s := newTestServer(t)
+		s := start(t)
 		f(t, s, middlewareContext(t, s))
 	})
 	t.Run("bridge", func(t *testing.T) {
-		s := newTestServer(t)
+		s := start(t)
 		f(t, s, bridgeContext(t, s))
 	})
 }

@@ -6,19 +6,21 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/icza/gaesession/v2/internal/gaelimits"
 )
 
 // DefaultMemcacheLimit is the default memory cap of memcache, in bytes.
 const DefaultMemcacheLimit = 64 << 20
 
-// Limits App Engine documents for memcache. A request that breaks one fails
-// as a whole with an INVALID_VALUE application error whose detail names the
-// limit and the size, before any part of it is applied: a key or value the
-// production service would refuse must not look as if it worked here.
-const (
-	memcacheMaxKeyBytes   = 250
-	memcacheMaxValueBytes = 1000000
-)
+// memcacheMaxKeyBytes is the key limit App Engine documents for memcache. A
+// request with a longer key fails as a whole with an INVALID_VALUE
+// application error whose detail names the limit and the size, before any
+// part of it is applied: a key the production service would refuse must not
+// look as if it worked here. The item size limit (key, value and overhead
+// within 1 MiB, gaelimits.MemcacheItemFits) fails only the item that breaks
+// it; see mcSet.
+const memcacheMaxKeyBytes = gaelimits.MemcacheMaxKeyBytes
 
 // memcacheThirtyYears is the cut-off of expiration times, in seconds: an
 // expiration (or delete lock time) below it is relative to now, one at or
@@ -255,13 +257,6 @@ func checkNamespace(ns string) error {
 	return nil
 }
 
-func checkMemcacheValue(value []byte) error {
-	if len(value) > memcacheMaxValueBytes {
-		return errorf(mcErrInvalidValue, "memcache: value of %d bytes exceeds the %d-byte limit", len(value), memcacheMaxValueBytes)
-	}
-	return nil
-}
-
 // nonNil keeps required bytes fields present when empty.
 func nonNil(b []byte) []byte {
 	if b == nil {
@@ -336,15 +331,23 @@ func mcGet(s *Server, in, out pmsg) error {
 			continue
 		}
 		m.hits++
-		m.byteHits += uint64(len(e.value))
+		m.byteHits += uint64(len(kb) + len(e.value))
 		m.touch(e, now)
 	}
 	return nil
 }
 
-// mcSet answers Set. Any key or value over its limit fails the whole call
-// and nothing is stored. Otherwise each item gets a status:
+// mcSet answers Set. A key over the limit fails the whole call and nothing
+// is stored. Otherwise each item gets a status:
 //
+//   - an item too big for production (its key, its value and 73 bytes of
+//     overhead over 1 MiB, gaelimits.MemcacheItemFits) gets ERROR and is
+//     not stored, whatever its policy; the value it would have replaced
+//     stays, and the other items of the call are served. The client reports
+//     ERROR as ErrServerError, within a MultiError from SetMulti. (The SDK's
+//     stub refuses values over 1,048,253 bytes whatever the key's length, by
+//     failing an assertion after storing the items before it; production
+//     counts the key and answers per item.)
 //   - SET stores always (and ends a delete lock);
 //   - ADD stores only if the key holds nothing and is not delete-locked;
 //   - REPLACE stores only if the key holds a value;
@@ -360,13 +363,8 @@ func mcSet(s *Server, in, out pmsg) error {
 		return err
 	}
 	items := in.Msgs("item")
-	for _, it := range items {
-		if err := checkMemcacheKey(it.Bytes("key")); err != nil {
-			return err
-		}
-		if err := checkMemcacheValue(it.Bytes("value")); err != nil {
-			return err
-		}
+	if err := checkItemKeys(items); err != nil {
+		return err
 	}
 	ns := in.Str("name_space")
 	m := s.memcache
@@ -375,6 +373,10 @@ func mcSet(s *Server, in, out pmsg) error {
 	defer m.mu.Unlock()
 	for _, it := range items {
 		k := mcKey{ns, it.Str("key")}
+		if !gaelimits.MemcacheItemFits(len(k.key), len(it.Bytes("value"))) {
+			out.Append("set_status", mcSetError)
+			continue
+		}
 		cur := m.lookup(k, now)
 		hasValue := cur != nil && !cur.locked()
 		status := mcStored
@@ -554,8 +556,11 @@ func mcFlushAll(s *Server, in, out pmsg) error {
 	return nil
 }
 
-// mcStats answers Stats. hits, misses and byte_hits (bytes of values
-// returned) count non-peek Gets since the server started; items and bytes
+// mcStats answers Stats. hits, misses and byte_hits (bytes of the keys and
+// values returned, as the SDK's stub counts them) count Gets since the
+// server started, peeks not: a peek leaves an item's access untouched, and
+// aelocal keeps it out of the hit counts as well (the SDK's stub counts
+// peeks as hits; production's choice is not documented); items and bytes
 // (keys plus values) describe the live items of all namespaces;
 // oldest_item_age is the seconds since the least recently used live item
 // was last accessed.

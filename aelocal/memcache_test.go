@@ -326,6 +326,7 @@ func TestMemcacheDelete(t *testing.T) {
 
 func TestMemcacheDeleteLock(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		del := func(key string, deleteTime uint32) int64 {
 			t.Helper()
 			out, err := mcCall(t, ctx, "Delete", "DeleteRequest", "DeleteResponse", func(in pmsg) {
@@ -392,6 +393,7 @@ func absDiff(a, b int64) int64 {
 
 func TestMemcacheIncrement(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		if _, err := memcache.IncrementExisting(ctx, "n", 1); err != memcache.ErrCacheMiss {
 			t.Fatalf("IncrementExisting of a missing key: %v, want ErrCacheMiss", err)
 		}
@@ -548,6 +550,7 @@ func TestMemcacheFlush(t *testing.T) {
 
 func TestMemcacheStats(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		st, err := memcache.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -569,7 +572,8 @@ func TestMemcacheStats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := memcache.Statistics{Hits: 2, Misses: 3, ByteHits: 4, Items: 2, Bytes: 13, Oldest: 30}
+		// byte_hits counts the key and the value of each hit: 2 x (2 + 2).
+		want := memcache.Statistics{Hits: 2, Misses: 3, ByteHits: 8, Items: 2, Bytes: 13, Oldest: 30}
 		if st.Oldest >= 30 && st.Oldest <= 31 {
 			want.Oldest = st.Oldest
 		}
@@ -591,6 +595,7 @@ func TestMemcacheStats(t *testing.T) {
 
 func TestMemcachePeek(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		set := s.Now()
 		if err := memcache.Set(ctx, &memcache.Item{Key: "k", Value: []byte("v"), Expiration: time.Hour}); err != nil {
 			t.Fatal(err)
@@ -710,34 +715,62 @@ func TestMemcacheLimits(t *testing.T) {
 		_, err = memcache.Increment(ctx, k251, 1, 0)
 		wantInvalid(t, err, keyErr...)
 
-		big := bytes.Repeat([]byte("v"), 1000000)
-		if err := memcache.Set(ctx, &memcache.Item{Key: "big", Value: big}); err != nil {
-			t.Fatalf("Set of a 1,000,000-byte value: %v", err)
+		// Production stores an item while key, value and 73 bytes of
+		// overhead fit in 1 MiB.
+		for _, c := range []struct {
+			key   string
+			value int
+			fits  bool
+		}{
+			{k250, 1048253, true},
+			{k250, 1048254, false},
+			{"k", 1048502, true},
+			{"k", 1048503, false},
+			{"", 1048503, true},
+		} {
+			big := bytes.Repeat([]byte("v"), c.value)
+			err := memcache.Set(ctx, &memcache.Item{Key: c.key, Value: big})
+			if !c.fits {
+				if err != memcache.ErrServerError {
+					t.Fatalf("Set of a %d-byte key and a %d-byte value: %v, want ErrServerError", len(c.key), c.value, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("Set of a %d-byte key and a %d-byte value: %v", len(c.key), c.value, err)
+			}
+			it, err := memcache.Get(ctx, c.key)
+			if err != nil || !bytes.Equal(it.Value, big) {
+				t.Fatalf("Get of the %d-byte value: %v", c.value, err)
+			}
 		}
-		it, err := memcache.Get(ctx, "big")
-		if err != nil || !bytes.Equal(it.Value, big) {
-			t.Fatalf("Get of the big value: %v", err)
-		}
-		tooBig := append(big, 'v')
-		err = memcache.Set(ctx, &memcache.Item{Key: "big", Value: tooBig})
-		wantInvalid(t, err, "value of 1000001 bytes", "1000000-byte limit")
-		it, _ = memcache.Get(ctx, "big")
-		if it == nil || len(it.Value) != 1000000 {
+		// A refused Set leaves the stored value as it was.
+		it, _ := memcache.Get(ctx, "k")
+		if it == nil || len(it.Value) != 1048502 {
 			t.Fatal("a refused Set changed the stored value")
 		}
 
-		// A batch with one bad item fails whole: nothing of it is stored.
-		err = memcache.SetMulti(ctx, []*memcache.Item{{Key: "fine", Value: []byte("x")}, {Key: "huge", Value: tooBig}})
-		wantInvalid(t, err, "1000000-byte limit")
-		if _, ok := err.(appengine.MultiError); ok {
-			t.Fatalf("SetMulti: got a MultiError, want the call to fail whole: %v", err)
+		// A batch with one item too big fails that item only.
+		tooBig := make([]byte, 1<<20)
+		err = memcache.SetMulti(ctx, []*memcache.Item{{Key: "fine", Value: []byte("x")}, {Key: "huge", Value: tooBig}, {Key: "fine2", Value: []byte("y")}})
+		me, ok := err.(appengine.MultiError)
+		if !ok || len(me) != 3 || me[0] != nil || me[1] != memcache.ErrServerError || me[2] != nil {
+			t.Fatalf("SetMulti with one item too big: %v, want MultiError{nil, ErrServerError, nil}", err)
 		}
-		wantMiss(t, ctx, "fine")
+		wantValue(t, ctx, "fine", "x")
+		wantValue(t, ctx, "fine2", "y")
+		wantMiss(t, ctx, "huge")
+		for _, add := range []func(context.Context, *memcache.Item) error{memcache.Add, memcache.CompareAndSwap} {
+			if err := add(ctx, &memcache.Item{Key: "huge", Value: tooBig}); err != memcache.ErrServerError {
+				t.Fatalf("Add/CAS of an item too big: %v, want ErrServerError", err)
+			}
+		}
 	})
 }
 
 func TestMemcacheExpiry(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		// Relative.
 		if err := memcache.Set(ctx, &memcache.Item{Key: "rel", Value: []byte("v"), Expiration: 10 * time.Second}); err != nil {
 			t.Fatal(err)

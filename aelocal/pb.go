@@ -11,8 +11,15 @@ import (
 	// (appengine.v2.*, remote_api.v2.*) in protoregistry.GlobalTypes.
 	// aelocal decodes requests with those descriptors instead of carrying
 	// generated code of its own.
+	_ "google.golang.org/appengine/v2"
+	_ "google.golang.org/appengine/v2/capability"
 	_ "google.golang.org/appengine/v2/datastore"
+	_ "google.golang.org/appengine/v2/mail"
 	_ "google.golang.org/appengine/v2/memcache"
+	_ "google.golang.org/appengine/v2/module"
+	_ "google.golang.org/appengine/v2/taskqueue"
+	_ "google.golang.org/appengine/v2/urlfetch"
+	_ "google.golang.org/appengine/v2/user"
 )
 
 // pmsg is a thin accessor over a protoreflect.Message that addresses fields

@@ -41,7 +41,7 @@ func saved(t testing.TB, s *Server) []byte {
 	return buf.Bytes()
 }
 
-type pItem struct {
+type fItem struct {
 	V string `datastore:",noindex"`
 	N int
 }
@@ -51,15 +51,15 @@ func TestDatastoreFileKeepsWritesAcrossRestarts(t *testing.T) {
 	s := newFileServer(t, path)
 	ctx := middlewareContext(t, s)
 	k1 := datastore.NewKey(ctx, "P", "one", 0, nil)
-	if _, err := datastore.Put(ctx, k1, &pItem{V: "one"}); err != nil {
+	if _, err := datastore.Put(ctx, k1, &fItem{V: "one"}); err != nil {
 		t.Fatal(err)
 	}
-	auto, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "P", nil), &pItem{V: "auto"})
+	auto, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "P", nil), &fItem{V: "auto"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gone := datastore.NewKey(ctx, "P", "gone", 0, nil)
-	datastore.Put(ctx, gone, &pItem{V: "gone"})
+	datastore.Put(ctx, gone, &fItem{V: "gone"})
 	if err := datastore.Delete(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestDatastoreFileKeepsWritesAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
-		_, err := datastore.Put(tc, datastore.NewKey(tc, "P", "tx", 0, nil), &pItem{V: "tx"})
+		_, err := datastore.Put(tc, datastore.NewKey(tc, "P", "tx", 0, nil), &fItem{V: "tx"})
 		return err
 	}, nil); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestDatastoreFileKeepsWritesAcrossRestarts(t *testing.T) {
 	if got := saved(t, s); !bytes.Equal(got, before) {
 		t.Fatal("the reopened datastore differs from the one closed")
 	}
-	var x pItem
+	var x fItem
 	if err := datastore.Get(ctx, k1, &x); err != nil || x.V != "one" {
 		t.Fatalf("Get %v: %+v, %v", k1, x, err)
 	}
@@ -157,7 +157,7 @@ func fileWithValue(t *testing.T, path, marker string, inSnapshot bool) []byte {
 	s := newFileServer(t, path)
 	ctx := middlewareContext(t, s)
 	for i, v := range []string{"before", marker, "after"} {
-		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "P", fmt.Sprint(i), 0, nil), &pItem{V: v}); err != nil {
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "P", fmt.Sprint(i), 0, nil), &fItem{V: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -232,7 +232,7 @@ func TestDatastoreFileTornTail(t *testing.T) {
 			os.WriteFile(p, damaged, 0o600)
 			s := newFileServer(t, p)
 			ctx := middlewareContext(t, s)
-			var x pItem
+			var x fItem
 			if err := datastore.Get(ctx, datastore.NewKey(ctx, "P", "1", 0, nil), &x); err != nil || x.V != "marker" {
 				t.Fatalf("an entity before the torn record: %+v, %v", x, err)
 			}
@@ -275,7 +275,7 @@ func TestDatastoreFileReadsOldGobFormat(t *testing.T) {
 	// Make a file as aelocal wrote it before format 2.
 	src := newTestServer(t)
 	ctx := middlewareContext(t, src)
-	k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "Old", nil), &pItem{V: "old"})
+	k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "Old", nil), &fItem{V: "old"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestDatastoreFileReadsOldGobFormat(t *testing.T) {
 	os.WriteFile(path, old.Bytes(), 0o644)
 	s := newFileServer(t, path)
 	ctx = middlewareContext(t, s)
-	var x pItem
+	var x fItem
 	if err := datastore.Get(ctx, k, &x); err != nil || x.V != "old" {
 		t.Fatalf("Get from the old file: %+v, %v", x, err)
 	}
@@ -332,7 +332,7 @@ func TestDatastoreFileCompaction(t *testing.T) {
 				if r.Intn(4) == 0 {
 					err = datastore.Delete(ctx, k)
 				} else {
-					_, err = datastore.Put(ctx, k, &pItem{V: strings.Repeat("x", r.Intn(2000)), N: i})
+					_, err = datastore.Put(ctx, k, &fItem{V: strings.Repeat("x", r.Intn(2000)), N: i})
 				}
 				if err != nil {
 					t.Error(err)
@@ -381,17 +381,17 @@ func TestLoadDatastoreRewritesTheFile(t *testing.T) {
 	src := newTestServer(t)
 	sctx := middlewareContext(t, src)
 	for i := 0; i < 20; i++ {
-		datastore.Put(sctx, datastore.NewKey(sctx, "L", fmt.Sprint(i), 0, nil), &pItem{N: i})
+		datastore.Put(sctx, datastore.NewKey(sctx, "L", fmt.Sprint(i), 0, nil), &fItem{N: i})
 	}
 	want := saved(t, src)
 
 	s := newFileServer(t, path)
 	ctx := middlewareContext(t, s)
-	datastore.Put(ctx, datastore.NewKey(ctx, "Replaced", "x", 0, nil), &pItem{})
+	datastore.Put(ctx, datastore.NewKey(ctx, "Replaced", "x", 0, nil), &fItem{})
 	if err := s.LoadDatastore(bytes.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "L", "after", 0, nil), &pItem{N: 99}); err != nil {
+	if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "L", "after", 0, nil), &fItem{N: 99}); err != nil {
 		t.Fatal(err)
 	}
 	before := saved(t, s)
@@ -412,7 +412,7 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 	s := newFileServer(t, path)
 	ctx := middlewareContext(t, s)
 	k := datastore.NewKey(ctx, "W", "k", 0, nil)
-	if _, err := datastore.Put(ctx, k, &pItem{V: "kept"}); err != nil {
+	if _, err := datastore.Put(ctx, k, &fItem{V: "kept"}); err != nil {
 		t.Fatal(err)
 	}
 	j := s.datastore.journal
@@ -425,11 +425,11 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 	j.f = ro
 	j.mu.Unlock()
 	defer good.Close()
-	_, err = datastore.Put(ctx, k, &pItem{V: "lost"})
+	_, err = datastore.Put(ctx, k, &fItem{V: "lost"})
 	wantAPIError(t, err, "INTERNAL_ERROR", "may not survive a restart")
 	_, _, err = datastore.AllocateIDs(ctx, "W", nil, 5)
 	wantAPIError(t, err, "INTERNAL_ERROR", "every later write fails")
-	var x pItem
+	var x fItem
 	if err := datastore.Get(ctx, k, &x); err != nil {
 		t.Fatalf("reads go on: %v", err)
 	}

@@ -55,6 +55,13 @@ type Server struct {
 
 	memcache  *memcacheService
 	datastore *datastoreService
+
+	// The other bundled services (services.go).
+	taskqueue *taskqueueService
+	mail      *mailService
+	users     *userService
+	fetch     *urlfetchService
+	appURL    string // Options.AppURL
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -80,6 +87,14 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
 	}
 	s := newServer()
+	if err := s.datastore.indexes.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := s.configureServices(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
@@ -101,6 +116,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridgePath)
 	mux.HandleFunc("/", s.serveStatus)
+	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -108,6 +124,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		ConnState:         s.limiter.connState,
 	}
 	go s.http.Serve(s.limiter)
+	s.startServices()
 	return s, nil
 }
 
@@ -137,6 +154,7 @@ func newServer() *Server {
 	// handle a client kept from before a restart names nothing in the new
 	// server, rather than another client's transaction.
 	s.datastore.handle = rand.Uint64() >> 2
+	s.initServices()
 	return s
 }
 
@@ -157,6 +175,7 @@ func (s *Server) Addr() (host, port string) {
 // fail. Writes already answered are on disk.
 func (s *Server) Close() error {
 	err := s.http.Close()
+	s.stopServices()
 	if j := s.datastore.journal; j != nil {
 		if jerr := j.close(); err == nil {
 			err = jerr
@@ -170,6 +189,7 @@ func (s *Server) Close() error {
 // closes the datastore file, if any. As http.Server.Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	s.stopServices()
 	if j := s.datastore.journal; j != nil {
 		if jerr := j.close(); err == nil {
 			err = jerr
@@ -192,11 +212,12 @@ func (s *Server) Now() time.Time {
 }
 
 // FastForward moves the server's clock forward by d, so memcache items
-// expire without the test waiting for them.
+// expire and tasks come due without the test waiting for them.
 func (s *Server) FastForward(d time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.clockSkew += d
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // SetTime sets the server's clock to t and stops it there: from then on
@@ -206,8 +227,9 @@ func (s *Server) FastForward(d time.Duration) {
 // real time again.
 func (s *Server) SetTime(t time.Time) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.stoppedAt, s.clockSkew = t, 0
+	s.mu.Unlock()
+	s.taskqueue.notify()
 }
 
 // OtherCalls is the Stats key that counts calls of methods aelocal does not
@@ -240,7 +262,8 @@ func (s *Server) ResetStats() {
 
 // FailNext makes the next n calls of service.method answer with a service
 // error (an ApplicationError, as a failing App Engine backend sends: code
-// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore).
+// UNSPECIFIED_ERROR for memcache, INTERNAL_ERROR for the datastore and
+// mail, the service's transient or unknown error elsewhere).
 // Method "" means every method of the service. n <= 0 cancels the
 // injection.
 func (s *Server) FailNext(service, method string, n int) {
@@ -288,6 +311,10 @@ func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
 // variables, so tests running in parallel against separate servers do not
 // interfere.
 //
+// A request that carries the cookie of the login page user.LoginURL points
+// at, and no X-AppEngine-User-Email of its own, gets the headers of that
+// user, as behind App Engine's front end.
+//
 // One difference from the HTTP bridge: appengine/v2 attaches a datastore
 // transaction to a request only on its HTTP path, after in-process routing
 // has taken the call, so under Middleware writes inside
@@ -297,7 +324,10 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
 	})
-	return appengine.Middleware(inner)
+	mw := appengine.Middleware(inner)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+	})
 }
 
 // NewRequest is like httptest.NewRequest, and the request's context is
@@ -398,9 +428,11 @@ func failureCode(service string) int32 {
 	switch service {
 	case "datastore_v3":
 		return 3 // INTERNAL_ERROR
-	default:
-		return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 	}
+	if code, ok := serviceFailureCodes[service]; ok {
+		return code
+	}
+	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
 // call serves one API call given its encoded request.
@@ -433,7 +465,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "not implemented by aelocal: " + name}
+		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -558,6 +590,8 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, k := range names {
 		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
 	}
+	s.writeServicesStatus(w)
+	s.writeIndexStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {

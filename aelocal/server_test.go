@@ -19,12 +19,17 @@ func TestUnknownMethod(t *testing.T) {
 		req, _ := newMsg("appengine.v2.MemcacheFlushRequest")
 		resp, _ := newMsg("appengine.v2.MemcacheFlushResponse")
 		err := appengine.APICall(ctx, "memcache", "NoSuchMethod", protoV1(req), protoV1(resp))
-		if err == nil || !strings.Contains(err.Error(), "not implemented by aelocal: memcache.NoSuchMethod") {
+		if err == nil || !strings.Contains(err.Error(), "aelocal does not serve memcache.NoSuchMethod") {
 			t.Fatalf("got %v, want a not-implemented error", err)
 		}
 		err = appengine.APICall(ctx, "nosuchservice", "Get", protoV1(req), protoV1(resp))
-		if err == nil || !strings.Contains(err.Error(), "not implemented by aelocal: nosuchservice.Get") {
+		if err == nil || !strings.Contains(err.Error(), "aelocal does not serve nosuchservice.Get") {
 			t.Fatalf("got %v, want a not-implemented error", err)
+		}
+		// Services App Engine has and aelocal does not emulate say so.
+		err = appengine.APICall(ctx, "search", "IndexDocument", protoV1(req), protoV1(resp))
+		if err == nil || !strings.Contains(err.Error(), "aelocal does not serve search.IndexDocument: the search service is not emulated locally") {
+			t.Fatalf("got %v, want a not-served error", err)
 		}
 	})
 }

@@ -1,0 +1,139 @@
+package aelocal
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/datastore"
+)
+
+func TestDatastoreKindProperties(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		putPItems(t, ctx)
+		pl := datastore.PropertyList{
+			{Name: "M", Value: int64(1), Multiple: true},
+			{Name: "M", Value: "s", Multiple: true},
+			{Name: "N", Value: nil},
+			{Name: "Hidden", Value: "x", NoIndex: true},
+		}
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "U", "u", 0, nil), &pl); err != nil {
+			t.Fatal(err)
+		}
+		got, err := datastore.KindProperties(ctx, "P")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Indexed properties only, with the types of their values; a nil
+		// key is a null value. BS is a ByteString: indexed, a string.
+		want := map[string][]string{
+			"A": {"INT64"}, "B": {"STRING"}, "Tags": {"STRING"}, "W": {"INT64"}, "F": {"DOUBLE"},
+			"BS": {"STRING"}, "K": {"NULL", "REFERENCE"}, "G": {"POINT"}, "Bo": {"BOOLEAN"},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("KindProperties(P) =\n %v\nwant %v", got, want)
+		}
+		got, err = datastore.KindProperties(ctx, "U")
+		if want := map[string][]string{"M": {"INT64", "STRING"}, "N": {"NULL"}}; err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("KindProperties(U) = %v, %v; want %v", got, err, want)
+		}
+		if got, err := datastore.KindProperties(ctx, "None"); err != nil || len(got) != 0 {
+			t.Fatalf("KindProperties(None) = %v, %v", got, err)
+		}
+		// Another namespace has its own.
+		other, _ := appengine.Namespace(ctx, "other")
+		if got, err := datastore.KindProperties(other, "P"); err != nil || len(got) != 0 {
+			t.Fatalf("KindProperties in another namespace = %v, %v", got, err)
+		}
+
+		keys := func(q *datastore.Query) string {
+			t.Helper()
+			ks, err := q.KeysOnly().GetAll(ctx, nil)
+			if err != nil {
+				t.Fatalf("GetAll: %v", err)
+			}
+			var out []string
+			for _, k := range ks {
+				out = append(out, k.Parent().StringID()+"."+k.StringID())
+			}
+			return strings.Join(out, " ")
+		}
+		kindKey := func(kind string) *datastore.Key { return datastore.NewKey(ctx, "__kind__", kind, 0, nil) }
+		propKey := func(kind, prop string) *datastore.Key {
+			return datastore.NewKey(ctx, "__property__", prop, 0, kindKey(kind))
+		}
+		all := "P.A P.B P.BS P.Bo P.F P.G P.K P.Tags P.W U.M U.N"
+		if got := keys(datastore.NewQuery("__property__")); got != all {
+			t.Fatalf("all properties: %s", got)
+		}
+		if got := keys(datastore.NewQuery("__property__").Filter("__key__ >", propKey("P", "Tags"))); got != "P.W U.M U.N" {
+			t.Fatalf("after P.Tags: %s", got)
+		}
+		if got := keys(datastore.NewQuery("__property__").Filter("__key__ <", kindKey("U"))); got != "P.A P.B P.BS P.Bo P.F P.G P.K P.Tags P.W" {
+			t.Fatalf("before kind U: %s", got)
+		}
+		if got := keys(datastore.NewQuery("__property__").Ancestor(propKey("U", "N"))); got != "U.N" {
+			t.Fatalf("one property: %s", got)
+		}
+		if got := keys(datastore.NewQuery("__property__").Offset(2).Limit(2)); got != "P.BS P.Bo" {
+			t.Fatalf("offset and limit: %s", got)
+		}
+
+		for _, c := range []struct {
+			q    *datastore.Query
+			want string
+		}{
+			{datastore.NewQuery("__property__").Order("-__key__"), "Only ascending order on __key__ supported"},
+			{datastore.NewQuery("__property__").Filter("property_representation =", "INT64"), "Only comparison filters on __key__ supported"},
+			{datastore.NewQuery("__property__").Filter("__key__ >", datastore.NewKey(ctx, "X", "B", 0, nil)), "invalid Key for __property__ table"},
+			{datastore.NewQuery("__property__").Ancestor(datastore.NewKey(ctx, "X", "B", 0, nil)), "invalid Key for __property__ table"},
+			{datastore.NewQuery("__kind__").Ancestor(kindKey("P")), "ancestor queries on __kind__ not allowed"},
+			{datastore.NewQuery("__kind__").Filter("__key__ >", datastore.NewKey(ctx, "X", "B", 0, nil)), "invalid Key for __kind__ table"},
+			{datastore.NewQuery("__namespace__").Order("-__key__"), "Only ascending order on __key__ supported"},
+		} {
+			_, err := c.q.KeysOnly().GetAll(ctx, nil)
+			wantAPIError(t, err, "BAD_REQUEST", c.want)
+		}
+		// Kinds and namespaces still answer as before.
+		if kinds, err := datastore.Kinds(ctx); err != nil || strings.Join(kinds, ",") != "P,U" {
+			t.Fatalf("Kinds = %v, %v", kinds, err)
+		}
+	})
+}
+
+func TestDatastorePropertyQueryInTransaction(t *testing.T) {
+	s := newTestServer(t)
+	ctx := bridgeContext(t, s)
+	putPItems(t, ctx)
+	err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+		_, err := datastore.NewQuery("__property__").Ancestor(datastore.NewKey(tc, "__kind__", "P", 0, nil)).KeysOnly().GetAll(tc, nil)
+		return err
+	}, nil)
+	wantAPIError(t, err, "BAD_REQUEST", `transactional queries on "__property__" not allowed`)
+}
+
+func TestDatastoreReservedPropertyNames(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		k := datastore.NewKey(ctx, "T", "a", 0, nil)
+		for _, name := range []string{"__x__", "____", "__key__", "__scatter__"} {
+			for _, noIndex := range []bool{false, true} {
+				_, err := datastore.Put(ctx, k, &datastore.PropertyList{{Name: name, Value: int64(1), NoIndex: noIndex}})
+				wantAPIError(t, err, "BAD_REQUEST", "cannot store entity with reserved property name '"+name+"'")
+			}
+		}
+		// A PutMulti with one such entity stores none.
+		keys := []*datastore.Key{datastore.NewKey(ctx, "T", "ok", 0, nil), k}
+		_, err := datastore.PutMulti(ctx, keys, []datastore.PropertyList{{{Name: "N", Value: int64(1)}}, {{Name: "__x__", Value: int64(1)}}})
+		wantAPIError(t, err, "BAD_REQUEST", "reserved property name")
+		if err := datastore.Get(ctx, keys[0], &datastore.PropertyList{}); err != datastore.ErrNoSuchEntity {
+			t.Fatalf("the valid entity of the refused PutMulti: %v", err)
+		}
+		// Names that only start or end so are fine.
+		ok := datastore.PropertyList{{Name: "__x", Value: int64(1)}, {Name: "x__", Value: int64(1)}, {Name: "___", Value: int64(1)}, {Name: "_x_", Value: int64(1)}}
+		if _, err := datastore.Put(ctx, k, &ok); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

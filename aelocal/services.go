@@ -1,0 +1,106 @@
+package aelocal
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// initServices makes the state of the services beyond memcache and the
+// datastore: task queues, mail, users, URL fetch. App identity, modules and
+// capability keep none.
+func (s *Server) initServices() {
+	s.taskqueue = newTaskqueueService(s.Now)
+	s.mail = &mailService{}
+	s.users = newUserService()
+	s.fetch = newURLFetchService()
+}
+
+// configureServices applies the options that concern those services. It
+// runs before the server listens, so a bad queue.yaml or app URL stops it
+// from starting.
+func (s *Server) configureServices(o *Options) error {
+	if o.QueueYAML != "" {
+		qs, err := loadQueueYAML(o.QueueYAML)
+		if err != nil {
+			return err
+		}
+		s.taskqueue.setQueues(qs)
+	}
+	if o.AppURL != "" {
+		u, err := url.Parse(o.AppURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("aelocal: app URL %q: want http://host:port", o.AppURL)
+		}
+		s.appURL = o.AppURL
+	}
+	return nil
+}
+
+// startServices starts sending push tasks to the app, if the server knows
+// where it is.
+func (s *Server) startServices() {
+	if u, err := url.Parse(s.appURL); err == nil && s.appURL != "" {
+		s.startDispatcher(u)
+	}
+}
+
+// stopServices stops the task dispatcher and waits for its requests.
+func (s *Server) stopServices() { s.stopDispatcher() }
+
+// appHost is the app's host:port: AppURL's, or dev_appserver's
+// localhost:8080 when the server does not know it.
+func (s *Server) appHost() string {
+	if u, err := url.Parse(s.appURL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "localhost:8080"
+}
+
+// notServed completes the error of a call aelocal does not serve.
+func notServed(service string) string {
+	switch service {
+	case "search", "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+		return ": the " + service + " service is not emulated locally"
+	}
+	return ""
+}
+
+// serviceFailureCodes are the codes FailNext uses: each service's transient
+// or internal error, so an injected failure never reads as a bad request.
+var serviceFailureCodes = map[string]int32{
+	"taskqueue":            2,    // TRANSIENT_ERROR
+	"mail":                 1,    // INTERNAL_ERROR
+	"user":                 5,    // OAUTH_ERROR, its only error that is no caller's fault
+	"urlfetch":             9,    // INTERNAL_TRANSIENT_ERROR
+	"app_identity_service": 1003, // UNKNOWN_ERROR
+	"modules":              4,    // TRANSIENT_ERROR
+}
+
+// statusMails is how many of the latest messages the status page lists.
+const statusMails = 20
+
+// writeServicesStatus adds the task queues and the mail kept to the
+// status page.
+func (s *Server) writeServicesStatus(w io.Writer) {
+	fmt.Fprintf(w, "\nTask queues:\n")
+	for _, q := range s.queueStatuses() {
+		mode := "push " + q.Rate
+		if q.Pull {
+			mode = "pull"
+		}
+		fmt.Fprintf(w, "%8d %s (%s)\n", q.Tasks, q.Name, mode)
+	}
+	mails := s.sentMails()
+	fmt.Fprintf(w, "\nMail kept, never sent: %d\n", len(mails))
+	for _, m := range mails[max(0, len(mails)-statusMails):] {
+		to := strings.Join(append(append(slices.Clone(m.msg.To), m.msg.Cc...), m.msg.Bcc...), ", ")
+		if m.toAdmins {
+			to = "the app's admins"
+		}
+		fmt.Fprintf(w, "  %s from %s to %s: %q\n", m.at.UTC().Format(time.RFC3339), m.msg.Sender, to, m.msg.Subject)
+	}
+}
