@@ -65,9 +65,10 @@ func BenchmarkPut(b *testing.B) {
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
 				if j := s.datastore.journal; j != nil {
 					j.mu.Lock()
-					syncs := j.syncs
+					syncs, took := j.syncs, j.syncTime
 					j.mu.Unlock()
 					b.ReportMetric(float64(b.N)/float64(max(syncs, 1)), "puts/fsync")
+					b.ReportMetric(float64(took.Microseconds())/float64(max(syncs, 1)), "µs/fsync")
 				}
 			})
 		}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -53,8 +54,9 @@ type journal struct {
 	flushing bool   // someone owns f: a flush, a compaction or a rewrite
 	err      error  // a failed write; every later write fails with it
 	closed   bool
-	closing  bool   // close has begun: no new compaction
-	syncs    uint64 // fsyncs of the log, for benchmarks
+	closing  bool          // close has begun: no new compaction
+	syncs    uint64        // fsyncs of the log, for benchmarks
+	syncTime time.Duration // time spent in them
 
 	compacting      bool
 	compactMinBytes int64
@@ -408,12 +410,15 @@ func (j *journal) flushLocked() {
 	j.buf = nil
 	j.flushing = true
 	j.mu.Unlock()
+	start := time.Now()
 	_, err := f.Write(buf)
 	if err == nil {
 		err = f.Sync()
 	}
+	took := time.Since(start)
 	j.mu.Lock()
 	j.flushing = false
+	j.syncTime += took
 	if err != nil {
 		j.failLocked(err)
 	} else {
