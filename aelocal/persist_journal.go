@@ -58,6 +58,11 @@ type journal struct {
 	syncs    uint64        // fsyncs of the log, for benchmarks
 	syncTime time.Duration // time spent in them
 
+	// Group commit (gatherLocked).
+	recentBatches [8]uint64     // records per sync, the last few
+	avgSync       time.Duration // moving average of a sync's duration
+	sealedSignal  chan struct{} // non-nil while a batch gathers
+
 	compacting      bool
 	compactMinBytes int64
 	compactBackoff  int64 // log size below which no compaction is retried
@@ -371,6 +376,12 @@ func (j *journal) sealLocked() uint64 {
 	j.buf = append(j.buf, rec...)
 	j.end += int64(len(rec))
 	j.sealed++
+	if j.sealedSignal != nil {
+		select {
+		case j.sealedSignal <- struct{}{}:
+		default:
+		}
+	}
 	return j.sealed
 }
 
@@ -396,11 +407,49 @@ func (j *journal) wait(ticket uint64) error {
 		case j.closed:
 			return errJournalClosed
 		case !j.flushing:
+			j.gatherLocked()
 			j.flushLocked()
 		default:
 			j.cond.Wait()
 		}
 	}
+}
+
+// gatherLocked lets the next batch fill before it is written, when writers
+// are concurrent: until it holds one more record than the largest of the
+// recent batches, or for a quarter of a sync. Without it, concurrent
+// writers split into two halves whose batches alternate (a writer whose
+// record is being synced cannot add to the next batch), and a slow disk
+// syncs half of them at a time. A lone writer never waits. j.mu is held on
+// entry and exit.
+func (j *journal) gatherLocked() {
+	want := uint64(0)
+	for _, n := range j.recentBatches {
+		want = max(want, n)
+	}
+	want++
+	if want <= 2 || j.avgSync <= 0 || j.sealed-j.durable >= want {
+		return
+	}
+	wait := time.NewTimer(min(j.avgSync/4, time.Millisecond))
+	defer wait.Stop()
+	j.flushing = true // no one else starts a flush meanwhile
+	j.sealedSignal = make(chan struct{}, 1)
+	for j.sealed-j.durable < want && !j.closed {
+		j.mu.Unlock()
+		timedOut := false
+		select {
+		case <-j.sealedSignal:
+		case <-wait.C:
+			timedOut = true
+		}
+		j.mu.Lock()
+		if timedOut {
+			break
+		}
+	}
+	j.sealedSignal = nil
+	j.flushing = false
 }
 
 // flushLocked writes and syncs the queued records. j.mu is held on entry
@@ -422,6 +471,8 @@ func (j *journal) flushLocked() {
 	if err != nil {
 		j.failLocked(err)
 	} else {
+		j.recentBatches[j.syncs%uint64(len(j.recentBatches))] = upto - j.durable
+		j.avgSync = (3*j.avgSync + took) / 4
 		j.written += int64(len(buf))
 		j.durable = upto
 		j.syncs++
