@@ -27,10 +27,6 @@ const (
 	maxTxGroups           = 25      // entity groups in one XG transaction
 	maxAllocateSize       = 1000000000
 	maxAllocateMax        = 1 << 62
-	// maxAutoID bounds the explicit IDs that push the ID counter ahead:
-	// Put of a key with a smaller ID makes later automatic IDs larger than
-	// it, so the two never collide.
-	maxAutoID = 1 << 52
 )
 
 // Bounds on state that clients may open and then abandon.
@@ -38,7 +34,6 @@ const (
 	maxOpenCursors   = 1000             // open query cursors (for Next)
 	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
 	maxOpenTx        = 10000            // open transactions
-	txIdle           = 2 * time.Minute  // an unused transaction expires after this
 	maxCachedResults = 1 << 20          // query results cached across open cursors
 	sweepEvery       = time.Second
 )
@@ -54,6 +49,7 @@ type dsEntity struct {
 	ep    pmsg // the EntityProto as stored, key complete
 	size  int  // encoded size of ep
 	props map[string][]dsValue
+	ver   uint64 // datastore seq of the write that stored it
 }
 
 // dsSpace holds the entities of one app and namespace.
@@ -70,8 +66,10 @@ type datastoreService struct {
 	mu       sync.Mutex
 	seq      uint64 // counts writes; versions are values of it
 	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64  // app -> next automatic ID (0 means 1)
-	groupVer map[string]uint64 // entity group -> seq of its last write, kept while transactions are open
+	nextID   map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
+	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
+	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs      map[uint64]*dsTx
 	cursors  map[uint64]*dsCursor
 	handle   uint64 // last transaction or cursor handle given out
@@ -84,12 +82,16 @@ type datastoreService struct {
 	pending []dsWrite // writes not yet sealed into the journal
 }
 
-func newDatastoreService() *datastoreService {
+// newDatastoreService makes an empty datastore whose transactions expire
+// by the clock now.
+func newDatastoreService(now func() time.Time) *datastoreService {
 	return &datastoreService{
-		now:      time.Now,
+		now:      now,
 		spaces:   make(map[nsKey]*dsSpace),
 		nextID:   make(map[string]int64),
+		nextScat: make(map[string]int64),
 		groupVer: make(map[string]uint64),
+		history:  make(map[string]*dsHist),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
 		indexes:  newIndexes(),
@@ -130,7 +132,9 @@ func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
 
 // parseKey reads and checks a Reference. what names it in error messages.
 // Only the last path element may be incomplete, and only if
-// allowIncomplete.
+// allowIncomplete. Negative IDs are valid: production stores them (its
+// documentation only discourages them) and so does the Python SDK's stub;
+// apps do use them, e.g. IDs made from hashes.
 func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
 	if sp.app == "" {
@@ -152,8 +156,6 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 			return sp, nil, badRequest("%s: key name is %d bytes long; the limit is %d bytes", what, len(el.name), maxKeyPartBytes)
 		case el.id != 0 && el.name != "":
 			return sp, nil, badRequest("%s: path element %d has both an ID and a name", what, i)
-		case el.id < 0:
-			return sp, nil, badRequest("%s: path element %d has a negative ID", what, i)
 		case !el.complete() && i < len(els)-1:
 			return sp, nil, badRequest("%s: ancestor %s is incomplete", what, dsPath(path[:i+1]).String())
 		case !el.complete() && !allowIncomplete:
@@ -206,13 +208,9 @@ func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
 	return s.kinds[path[len(path)-1].kind][path.encode()]
 }
 
-// writeLocked stores e at path, or deletes the entity there if e is nil.
-func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
-	d.recordLocked(dsWrite{sp, path, e})
-	d.seq++
-	if len(d.txs) > 0 {
-		d.groupVer[groupKey(sp, path)] = d.seq
-	}
+// storeLocked puts e at path in the maps, or removes the entity there if e
+// is nil. Only writeLocked calls it.
+func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
 	s := d.spaces[sp]
 	kind := path[len(path)-1].kind
 	if e == nil {
@@ -254,78 +252,7 @@ func (d *datastoreService) allocLocked(app string, n int64) int64 {
 
 // noteIDLocked keeps automatic IDs of app clear of an ID used explicitly.
 func (d *datastoreService) noteIDLocked(app string, id int64) {
-	if id > 0 && id < maxAutoID && id >= d.nextID[app] {
-		d.nextID[app] = id + 1
-	}
-}
-
-// Transactions.
-
-// dsTx is an open transaction. Writes are buffered until Commit; reads see
-// committed data. Commit fails with CONCURRENT_TRANSACTION if an entity
-// group the transaction used was written by anyone else after the
-// transaction first used it.
-type dsTx struct {
-	app      string
-	xg       bool
-	readOnly bool
-	groups   map[string]uint64 // entity group -> its version when first used
-	writes   map[string]int    // fullKey -> index in order
-	order    []dsWrite
-	lastUsed time.Time
-	actions  []func() // run once the commit applied: transactional tasks
-	nTasks   int      // tasks the actions add
-}
-
-type dsWrite struct {
-	sp   nsKey
-	path dsPath
-	ent  *dsEntity // nil deletes
-}
-
-// txLocked finds the transaction a request names.
-func (d *datastoreService) txLocked(t pmsg) (*dsTx, error) {
-	h := t.Uint("handle")
-	tx := d.txs[h]
-	if tx == nil {
-		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
-	}
-	tx.lastUsed = d.now()
-	return tx, nil
-}
-
-// touchLocked records that tx uses the entity group of path.
-func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
-	g := groupKey(sp, path)
-	if _, ok := tx.groups[g]; ok {
-		return nil
-	}
-	if !tx.xg && len(tx.groups) >= 1 {
-		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
-	}
-	if len(tx.groups) >= maxTxGroups {
-		return badRequest("operating on too many entity groups in a single transaction: the limit is %d", maxTxGroups)
-	}
-	tx.groups[g] = d.groupVer[g]
-	return nil
-}
-
-func (tx *dsTx) buffer(w dsWrite) {
-	k := fullKey(w.sp, w.path)
-	if i, ok := tx.writes[k]; ok {
-		tx.order[i] = w
-		return
-	}
-	tx.writes[k] = len(tx.order)
-	tx.order = append(tx.order, w)
-}
-
-func (d *datastoreService) dropTxLocked(h uint64) {
-	delete(d.txs, h)
-	if len(d.txs) == 0 {
-		// Versions only matter to open transactions.
-		clear(d.groupVer)
-	}
+	noteID(d.nextID, d.nextScat, app, id)
 }
 
 func (d *datastoreService) dropCursorLocked(h uint64) {
@@ -347,31 +274,22 @@ func (d *datastoreService) sweepLocked(now time.Time) {
 			d.dropCursorLocked(h)
 		}
 	}
-	for h, t := range d.txs {
-		if now.Sub(t.lastUsed) > txIdle {
-			d.dropTxLocked(h)
-		}
-	}
+	d.sweepTxLocked(now)
 	for len(d.cursors) >= maxOpenCursors {
-		var oldest uint64
-		var when time.Time
-		for h, c := range d.cursors {
-			if oldest == 0 || c.lastUsed.Before(when) {
-				oldest, when = h, c.lastUsed
-			}
-		}
-		d.dropCursorLocked(oldest)
+		d.dropCursorLocked(leastRecent(d.cursors, func(c *dsCursor) time.Time { return c.lastUsed }))
 	}
-	for len(d.txs) >= maxOpenTx {
-		var oldest uint64
-		var when time.Time
-		for h, t := range d.txs {
-			if oldest == 0 || t.lastUsed.Before(when) {
-				oldest, when = h, t.lastUsed
-			}
+}
+
+// leastRecent returns the handle in m whose value was used least recently.
+func leastRecent[V any](m map[uint64]V, lastUsed func(V) time.Time) uint64 {
+	var oldest uint64
+	var when time.Time
+	for h, v := range m {
+		if t := lastUsed(v); oldest == 0 || t.Before(when) {
+			oldest, when = h, t
 		}
-		d.dropTxLocked(oldest)
 	}
+	return oldest
 }
 
 // Methods.
@@ -406,8 +324,9 @@ func dsGet(s *Server, in, out pmsg) error {
 	}
 	found := make([]*dsEntity, len(items))
 	d.mu.Lock()
+	var view dsView
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, h, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			d.mu.Unlock()
 			return err
@@ -418,9 +337,10 @@ func dsGet(s *Server, in, out pmsg) error {
 				return err
 			}
 		}
+		view = dsView{tx: h, snap: tx.snap}
 	}
 	for i, it := range items {
-		found[i] = d.lookupLocked(it.sp, it.path)
+		found[i] = d.readLocked(view, it.sp, it.path)
 	}
 	d.mu.Unlock()
 	for i, e := range found {
@@ -470,7 +390,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
-		if tx, err = d.txLocked(in.Msg("transaction")); err != nil {
+		if tx, _, err = d.txLocked(in.Msg("transaction")); err != nil {
 			return err
 		}
 		if tx.readOnly {
@@ -483,7 +403,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 		last := &it.path[len(it.path)-1]
 		elems := it.ep.Mutable("key").Mutable("path").Msgs("element")
 		if !last.complete() {
-			last.id = d.allocLocked(it.sp.app, 1)
+			last.id = d.allocScatteredLocked(it.sp.app)
 			el := elems[len(elems)-1]
 			el.Clear("name")
 			el.Set("id", last.id)
@@ -516,13 +436,16 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 		}
 		ents[i] = e
 	}
-	for _, e := range ents {
+	ws := make([]dsWrite, len(ents))
+	for i, e := range ents {
+		ws[i] = dsWrite{e.sp, e.path, e}
 		if tx != nil {
-			tx.buffer(dsWrite{e.sp, e.path, e})
-		} else {
-			d.writeLocked(e.sp, e.path, e)
+			tx.buffer(ws[i])
 		}
 		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
+	}
+	if tx == nil {
+		d.applyLocked(ws)
 	}
 	return nil
 }
@@ -540,7 +463,7 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
 			return err
 		}
@@ -557,9 +480,11 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 		}
 		return nil
 	}
-	for _, it := range items {
-		d.writeLocked(it.sp, it.path, nil)
+	ws := make([]dsWrite, len(items))
+	for i, it := range items {
+		ws[i] = dsWrite{it.sp, it.path, nil}
 	}
+	d.applyLocked(ws)
 	return nil
 }
 
@@ -617,68 +542,5 @@ func dsAllocateIds(s *Server, in, out pmsg) (err error) {
 	}
 	out.Set("start", start)
 	out.Set("end", end)
-	return nil
-}
-
-func dsBeginTransaction(s *Server, in, out pmsg) error {
-	d := s.datastore
-	app := in.Str("app")
-	if app == "" {
-		return badRequest("BeginTransaction needs an app")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	d.sweepLocked(now)
-	d.handle++
-	h := d.handle
-	d.txs[h] = &dsTx{
-		app:      app,
-		xg:       in.Bool("allow_multiple_eg"),
-		readOnly: in.Int("mode") == 1, // READ_ONLY
-		groups:   make(map[string]uint64),
-		writes:   make(map[string]int),
-		lastUsed: now,
-	}
-	out.Set("handle", h)
-	out.Set("app", app)
-	return nil
-}
-
-func dsCommit(s *Server, in, out pmsg) (err error) {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.unlockDurable(&err)
-	tx, err := d.txLocked(in)
-	if err != nil {
-		return err
-	}
-	h := in.Uint("handle")
-	for g, v := range tx.groups {
-		if d.groupVer[g] != v {
-			d.dropTxLocked(h)
-			return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity group of this transaction committed first; please try again")
-		}
-	}
-	// Writes of this commit must still count against the other open
-	// transactions, so apply them before this one stops being open.
-	for _, w := range tx.order {
-		d.writeLocked(w.sp, w.path, w.ent)
-	}
-	d.dropTxLocked(h)
-	for _, a := range tx.actions {
-		a()
-	}
-	return nil
-}
-
-func dsRollback(s *Server, in, out pmsg) error {
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := d.txLocked(in); err != nil {
-		return err
-	}
-	d.dropTxLocked(in.Uint("handle"))
 	return nil
 }

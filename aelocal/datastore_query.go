@@ -203,7 +203,8 @@ type dsCursor struct {
 	q         *dsQuery
 	pos       dsPos
 	end       *dsPos
-	remaining int64 // of the limit; -1 without one
+	remaining int64  // of the limit; -1 without one
+	view      dsView // what the query reads
 	lastUsed  time.Time
 
 	cached bool
@@ -230,8 +231,8 @@ func (d *datastoreService) versionLocked(q *dsQuery) uint64 {
 	return 0
 }
 
-// evalLocked returns every result of q in order.
-func (d *datastoreService) evalLocked(q *dsQuery) ([]dsCand, error) {
+// evalLocked returns every result of q, as v sees the datastore, in order.
+func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	var out []dsCand
 	var err error
 	add := func(e *dsEntity) {
@@ -260,21 +261,7 @@ func (d *datastoreService) evalLocked(q *dsQuery) ([]dsCand, error) {
 	case "__property__":
 		d.propertyEntitiesLocked(q, add)
 	default:
-		s := d.spaces[q.sp]
-		if s == nil {
-			return nil, nil
-		}
-		if q.kind != "" {
-			for _, e := range s.kinds[q.kind] {
-				add(e)
-			}
-		} else {
-			for _, m := range s.kinds {
-				for _, e := range m {
-					add(e)
-				}
-			}
-		}
+		d.eachLocked(v, q.sp, q.kind, add)
 	}
 	if err != nil {
 		return nil, err
@@ -289,12 +276,12 @@ func (d *datastoreService) evalLocked(q *dsQuery) ([]dsCand, error) {
 // remainingLocked returns c's results after its position, from its cache
 // while the data has not changed since.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
-	ver := d.versionLocked(c.q)
+	ver := d.viewVersionLocked(c.view, c.q)
 	if c.cached && c.ver == ver {
 		return c.cands[c.idx:], nil
 	}
 	d.dropCacheLocked(c)
-	all, err := d.evalLocked(c.q)
+	all, err := d.evalLocked(c.q, c.view)
 	if err != nil {
 		return nil, err
 	}
@@ -395,14 +382,21 @@ func batchSize(in pmsg, dflt int64) (int64, error) {
 	return min(n, maxBatch), nil
 }
 
-func dsRunQuery(s *Server, in, out pmsg) error {
+func dsRunQuery(s *Server, in, out pmsg) error { return runQuery(s, in, out, true) }
+
+// runQuery answers RunQuery. Without checkIndexes the query's composite
+// index is neither recorded nor required: the console's queries use it,
+// since they are a person browsing, not the app's.
+func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 	d := s.datastore
 	q, err := parseQuery(in)
 	if err != nil {
 		return err
 	}
-	if err := d.indexes.check(in, q); err != nil {
-		return err
+	if checkIndexes {
+		if err := d.indexes.check(in, q); err != nil {
+			return err
+		}
 	}
 	offset := in.Int("offset")
 	if offset < 0 {
@@ -436,7 +430,7 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 
 	d.mu.Lock()
 	if in.Has("transaction") {
-		tx, err := d.txLocked(in.Msg("transaction"))
+		tx, h, err := d.txLocked(in.Msg("transaction"))
 		if err == nil && q.ancestor == nil {
 			err = badRequest("only ancestor queries are allowed inside transactions")
 		}
@@ -450,6 +444,7 @@ func dsRunQuery(s *Server, in, out pmsg) error {
 			d.mu.Unlock()
 			return err
 		}
+		c.view = dsView{tx: h, snap: tx.snap}
 	}
 	now := d.now()
 	res, skipped, more, err := d.batchLocked(c, offset, count)

@@ -11,15 +11,11 @@ backend. aelocal replaces it, in-process and with no Cloud SDK.
 
 # In tests
 
-Start a server per test and route a handler's App Engine calls to it with
-Middleware, or build a request whose context is already an App Engine
-context with NewRequest:
+RunT starts a server that the test closes when it ends. Middleware routes
+a handler's App Engine calls to it, and NewRequest builds a request whose
+context is already an App Engine context:
 
-	srv, err := aelocal.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := aelocal.RunT(t)
 
 	rec := httptest.NewRecorder()
 	srv.Middleware(myHandler).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
@@ -27,16 +23,19 @@ context with NewRequest:
 	ctx := appengine.NewContext(srv.NewRequest("GET", "/", nil))
 	memcache.Set(ctx, &memcache.Item{Key: "k", Value: []byte("v")})
 
-Routing travels in each request's context, so tests running in parallel
-with servers of their own do not interfere. appengine/v2/log works inside
-such handlers too.
+Each request's context names its server, as aetest's requests do, and the
+calls travel over the server's loopback bridge: so tests running in
+parallel with servers of their own do not interfere, and transactions
+behave exactly as on App Engine. appengine/v2/log works inside such
+handlers too.
 
 Tests can look at and steer the server: Stats counts the RPCs served by
 "service.Method" (the way to assert that code makes no more calls than it
-should), FailNext makes the next calls fail with a service error,
+should), MemcacheItem and Entities read stored state without a client or
+an RPC, FailNext makes the next calls fail with a service error,
 SetLatency delays a service or one method, FlushMemcache empties memcache
 as an eviction would, and FastForward moves the clock that memcache
-expiry, task ETAs and retries are judged by.
+expiry, task ETAs and retries, and transaction time limits are judged by.
 
 Tasks lists the tasks waiting in a queue, RunTasks sends the due ones to a
 handler as App Engine would and keeps the failed ones for their retry, and
@@ -46,6 +45,27 @@ Mail returns the messages the app sent:
 	n, err := srv.RunTasks("", appHandler) // appengine.NewContext works inside
 	srv.FastForward(time.Minute)           // failed tasks come due again
 	msgs := srv.Mail()
+
+# With aetest
+
+Command github.com/icza/gaesession/v2/cmd/aelocal, given dev_appserver's
+flags, is the program aetest starts in place of dev_appserver.py, so an
+existing aetest suite runs unchanged:
+
+	go install github.com/icza/gaesession/v2/cmd/aelocal@latest
+	APPENGINE_DEV_APPSERVER_BINARY=$(go env GOPATH)/bin/aelocal go test ./...
+
+(appengine v1.6.8 reads APPENGINE_DEV_APPSERVER instead.)
+
+# appengine v1
+
+Route routes a context of the v1 client (google.golang.org/appengine,
+from 1.6.8 on) as Middleware does: srv.Route(ctx, appengine.APICall). Call
+has the signature of v1's (and v2's) appengine.APICallFunc and serves
+calls in-process, except transactions, which the client hides from such a
+function: appengine.WithAPICallFunc(ctx, srv.Call). A binary that links v1
+and aelocal must run with GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn, since
+both clients register protobuf files of the same names.
 
 # As a server
 
@@ -94,12 +114,25 @@ A web page in the developer's browser can reach loopback addresses too, so
 the server refuses what a page can send: a service bridge call must carry
 the headers App Engine's clients send (X-Google-RPC-Service-Endpoint and
 -Method, Content-Type application/octet-stream) and no Origin header, and
-every request, status page included, must name a loopback host or one of
+every request, console pages included, must name a loopback host or one of
 Options.AllowedHosts in its Host header, which defeats DNS rebinding.
 Bridge calls are served on any path, as older v1 clients post to the URL
 they were given. Request bodies in flight share a byte budget, idle
 connections are closed after two minutes, connections are capped, and only
 implemented methods get a counter of their own in Stats.
+
+# The console
+
+Every Server serves a console at its root, URL()+"/", for a person: the
+datastore (namespaces, kinds with counts, a kind's entities in pages,
+sorted and filtered; an entity's typed properties; edit, create, delete),
+memcache (statistics, look up, delete, flush), the RPCs served (counts and
+the latest calls with their duration and outcome) and the cron jobs of
+Options.CronYAML, run on request against Options.AppURL. It is plain
+server-rendered HTML; no GET changes anything and every form is protected
+against cross-site requests. The console calls the services as an app
+would, but its calls do not count in Stats, and its queries neither need
+nor record composite indexes.
 
 # Fidelity
 
@@ -132,7 +165,18 @@ entries: it fits any query with the same sort properties, whatever their
 directions, and an entity with several values of a sort property may come
 again after one, as production documents. Entities are limited to
 1,048,572 bytes, key names and indexed strings to 1,500 bytes, and
-property names like __x__ are refused.
+property names like __x__ are refused. Automatic IDs are scattered, as
+production's default policy gives them, with dev_appserver's exact values;
+AllocateIds gives sequential ones. Negative IDs are accepted, as in
+production.
+
+Transactions are isolated until commit and roll back on error or panic;
+their reads (Get and ancestor queries) see one snapshot of the datastore,
+taken at BeginTransaction; a commit after another write to an entity group
+the transaction used fails with CONCURRENT_TRANSACTION, which
+RunInTransaction retries; read-only transactions never conflict; up to 25
+entity groups with XG. A transaction idle for 60 seconds, or begun 270
+seconds ago, has expired, by the server's clock.
 
 Composite indexes: every query's composite index, by production's rules,
 is recorded; Server.IndexYAML returns them as index.yaml text, and
@@ -157,11 +201,5 @@ Requests aelocal does not implement, such as the search and geo queries
 the appengine/v2 client cannot send, answer with an error that says so; a call
 aelocal does not serve answers "aelocal does not serve service.Method".
 No request, however malformed, stops the server.
-
-One difference of routing: under Middleware and NewRequest, calls are
-handed over in-process before appengine/v2 attaches the current
-transaction to them, so writes inside datastore.RunInTransaction apply
-at once. Code whose correctness depends on transactions should be tested
-through the HTTP bridge (API_HOST and API_PORT).
 */
 package aelocal

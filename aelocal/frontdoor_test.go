@@ -93,7 +93,7 @@ func TestFrontDoorRefusesWebPages(t *testing.T) {
 		// A form or fetch() without preflight: a "simple request".
 		{"simple request", "/rpc_http", http.Header{"Content-Type": {"text/plain"}, "Origin": {"http://evil.example"}}, http.StatusForbidden},
 		{"simple request without Origin", "/rpc_http", http.Header{"Content-Type": {"text/plain"}}, http.StatusBadRequest},
-		{"simple request to /", "/", http.Header{"Content-Type": {"text/plain"}}, http.StatusMethodNotAllowed},
+		{"simple request to /", "/", http.Header{"Content-Type": {"text/plain"}}, http.StatusNotFound}, // the console's answer; 405 would do
 		{"bridge headers with an Origin", "/rpc_http", with(func(h http.Header) { h.Set("Origin", "http://evil.example") }), http.StatusForbidden},
 		{"bridge headers with the server's own Origin", "/rpc_http", with(func(h http.Header) { h.Set("Origin", s.URL()) }), http.StatusForbidden},
 		{"bridge headers with Origin null", "/", with(func(h http.Header) { h.Set("Origin", "null") }), http.StatusForbidden},
@@ -109,10 +109,10 @@ func TestFrontDoorRefusesWebPages(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			key := fmt.Sprint("k", i)
 			status, body := send(t, s, "POST", c.path, setEnvelope(t, key), c.h)
-			if status != c.want {
+			if status != c.want && !(c.want == http.StatusNotFound && status == http.StatusMethodNotAllowed) {
 				t.Fatalf("status %d, want %d; body %q", status, c.want, body)
 			}
-			if !strings.HasPrefix(body, "aelocal: ") {
+			if !strings.HasPrefix(body, "aelocal: ") && c.path != "/" { // the console answers "/" with a page
 				t.Fatalf("body %q does not say why", body)
 			}
 			if stored(t, s, key) {
@@ -173,7 +173,7 @@ func TestFrontDoorAcceptsClients(t *testing.T) {
 		{"GET", "/rpc_http", http.StatusMethodNotAllowed},
 		{"GET", "/nope", http.StatusNotFound},
 		{"POST", "/nope", http.StatusNotFound},
-		{"DELETE", "/", http.StatusMethodNotAllowed},
+		{"DELETE", "/nope", http.StatusNotFound},
 	} {
 		if status, _ := send(t, s, c.method, c.path, nil, nil); status != c.want {
 			t.Errorf("%s %s: status %d, want %d", c.method, c.path, status, c.want)
@@ -187,7 +187,7 @@ func TestStatsCountUnknownMethodsTogether(t *testing.T) {
 	s := newTestServer(t)
 	for i := 0; i < 300; i++ {
 		env, _ := newMsg("remote_api.v2.Request")
-		env.Set("service_name", strings.Repeat("s", 1000))
+		env.Set("service_name", strings.Repeat("s", 100000))
 		env.Set("method", fmt.Sprint("Hostile", i))
 		env.Set("request", []byte{})
 		b, err := env.Marshal()
@@ -203,10 +203,14 @@ func TestStatsCountUnknownMethodsTogether(t *testing.T) {
 	if len(st) != 2 || st[OtherCalls] != 300 || st["memcache.Set"] != 1 {
 		t.Fatalf("Stats = %v", st)
 	}
-	_, page := send(t, s, "GET", "/", nil, nil)
-	if len(page) > 1000 {
-		t.Fatalf("status page of %d bytes", len(page))
+	// The console's RPC log keeps the latest calls, each name cut short.
+	s.rpcs.mu.Lock()
+	for _, rec := range s.rpcs.buf {
+		if len(rec.Name) > maxUnknownName+10 || len(rec.Outcome) > 2*maxUnknownName+100 {
+			t.Errorf("RPC log record of %d+%d bytes", len(rec.Name), len(rec.Outcome))
+		}
 	}
+	s.rpcs.mu.Unlock()
 }
 
 // Bodies wait for the byte budget: they are read only once the bytes in

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 )
 
@@ -80,10 +79,6 @@ func bothPathsWith(t *testing.T, opts func(t *testing.T) *Options, f func(t *tes
 		f(t, s, bridgeContext(t, s))
 	})
 }
-
-// protoV1 adapts a message for appengine.APICall, which takes the older
-// golang/protobuf interface.
-func protoV1(p pmsg) gproto.Message { return gproto.MessageV1(p.m.Interface()) }
 
 // setBridgeHeaders sets the headers App Engine's clients send with every
 // service bridge call.

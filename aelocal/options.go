@@ -28,9 +28,15 @@ type Options struct {
 	// AppURL is the app's base URL, for example http://127.0.0.1:8080.
 	// When set, the server sends due push tasks to it by itself, at each
 	// queue's rate, as dev_appserver did, and relative continue URLs of
-	// user.LoginURL and user.LogoutURL are resolved against it. Empty: tasks
-	// wait for RunTasks.
+	// user.LoginURL and user.LogoutURL are resolved against it; the
+	// console's cron page sends the jobs it runs there. Empty: tasks wait
+	// for RunTasks, and cron jobs cannot be run.
 	AppURL string
+
+	// CronYAML is the path of the app's cron.yaml. The console's cron page
+	// lists its jobs and runs one on request; NewServerOptions fails if the
+	// file cannot be read or parsed.
+	CronYAML string
 
 	// IndexYAML is the path of the app's index.yaml. Queries are checked
 	// against the composite indexes it declares when RequireIndexes is set,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -17,12 +18,45 @@ import (
 // aside and swapped in whole, so that a load that fails changes nothing.
 type dsImage struct {
 	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64
+	ids      dsCounters
 	entities int
 }
 
+// dsCounters are the ID counters of every app: seq for the sequential IDs
+// of AllocateIds (datastoreService.nextID), scat for the scattered IDs of
+// Puts (nextScat). Both must survive a restart, or IDs handed out before
+// would be handed out again.
+type dsCounters struct{ seq, scat map[string]int64 }
+
+func newCounters() dsCounters {
+	return dsCounters{seq: make(map[string]int64), scat: make(map[string]int64)}
+}
+
+func (c dsCounters) clone() dsCounters {
+	return dsCounters{seq: maps.Clone(c.seq), scat: maps.Clone(c.scat)}
+}
+
+// of returns the counters of a kind.
+func (c dsCounters) of(kind byte) map[string]int64 {
+	if kind == counterSeq {
+		return c.seq
+	}
+	return c.scat
+}
+
+// appendAll appends every counter, sorted, with appendCounter.
+func (c dsCounters) appendAll(dst []byte) []byte {
+	for _, kind := range []byte{counterSeq, counterScat} {
+		m := c.of(kind)
+		for _, app := range slices.Sorted(maps.Keys(m)) {
+			dst = appendCounter(dst, kind, app, m[app])
+		}
+	}
+	return dst
+}
+
 func newImage() *dsImage {
-	return &dsImage{spaces: make(map[nsKey]*dsSpace), nextID: make(map[string]int64)}
+	return &dsImage{spaces: make(map[nsKey]*dsSpace), ids: newCounters()}
 }
 
 // put stores an encoded EntityProto whose key is complete.
@@ -59,9 +93,7 @@ func (im *dsImage) put(b []byte) error {
 	}
 	m[k] = e
 	for _, el := range path {
-		if el.id > 0 && el.id < maxAutoID && el.id >= im.nextID[sp.app] {
-			im.nextID[sp.app] = el.id + 1
-		}
+		noteID(im.ids.seq, im.ids.scat, sp.app, el.id)
 	}
 	return nil
 }
@@ -100,12 +132,16 @@ func (im *dsImage) del(b []byte) error {
 	return nil
 }
 
-// counter records an app's next automatic ID. Counters only grow, and
-// never fall behind the IDs of stored entities.
-func (im *dsImage) counter(app string, next int64) {
-	if next > im.nextID[app] {
-		im.nextID[app] = next
+// counter records the next value of an app's counter of a kind. Counters
+// only grow, and never fall behind the IDs of stored entities.
+func (im *dsImage) counter(kind byte, app string, next int64) error {
+	if kind != counterSeq && kind != counterScat {
+		return fmt.Errorf("unknown ID counter %q", kind)
 	}
+	if m := im.ids.of(kind); next > m[app] {
+		m[app] = next
+	}
+	return nil
 }
 
 // plainError turns a service error into a plain one for load messages.
@@ -162,7 +198,9 @@ func readImage(r io.Reader) (*dsImage, loadInfo, error) {
 		switch {
 		case typ == recCounters && inSnapshot:
 			for !p.done() {
-				im.counter(p.counter())
+				if err := im.counter(p.counter()); err != nil {
+					return nil, info, bad("%v", err)
+				}
 			}
 		case typ == recEntity && inSnapshot:
 			if err := im.put(payload); err != nil {
@@ -183,7 +221,7 @@ func readImage(r io.Reader) (*dsImage, loadInfo, error) {
 				case opDelete:
 					err = im.del(p.bytes())
 				case opCounter:
-					im.counter(p.counter())
+					err = im.counter(p.counter())
 				default:
 					err = fmt.Errorf("unknown operation %q", op)
 				}
@@ -203,7 +241,7 @@ func readImage(r io.Reader) (*dsImage, loadInfo, error) {
 // snapshotOf lists the entities and counters of d, sorted, for a
 // snapshot. Entities are never modified once stored, so the snapshot is
 // written from these pointers without the lock. d.mu must be held.
-func (d *datastoreService) snapshotLocked() ([]*dsEntity, map[string]int64) {
+func (d *datastoreService) snapshotLocked() ([]*dsEntity, dsCounters) {
 	n := 0
 	for _, sp := range d.spaces {
 		for _, m := range sp.kinds {
@@ -218,11 +256,7 @@ func (d *datastoreService) snapshotLocked() ([]*dsEntity, map[string]int64) {
 			}
 		}
 	}
-	counters := make(map[string]int64, len(d.nextID))
-	for app, id := range d.nextID {
-		counters[app] = id
-	}
-	return ents, counters
+	return ents, d.countersLocked().clone()
 }
 
 func imageEntities(im *dsImage) []*dsEntity {
@@ -240,7 +274,7 @@ func imageEntities(im *dsImage) []*dsEntity {
 // writeSnapshot writes the magic and a snapshot of ents (sorted here, so
 // the output is deterministic) and counters to w, and returns the bytes
 // written. It stops early with ctx's error.
-func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters map[string]int64) (int64, error) {
+func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters dsCounters) (int64, error) {
 	slices.SortFunc(ents, func(a, b *dsEntity) int {
 		if c := strings.Compare(a.sp.app, b.sp.app); c != 0 {
 			return c
@@ -254,16 +288,8 @@ func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters 
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	bw.WriteString(fileMagic)
 
-	apps := make([]string, 0, len(counters))
-	for app := range counters {
-		apps = append(apps, app)
-	}
-	slices.Sort(apps)
 	rec, start := beginRecord(nil, recCounters)
-	for _, app := range apps {
-		rec = appendCounter(rec, app, counters[app])
-	}
-	rec = endRecord(rec, start)
+	rec = endRecord(counters.appendAll(rec), start)
 	bw.Write(rec)
 
 	marshal := proto.MarshalOptions{Deterministic: true}
@@ -366,23 +392,11 @@ func (d *datastoreService) replace(im *dsImage) error {
 		space.version = d.seq
 	}
 	d.spaces = im.spaces
-	d.nextID = im.nextID
+	d.nextID, d.nextScat = im.ids.seq, im.ids.scat
 	return nil
 }
 
-// summary describes the datastore in a line, for the status page.
-func (d *datastoreService) summary() string {
-	d.mu.Lock()
-	n := 0
-	for _, sp := range d.spaces {
-		for _, m := range sp.kinds {
-			n += len(m)
-		}
-	}
-	j := d.journal
-	d.mu.Unlock()
-	if j == nil {
-		return fmt.Sprintf("Datastore: %d entities, in memory only", n)
-	}
-	return fmt.Sprintf("Datastore: %d entities, kept in %s", n, j.path)
+// countersLocked returns d's live ID counters (not a copy).
+func (d *datastoreService) countersLocked() dsCounters {
+	return dsCounters{seq: d.nextID, scat: d.nextScat}
 }

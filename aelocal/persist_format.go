@@ -47,6 +47,10 @@ const (
 	opPut     = 'p' // uvarint length, encoded EntityProto
 	opDelete  = 'd' // uvarint length, encoded Reference
 	opCounter = 'n' // a counter (see appendCounter)
+
+	// Kinds of ID counters.
+	counterSeq  = 'q' // sequential IDs, of AllocateIds
+	counterScat = 's' // scattered IDs, of Puts with incomplete keys
 )
 
 const (
@@ -77,9 +81,10 @@ func endRecord(dst []byte, start int) []byte {
 	return dst
 }
 
-// appendCounter appends an app's next automatic ID: uvarint length, app,
-// varint next ID.
-func appendCounter(dst []byte, app string, next int64) []byte {
+// appendCounter appends an app's next automatic ID: the counter's kind
+// (counterSeq or counterScat), uvarint length, app, varint next value.
+func appendCounter(dst []byte, kind byte, app string, next int64) []byte {
+	dst = append(dst, kind)
 	dst = binary.AppendUvarint(dst, uint64(len(app)))
 	dst = append(dst, app...)
 	return binary.AppendVarint(dst, next)
@@ -245,10 +250,11 @@ func (p *payloadReader) bytes() []byte {
 }
 
 // counter reads what appendCounter wrote.
-func (p *payloadReader) counter() (app string, next int64) {
+func (p *payloadReader) counter() (kind byte, app string, next int64) {
+	kind = p.byte()
 	app = string(p.bytes())
 	next = p.varint()
-	return app, next
+	return kind, app, next
 }
 
 // hasMagic reports whether r starts with the magic of format 2, without

@@ -15,8 +15,8 @@ const gobFileFormat = "aelocal datastore 1"
 
 type gobFile struct {
 	Format   string
-	Counters []gobCounter
-	Entities [][]byte // encoded appengine.v2.EntityProto, keys complete
+	Counters []gobCounter // sequential IDs only; scattered ones follow from the keys
+	Entities [][]byte     // encoded appengine.v2.EntityProto, keys complete
 }
 
 type gobCounter struct {
@@ -34,7 +34,7 @@ func readGobImage(r *bufio.Reader) (*dsImage, error) {
 	}
 	im := newImage()
 	for _, c := range f.Counters {
-		im.counter(c.App, c.NextID)
+		im.counter(counterSeq, c.App, c.NextID)
 	}
 	for i, b := range f.Entities {
 		if err := im.put(b); err != nil {

@@ -70,7 +70,7 @@ type journal struct {
 	compactDone     sync.WaitGroup
 
 	// Guarded by d.mu, as the sealing that uses them.
-	logged  map[string]int64 // ID counters as last logged
+	logged  dsCounters // ID counters as last logged
 	scratch []byte
 }
 
@@ -134,7 +134,7 @@ func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
 		tmp, err := j.createTemp()
 		if err == nil {
 			var n int64
-			if n, err = writeSnapshot(context.Background(), tmp, imageEntities(im), im.nextID); err == nil {
+			if n, err = writeSnapshot(context.Background(), tmp, imageEntities(im), im.ids); err == nil {
 				err = j.install(tmp, f)
 			}
 			if err != nil {
@@ -169,13 +169,10 @@ func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
 	}
 	j.f = f
 	j.written, j.end, j.snapEnd = info.good, info.good, info.snapEnd
-	j.logged = make(map[string]int64, len(im.nextID))
-	for app, id := range im.nextID {
-		j.logged[app] = id
-	}
+	j.logged = im.ids.clone()
 
 	d.mu.Lock()
-	d.spaces, d.nextID = im.spaces, im.nextID
+	d.spaces, d.nextID, d.nextScat = im.spaces, im.ids.seq, im.ids.scat
 	d.journal = j
 	d.mu.Unlock()
 	j.mu.Lock()
@@ -237,7 +234,7 @@ func (j *journal) createEmpty() error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if _, err := writeSnapshot(context.Background(), tmp, nil, nil); err != nil {
+	if _, err := writeSnapshot(context.Background(), tmp, nil, newCounters()); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
@@ -301,11 +298,11 @@ func syncDir(dir string) {
 	}
 }
 
-// recordLocked notes a write for the journal, if there is one. d.mu must
-// be held.
-func (d *datastoreService) recordLocked(w dsWrite) {
+// recordLocked notes a batch of writes for the journal, if there is one.
+// d.mu must be held.
+func (d *datastoreService) recordLocked(ws []dsWrite) {
 	if d.journal != nil {
-		d.pending = append(d.pending, w)
+		d.pending = append(d.pending, ws...)
 	}
 }
 
@@ -355,11 +352,15 @@ func (j *journal) sealLocked() uint64 {
 	}
 	clear(d.pending)
 	d.pending = d.pending[:0]
-	for app, id := range d.nextID {
-		if j.logged[app] != id {
-			rec = append(rec, opCounter)
-			rec = appendCounter(rec, app, id)
-			j.logged[app] = id
+	live := d.countersLocked()
+	for _, kind := range []byte{counterSeq, counterScat} {
+		logged := j.logged.of(kind)
+		for app, id := range live.of(kind) {
+			if logged[app] != id {
+				rec = append(rec, opCounter)
+				rec = appendCounter(rec, kind, app, id)
+				logged[app] = id
+			}
 		}
 	}
 	if len(rec) == empty {
@@ -621,7 +622,7 @@ func (j *journal) replaceLocked(im *dsImage) error {
 	if err != nil {
 		return err
 	}
-	n, err := writeSnapshot(context.Background(), tmp, imageEntities(im), im.nextID)
+	n, err := writeSnapshot(context.Background(), tmp, imageEntities(im), im.ids)
 	if err == nil {
 		err = j.switchTo(tmp, n, -1)
 	}
@@ -630,10 +631,7 @@ func (j *journal) replaceLocked(im *dsImage) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("aelocal: rewriting the datastore file %s: %w", j.path, err)
 	}
-	clear(j.logged)
-	for app, id := range im.nextID {
-		j.logged[app] = id
-	}
+	j.logged = im.ids.clone()
 	return nil
 }
 

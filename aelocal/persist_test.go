@@ -58,6 +58,27 @@ func TestDatastoreFileKeepsWritesAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An automatic ID whose entity is gone stays taken too.
+	goneAuto, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "P", nil), &fItem{V: "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := datastore.Delete(ctx, goneAuto); err != nil {
+		t.Fatal(err)
+	}
+	// And one handed out in a transaction that rolled back: only the
+	// counter remembers it.
+	var rolledBack *datastore.Key
+	errRollback := errors.New("roll back")
+	if err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+		var err error
+		if rolledBack, err = datastore.Put(tc, datastore.NewIncompleteKey(tc, "P", nil), &fItem{V: "never"}); err != nil {
+			return err
+		}
+		return errRollback
+	}, nil); err != errRollback {
+		t.Fatal(err)
+	}
 	gone := datastore.NewKey(ctx, "P", "gone", 0, nil)
 	datastore.Put(ctx, gone, &fItem{V: "gone"})
 	if err := datastore.Delete(ctx, gone); err != nil {
@@ -92,9 +113,16 @@ func TestDatastoreFileKeepsWritesAcrossRestarts(t *testing.T) {
 	if err := datastore.Get(ctx, gone, &x); err != datastore.ErrNoSuchEntity {
 		t.Fatalf("Get of a deleted entity: %v", err)
 	}
-	k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "P", nil), &x)
-	if err != nil || k.IntID() < hi || hi <= lo {
-		t.Fatalf("new ID %v after AllocateIDs gave [%d, %d) (%v)", k, lo, hi, err)
+	next, _, err := datastore.AllocateIDs(ctx, "P", nil, 1)
+	if err != nil || next < hi || hi <= lo {
+		t.Fatalf("AllocateIDs gave %d after [%d, %d) before the restart (%v)", next, lo, hi, err)
+	}
+	taken := map[int64]bool{auto.IntID(): true, goneAuto.IntID(): true, rolledBack.IntID(): true}
+	for range taken {
+		k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "P", nil), &x)
+		if err != nil || taken[k.IntID()] {
+			t.Fatalf("new automatic ID %v was handed out before the restart (%v)", k, err)
+		}
 	}
 }
 

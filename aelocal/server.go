@@ -4,19 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	gproto "github.com/golang/protobuf/proto"
-	"google.golang.org/appengine/v2"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -62,6 +59,9 @@ type Server struct {
 	users     *userService
 	fetch     *urlfetchService
 	appURL    string // Options.AppURL
+
+	rpcs    *rpcLog  // the latest calls, for the console
+	console *console // the pages at the server's root
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -106,6 +106,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
+	if err := s.console.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
 		s.listenIP = a.IP
 	}
@@ -113,9 +117,11 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
 	s.bodyTimeout = cmpOr(o.bodyTimeout, bodyReadTimeout)
 	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
+	// The front door (frontdoor.go) checks every request first and sends
+	// bridge calls, on any path, to the bridge; these are the pages.
 	mux := http.NewServeMux()
 	mux.HandleFunc("/rpc_http", s.serveBridgePath)
-	mux.HandleFunc("/", s.serveStatus)
+	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
@@ -142,14 +148,15 @@ func newServer() *Server {
 		stats:    make(map[string]int64),
 		failNext: make(map[string]int),
 		latency:  make(map[string]time.Duration),
+		rpcs:     newRPCLog(),
 	}
 	s.budget = newByteBudget(defaultBodyBudget)
 	s.bodyTimeout = bodyReadTimeout
+	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
-	s.datastore = newDatastoreService()
 	// Idle transactions and cursors expire by the server's clock, so that
 	// FastForward reaches them too.
-	s.datastore.now = s.Now
+	s.datastore = newDatastoreService(s.Now)
 	// Transaction and cursor handles start at a random point, so that a
 	// handle a client kept from before a restart names nothing in the new
 	// server, rather than another client's transaction.
@@ -159,7 +166,7 @@ func newServer() *Server {
 }
 
 // URL returns the base URL, http://127.0.0.1:PORT. POST URL()+"/rpc_http"
-// answers as App Engine's service bridge does.
+// answers as App Engine's service bridge does; URL()+"/" is the console.
 func (s *Server) URL() string { return s.url }
 
 // Addr returns the host and port the server listens on. An unchanged app
@@ -170,9 +177,10 @@ func (s *Server) Addr() (host, port string) {
 }
 
 // Close stops the server at once: it closes the listener and every
-// connection. Calls routed in-process by Middleware are not affected,
-// except that with a DatastorePath the file is closed, so their writes
-// fail. Writes already answered are on disk.
+// connection. Calls made through Middleware, NewRequest and Route fail from
+// then on; calls handed over with Call are still served, except that with a
+// DatastorePath the file is closed, so their writes fail. Writes already
+// answered are on disk.
 func (s *Server) Close() error {
 	err := s.http.Close()
 	s.stopServices()
@@ -258,6 +266,7 @@ func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = make(map[string]int64)
+	s.rpcs.resetSince(time.Now())
 }
 
 // FailNext makes the next n calls of service.method answer with a service
@@ -301,70 +310,6 @@ func (s *Server) FlushMemcache() { s.memcache.flush() }
 // Past it the least recently used items are evicted. The default is
 // DefaultMemcacheLimit.
 func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
-
-// Middleware returns a handler that gives every request an App Engine
-// context, as appengine.Middleware does, whose API calls are served by s
-// in-process. appengine.NewContext, memcache, datastore and appengine/v2/log
-// all work inside h.
-//
-// Routing is carried by each request's context, not by environment
-// variables, so tests running in parallel against separate servers do not
-// interfere.
-//
-// A request that carries the cookie of the login page user.LoginURL points
-// at, and no X-AppEngine-User-Email of its own, gets the headers of that
-// user, as behind App Engine's front end.
-//
-// One difference from the HTTP bridge: appengine/v2 attaches a datastore
-// transaction to a request only on its HTTP path, after in-process routing
-// has taken the call, so under Middleware writes inside
-// datastore.RunInTransaction apply at once. Test transactional code through
-// the bridge (API_HOST and API_PORT) instead.
-func (s *Server) Middleware(h http.Handler) http.Handler {
-	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(appengine.WithAPICallFunc(r.Context(), s.apiCall)))
-	})
-	mw := appengine.Middleware(inner)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
-	})
-}
-
-// NewRequest is like httptest.NewRequest, and the request's context is
-// already an App Engine context whose API calls s serves, as inside
-// Middleware. Use appengine.NewContext(req) to get it.
-func (s *Server) NewRequest(method, target string, body io.Reader) *http.Request {
-	req := httptest.NewRequest(method, target, body)
-	var ctxReq *http.Request
-	s.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		ctxReq = r
-	})).ServeHTTP(httptest.NewRecorder(), req)
-	return ctxReq
-}
-
-// apiCall serves one call made through appengine.WithAPICallFunc. The
-// request is encoded and decoded exactly as on the bridge, so both paths
-// share one implementation.
-func (s *Server) apiCall(ctx context.Context, service, method string, in, out gproto.Message) error {
-	// appengine/v2 hands the call over before it looks at the context; on
-	// its HTTP path a call on a finished context never leaves the process.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	req, err := gproto.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, err := s.call(ctx, service, method, req)
-	if err != nil {
-		var se *serviceError
-		if errors.As(err, &se) {
-			return newAPIError(service, se.code, se.detail)
-		}
-		return err
-	}
-	return gproto.Unmarshal(resp, out)
-}
 
 // methodFunc serves one method: in is the decoded request, out the empty
 // response to fill. It returns a *serviceError for application errors.
@@ -435,10 +380,20 @@ func failureCode(service string) int32 {
 	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
+// maxUnknownName bounds the name of a method aelocal does not serve, as it
+// is logged and quoted.
+const maxUnknownName = 200
+
 // call serves one API call given its encoded request.
 func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
 	name := service + "." + method
 	spec, ok := methods[name]
+	if !ok && len(name) > maxUnknownName {
+		// A name the client made up goes into the RPC log and the error
+		// message: it must not bring its megabytes with it.
+		name = strings.ToValidUTF8(name[:maxUnknownName], "?") + "..."
+	}
+	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 
 	s.mu.Lock()
 	if ok {
@@ -565,33 +520,6 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
 	}
-}
-
-// serveStatus shows what the server has served, for a person running
-// cmd/aelocal who wants to see the RPCs an app makes.
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "aelocal: this is the status page; service bridge calls need the headers App Engine clients send", http.StatusMethodNotAllowed)
-		return
-	}
-	stats := s.Stats()
-	names := make([]string, 0, len(stats))
-	for k := range stats {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "aelocal App Engine API server\nPOST %s/rpc_http\n\n%s\n\nRPCs served:\n", s.url, s.datastore.summary())
-	for _, k := range names {
-		fmt.Fprintf(w, "%8d %s\n", stats[k], k)
-	}
-	s.writeServicesStatus(w)
-	s.writeIndexStatus(w)
 }
 
 func setRPCError(resp pmsg, e *rpcError) {

@@ -702,7 +702,7 @@ func (tq *taskqueueService) retryOf(q *tqQueue, t *tqTask) *tqRetry {
 func (d *datastoreService) addTxAction(t pmsg, n int, apply func()) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	tx, err := d.txLocked(t)
+	tx, _, err := d.txLocked(t)
 	if err != nil {
 		return err
 	}

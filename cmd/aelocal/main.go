@@ -27,7 +27,10 @@
 //	                 "default" queue always does)
 //	-app_url         the app's base URL, such as http://127.0.0.1:8080: due
 //	                 push tasks are sent to it at each queue's rate, as
-//	                 dev_appserver did (default: none; tasks wait)
+//	                 dev_appserver did (default: none; tasks wait), and the
+//	                 console's cron page runs jobs there
+//	-cron_yaml       the app's cron.yaml: the console lists its jobs and runs
+//	                 one on request, sending it to -app_url
 //	-index_yaml      the app's index.yaml, for -require_indexes and
 //	                 -write_index_yaml (default: none)
 //	-require_indexes fail queries that need a composite index index.yaml
@@ -40,9 +43,17 @@
 // are answered, then the datastore file is closed. A second signal ends the
 // process at once, which loses nothing: what was acknowledged is on disk.
 //
-// GET / on the server shows the RPC counts served so far, the task queues,
-// the mail kept and the composite indexes queries needed that index.yaml
-// lacks; user.LoginURL points at its /_ah/login page.
+// The server's root, http://127.0.0.1:10001/, is a console in the browser:
+// the datastore (browse, edit, create, delete), memcache, the RPCs served,
+// the cron jobs, the task queues, the mail kept and the composite indexes
+// queries needed that index.yaml lacks. user.LoginURL points at its
+// /_ah/login page.
+//
+// Given dev_appserver.py's flags (--api_port, --admin_port, ...), aelocal
+// is the dev_appserver that aetest starts: point
+// APPENGINE_DEV_APPSERVER_BINARY (and, for appengine v1.6.8,
+// APPENGINE_DEV_APPSERVER) at it and run an unchanged aetest suite. See
+// devappserver.go.
 package main
 
 import (
@@ -64,12 +75,16 @@ import (
 const shutdownTimeout = 10 * time.Second
 
 func main() {
+	if isDevAppserver(os.Args[1:]) {
+		os.Exit(devAppserverMain(os.Args[1:]))
+	}
 	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts; every acknowledged write is on disk (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes (namespaces, keys, values and per-item overhead)")
 	allowed := flag.String("allowed_hosts", "", "comma-separated host names, besides loopback ones, that requests may name in their Host header")
 	queueYAML := flag.String("queue_yaml", "", "the app's queue.yaml (empty: only the default queue)")
-	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks are sent there (empty: they wait)")
+	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks and the console's cron runs are sent there (empty: tasks wait)")
+	cronYAML := flag.String("cron_yaml", "", "the app's cron.yaml, whose jobs the console lists and runs")
 	indexYAML := flag.String("index_yaml", "", "the app's index.yaml, for -require_indexes and -write_index_yaml")
 	requireIndexes := flag.Bool("require_indexes", false, "fail queries that need a composite index index.yaml does not declare")
 	writeIndexYAML := flag.Bool("write_index_yaml", false, "add the composite indexes queries need to index.yaml, as dev_appserver did")
@@ -83,6 +98,7 @@ func main() {
 		DatastorePath:  *dsPath,
 		QueueYAML:      *queueYAML,
 		AppURL:         *appURL,
+		CronYAML:       *cronYAML,
 		IndexYAML:      *indexYAML,
 		RequireIndexes: *requireIndexes,
 		WriteIndexYAML: *writeIndexYAML,
@@ -133,6 +149,7 @@ func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server))
 	host, port := s.Addr()
 	fmt.Printf("aelocal: App Engine API server at %s\n", s.URL())
 	fmt.Printf("export API_HOST=%s API_PORT=%s GAE_APPLICATION=%s\n", host, port, os.Getenv("GAE_APPLICATION"))
+	fmt.Printf("aelocal: console at %s/\n", s.URL())
 	if opts.AppURL != "" {
 		fmt.Printf("aelocal: push tasks go to %s\n", opts.AppURL)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -157,5 +158,43 @@ func TestIndexYAMLFlags(t *testing.T) {
 	err = run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", WriteIndexYAML: true}, nil)
 	if err == nil || !strings.Contains(err.Error(), "needs IndexYAML") {
 		t.Fatalf("-write_index_yaml without -index_yaml: %v", err)
+	}
+}
+
+func TestConsoleWithCronYAML(t *testing.T) {
+	yaml := filepath.Join(t.TempDir(), "cron.yaml")
+	if err := os.WriteFile(yaml, []byte("cron:\n- description: nightly purge\n  url: /purge\n  schedule: every 24 hours\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	up := make(chan *aelocal.Server, 1)
+	done := make(chan error, 1)
+	o := aelocal.Options{Addr: "127.0.0.1:0", MemcacheLimit: aelocal.DefaultMemcacheLimit, CronYAML: yaml, AppURL: "http://127.0.0.1:8080"}
+	go func() { done <- run(ctx, o, func(s *aelocal.Server) { up <- s }) }()
+	var srv *aelocal.Server
+	select {
+	case srv = <-up:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	resp, err := http.Get(srv.URL() + "/cron")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "nightly purge") || !strings.Contains(string(body), "http://127.0.0.1:8080") {
+		t.Fatalf("GET /cron: %d\n%s", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A cron.yaml that cannot be read stops the command at once.
+	o.CronYAML = filepath.Join(t.TempDir(), "missing.yaml")
+	if err := run(context.Background(), o, nil); err == nil || !strings.Contains(err.Error(), "cron.yaml") {
+		t.Fatalf("run with a missing cron.yaml: %v", err)
 	}
 }

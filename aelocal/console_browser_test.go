@@ -1,0 +1,215 @@
+//go:build unix
+
+package aelocal
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+
+	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// TestConsoleInBrowser goes through the console as a person would, in
+// headless Chromium: find an entity, edit it (a mistake first), delete it,
+// create one, look into memcache and flush it, run a cron job, and read
+// the RPC counts. What the pages show is checked against the services
+// through the real client.
+func TestConsoleInBrowser(t *testing.T) {
+	// The app that cron jobs reach.
+	var mu sync.Mutex
+	var cronHeaders []http.Header
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/tasks/cleanup" {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		cronHeaders = append(cronHeaders, r.Header.Clone())
+		mu.Unlock()
+		w.Write([]byte("cleaned 3 sessions"))
+	}))
+	defer app.Close()
+	cronYAML := filepath.Join(t.TempDir(), "cron.yaml")
+	os.WriteFile(cronYAML, []byte(`cron:
+- description: Delete expired sessions
+  url: /tasks/cleanup
+  schedule: every 30 minutes
+- description: Weekly report
+  url: /tasks/report
+  schedule: every monday 09:00
+  timezone: Europe/Budapest
+`), 0o600)
+
+	s, err := NewServerOptions(&Options{CronYAML: cronYAML, AppURL: app.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := seedConsole(t, s)
+	b := startBrowser(t, 1280, 900)
+
+	// The root is the console; the datastore lists kinds with counts.
+	b.open(s.URL() + "/")
+	b.see("aelocal", "export API_HOST=")
+	b.findText("a", "Datastore").click()
+	b.see("Book", "Publisher", "tenant-a")
+	if got := b.find(`td[data-label="Entities"]`).text(); got != "6" {
+		t.Fatalf("Book count shows %q, want 6", got)
+	}
+	b.findText("a", "Book").click()
+	b.see("Entities 1–6 of 6", "Dune", "Neuromancer")
+
+	// Sort by Year, then descending.
+	b.findText("a", "Year").click()
+	if got := b.find("table.entities tbody tr td:nth-child(2)").text(); got != "/Book,2" {
+		t.Fatalf("sorted by Year, the first entity is %s, want /Book,2 (1965)", got)
+	}
+	b.findText("a", "Year").click()
+	if got := b.find("table.entities tbody tr td:nth-child(2)").text(); got != "/Book,1" {
+		t.Fatalf("sorted by Year descending, the first entity is %s, want /Book,1 (2015)", got)
+	}
+
+	// Find: Year >= 1984 (the type comes from the data), then one title.
+	b.find(`input[name="fprop"]`).fill("Year")
+	b.find(`select[name="fop"]`).choose(">=")
+	b.find(`input[name="fval"]`).fill("1984")
+	b.findText("button", "Filter").click()
+	b.see("Entities 1–4 of 4", "matching Year >= 1984", "Neuromancer")
+	b.notSee("Dune")
+	b.find(`input[name="fprop"]`).fill("Title")
+	b.find(`select[name="fop"]`).choose("=")
+	b.find(`input[name="fval"]`).fill("Neuromancer")
+	b.findText("button", "Filter").click()
+	b.see("Entities 1–1 of 1")
+	b.findText("a", "/Book,3").click()
+
+	// The entity, with its types.
+	b.see("/Book,3", "William Gibson", "1984", "int", "time", "2024-01-04T10:30:00Z",
+		"bytes", "89 50 4e 47 02", "key", `/Publisher,"penguin"`, "geopt", "text", "cyberpunk")
+
+	// Edit Price: a value that is no number is refused, clearly.
+	b.find(`a[aria-label="edit Price"]`).click()
+	if got := b.find(`input[name="value"]`).value(); got != "8.5" {
+		t.Fatalf("the edit form shows %q, want 8.5", got)
+	}
+	b.find(`input[name="value"]`).fill("cheap")
+	b.findText("button", "Save").click()
+	b.see(`"cheap" is not a number`)
+	b.find(`input[name="value"]`).fill("7.25")
+	b.findText("button", "Save").click()
+	b.see("Saved.", "7.25")
+	var got consoleBook
+	key := datastore.NewKey(ctx, "Book", "", 3, nil)
+	if err := datastore.Get(ctx, key, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Price != 7.25 || got.Title != "Neuromancer" || len(got.Tags) != 2 || string(got.Cover) != "\x89PNG\x02" || got.Summary == "" {
+		t.Fatalf("after the edit the app reads %+v", got)
+	}
+
+	// Delete it.
+	b.findText("button", "Delete entity").click()
+	b.see("Deleted.", "Book")
+	if err := datastore.Get(ctx, key, &got); err != datastore.ErrNoSuchEntity {
+		t.Fatalf("after delete, Get = %v, want ErrNoSuchEntity", err)
+	}
+	b.see("Entities 1–5 of 5")
+	b.notSee("Neuromancer")
+
+	// Create one, with a mistake first.
+	b.findText("a", "New entity").click()
+	b.find(`input[name="id"]`).fill("hyperion")
+	fillRow := func(name, value string) {
+		for i := 0; ; i++ {
+			in := b.find(`input[aria-label="property ` + strconv.Itoa(i+1) + ` name"]`)
+			if in.value() == name {
+				b.find(`input[aria-label="property ` + strconv.Itoa(i+1) + ` value"]`).fill(value)
+				return
+			}
+		}
+	}
+	fillRow("Title", "Hyperion")
+	fillRow("Year", "nineteen")
+	b.findText("button", "Create").click()
+	b.see(`property Year: "nineteen" is not an integer`)
+	fillRow("Year", "1989")
+	b.findText("button", "Create").click()
+	b.see("Entity created.", `/Book,"hyperion"`, "Hyperion", "1989")
+	var h consoleBook
+	if err := datastore.Get(ctx, datastore.NewKey(ctx, "Book", "hyperion", 0, nil), &h); err != nil || h.Year != 1989 {
+		t.Fatalf("the created entity reads %+v, %v", h, err)
+	}
+
+	// Memcache: stats, a lookup, flush.
+	b.findText("a", "Memcache").click()
+	if got := b.find("#mc-items").text(); got != "2" {
+		t.Fatalf("memcache items show %q, want 2", got)
+	}
+	b.find(`input[name="key"]`).fill("greeting")
+	b.findText("button", "Look up").click()
+	b.see("hello, console", "(text)")
+	if got := b.find("#mc-expires").text(); !regexp.MustCompile(`\(in (5\dm\d+s|1h0m0s)\)$`).MatchString(got) {
+		t.Fatalf("expiry shows %q, want about an hour from now", got)
+	}
+	b.findText("button", "Flush all").click()
+	b.see("Memcache flushed")
+	if got := b.find("#mc-items").text(); got != "0" {
+		t.Fatalf("after the flush memcache items show %q, want 0", got)
+	}
+	if _, err := memcache.Get(ctx, "greeting"); err != memcache.ErrCacheMiss {
+		t.Fatalf("after the flush Get = %v, want ErrCacheMiss", err)
+	}
+
+	// Cron: the jobs, one run.
+	b.findText("a", "Cron").click()
+	b.see("Delete expired sessions", "every 30 minutes", "Weekly report", "every monday 09:00", "Europe/Budapest")
+	b.find(`button[aria-label="run /tasks/cleanup now"]`).click()
+	b.see("Cron job run", "200 OK", "cleaned 3 sessions")
+	mu.Lock()
+	if len(cronHeaders) != 1 || cronHeaders[0].Get("X-Appengine-Cron") != "true" {
+		t.Fatalf("the app got %d cron requests, headers %v; want one with X-Appengine-Cron: true", len(cronHeaders), cronHeaders)
+	}
+	mu.Unlock()
+	b.find(`button[aria-label="run /tasks/report now"]`).click()
+	b.see("404 Not Found")
+
+	// RPCs: the app's calls (the test's own client calls), not the console's.
+	b.findText("a", "RPCs").click()
+	b.see("datastore_v3", "Put", "Get", "memcache", "Set")
+	b.notSee("RunQuery", "FlushAll", "Stats")
+
+	// A narrow window: the listing fits without scrolling sideways.
+	b.resize(390, 844)
+	b.open(s.URL() + "/datastore/kind?kind=Book")
+	var overflow bool
+	b.script("return document.documentElement.scrollWidth > window.innerWidth", &overflow)
+	if overflow {
+		t.Fatal("on a 390 px wide window the listing is wider than the window")
+	}
+}
+
+// TestConsoleScreenshot makes the README's picture of the datastore viewer
+// when AELOCAL_SCREENSHOT names the PNG to write:
+//
+//	AELOCAL_SCREENSHOT=$PWD/docs/console-datastore.png go test -run TestConsoleScreenshot ./aelocal
+func TestConsoleScreenshot(t *testing.T) {
+	out := os.Getenv("AELOCAL_SCREENSHOT")
+	if out == "" {
+		t.Skip("set AELOCAL_SCREENSHOT to the PNG file to write")
+	}
+	s := newTestServer(t)
+	seedConsole(t, s)
+	b := startBrowser(t, 1840, 800)
+	b.open(s.URL() + "/datastore/kind?kind=Book&sort=Year&fprop=Year&fop=ge&fval=1965")
+	b.see("Entities 1–6 of 6")
+	if err := os.WriteFile(out, b.screenshot(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

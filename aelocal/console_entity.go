@@ -1,0 +1,368 @@
+package aelocal
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// One entity: its page, the form that edits a value or adds a property,
+// and the actions that remove a property or delete entities.
+
+type entityPage struct {
+	App, NS, Kind string
+	Key, Path     string
+	Parent        string // encoded key of the parent, "" for a root
+	ParentPath    string
+	Props         []propRow
+	Ver           string
+	Types         []string
+	Back          string // the kind's listing
+}
+
+type propRow struct {
+	Name   string
+	Values []valueRow
+}
+
+type valueRow struct {
+	Index   int
+	Indexed bool
+	V       valueView
+}
+
+// entityVersion identifies an entity's content, so that an edit made from
+// a stale form is refused instead of undoing a newer write.
+func entityVersion(ep pmsg) string {
+	b, _ := ep.Marshal()
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// propValues returns the values of property name in ep: the indexed ones
+// first, in order, then the unindexed ones. Index i of the console means
+// the i-th of these.
+func propValues(ep pmsg, name string, sp nsKey) []valueRow {
+	var out []valueRow
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if p.Str("name") == name {
+				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)})
+			}
+		}
+	}
+	return out
+}
+
+// getEntity fetches the entity an encoded key names.
+func (c *console) getEntity(key string) (ep pmsg, sp nsKey, path dsPath, err error) {
+	ref, sp, path, err := decodeKey(key)
+	if err != nil {
+		return pmsg{}, sp, nil, err
+	}
+	out, err := c.s.consoleCall("datastore_v3", "Get", func(in pmsg) { in.AppendMsg("key").CopyFrom(ref) })
+	if err != nil {
+		return pmsg{}, sp, nil, err
+	}
+	if g := out.Msgs("entity"); len(g) == 1 && g[0].Has("entity") {
+		return g[0].Msg("entity"), sp, path, nil
+	}
+	return pmsg{}, sp, path, errNoEntity(path)
+}
+
+type noEntityError struct{ path dsPath }
+
+func (e noEntityError) Error() string {
+	return fmt.Sprintf("there is no entity %s (it may have been deleted)", e.path)
+}
+
+func errNoEntity(path dsPath) error { return noEntityError{path} }
+
+func statusOf(err error) int {
+	if errors.As(err, new(noEntityError)) {
+		return http.StatusNotFound
+	}
+	return http.StatusBadRequest
+}
+
+func (c *console) serveEntity(w http.ResponseWriter, r *http.Request) {
+	ep, sp, path, err := c.getEntity(r.URL.Query().Get("key"))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d := c.entityPageOf(ep, sp, path)
+	c.render(w, r, http.StatusOK, "entity", &consolePage{Title: "Entity " + d.Path, Section: "Datastore", Data: d})
+}
+
+func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
+	d := &entityPage{
+		App: sp.app, NS: sp.ns, Kind: path[len(path)-1].kind,
+		Key: encodeKey(ep.Msg("key")), Path: pathText(path),
+		Ver: entityVersion(ep), Types: valueTypes,
+	}
+	if len(path) > 1 {
+		d.Parent = encodeKey(newRef(sp, path[:len(path)-1]))
+		d.ParentPath = pathText(path[:len(path)-1])
+	}
+	var names []string
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if n := p.Str("name"); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		d.Props = append(d.Props, propRow{Name: n, Values: propValues(ep, n, sp)})
+	}
+	d.Back = "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", d.Kind))
+	return d
+}
+
+// The edit form: one value of one property, or a new property (Index -1).
+
+type editPage struct {
+	Key, Path, Kind string
+	Prop            string
+	Index           int
+	Type, Value     string
+	Indexed         bool
+	Ver             string
+	Types           []string
+	Multiline       bool
+	Count           int // values the property has now
+}
+
+func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ep, sp, path, err := c.getEntity(q.Get("key"))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d := &editPage{Key: q.Get("key"), Path: pathText(path), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
+	if i, err := strconv.Atoi(q.Get("i")); err == nil {
+		d.Index = i
+	}
+	vals := propValues(ep, d.Prop, sp)
+	d.Count = len(vals)
+	if d.Index >= 0 {
+		if d.Index >= len(vals) {
+			c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop))
+			return
+		}
+		v := vals[d.Index]
+		d.Type, d.Value, d.Indexed = v.V.Type, v.V.Text, v.Indexed
+		if d.Type == "entity" {
+			c.fail(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"))
+			return
+		}
+	}
+	d.Multiline = d.Type == "text" || d.Type == "bytes" || strings.Contains(d.Value, "\n") || len(d.Value) > 80
+	c.render(w, r, http.StatusOK, "edit", &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d})
+}
+
+func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	d := &editPage{
+		Key: f.Get("key"), Prop: strings.TrimSpace(f.Get("prop")), Index: -1,
+		Type: f.Get("type"), Value: f.Get("value"), Indexed: f.Get("indexed") != "",
+		Ver: f.Get("ver"), Types: valueTypes,
+	}
+	if i, err := strconv.Atoi(f.Get("i")); err == nil {
+		d.Index = i
+	}
+	d.Multiline = d.Type == "text" || d.Type == "bytes" || strings.Contains(d.Value, "\n") || len(d.Value) > 80
+	page := &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d}
+	ep, sp, path, err := c.getEntity(d.Key)
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	d.Path, d.Kind = pathText(path), path[len(path)-1].kind
+	d.Count = len(propValues(ep, d.Prop, sp))
+	failForm := func(status int, err error) {
+		page.Error = err.Error()
+		c.render(w, r, status, "edit", page)
+	}
+	if cur := entityVersion(ep); cur != d.Ver {
+		d.Ver = cur // submitting again overwrites, knowingly
+		failForm(http.StatusConflict, errors.New("the entity changed since this form was opened; check its current values (open it in another tab) and save again to overwrite"))
+		return
+	}
+	prop, err := buildProperty(d.Prop, d.Type, d.Value, sp)
+	if err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	if unindexedTypes[d.Type] {
+		d.Indexed = false
+	}
+	if err := setPropertyValue(ep, d.Prop, d.Index, &prop, d.Indexed); err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	if err := c.putEntity(ep); err != nil {
+		failForm(http.StatusBadRequest, err)
+		return
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {d.Key}}, "saved")
+}
+
+func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	key, name := f.Get("key"), f.Get("prop")
+	ep, _, _, err := c.getEntity(key)
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	if entityVersion(ep) != f.Get("ver") {
+		c.fail(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"))
+		return
+	}
+	if err := setPropertyValue(ep, name, -1, nil, false); err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	if err := c.putEntity(ep); err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, "propdel")
+}
+
+// buildProperty makes a Property from a form's name, type and value.
+func buildProperty(name, typ, text string, sp nsKey) (pmsg, error) {
+	if name == "" {
+		return pmsg{}, errors.New("a property needs a name")
+	}
+	p, err := newMsg("appengine.v2.Property")
+	if err != nil {
+		return pmsg{}, err
+	}
+	p.Set("name", name)
+	p.Set("multiple", false)
+	meaning, err := parseTypedValue(typ, text, p.Mutable("value"), sp)
+	if err != nil {
+		return pmsg{}, fmt.Errorf("property %s: %v", name, err)
+	}
+	if meaning != meaningNone {
+		p.Set("meaning", meaning)
+	}
+	return p, nil
+}
+
+// setPropertyValue changes the values of property name in ep: with prop
+// nil it removes every value; with index -1 it appends prop as a new
+// value; otherwise it replaces value index. A replacement of the same type
+// keeps the old value's meaning (a Python link stays a link).
+func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool) error {
+	type entry struct {
+		p       pmsg
+		indexed bool
+	}
+	var vals []entry
+	multiple := false
+	keep := map[string][]pmsg{}
+	for _, list := range []string{"property", "raw_property"} {
+		for _, p := range ep.Msgs(list) {
+			if p.Str("name") == name {
+				vals = append(vals, entry{p.Clone(), list == "property"})
+				multiple = multiple || p.Bool("multiple")
+			} else {
+				keep[list] = append(keep[list], p.Clone())
+			}
+		}
+	}
+	switch {
+	case prop == nil:
+		if len(vals) == 0 {
+			return fmt.Errorf("the entity has no property %q", name)
+		}
+		vals = nil
+	case index < 0:
+		vals = append(vals, entry{*prop, indexed})
+	case index >= len(vals):
+		return fmt.Errorf("property %q has no value %d any more; reload the entity", name, index)
+	default:
+		old := vals[index].p
+		if viewValue(old, nsKey{}).Type == viewValue(*prop, nsKey{}).Type && old.Has("meaning") && !prop.Has("meaning") {
+			prop.Set("meaning", old.Int("meaning"))
+		}
+		vals[index] = entry{*prop, indexed}
+	}
+	multiple = multiple || len(vals) > 1
+	for _, list := range []string{"property", "raw_property"} {
+		ep.Clear(list)
+		for _, p := range keep[list] {
+			ep.AppendMsg(list).CopyFrom(p)
+		}
+		for _, v := range vals {
+			if v.indexed == (list == "property") {
+				n := ep.AppendMsg(list)
+				n.CopyFrom(v.p)
+				n.Set("multiple", multiple)
+			}
+		}
+	}
+	return nil
+}
+
+// putEntity writes ep, whose key is complete.
+func (c *console) putEntity(ep pmsg) error {
+	_, err := c.s.consoleCall("datastore_v3", "Put", func(in pmsg) { in.AppendMsg("entity").CopyFrom(ep) })
+	return err
+}
+
+// postDelete deletes the entities whose encoded keys the form lists, then
+// returns to the page the form names.
+func (c *console) postDelete(w http.ResponseWriter, r *http.Request) {
+	keys := r.PostForm["key"]
+	back := r.PostForm.Get("back")
+	if !strings.HasPrefix(back, "/datastore") || strings.HasPrefix(back, "//") {
+		back = "/datastore"
+	}
+	if len(keys) == 0 {
+		http.Redirect(w, r, back+sep(back)+"done=nothingdel", http.StatusSeeOther)
+		return
+	}
+	if len(keys) > maxDeleteKeys {
+		c.fail(w, r, http.StatusBadRequest, fmt.Errorf("at most %d entities can be deleted at once", maxDeleteKeys))
+		return
+	}
+	refs := make([]pmsg, len(keys))
+	for i, k := range keys {
+		ref, _, _, err := decodeKey(k)
+		if err != nil {
+			c.fail(w, r, http.StatusBadRequest, err)
+			return
+		}
+		refs[i] = ref
+	}
+	_, err := c.s.consoleCall("datastore_v3", "Delete", func(in pmsg) {
+		for _, ref := range refs {
+			in.AppendMsg("key").CopyFrom(ref)
+		}
+	})
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	http.Redirect(w, r, back+sep(back)+"done=deleted", http.StatusSeeOther)
+}
+
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}

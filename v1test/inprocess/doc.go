@@ -1,0 +1,2 @@
+// Package inprocess holds tests only; see inprocess_test.go.
+package inprocess
