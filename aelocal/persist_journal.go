@@ -112,7 +112,7 @@ func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
 	probe.Close()
 	os.Remove(probe.Name())
 
-	f, err := j.openLocked()
+	f, err := j.openAndLock()
 	if err != nil {
 		return nil, err
 	}
@@ -181,10 +181,10 @@ func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
 	return j, nil
 }
 
-// openLocked opens the file at j.path for reading and appending, creating
+// openAndLock opens the file at j.path for reading and appending, creating
 // an empty datastore file if there is none, and takes the lock that keeps
 // a second aelocal from writing to it.
-func (j *journal) openLocked() (*os.File, error) {
+func (j *journal) openAndLock() (*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := os.OpenFile(j.path, os.O_RDWR, 0)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -543,6 +543,11 @@ func (j *journal) compact(ctx context.Context) error {
 		}
 	}()
 	n, err := writeSnapshot(ctx, tmp, ents, counters)
+	if err == nil {
+		// Synced now, the snapshot costs the switch, during which writers
+		// wait, only the sync of the few records copied behind it.
+		err = tmp.Sync()
+	}
 	if err != nil {
 		return err
 	}
