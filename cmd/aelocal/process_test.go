@@ -86,6 +86,7 @@ func launch(t *testing.T, args ...string) *proc {
 	p := &proc{t: t, port: freePort(t), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(aelocalBinary(t), append([]string{"-addr", "127.0.0.1:" + p.port}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	dieWithTest(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
