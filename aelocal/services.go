@@ -2,11 +2,7 @@ package aelocal
 
 import (
 	"fmt"
-	"io"
 	"net/url"
-	"slices"
-	"strings"
-	"time"
 )
 
 // initServices makes the state of the services beyond memcache and the
@@ -78,29 +74,4 @@ var serviceFailureCodes = map[string]int32{
 	"urlfetch":             9,    // INTERNAL_TRANSIENT_ERROR
 	"app_identity_service": 1003, // UNKNOWN_ERROR
 	"modules":              4,    // TRANSIENT_ERROR
-}
-
-// statusMails is how many of the latest messages the status page lists.
-const statusMails = 20
-
-// writeServicesStatus adds the task queues and the mail kept to the
-// status page.
-func (s *Server) writeServicesStatus(w io.Writer) {
-	fmt.Fprintf(w, "\nTask queues:\n")
-	for _, q := range s.queueStatuses() {
-		mode := "push " + q.Rate
-		if q.Pull {
-			mode = "pull"
-		}
-		fmt.Fprintf(w, "%8d %s (%s)\n", q.Tasks, q.Name, mode)
-	}
-	mails := s.sentMails()
-	fmt.Fprintf(w, "\nMail kept, never sent: %d\n", len(mails))
-	for _, m := range mails[max(0, len(mails)-statusMails):] {
-		to := strings.Join(append(append(slices.Clone(m.msg.To), m.msg.Cc...), m.msg.Bcc...), ", ")
-		if m.toAdmins {
-			to = "the app's admins"
-		}
-		fmt.Fprintf(w, "  %s from %s to %s: %q\n", m.at.UTC().Format(time.RFC3339), m.msg.Sender, to, m.msg.Subject)
-	}
 }
