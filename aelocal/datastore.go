@@ -62,6 +62,7 @@ type dsEntity struct {
 type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
+	props   *propMemo                       // __property__ answers while version stays
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,
