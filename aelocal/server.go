@@ -49,7 +49,9 @@ type Server struct {
 	mail      *mailService
 	users     *userService
 	fetch     *urlfetchService
-	appURL    string // Options.AppURL
+	appURL    string    // Options.AppURL
+	frontAddr string    // Options.FrontAddr
+	front     *frontEnd // the app's front end, if any
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
@@ -98,9 +100,13 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.HandleFunc("/rpc_http", s.serveBridge)
 	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
+	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)
-	s.startServices()
+	if err := s.startServices(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

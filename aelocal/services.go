@@ -33,19 +33,35 @@ func (s *Server) configureServices(o *Options) error {
 		}
 		s.appURL = o.AppURL
 	}
+	if o.FrontAddr != "" {
+		if err := checkFrontAddr(o.FrontAddr, o.AppURL); err != nil {
+			return err
+		}
+		s.frontAddr = o.FrontAddr
+	}
 	return nil
 }
 
 // startServices starts sending push tasks to the app, if the server knows
-// where it is.
-func (s *Server) startServices() {
-	if u, err := url.Parse(s.appURL); err == nil && s.appURL != "" {
-		s.startDispatcher(u)
+// where it is, and the app's front end, if asked for.
+func (s *Server) startServices() error {
+	u, err := url.Parse(s.appURL)
+	if err != nil || s.appURL == "" {
+		return nil
 	}
+	s.startDispatcher(u)
+	if s.frontAddr != "" {
+		return s.startFrontEnd(s.frontAddr, u)
+	}
+	return nil
 }
 
-// stopServices stops the task dispatcher and waits for its requests.
-func (s *Server) stopServices() { s.stopDispatcher() }
+// stopServices stops the front end and the task dispatcher, and waits for
+// the dispatcher's requests.
+func (s *Server) stopServices() {
+	s.stopFrontEnd()
+	s.stopDispatcher()
+}
 
 // appHost is the app's host:port: AppURL's, or dev_appserver's
 // localhost:8080 when the server does not know it.
