@@ -307,6 +307,7 @@ func (c *console) serveCSS(w http.ResponseWriter, r *http.Request) {
 // consoleHome is the data of the home page.
 type consoleHome struct {
 	URL, Host, Port, App string
+	Front                string // the app's front end, if any
 	RPCs                 int64
 	Since                time.Time
 	MemcacheItems        uint64
@@ -319,7 +320,7 @@ type consoleHome struct {
 
 func (c *console) serveHome(w http.ResponseWriter, r *http.Request) {
 	host, port := c.s.Addr()
-	d := consoleHome{URL: c.s.URL(), Host: host, Port: port, App: os.Getenv("GAE_APPLICATION"), Since: c.s.rpcs.countsSince()}
+	d := consoleHome{URL: c.s.URL(), Host: host, Port: port, App: os.Getenv("GAE_APPLICATION"), Front: c.s.FrontURL(), Since: c.s.rpcs.countsSince()}
 	for _, n := range c.s.Stats() {
 		d.RPCs += n
 	}

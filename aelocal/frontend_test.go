@@ -80,6 +80,9 @@ func TestFrontEnd(t *testing.T) {
 		t.Fatalf("FrontURL = %q (server %s, app %s)", front, s.URL(), app.URL)
 	}
 	client, body := browserClient(t)
+	// The console's home links to it.
+	_, home := getPage(t, s, "/")
+	mustContain(t, home, `id="front">Browse the app through its front end at <a href="`+front+`/">`)
 	get := func(path string, h http.Header) string {
 		t.Helper()
 		req, _ := http.NewRequest("GET", front+path, nil)
