@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -397,9 +398,14 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		return
 	}
 	ctx := r.Context()
-	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && d > 0 {
+	// A deadline of 0 or less has passed: the client computes it from its
+	// context's deadline just before it sends, and may send a negative one
+	// when that deadline passed in between. (Its own cancel may then miss
+	// the request, so ignoring such a deadline can keep the call waiting
+	// on an injected latency without end.)
+	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && !math.IsNaN(d) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(d*float64(time.Second)))
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(max(d, 0)*float64(time.Second)))
 		defer cancel()
 	}
 	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
