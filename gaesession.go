@@ -183,7 +183,10 @@ func (s *memcacheStore) retry(ctx context.Context, op func() error) error {
 
 // retryable tells whether an error may go away on another attempt.
 func retryable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
+	// A timeout means the request's deadline has passed, even when the
+	// context does not say so yet: the client's timer and the bridge's
+	// deadline can end a call a moment before the context's own timer.
+	if ctx.Err() != nil || appengine.IsTimeoutError(err) {
 		return false
 	}
 	switch {
