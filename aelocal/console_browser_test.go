@@ -5,6 +5,7 @@ package aelocal
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/appengine/v2/mail"
 	"google.golang.org/appengine/v2/memcache"
 	"google.golang.org/appengine/v2/taskqueue"
+	"google.golang.org/appengine/v2/user"
 )
 
 // TestConsoleInBrowser goes through the console as a person would, in
@@ -272,4 +274,51 @@ func TestConsoleScreenshot(t *testing.T) {
 	if err := os.WriteFile(out, b.screenshot(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLoginInBrowser signs in and out in headless Chromium, as a person
+// would, on an app run on its own behind the front end: the app sees the
+// user through appengine/v2 alone. It signs in once on the front end's
+// page and once on the server's own, whose form sends the browser on to
+// the app's origin.
+func TestLoginInBrowser(t *testing.T) {
+	app := httptest.NewServer(echoApp)
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := middlewareContext(t, s)
+	front := s.FrontURL()
+	b := startBrowser(t, 1024, 768)
+
+	b.open(front + "/start")
+	b.see("nobody", "path=/start")
+	login, err := user.LoginURL(ctx, "/after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.open(login)
+	b.see("Log in", "You are not signed in.")
+	b.find(`input[name="email"]`).fill("juliet@example.org")
+	b.find(`input[name="admin"]`).click()
+	b.findText("button", "Log in").click()
+	b.see("juliet@example.org admin=true", "path=/after")
+
+	// A GET of the logout URL only asks.
+	logout, _ := user.LogoutURL(ctx, "/bye")
+	b.open(logout)
+	b.see("Log out", "You are signed in as juliet@example.org (administrator).")
+	b.open(front + "/check")
+	b.see("juliet@example.org admin=true", "path=/check")
+	b.open(logout)
+	b.findText("button", "Log out").click()
+	b.see("nobody", "path=/bye")
+
+	// The server's own login page, sending the browser on to the app.
+	b.open(s.URL() + "/_ah/login?continue=" + url.QueryEscape(front+"/back"))
+	b.find(`input[name="email"]`).fill("romeo@example.org")
+	b.findText("button", "Log in").click()
+	b.see("romeo@example.org admin=false", "path=/back")
 }

@@ -25,8 +25,8 @@ import (
 // errNoAppURL is why a task cannot be run from the console.
 var errNoAppURL = errors.New("the app's URL is not set (-app_url, or Options.AppURL), so there is nowhere to send a task: start aelocal with -app_url http://127.0.0.1:8080, or run tasks in a test with Server.RunTasks")
 
-// tasksPerPage is the default size of a page of tasks; pageSizes lists the
-// others a page offers.
+// tasksPerPage is the default size of a page of tasks, one of the sizes
+// taskPageSizes lets a person pick.
 const tasksPerPage = 50
 
 var taskPageSizes = []int{20, 50, 100, 500}

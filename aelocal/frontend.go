@@ -48,6 +48,8 @@ type frontEnd struct {
 // http://127.0.0.1:8081, or "" if the server has none (see
 // Options.FrontAddr).
 func (s *Server) FrontURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.front == nil {
 		return ""
 	}
@@ -114,7 +116,9 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(log.Writer(), "aelocal: front end: ", 0),
 	}
-	s.front = f
+	s.mu.Lock()
+	s.front = f // the server already answers requests, which read it
+	s.mu.Unlock()
 	go f.http.Serve(ln)
 	return nil
 }
@@ -142,7 +146,10 @@ func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 
 // stopFrontEnd closes the front end and its connections.
 func (s *Server) stopFrontEnd() {
-	if s.front != nil {
-		s.front.http.Close()
+	s.mu.Lock()
+	f := s.front
+	s.mu.Unlock()
+	if f != nil {
+		f.http.Close()
 	}
 }

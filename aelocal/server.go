@@ -52,7 +52,7 @@ type Server struct {
 	fetch     *urlfetchService
 	appURL    string    // Options.AppURL
 	frontAddr string    // Options.FrontAddr
-	front     *frontEnd // the app's front end, if any
+	front     *frontEnd // the app's front end, if any; under mu
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root

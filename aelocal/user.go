@@ -214,7 +214,9 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request, logout bool) {
 	h := w.Header()
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// No form-action: browsers apply it to the redirect that follows the
+	// form too, and that goes on to the app, on another origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Cache-Control", "no-store")
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	cont := r.FormValue("continue")
