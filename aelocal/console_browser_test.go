@@ -282,13 +282,7 @@ func TestConsoleScreenshot(t *testing.T) {
 // page and once on the server's own, whose form sends the browser on to
 // the app's origin.
 func TestLoginInBrowser(t *testing.T) {
-	app := httptest.NewServer(echoApp)
-	defer app.Close()
-	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := echoBehindFront(t)
 	ctx := middlewareContext(t, s)
 	front := s.FrontURL()
 	b := startBrowser(t, 1024, 768)

@@ -67,14 +67,22 @@ func TestFrontEndOptions(t *testing.T) {
 	}
 }
 
-func TestFrontEnd(t *testing.T) {
-	app := httptest.NewServer(echoApp)
-	defer app.Close()
+// echoBehindFront starts echoApp on its own and a server with a front
+// end before it; both stop when the test ends.
+func echoBehindFront(t *testing.T) (app *httptest.Server, s *Server) {
+	t.Helper()
+	app = httptest.NewServer(echoApp)
+	t.Cleanup(app.Close)
 	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return app, s
+}
+
+func TestFrontEnd(t *testing.T) {
+	app, s := echoBehindFront(t)
 	front := s.FrontURL()
 	if front == "" || front == s.URL() || front == app.URL {
 		t.Fatalf("FrontURL = %q (server %s, app %s)", front, s.URL(), app.URL)
