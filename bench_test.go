@@ -15,16 +15,17 @@ import (
 
 // reqBenchLatency models the round trips of App Engine's bundled services
 // as seen from an instance: about 1ms for a Memcache call, 10ms for a
-// Datastore lookup and 30ms for a Datastore write, which commits through
-// the indexes. The figures are an assumption, not a measurement. aelocal
+// Datastore lookup and 30ms for a Datastore write (put or delete), which
+// commits through the indexes. The figures are an assumption, not a measurement. aelocal
 // adds them server-side to every call (SetLatency), so the time of a
 // request is decided by how many calls it makes and which of them overlap:
 // the store sends the Memcache set and the Datastore put of a write in
 // parallel, so a modifying request costs 1ms (get) + max(1ms, 30ms).
 var reqBenchLatency = map[string]time.Duration{
-	"memcache":         time.Millisecond,
-	"datastore_v3.Get": 10 * time.Millisecond,
-	"datastore_v3.Put": 30 * time.Millisecond,
+	"memcache":            time.Millisecond,
+	"datastore_v3.Get":    10 * time.Millisecond,
+	"datastore_v3.Put":    30 * time.Millisecond,
+	"datastore_v3.Delete": 30 * time.Millisecond,
 }
 
 // reqBenchPool is the number of sessions the read and modify workloads
@@ -33,7 +34,8 @@ const reqBenchPool = 100
 
 // reqBenchConfigs are the store configurations compared. "always" writes
 // every accessed session back on Close, as the original package did;
-// "async" saves to the Datastore after Close returns.
+// "async" saves to the Datastore after Close returns; "merge" sets
+// MergeConcurrentUpdates; "memcache" sets OnlyMemcache.
 var reqBenchConfigs = []struct {
 	name string
 	opts *MemcacheStoreOptions
@@ -41,6 +43,8 @@ var reqBenchConfigs = []struct {
 	{"default", nil},
 	{"always", &MemcacheStoreOptions{ExpirySlack: -1}},
 	{"async", &MemcacheStoreOptions{AsyncDatastoreSave: true}},
+	{"merge", &MemcacheStoreOptions{MergeConcurrentUpdates: true}},
+	{"memcache", &MemcacheStoreOptions{OnlyMemcache: true}},
 }
 
 // A reqBenchWorkload is what one request does with its store: i is the
@@ -50,19 +54,23 @@ type reqBenchWorkload struct {
 	do   func(st session.Store, i int, ids []string)
 	// configs lists the configurations this workload runs in.
 	configs []string
+	// perRequest: every request needs a session of its own (it removes
+	// it), so b.N sessions are prepared instead of a pool.
+	perRequest bool
 }
 
 var reqBenchWorkloads = []reqBenchWorkload{
-	{"read", reqBenchRead, []string{"default", "always"}},
-	{"modify", reqBenchModify, []string{"default", "always", "async"}},
-	{"new", reqBenchNew, []string{"default", "always"}},
+	{"read", reqBenchRead, []string{"default", "always"}, false},
+	{"modify", reqBenchModify, []string{"default", "always", "async", "merge", "memcache"}, false},
+	{"logout", reqBenchLogout, []string{"default", "async", "merge", "memcache"}, true},
+	{"new", reqBenchNew, []string{"default", "always"}, false},
 	{"mixed", func(st session.Store, i int, ids []string) {
 		if i%10 == 9 { // 10% modify, 90% read
 			reqBenchModify(st, i, ids)
 		} else {
 			reqBenchRead(st, i, ids)
 		}
-	}, []string{"default", "always"}},
+	}, []string{"default", "always"}, false},
 }
 
 // reqBenchRead reads a session and one of its attributes.
@@ -81,6 +89,15 @@ func reqBenchModify(st session.Store, i int, ids []string) {
 		panic("session not found")
 	}
 	sess.SetAttr("n", i)
+}
+
+// reqBenchLogout ends a session, as a logout does: Get, then Remove.
+func reqBenchLogout(st session.Store, i int, ids []string) {
+	sess := st.Get(ids[i])
+	if sess == nil {
+		panic("session not found")
+	}
+	st.Remove(sess)
 }
 
 // reqBenchNew starts a new session, as a request without a session cookie
@@ -104,8 +121,8 @@ func reqBenchNew(st session.Store, i int, _ []string) {
 // runs in the same process.
 //
 // Besides ns/op and allocations it reports the RPCs per request by service
-// (memcache-rpc/op, datastore-rpc/op) and Datastore writes per 1,000
-// requests (ds-writes/1k-req).
+// (memcache-rpc/op, datastore-rpc/op) and by method ("memcache.Get/op"),
+// and Datastore puts per 1,000 requests (ds-writes/1k-req).
 func BenchmarkRequest(b *testing.B) {
 	for _, lat := range []string{"prod", "none"} {
 		for _, w := range reqBenchWorkloads {
@@ -139,7 +156,10 @@ func reqBench(b *testing.B, latency bool, w reqBenchWorkload, opts *MemcacheStor
 	b.Cleanup(func() { stdlog.SetOutput(prevOut) })
 
 	var ids []string
-	if w.name != "new" {
+	switch {
+	case w.perRequest:
+		ids = make([]string, b.N)
+	case w.name != "new":
 		ids = make([]string, reqBenchPool)
 	}
 	// One App Engine context serves every request: making it is the
@@ -194,4 +214,8 @@ func reqBenchReport(b *testing.B, srv *aelocal.Server) {
 	b.ReportMetric(float64(total(stats, "memcache"))/n, "memcache-rpc/op")
 	b.ReportMetric(float64(total(stats, "datastore_v3"))/n, "datastore-rpc/op")
 	b.ReportMetric(float64(stats["datastore_v3.Put"])*1000/n, "ds-writes/1k-req")
+	// Each method on its own, for example "memcache.Set/op".
+	for method, count := range stats {
+		b.ReportMetric(float64(count)/n, method+"/op")
+	}
 }

@@ -2,6 +2,7 @@ package gaesession
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"encoding/hex"
 	"os"
@@ -77,20 +78,37 @@ func TestGoldenBytesMatchIczaSession(t *testing.T) {
 	assert.Equal(t, golden, again)
 }
 
+// encodeSessionImpl returns the gob encoding of sess, which is the format of
+// icza/session's own type.
+func encodeSessionImpl(t *testing.T, sess sessionImpl) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, gob.NewEncoder(&buf).Encode(&sess))
+	return buf.Bytes()
+}
+
+// originalWrite stores sess as an instance of the original package does
+// when a request accessed it: Memcache with the session's Timeout as
+// expiration and no flags, the Datastore with exp = Accessed+Timeout.
+func originalWrite(t *testing.T, e *testEnv, sess sessionImpl) {
+	t.Helper()
+	b := encodeSessionImpl(t, sess)
+	require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: sess.IDF, Value: b, Expiration: sess.TimeoutF}))
+	props := datastore.PropertyList{
+		{Name: "exp", Value: sess.AccessedF.Add(sess.TimeoutF)},
+		{Name: "val", Value: b, NoIndex: true},
+	}
+	_, err := datastore.Put(e.ctx(), datastore.NewKey(e.ctx(), "sess_", sess.IDF, 0, nil), &props)
+	require.NoError(t, err)
+}
+
 // An instance of the original package wrote the session; we read it, from
 // Memcache and, once evicted, from the Datastore.
 func TestReadsWhatTheOriginalWrote(t *testing.T) {
 	e := newTestEnv(t)
-	golden := goldenBytes(t)
-	exp := time.Now().Add(time.Hour)
-	require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: goldenID, Value: golden, Expiration: time.Hour}))
-	key := datastore.NewKey(e.ctx(), "sess_", goldenID, 0, nil)
-	props := datastore.PropertyList{
-		{Name: "exp", Value: exp},
-		{Name: "val", Value: golden, NoIndex: true},
-	}
-	_, err := datastore.Put(e.ctx(), key, &props)
-	require.NoError(t, err)
+	sess := goldenSession()
+	sess.AccessedF = time.Now().Add(-time.Minute)
+	originalWrite(t, e, sess)
 
 	for _, origin := range []Origin{OriginMemcache, OriginDatastore} {
 		e.request(nil, func(st session.Store) {
@@ -101,6 +119,85 @@ func TestReadsWhatTheOriginalWrote(t *testing.T) {
 			assert.Equal(t, "gopher", sess.CAttr("UserName"))
 		})
 		e.srv.FlushMemcache()
+	}
+}
+
+// The original records no idle deadline in Memcache: the session's own
+// Accessed()+Timeout() decides. The golden session was last accessed in
+// 2024 with a 30-minute timeout, so a copy of it is no session, in either
+// tier.
+func TestOriginalsIdleCopyIsNoSession(t *testing.T) {
+	e := newTestEnv(t)
+	golden := goldenBytes(t)
+	require.NoError(t, memcache.Set(e.ctx(), &memcache.Item{Key: goldenID, Value: golden, Expiration: time.Hour}))
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(goldenID)) })
+
+	originalWrite(t, e, goldenSession())
+	e.srv.FlushMemcache()
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(goldenID)) })
+	assert.Equal(t, datastore.ErrNoSuchEntity, datastore.Get(e.ctx(), datastore.NewKey(e.ctx(), "sess_", goldenID, 0, nil), &SessEntity{}),
+		"a timed-out entity is deleted")
+}
+
+// originalGet restates what an instance of the original package does in
+// Get, for a rolling deploy: Memcache through the codec, attempted up to
+// retries times unless the item is missing (a value that does not decode
+// counts as a failed attempt); then the Datastore. It reports the session
+// found (nil for none) and whether the Datastore was asked.
+func originalGet(ctx context.Context, codec memcache.Codec, retries int, id string) (sess session.Session, askedDatastore bool) {
+	for i := 0; i < retries; i++ {
+		s := session.NewSession()
+		_, err := codec.Get(ctx, id, s)
+		if err == memcache.ErrCacheMiss {
+			break
+		}
+		if err == nil {
+			return s, false
+		}
+	}
+	var ent SessEntity
+	if err := datastore.Get(ctx, datastore.NewKey(ctx, "sess_", id, 0, nil), &ent); err != nil || ent.Expires.Before(time.Now()) {
+		return nil, true
+	}
+	s := session.NewSession()
+	if err := codec.Unmarshal(ent.Value, s); err != nil {
+		return nil, true
+	}
+	return s, true
+}
+
+// During a rolling deploy an old instance must read a tombstone as "no
+// session". It cannot decode the tombstone (gob and JSON alike), so it
+// asks the Datastore, which Remove has emptied. The same holds for the
+// datastore-only marker, for which asking the Datastore is right.
+func TestOriginalReadsTombstoneAsNoSession(t *testing.T) {
+	for _, codec := range []struct {
+		name  string
+		codec *memcache.Codec
+	}{{"gob", nil}, {"json", &memcache.JSON}} {
+		t.Run(codec.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			o := &MemcacheStoreOptions{Codec: codec.codec}
+			c := memcache.Gob
+			if codec.codec != nil {
+				c = *codec.codec
+			}
+			id := e.newSession(o, time.Hour)
+			sess, asked := originalGet(e.ctx(), c, 3, id)
+			require.NotNil(t, sess, "the old instance reads our session")
+			assert.False(t, asked)
+
+			e.request(o, func(st session.Store) { st.Remove(st.Get(id)) })
+			e.rpcs()
+			sess, asked = originalGet(e.ctx(), c, 3, id)
+			assert.Nil(t, sess, "the old instance finds no session")
+			assert.True(t, asked, "after failing to decode the tombstone it asks the Datastore")
+			assert.Equal(t, map[string]int64{"memcache.Get": 3, "datastore_v3.Get": 1}, e.rpcs())
+
+			for _, marker := range [][]byte{tombstoneValue, datastoreOnlyValue} {
+				assert.Error(t, c.Unmarshal(marker, session.NewSession()), "%q", marker)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,9 @@
 package gaesession
 
 import (
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,4 +106,291 @@ func TestMergeAfterDatastoreLoadIsNoConflict(t *testing.T) {
 	e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
 	assert.Empty(t, e.logged("WARNING"), "no merge reported")
 	e.request(o, func(st session.Store) { assert.Equal(t, 2, st.Get(id).Attr("n")) })
+}
+
+// With MergeConcurrentUpdates, a change that makes a session too large for
+// Memcache used to be lost: flush deleted the old Memcache copy in parallel
+// with the Datastore put, and the settle step after the put, reading
+// Memcache before that delete landed, put the old small copy over the new
+// entity, while the log said "kept in the datastore only". Injected latency
+// forces that order: on memcache.Delete (the old eviction) and on
+// memcache.Set (the marker that now replaces the copy before the put).
+func TestMergeKeepsChangeThatOutgrowsMemcache(t *testing.T) {
+	for _, slow := range []string{"memcache.Delete", "memcache.Set"} {
+		t.Run("slow "+slow, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
+			id := e.newSession(o, time.Hour)
+			e.srv.SetLatency(slow, 50*time.Millisecond)
+			e.request(o, func(st session.Store) {
+				st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen))
+			})
+			e.srv.SetLatency(slow, 0)
+			assert.Len(t, e.logged("WARNING", LogID(id), "kept in the datastore only"), 1, "%v", e.allLogs())
+			assert.Empty(t, e.logged("ERROR"))
+
+			for _, evict := range []bool{false, true} {
+				if evict {
+					e.srv.FlushMemcache()
+				}
+				e.request(o, func(st session.Store) {
+					sess := st.Get(id)
+					require.NotNil(t, sess)
+					assert.Len(t, sess.Attr("big"), bigValueLen, "the change survives (memcache evicted: %v)", evict)
+					assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
+				})
+			}
+		})
+	}
+}
+
+// With MergeConcurrentUpdates, a request that changes a session whose
+// current version is only in the Datastore (too large for Memcache) and
+// collides with another request's write merges with that Datastore version.
+func TestMergeWithDatastoreOnlyVersion(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
+	id := e.newSession(o, time.Hour)
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen)) })
+	a.Close() // conflicts with the datastore-only marker: merges with the Datastore version
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"))
+		assert.Len(t, sess.Attr("big"), bigValueLen)
+	})
+	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("ERROR"))
+}
+
+// A read-only request that found a session in the Datastore puts it back
+// into Memcache on Close. If another request changed the session in the
+// meantime, that refill must not overwrite the newer copy: the read-only
+// request wrote nothing, so it is no "last writer".
+func TestReadOnlyRefillKeepsNewerWrite(t *testing.T) {
+	for _, o := range []*MemcacheStoreOptions{nil, {MergeConcurrentUpdates: true}} {
+		t.Run(fmt.Sprintf("merge=%v", o != nil), func(t *testing.T) {
+			e := newTestEnv(t)
+			id := e.newSession(o, time.Hour)
+			e.srv.FlushMemcache()
+
+			reader := NewMemcacheStoreOptions(e.ctx(), o)
+			require.NotNil(t, reader.Get(id)) // from the Datastore
+			e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
+			reader.Close()
+
+			var n interface{}
+			e.request(o, func(st session.Store) {
+				sess := st.Get(id)
+				n = sess.Attr("n")
+				sess.SetAttr("n", n.(int)+1)
+			})
+			assert.Equal(t, 2, n, "the change survives the reader's refill")
+			e.srv.FlushMemcache()
+			e.request(o, func(st session.Store) { n = st.Get(id).Attr("n") })
+			assert.Equal(t, 3, n, "and the next change builds on it, in the Datastore too")
+		})
+	}
+}
+
+// Without MergeConcurrentUpdates the last writer wins, as in the original
+// package, but each request's Datastore put and Memcache write are separate
+// calls, so the two tiers may disagree on which request was last: here A
+// puts first and writes Memcache last. Memcache shows A's version (its
+// compare-and-swap conflicts with B's write, and it overwrites it); once
+// Memcache forgets the session, B's comes back. This pins the behaviour
+// documented in RELIABILITY.md.
+func TestLastWriterMayDifferPerTier(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	id := e.newSession(nil, time.Hour)
+
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	ctxA := faultHookCtx(e, "memcache.Set", func() {
+		if once.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+	}, nil)
+	a := NewMemcacheStore(ctxA)
+	b := NewMemcacheStore(e.ctx())
+	a.Get(id).SetAttr("n", "A")
+	b.Get(id).SetAttr("n", "B")
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		a.Close()
+	}()
+	<-reached // A's put has landed; its Memcache write waits
+	b.Close()
+	close(release)
+	<-aDone
+
+	sess, origin := faultGet(t, e, nil, id)
+	require.NotNil(t, sess)
+	assert.Equal(t, OriginMemcache, origin)
+	assert.Equal(t, "A", sess.Attr("n"))
+	e.srv.FlushMemcache()
+	sess, origin = faultGet(t, e, nil, id)
+	require.NotNil(t, sess)
+	assert.Equal(t, OriginDatastore, origin)
+	assert.Equal(t, "B", sess.Attr("n"))
+	assert.Empty(t, e.logged("ERROR"))
+}
+
+// With MergeConcurrentUpdates, two requests that both found the session in
+// the Datastore (Memcache had evicted it) and changed different attributes
+// must both keep their change, as when they found it in Memcache.
+func TestMergeAfterEvictionKeepsBothChanges(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	e.srv.FlushMemcache()
+
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	a.Close()
+	b.Close()
+
+	for _, tier := range []string{"memcache", "datastore"} {
+		if tier == "datastore" {
+			e.srv.FlushMemcache()
+		}
+		e.request(o, func(st session.Store) {
+			sess := st.Get(id)
+			require.NotNil(t, sess)
+			assert.Equal(t, "from A", sess.Attr("a"), tier)
+			assert.Equal(t, "from B", sess.Attr("b"), tier)
+		})
+	}
+}
+
+// With MergeConcurrentUpdates, the Datastore must end up with the merged
+// version, whatever order the two requests' Datastore puts land in.
+// Here A wins the compare-and-swap, B merges A's change into its own, and
+// B's put lands before A's (A's instance is slower to reach the
+// Datastore): A's older version overwrites the merged one.
+func TestMergeDatastoreKeepsMergedVersion(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
+		if once.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+	}, nil)
+	a := NewMemcacheStoreOptions(ctxA, o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		a.Close() // wins the compare-and-swap, then its put waits
+	}()
+	<-reached
+	b.Close() // conflicts, merges, puts the merged version
+	close(release)
+	<-aDone
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"), "memcache")
+		assert.Equal(t, "from B", sess.Attr("b"), "memcache")
+	})
+	e.srv.FlushMemcache()
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"), "datastore")
+		assert.Equal(t, "from B", sess.Attr("b"), "datastore")
+	})
+}
+
+// With MergeConcurrentUpdates, a request whose compare-and-swap keeps
+// failing because another request writes after each of its reloads gives
+// up after Retries+2 attempts. It must not then save over the other
+// request's changes: B's latest change stands, and A's loss is logged.
+func TestMergeGivesUpWithoutOverwriting(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+
+	bWrites := 0
+	bWrite := func() {
+		bWrites++
+		e.request(o, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+	}
+	gets := 0
+	ctxA := faultHookCtx(e, "memcache.Get", nil, func() {
+		gets++
+		bWrite() // after each of A's (re)loads, B writes again
+	})
+	a := NewMemcacheStoreOptions(ctxA, o)
+	a.Get(id).SetAttr("a", "from A")
+	a.Close()
+	require.Greater(t, gets, 1, "A had to reload")
+	assert.Len(t, e.logged("ERROR", LogID(id), "kept changing", "were not saved"), 1, "%v", e.allLogs())
+
+	for _, tier := range []string{"memcache", "datastore"} {
+		if tier == "datastore" {
+			e.srv.FlushMemcache()
+		}
+		e.request(o, func(st session.Store) {
+			sess := st.Get(id)
+			require.NotNil(t, sess)
+			assert.Nil(t, sess.Attr("a"), tier)
+			assert.Equal(t, bWrites, sess.Attr("b"), "%s: B's latest change survives", tier)
+		})
+	}
+}
+
+// Without MergeConcurrentUpdates, a request whose compare-and-swap keeps
+// meeting newer copies (B writes after each of A's reloads) overwrites
+// what it finds, but not forever: after 3*(Retries+2) conflicts it gives
+// up, logs it, and SaveError reports it. Its put went first, so the
+// Datastore had its version until B's next put.
+func TestLastWriterGivesUpAfterManyConflicts(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	id := e.newSession(nil, time.Hour)
+
+	bWrites := 0
+	var armed atomic.Bool
+	ctxA := faultHookCtx(e, "memcache.Get", nil, func() {
+		if armed.Load() {
+			bWrites++
+			e.request(nil, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+		}
+	})
+	ctxA = faultHookOn(ctxA, "datastore_v3.Put", func() { // A's own put, before its memcache write
+		armed.Store(true)
+		bWrites++
+		e.request(nil, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
+	}, nil)
+	a := NewMemcacheStore(ctxA)
+	a.Get(id).SetAttr("a", "from A")
+	a.Close()
+	assert.Equal(t, 3*(newConfig(nil).retries+2), bWrites, "one write of B per conflict of A")
+	assert.Len(t, e.logged("ERROR", LogID(id), "kept changing", "not written to memcache"), 1, "%v", e.allLogs())
+	assert.ErrorContains(t, SaveError(a), "kept changing")
+	e.request(nil, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, bWrites, sess.Attr("b"), "B's latest version stands")
+	})
 }

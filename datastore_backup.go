@@ -1,27 +1,61 @@
 package gaesession
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
 )
 
-// dsWrite is one session entity to put.
+// dsWrite is one session entity to put, and the outcome of the put. The
+// Datastore stage of a flush works on these copies, so that an
+// asynchronous save shares nothing with the request.
 type dsWrite struct {
-	id     string
-	entity SessEntity
-	// memcacheKey is set for a merged session (MergeConcurrentUpdates):
-	// after the put, the Datastore is settled against Memcache.
-	memcacheKey string
+	id, key string // session ID and Memcache key
+	entity  SessEntity
+	check   bool  // read Memcache after the put (see saveDatastore)
+	err     error // the put failed
 }
 
-// loadDatastore looks the session up in the Datastore backup. An expired
-// entity is deleted and reported as no session.
-func (s *memcacheStore) loadDatastore(id string) *entry {
+// dsWritesOf makes the Datastore writes of ws. check marks the ones whose
+// put must be followed by a Memcache read: sessions loaded in this request,
+// and with AsyncDatastoreSave also new ones, whose cookie reaches the
+// client before their put lands, so that a logout can overtake it.
+func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
+	out := make([]dsWrite, len(ws))
+	for i, w := range ws {
+		out[i] = dsWrite{
+			id:     w.id,
+			key:    w.key,
+			entity: SessEntity{Expires: w.deadline, Value: w.value},
+			check:  check && (!w.fresh || s.cfg.async),
+		}
+	}
+	return out
+}
+
+// markDatastore copies the outcome of a synchronous Datastore stage back
+// to the writes it was made of.
+func markDatastore(ws []*sessWrite, writes []dsWrite) {
+	for i, w := range ws {
+		if writes[i].err != nil {
+			w.failed = true
+		}
+	}
+}
+
+// loadDatastore looks the session up in the Datastore backup. A timed-out
+// entity is deleted and reported as no session. mcItem is what Memcache
+// holds under the session's key instead of a usable copy (a datastore-only
+// marker, a value that does not decode, a timed-out copy), nil if nothing.
+func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 	key := s.cfg.datastoreKey(s.ctx, id)
 	var ent SessEntity
 	err := s.retry(s.ctx, func() error {
@@ -30,51 +64,109 @@ func (s *memcacheStore) loadDatastore(id string) *entry {
 	})
 	if err != nil {
 		if !errors.Is(err, datastore.ErrNoSuchEntity) {
-			s.logf(levelError, "%s: datastore get failed: %v", logID(id), err)
+			s.logf(levelError, "%s: datastore get failed: %s", logID(id), redact(err, id))
 		}
 		return nil
 	}
-	if ent.Expires.Before(timeNow()) {
-		s.deleteDatastore(id)
+	if timeNow().After(ent.Expires) {
+		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+			s.logf(levelError, "%s: deleting the timed-out session from the datastore failed: %s", logID(id), redact(err, id))
+		}
 		return nil
 	}
 	sess, err := s.decodeSession(id, ent.Value)
 	if err != nil {
-		s.logf(levelError, "%s: datastore holds a value that is not this session (%d bytes): %v", logID(id), len(ent.Value), err)
+		s.logf(levelError, "%s: datastore holds a value that is not this session (%d bytes): %s", logID(id), len(ent.Value), redact(err, id))
 		return nil
 	}
-	s.refillMemcache(id, ent)
-	return &entry{sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
+	if sess.Timeout() <= 0 {
+		return nil // times out at once, whatever "exp" says (see expiry.go)
+	}
+	e := &entry{sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
+	if mcItem != nil {
+		// The Memcache item stays until this request writes the session
+		// (a compare-and-swap replaces it); a refill could not add over
+		// it anyway.
+		e.casItem = mcItem
+		return e
+	}
+	return s.refill(id, e, ent)
 }
 
-// refillMemcache puts a session found only in the Datastore back into
-// Memcache, so the next request finds it there. It adds rather than sets,
-// and at once rather than on Close: a request that wrote the session in
-// the meantime has the newer copy, which must stay.
-func (s *memcacheStore) refillMemcache(id string, ent SessEntity) {
+// refill puts a session found only in the Datastore back into Memcache, so
+// the next request finds it there. It adds rather than sets, and at once
+// rather than on Close: a request that wrote the session in the meantime
+// has the newer copy, which must stay, and a logout's tombstone must stay
+// too. If the add finds either, it is read: a tombstone means the session
+// was removed while this request loaded it (no session); a newer copy is
+// the one this request goes on with.
+func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
 	key := s.cfg.memcacheKey(id)
 	if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
-		return
+		return e
 	}
-	item := memcacheItem(key, ent.Value, ent.Expires, timeNow())
-	if item == nil {
-		return
+	now := timeNow()
+	item := &memcache.Item{
+		Key:        key,
+		Value:      ent.Value,
+		Flags:      expiryFlags(ent.Expires),
+		Expiration: memcacheTTL(ent.Expires, now),
 	}
 	err := s.retry(s.ctx, func() error { return memcache.Add(s.ctx, item) })
-	if err != nil && !errors.Is(err, memcache.ErrNotStored) {
-		s.logf(levelError, "%s: putting the session back into memcache failed: %v", logID(id), err)
+	switch {
+	case err == nil:
+		e.refilled = true
+		return e
+	case !errors.Is(err, memcache.ErrNotStored):
+		s.logf(levelError, "%s: putting the session back into memcache failed: %s", logID(id), redact(err, id))
+		return e
 	}
+	fresh := s.getMemcache(id)
+	if fresh == nil {
+		return e
+	}
+	switch kindOf(fresh.Value) {
+	case kindRemoved:
+		return nil
+	case kindSession:
+		if newer, ok := s.fromMemcache(id, fresh); ok {
+			return newer
+		}
+	}
+	e.casItem = fresh
+	return e
 }
 
-func (s *memcacheStore) deleteDatastore(id string) {
-	key := s.cfg.datastoreKey(s.ctx, id)
-	err := s.retry(s.ctx, func() error { return datastore.Delete(s.ctx, key) })
-	if err != nil && !errors.Is(err, datastore.ErrNoSuchEntity) {
-		s.logf(levelError, "%s: datastore delete failed: %v", logID(id), err)
+// deleteDatastore deletes session entities; a missing one is no failure.
+func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error {
+	keys := make([]*datastore.Key, len(ids))
+	for i, id := range ids {
+		keys[i] = s.cfg.datastoreKey(ctx, id)
 	}
+	err := s.retry(ctx, func() error { return datastore.DeleteMulti(ctx, keys) })
+	if err != nil && !allAre(err, datastore.ErrNoSuchEntity) {
+		return err
+	}
+	return nil
 }
 
-// saveDatastore puts session entities with one PutMulti.
+// datastoreValue returns the stored encoding of a session, nil if there is
+// none or the Datastore fails.
+func (s *memcacheStore) datastoreValue(id string) []byte {
+	var ent SessEntity
+	err := s.retry(s.ctx, func() error { return datastore.Get(s.ctx, s.cfg.datastoreKey(s.ctx, id), &ent) })
+	if err != nil {
+		return nil
+	}
+	return ent.Value
+}
+
+// saveDatastore puts session entities with one PutMulti and logs the
+// failures. It then reads the Memcache items of the writes marked check
+// (one GetMulti): a tombstone there means the session was removed while this
+// request saved it, and the entity just put is deleted again (see
+// tombstone.go); with MergeConcurrentUpdates, a newer merged version there
+// is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 	keys := make([]*datastore.Key, len(writes))
 	ents := make([]*SessEntity, len(writes))
@@ -86,15 +178,120 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 		_, err := datastore.PutMulti(ctx, keys, ents)
 		return err
 	})
-	if err != nil {
-		for _, w := range writes {
-			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %v", logID(w.id), len(w.entity.Value), err)
+	errs := spread(err, len(writes))
+	ids := make([]string, len(writes))
+	for i := range writes {
+		ids[i] = writes[i].id
+	}
+	for i := range writes {
+		w := &writes[i]
+		w.err = errs[i]
+		n := len(w.entity.Value)
+		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
+		switch {
+		case w.err == nil && oversize:
+			s.logf(levelWarning, "%s: session of %d bytes is over memcache's item limit (%d bytes for key, value and overhead); it is kept in the datastore only", logID(w.id), n, gaelimits.MemcacheMaxItemBytes)
+		case w.err == nil:
+		case oversize:
+			what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and saving it to the datastore failed", n, gaelimits.MemcacheMaxItemBytes)
+			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, ids...))
+			s.failure.set(newStoreError(w.id, what, w.err, ids...))
+		default:
+			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, ids...))
+			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err, ids...))
 		}
+	}
+	s.checkAfterPut(ctx, writes)
+}
+
+// checkAfterPut reads the Memcache items of sessions just put; see
+// saveDatastore.
+func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
+	var put []*dsWrite
+	var keys []string
+	for i := range writes {
+		if writes[i].err == nil && writes[i].check {
+			put = append(put, &writes[i])
+			keys = append(keys, writes[i].key)
+		}
+	}
+	if len(put) == 0 {
 		return
 	}
-	for _, w := range writes {
-		if w.memcacheKey != "" {
-			s.settleDatastore(ctx, w)
+	var items map[string]*memcache.Item
+	err := s.retry(ctx, func() (err error) {
+		items, err = memcache.GetMulti(ctx, keys)
+		return err
+	})
+	if err != nil {
+		ids := make([]string, len(put))
+		for i, w := range put {
+			ids[i] = w.id
+		}
+		s.logf(levelError, "the memcache read that follows the datastore put of %d session(s) failed: %s; a logout that overtook the put would go unnoticed", len(put), redact(err, ids...))
+		return
+	}
+	var gone []string
+	for _, w := range put {
+		item := items[w.key]
+		if item == nil {
+			continue
+		}
+		switch kindOf(item.Value) {
+		case kindRemoved:
+			gone = append(gone, w.id)
+		case kindSession:
+			if s.cfg.merge && !bytes.Equal(item.Value, w.entity.Value) {
+				s.settleDatastore(ctx, w, item)
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for _, id := range gone {
+		s.logf(levelInfo, "%s: session was removed by another request while this one saved it; its datastore copy is deleted again", logID(id))
+	}
+	if err := s.deleteDatastore(ctx, gone); err != nil {
+		s.logf(levelError, "deleting %d session(s) removed by another request from the datastore again failed: %s", len(gone), redact(err, gone...))
+		s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err, gone...))
+	}
+}
+
+// settleDatastore runs after a merged session was put and Memcache, where
+// merges are decided, turned out to hold another version: two requests'
+// puts may land in either order, so until the Datastore holds what
+// Memcache holds, the latest Memcache version is put again. Each round
+// trip costs a Memcache get; it stops when the two agree, when Memcache no
+// longer holds a session copy (a tombstone there means a logout: the entity
+// is deleted), or after a few rounds.
+func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item *memcache.Item) {
+	key := s.cfg.datastoreKey(ctx, w.id)
+	for round := 0; round < 3; round++ {
+		if _, err := s.decodeSession(w.id, item.Value); err != nil {
+			return // not a version of this session to keep
+		}
+		ent := SessEntity{Expires: w.entity.Expires, Value: item.Value}
+		if item.Flags != 0 && item.Flags != math.MaxUint32 {
+			ent.Expires = time.Unix(int64(item.Flags), 0)
+		}
+		if _, err := datastore.Put(ctx, key, &ent); err != nil {
+			s.logf(levelError, "%s: saving the merged session to the datastore failed: %s", logID(w.id), redact(err, w.id))
+			return
+		}
+		written := item.Value
+		var err error
+		if item, err = memcache.Get(ctx, w.key); err != nil || bytes.Equal(item.Value, written) {
+			return
+		}
+		switch kindOf(item.Value) {
+		case kindRemoved:
+			if err := s.deleteDatastore(ctx, []string{w.id}); err != nil {
+				s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
+			}
+			return
+		case kindDatastoreOnly:
+			return
 		}
 	}
 }

@@ -35,31 +35,63 @@ handler and close it at the end; Close writes back what the request changed:
 Get looks in the store's own per-request cache, then in Memcache (key:
 KeyPrefix + session ID), then in the Datastore (kind DSEntityName, key name
 the session ID). A session found only in the Datastore is put back into
-Memcache at once, unless another request has put a copy there meanwhile. An expired Datastore entity is deleted and reported as
-no session.
+Memcache at once, unless another request has put a copy (or a logout's
+tombstone) there meanwhile.
 
 Close writes a session back only when it needs it: when it is new, when
 its attributes changed, or when its stored copy is due for an expiry
 refresh. A session that is only read costs a single Memcache get per
-request. The stored copy of a session lives Timeout*(1+ExpirySlack) and is
-refreshed once less than Timeout remains, so a session accessed at least
-once per Timeout never expires, and one idle for longer than
-Timeout*(1+ExpirySlack) is gone. Memcache and Datastore writes go out in
-parallel; with AsyncDatastoreSave the Datastore write finishes after the
-response, on a context of its own (see WaitForAsyncSaves).
+request. Every write of a session that the request loaded is conditional
+(a Memcache compare-and-swap on the item as loaded, or an add), so that no
+request can store a session that was logged out meanwhile.
+
+# Idle timeout
+
+A session times out, as icza/session defines it, once it has not been
+accessed for longer than its Timeout; a zero or negative Timeout means at
+once. Each stored copy records its deadline (the access it was written
+with, plus Timeout) in the Memcache item's flags and the Datastore
+entity's "exp", and Get returns nil once the deadline has passed. A
+read-only request writes the session back only once less than
+(1-ExpirySlack)*Timeout of the deadline is left: a session accessed at
+least once per (1-ExpirySlack)*Timeout never times out, and one idle for
+longer than Timeout always has.
+
+# Logging out
+
+Remove writes a tombstone into Memcache, then deletes the Datastore entity.
+After it returns, no Get on any instance returns the session, whatever
+requests that loaded it earlier do when they close: their conditional
+writes fail on the tombstone, and a Datastore put that lands after the
+delete is deleted again by the request that made it. Old instances of the
+original package cannot decode a tombstone and ask the Datastore, which no
+longer has the session. RELIABILITY.md describes the window that remains
+(Memcache evicting a tombstone within moments of the logout, or refusing
+to store it).
+
+# When a save fails
+
+The session.Store interface returns no errors. Failures are logged through
+google.golang.org/appengine/v2/log (or the standard logger on a context
+that did not come through appengine.Middleware), and SaveError returns the
+latest failure of a store, so an app can tell its user that a change (or
+a logout) did not go through. By default the Datastore put of a changed
+session goes first and the Memcache write follows it; with
+AsyncDatastoreSave Memcache is written first and the Datastore write
+finishes after the response, on a context of its own (see
+WaitForAsyncSaves).
 
 # Input that is not trusted
 
 Session IDs come from cookies. An ID that icza/session could not have made
 (see ValidID) is a miss that costs no RPC. A stored value that does not
 decode is a miss, logged. A session too large for a Memcache item (key,
-value and 73 bytes of overhead within 1 MiB) is logged with its size and
-kept in the Datastore only. Memcache
-keys longer than 250 bytes are replaced by a hash. Log lines name sessions
-by LogID, a short hash, never by the ID itself. Failures are logged through
-google.golang.org/appengine/v2/log (or the standard logger on a context
-that did not come through appengine.Middleware); the session.Store
-interface returns no errors.
+value and 73 bytes of overhead within 1 MiB) is kept in the Datastore only
+(Memcache holds a marker that sends readers there), and that is logged
+with its size. Memcache keys longer than 250 bytes are replaced by a hash.
+Log lines name sessions by LogID, a short hash, never by the ID itself, and
+error texts of the services are redacted of session IDs before they are
+logged.
 
 # Purging expired sessions
 
@@ -79,8 +111,9 @@ refuses requests that do not come from App Engine cron or a task queue:
 
 Session IDs may be at most 256 characters. A session whose Memcache key and
 marshalled value, plus 73 bytes, pass 1 MiB is not cached in Memcache, and
-one larger than about 1 MB cannot be saved in the Datastore either. Memcache holds a session for
-at most 30 days since its last write; the Datastore carries longer timeouts.
+one larger than about 1 MB cannot be saved in the Datastore either.
+Memcache holds a session for at most 30 days since its last write; the
+Datastore carries longer timeouts.
 
 # Testing
 

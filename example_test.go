@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 
 	"github.com/icza/gaesession/v2"
 	"github.com/icza/gaesession/v2/aelocal"
@@ -56,4 +57,39 @@ func Example() {
 	// Count: 1
 	// Count: 2
 	// Count: 3
+}
+
+// SaveError tells an app that a change was not stored, which Close (whose
+// signature session.Store fixes) cannot return; the store logs it too. In
+// the second request the Datastore fails every write, so the session lives
+// in Memcache only.
+func ExampleSaveError() {
+	srv, err := aelocal.NewServer()
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		store := gaesession.NewMemcacheStore(appengine.NewContext(r))
+		sessmgr := session.NewCookieManager(store)
+		sess := session.NewSession()
+		sessmgr.Add(sess, w)
+		sess.SetAttr("Visits", 1)
+		sessmgr.Close()
+		if err := gaesession.SaveError(store); err != nil {
+			// The text names the session by its LogID, never by its ID.
+			fmt.Println("not saved:", strings.Contains(err.Error(), gaesession.LogID(sess.ID())))
+			return
+		}
+		fmt.Println("saved")
+	}
+	app := srv.Middleware(http.HandlerFunc(handler))
+
+	app.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	srv.FailNext("datastore_v3", "Put", 100)
+	app.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	// Output:
+	// saved
+	// not saved: true
 }

@@ -7,7 +7,8 @@ import (
 	"net/http/httptest"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
+	"sync"
+
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ var faultMatrix = []faultCase{
 		"Get returns nil, the request completes, the app makes a new session that is not stored; every failure is logged",
 		faultBothDown},
 	{"datastore slower than the request deadline", nil,
-		"store calls return once the request's deadline passes, the failure is logged; Memcache keeps the change",
+		"store calls return once the request's deadline passes and the failures are logged; by default the Memcache write follows the put, so the change is lost",
 		faultDatastoreSlow},
 	{"memcache evicted mid-request", nil,
 		"a changed session is written back on Close; an unchanged one is found in the Datastore next time",
@@ -113,8 +114,11 @@ var faultMatrix = []faultCase{
 		faultCrashBeforePut},
 	{"crash between memcache set and datastore put, async save", faultAsync, "same", faultCrashBeforePut},
 	{"datastore down during Remove", nil,
-		"the session leaves Memcache but stays in the Datastore: once Memcache forgets it, it is found again",
+		"the tombstone keeps the session out while it lives (Timeout + 1 minute, past the entity's deadline); only if Memcache evicts it sooner is the entity the delete missed found again",
 		faultRemoveDatastoreDown},
+	{"memcache refuses the tombstone during Remove", nil,
+		"logged as \"logout incomplete\" and reported by SaveError; the Datastore entity is deleted, but Memcache's copy is served until evicted or idle for its Timeout",
+		faultRemoveMemcacheDown},
 }
 
 func TestFaultMatrix(t *testing.T) {
@@ -165,7 +169,8 @@ func faultMemcacheDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old st
 	assert.Zero(t, e.rpcs()["datastore_v3.Put"], "unchanged sessions are not put again")
 	assert.NotEmpty(t, e.logged("ERROR", LogID(old), "memcache get failed"))
 	assert.NotEmpty(t, e.logged("ERROR", "saving", "to memcache failed"))
-	assert.Empty(t, e.logged("datastore"), "the Datastore worked")
+	assert.Empty(t, e.logged("datastore get failed"), "the Datastore worked")
+	assert.Empty(t, e.logged("to the datastore failed"), "the Datastore worked")
 
 	// Memcache comes back with the copy it held before the outage: it
 	// serves that until the item is rewritten, evicted or expires. The
@@ -248,43 +253,95 @@ func faultBothDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string
 	return []string{given}
 }
 
+// expiringCtx is a context whose deadline passes when expire is called,
+// not after a span of real time, so that a test of deadlines does not
+// depend on how fast a loaded machine runs the calls before it.
+type expiringCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiringCtx(parent context.Context) *expiringCtx {
+	return &expiringCtx{Context: parent, done: make(chan struct{})}
+}
+
+func (c *expiringCtx) Done() <-chan struct{} { return c.done }
+
+func (c *expiringCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
+
+// expireOnCall returns a context that expires as soon as aelocal has
+// received the first call of method (it counts the call, then waits for
+// the latency injected on it, during which the deadline passes). The calls
+// are served in-process (Server.Call), where aelocal's wait ends with the
+// caller's context; over the HTTP bridge the client bounds a call by a
+// timer set from the context's deadline, which is real time again. The
+// goroutine that watches for the call ends with the test.
+func expireOnCall(t *testing.T, e *testEnv, parent context.Context, method string) context.Context {
+	ctx := newExpiringCtx(appengine.WithAPICallFunc(parent, e.srv.Call))
+	before := e.srv.Stats()[method]
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if e.srv.Stats()[method] > before {
+					ctx.expire()
+					return
+				}
+			}
+		}
+	}()
+	return ctx
+}
+
 func faultDatastoreSlow(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
-	const deadline = 100 * time.Millisecond
 	e.srv.SetLatency("datastore_v3", time.Hour)
 
 	// In Memcache: read and changed at once; the Datastore put gives up
-	// at the deadline and Close returns.
-	ctx, cancel := context.WithTimeout(e.ctx(), deadline)
-	faultRequest(t, ctx, o, func(st session.Store) {
+	// at the deadline and Close returns. By default the Memcache write
+	// follows the put (see tombstone.go), so past the deadline it cannot
+	// be made either: the change is lost, and both failures are logged.
+	faultRequest(t, expireOnCall(t, e, e.ctx(), "datastore_v3.Put"), o, func(st session.Store) {
 		sess := st.Get(old)
 		if assert.NotNil(t, sess) {
 			assert.Equal(t, OriginMemcache, SessionOrigin(st, old))
 			sess.SetAttr("n", 2)
 		}
 	})
-	cancel()
-	// The client's own timeout error, "Canceled: Deadline exceeded
-	// (timeout)", as in production.
-	assert.Len(t, e.logged("ERROR", LogID(old), "to the datastore failed", "Deadline exceeded"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "to the datastore failed", "deadline exceeded"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "to memcache failed", "deadline exceeded"), 1, "%v", e.allLogs())
 	assert.Equal(t, int64(1), e.rpcs()["datastore_v3.Put"], "a timed-out put is not retried")
 	sess, _ := faultGet(t, e, o, old)
 	if assert.NotNil(t, sess) {
-		assert.Equal(t, 2, sess.Attr("n"), "Memcache has the change")
+		assert.Equal(t, 1, sess.Attr("n"), "the stored copies are as before")
 	}
 
 	// Only in the Datastore: Get gives up at the deadline.
 	e.srv.FlushMemcache()
-	ctx, cancel = context.WithTimeout(e.ctx(), deadline)
-	faultRequest(t, ctx, o, func(st session.Store) {
+	faultRequest(t, expireOnCall(t, e, e.ctx(), "datastore_v3.Get"), o, func(st session.Store) {
 		assert.Nil(t, st.Get(old))
 	})
-	cancel()
-	assert.Len(t, e.logged("ERROR", LogID(old), "datastore get failed", "Deadline exceeded"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "datastore get failed", "deadline exceeded"), 1, "%v", e.allLogs())
 
-	// The classic app, on a request whose context has the deadline.
-	app := e.srv.Middleware(loadApp(o))
-	reqCtx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
+	// The classic app, on a request whose context reaches its deadline
+	// during the Datastore get.
+	app := appengine.Middleware(loadApp(o))
+	reqCtx := expireOnCall(t, e, context.Background(), "datastore_v3.Get")
 	rec := httptest.NewRecorder()
 	faultWithin(t, "a request to the app", func() {
 		req := httptest.NewRequest("GET", "/?op=inc", nil).WithContext(reqCtx)
@@ -359,19 +416,60 @@ func faultCrashBeforePut(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old 
 }
 
 func faultRemoveDatastoreDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	clock := e.fakeClock()
 	e.srv.FailNext("datastore_v3", "", faultDown)
 	faultRequest(t, e.ctx(), o, func(st session.Store) {
 		st.Remove(st.Get(old))
 		assert.Nil(t, st.Get(old))
+		assert.Error(t, SaveError(st))
 	})
-	assert.Len(t, e.logged("ERROR", LogID(old), "datastore delete failed"), 1, "%v", e.allLogs())
+	assert.Len(t, e.logged("ERROR", LogID(old), "removing the session from the datastore failed"), 1, "%v", e.allLogs())
 	sess, _ := faultGet(t, e, o, old)
 	assert.Nil(t, sess, "gone while the Datastore is down")
 
 	e.srv.FailNext("datastore_v3", "", 0)
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess, "the tombstone keeps it out once the Datastore answers again")
+
+	// The window: Memcache evicts the tombstone while the entity the
+	// delete missed is still within its idle deadline.
+	e.srv.FlushMemcache()
 	sess, origin := faultGet(t, e, o, old)
-	assert.NotNil(t, sess, "back once Memcache misses and the Datastore answers")
+	assert.NotNil(t, sess, "found again in the Datastore")
 	assert.Equal(t, OriginDatastore, origin)
+
+	// A tombstone that is not evicted outlives the entity's deadline.
+	clock.Advance(tombstoneTTL(time.Hour) - time.Second)
+	e.request(o, func(st session.Store) { st.Remove(st.Get(old)) }) // a tombstone again
+	e.srv.FailNext("datastore_v3", "", 0)
+	clock.Advance(time.Hour + time.Minute)
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess)
+	return nil
+}
+
+func faultRemoveMemcacheDown(t *testing.T, e *testEnv, o *MemcacheStoreOptions, old string) []string {
+	e.srv.FailNext("memcache", "Set", faultDown)
+	faultRequest(t, e.ctx(), o, func(st session.Store) {
+		st.Remove(st.Get(old))
+		err := SaveError(st)
+		if assert.Error(t, err) {
+			assert.Contains(t, err.Error(), "removing the session from memcache")
+			assert.NotContains(t, err.Error(), old)
+		}
+	})
+	assert.Len(t, e.logged("ERROR", LogID(old), "logout incomplete", "memcache refused"), 1, "%v", e.allLogs())
+	assert.Equal(t, int64(newConfig(o).retries), e.rpcs()["memcache.Set"], "the tombstone was tried Retries times")
+
+	// What remains: Memcache still holds the session's copy and serves it
+	// (the Datastore copy is gone) until it is evicted or goes idle.
+	e.srv.FailNext("memcache", "Set", 0)
+	sess, origin := faultGet(t, e, o, old)
+	assert.NotNil(t, sess, "still served from memcache")
+	assert.Equal(t, OriginMemcache, origin)
+	e.srv.FlushMemcache()
+	sess, _ = faultGet(t, e, o, old)
+	assert.Nil(t, sess, "once evicted, nothing brings it back")
 	return nil
 }
 
@@ -397,200 +495,6 @@ func faultHookOn(ctx context.Context, method string, before, after func()) conte
 		}
 		return err
 	})
-}
-
-// A read-only request that found a session in the Datastore puts it back
-// into Memcache on Close. If another request changed the session in the
-// meantime, that refill must not overwrite the newer copy: the read-only
-// request wrote nothing, so it is no "last writer".
-func TestReadOnlyRefillKeepsNewerWrite(t *testing.T) {
-	for _, o := range []*MemcacheStoreOptions{nil, {MergeConcurrentUpdates: true}} {
-		t.Run(fmt.Sprintf("merge=%v", o != nil), func(t *testing.T) {
-			e := newTestEnv(t)
-			id := e.newSession(o, time.Hour)
-			e.srv.FlushMemcache()
-
-			reader := NewMemcacheStoreOptions(e.ctx(), o)
-			require.NotNil(t, reader.Get(id)) // from the Datastore
-			e.request(o, func(st session.Store) { st.Get(id).SetAttr("n", 2) })
-			reader.Close()
-
-			var n interface{}
-			e.request(o, func(st session.Store) {
-				sess := st.Get(id)
-				n = sess.Attr("n")
-				sess.SetAttr("n", n.(int)+1)
-			})
-			assert.Equal(t, 2, n, "the change survives the reader's refill")
-			e.srv.FlushMemcache()
-			e.request(o, func(st session.Store) { n = st.Get(id).Attr("n") })
-			assert.Equal(t, 3, n, "and the next change builds on it, in the Datastore too")
-		})
-	}
-}
-
-// Without MergeConcurrentUpdates the last writer wins, as in the original
-// package, but each request's Memcache set and Datastore put are separate
-// calls, so the two tiers may disagree on which request was last: here A
-// sets Memcache first and puts to the Datastore last. Memcache shows B's
-// version; once Memcache forgets the session, A's comes back. This pins
-// the behaviour documented in RELIABILITY.md.
-func TestLastWriterMayDifferPerTier(t *testing.T) {
-	e := newTestEnv(t)
-	id := e.newSession(nil, time.Hour)
-
-	reached, release, setDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	var once, setOnce atomic.Bool
-	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
-		if once.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-	}, nil)
-	ctxA = faultHookOn(ctxA, "memcache.Set", nil, func() {
-		if setOnce.CompareAndSwap(false, true) {
-			close(setDone)
-		}
-	})
-	a := NewMemcacheStore(ctxA)
-	b := NewMemcacheStore(e.ctx())
-	a.Get(id).SetAttr("n", "A")
-	b.Get(id).SetAttr("n", "B")
-	aDone := make(chan struct{})
-	go func() {
-		defer close(aDone)
-		a.Close()
-	}()
-	<-reached // A's put waits
-	<-setDone // and its Memcache set is done
-	b.Close()
-	close(release)
-	<-aDone
-
-	sess, origin := faultGet(t, e, nil, id)
-	require.NotNil(t, sess)
-	assert.Equal(t, OriginMemcache, origin)
-	assert.Equal(t, "B", sess.Attr("n"))
-	e.srv.FlushMemcache()
-	sess, origin = faultGet(t, e, nil, id)
-	require.NotNil(t, sess)
-	assert.Equal(t, OriginDatastore, origin)
-	assert.Equal(t, "A", sess.Attr("n"))
-}
-
-// With MergeConcurrentUpdates, two requests that both found the session in
-// the Datastore (Memcache had evicted it) and changed different attributes
-// must both keep their change, as when they found it in Memcache.
-func TestMergeAfterEvictionKeepsBothChanges(t *testing.T) {
-	e := newTestEnv(t)
-	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
-	id := e.newSession(o, time.Hour)
-	e.srv.FlushMemcache()
-
-	a := NewMemcacheStoreOptions(e.ctx(), o)
-	b := NewMemcacheStoreOptions(e.ctx(), o)
-	a.Get(id).SetAttr("a", "from A")
-	b.Get(id).SetAttr("b", "from B")
-	a.Close()
-	b.Close()
-
-	for _, tier := range []string{"memcache", "datastore"} {
-		if tier == "datastore" {
-			e.srv.FlushMemcache()
-		}
-		e.request(o, func(st session.Store) {
-			sess := st.Get(id)
-			require.NotNil(t, sess)
-			assert.Equal(t, "from A", sess.Attr("a"), tier)
-			assert.Equal(t, "from B", sess.Attr("b"), tier)
-		})
-	}
-}
-
-// With MergeConcurrentUpdates, the Datastore must end up with the merged
-// version, whatever order the two requests' Datastore puts land in.
-// Here A wins the compare-and-swap, B merges A's change into its own, and
-// B's put lands before A's (A's instance is slower to reach the
-// Datastore): A's older version overwrites the merged one.
-func TestMergeDatastoreKeepsMergedVersion(t *testing.T) {
-	e := newTestEnv(t)
-	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
-	id := e.newSession(o, time.Hour)
-
-	reached, release := make(chan struct{}), make(chan struct{})
-	var once atomic.Bool
-	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
-		if once.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-	}, nil)
-	a := NewMemcacheStoreOptions(ctxA, o)
-	b := NewMemcacheStoreOptions(e.ctx(), o)
-	a.Get(id).SetAttr("a", "from A")
-	b.Get(id).SetAttr("b", "from B")
-	aDone := make(chan struct{})
-	go func() {
-		defer close(aDone)
-		a.Close() // wins the compare-and-swap, then its put waits
-	}()
-	<-reached
-	b.Close() // conflicts, merges, puts the merged version
-	close(release)
-	<-aDone
-
-	e.request(o, func(st session.Store) {
-		sess := st.Get(id)
-		require.NotNil(t, sess)
-		assert.Equal(t, "from A", sess.Attr("a"), "memcache")
-		assert.Equal(t, "from B", sess.Attr("b"), "memcache")
-	})
-	e.srv.FlushMemcache()
-	e.request(o, func(st session.Store) {
-		sess := st.Get(id)
-		require.NotNil(t, sess)
-		assert.Equal(t, "from A", sess.Attr("a"), "datastore")
-		assert.Equal(t, "from B", sess.Attr("b"), "datastore")
-	})
-}
-
-// With MergeConcurrentUpdates, a request whose compare-and-swap keeps
-// failing because another request writes after each of its reloads gives
-// up after Retries+2 attempts. It must not then save over the other
-// request's changes: B's latest change stands, and A's loss is logged.
-func TestMergeGivesUpWithoutOverwriting(t *testing.T) {
-	e := newTestEnv(t)
-	e.captureLogs()
-	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
-	id := e.newSession(o, time.Hour)
-
-	bWrites := 0
-	bWrite := func() {
-		bWrites++
-		e.request(o, func(st session.Store) { st.Get(id).SetAttr("b", bWrites) })
-	}
-	gets := 0
-	ctxA := faultHookCtx(e, "memcache.Get", nil, func() {
-		gets++
-		bWrite() // after each of A's (re)loads, B writes again
-	})
-	a := NewMemcacheStoreOptions(ctxA, o)
-	a.Get(id).SetAttr("a", "from A")
-	a.Close()
-	require.Greater(t, gets, 1, "A had to reload")
-	assert.Len(t, e.logged("ERROR", LogID(id), "kept changing", "were not saved"), 1, "%v", e.allLogs())
-
-	for _, tier := range []string{"memcache", "datastore"} {
-		if tier == "datastore" {
-			e.srv.FlushMemcache()
-		}
-		e.request(o, func(st session.Store) {
-			sess := st.Get(id)
-			require.NotNil(t, sess)
-			assert.Nil(t, sess.Attr("a"), tier)
-			assert.Equal(t, bWrites, sess.Attr("b"), "%s: B's latest change survives", tier)
-		})
-	}
 }
 
 // Security: cookie values reach the store unchecked by icza/session. A

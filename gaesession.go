@@ -8,6 +8,8 @@ import (
 	"fmt"
 	stdlog "log"
 	"reflect"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,67 @@ func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) sessi
 		cfg:      newConfig(o),
 		sessions: make(map[string]*entry, 1),
 	}
+}
+
+// SaveError returns the latest error that kept store from saving a session
+// or from removing one, or nil if every save and removal made through store
+// so far succeeded. session.Store's methods return nothing, so this is how
+// an app learns, after Close (or after Remove, for a logout), that a
+// change was not stored; the same failures are logged.
+//
+// The error's text names the session by its LogID, never by its ID. It
+// wraps the service's error where there is one (errors.Is and errors.As
+// see it; its own text may contain the ID). A session that another request
+// removed meanwhile is no error: that request's logout wins by design.
+// With AsyncDatastoreSave, the Datastore part of a save finishes after
+// Close; call WaitForAsyncSaves first to see its failure. store must come
+// from NewMemcacheStore or NewMemcacheStoreOptions; for any other store
+// SaveError returns nil.
+func SaveError(store session.Store) error {
+	s, ok := store.(*memcacheStore)
+	if !ok {
+		return nil
+	}
+	return s.failure.get()
+}
+
+// failureRecord keeps a store's latest save failure. Asynchronous saves
+// write it after the request, so it has a lock of its own.
+type failureRecord struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *failureRecord) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *failureRecord) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// storeError is the error SaveError returns.
+type storeError struct {
+	msg   string
+	cause error
+}
+
+func (e *storeError) Error() string { return e.msg }
+func (e *storeError) Unwrap() error { return e.cause }
+
+// newStoreError describes a failure to save (or remove) the session id:
+// what failed, and the cause if any, with id and others (the sessions of
+// the same batch call, whose error it may be) redacted.
+func newStoreError(id, what string, cause error, others ...string) error {
+	msg := "gaesession: " + logID(id) + ": " + what
+	if cause != nil {
+		msg += ": " + redact(cause, append([]string{id}, others...)...)
+	}
+	return &storeError{msg: msg, cause: cause}
 }
 
 // Limits of App Engine that the store respects.
@@ -108,6 +171,26 @@ func (c *config) datastoreKey(ctx context.Context, id string) *datastore.Key {
 func logID(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "sess#" + hex.EncodeToString(sum[:4])
+}
+
+// redact returns err's text with every one of ids in it replaced by its
+// LogID. Session IDs are bearer secrets and must not reach the logs,
+// whatever a service puts into its error messages (the Datastore's, for
+// one, may quote the key, whose name is the ID). Every log line of this
+// package that includes an error passes it through redact. IDs shorter
+// than a valid one are left alone, so that a short name does not garble
+// the message.
+func redact(err error, ids ...string) string {
+	if err == nil {
+		return "<nil>"
+	}
+	msg := err.Error()
+	for _, id := range ids {
+		if len(id) >= minIDLength && strings.Contains(msg, id) {
+			msg = strings.ReplaceAll(msg, id, logID(id))
+		}
+	}
+	return msg
 }
 
 // LogID returns the name under which the store's log lines refer to the
@@ -193,6 +276,12 @@ func retryable(ctx context.Context, err error) bool {
 		errors.Is(err, datastore.ErrNoSuchEntity),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	// The client's own timer, set from the context's deadline, may fire
+	// an instant before the context reports its deadline passed; such a
+	// timeout (or the service's) is not retried either.
+	if appengine.IsTimeoutError(err) {
 		return false
 	}
 	var me appengine.MultiError

@@ -165,3 +165,11 @@ func decodeGob(b []byte) (session.Session, error) {
 	err := memcache.Gob.Unmarshal(b, sess)
 	return sess, err
 }
+
+// between tells whether t lies within [lo, hi], give or take the whole
+// second that Memcache rounds expirations to. Tests take lo and hi from a
+// clock before and after the call under test, so that how much real time
+// the call took does not matter.
+func between(t, lo, hi time.Time) bool {
+	return !t.Before(lo.Add(-time.Second)) && !t.After(hi.Add(time.Second))
+}

@@ -4,20 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"sync"
 	"time"
 
-	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/memcache"
 )
-
-// refreshMargin is added to the remaining lifetime a stored copy must have
-// to be left alone: Memcache counts expirations in whole seconds.
-const refreshMargin = 2 * time.Second
 
 // timeNow is the store's clock; tests move it together with aelocal's.
 var timeNow = time.Now
@@ -61,31 +55,45 @@ type memcacheStore struct {
 	sessions map[string]*entry // accessed in this request, written on Close
 	absent   map[string]bool   // removed or not found in this request
 	closed   bool
+
+	failure failureRecord // for SaveError
 }
 
 // entry is a session accessed through the store, with what is needed to
-// decide on Close whether it must be written back.
+// decide on Close whether it must be written back, and how.
 type entry struct {
 	sess   session.Session
 	origin Origin
-	added  bool // new in this request: always written
+	added  bool // new in this request: always written, unconditionally
+
+	// accessed is when this request accessed the session, by the store's
+	// clock: the next stored copy records it.
+	accessed time.Time
 
 	// loaded is the encoding the session was read from, the baseline for
-	// change detection. storedExp is when the stored copy expires (zero if
-	// unknown, as for items written by the original package).
+	// change detection. storedExp is the idle deadline its stored copy
+	// records (zero if unknown, as for items written by the original
+	// package).
 	loaded    []byte
 	storedExp time.Time
 
-	// casItem is the Memcache item as loaded, for compare-and-swap.
-	casItem *memcache.Item
+	// casItem is the Memcache item as loaded (the session's copy, a
+	// datastore-only marker or an undecodable value), the basis of the
+	// compare-and-swap that writes the session back. refilled is set when
+	// the session came from the Datastore and this request added it back
+	// into Memcache, so that Memcache holds the very value loaded.
+	casItem  *memcache.Item
+	refilled bool
 
 	// written is set once the store has written the session in this
-	// request.
-	written bool
+	// request; timedOut once it turned out to be past its idle deadline,
+	// which no write can fix.
+	written  bool
+	timedOut bool
 }
 
 // Get is to implement session.Store.Get. It returns nil for an unknown,
-// expired, malformed or undecodable session.
+// removed, timed-out, malformed or undecodable session.
 //
 // Important! Since sessions are marshalled and stored in Memcache, the
 // mutex of the Session (Session.Mutex()) differs between Session values,
@@ -94,6 +102,11 @@ func (s *memcacheStore) Get(id string) session.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	if s.closed {
+		// The original package served these silently; their changes are
+		// never saved, which an app would rather hear about.
+		s.logf(levelWarning, "%s: Get after Close: changes made to the session from now on are not saved", logID(id))
+	}
 	if e := s.sessions[id]; e != nil {
 		if e.origin != OriginNew {
 			e.origin = OriginRequestCache
@@ -104,10 +117,7 @@ func (s *memcacheStore) Get(id string) session.Session {
 		return nil
 	}
 
-	e := s.loadMemcache(id)
-	if e == nil && !s.cfg.onlyMemcache {
-		e = s.loadDatastore(id)
-	}
+	e := s.load(id)
 	if e == nil {
 		// Asking again in this request would cost the same RPCs for the
 		// same answer.
@@ -115,6 +125,7 @@ func (s *memcacheStore) Get(id string) session.Session {
 		return nil
 	}
 	e.sess.Access()
+	e.accessed = timeNow()
 	s.sessions[id] = e
 	return e.sess
 }
@@ -127,9 +138,30 @@ func (s *memcacheStore) markAbsent(id string) {
 	s.absent[id] = true
 }
 
-// loadMemcache looks the session up in Memcache. Any failure is a miss
-// here: the Datastore may still have the session.
-func (s *memcacheStore) loadMemcache(id string) *entry {
+// load finds a session in Memcache or, failing that, in the Datastore.
+func (s *memcacheStore) load(id string) *entry {
+	item := s.getMemcache(id)
+	if item != nil {
+		switch kindOf(item.Value) {
+		case kindRemoved:
+			// Logged out: the Datastore is not asked, whatever it
+			// still holds.
+			return nil
+		case kindSession:
+			if e, ok := s.fromMemcache(id, item); ok {
+				return e
+			}
+		}
+	}
+	if s.cfg.onlyMemcache {
+		return nil
+	}
+	return s.loadDatastore(id, item)
+}
+
+// getMemcache reads the Memcache item of a session; nil on a miss or a
+// failure (the Datastore may still have the session).
+func (s *memcacheStore) getMemcache(id string) *memcache.Item {
 	var item *memcache.Item
 	err := s.retry(s.ctx, func() (err error) {
 		item, err = memcache.Get(s.ctx, s.cfg.memcacheKey(id))
@@ -137,23 +169,32 @@ func (s *memcacheStore) loadMemcache(id string) *entry {
 	})
 	if err != nil {
 		if !errors.Is(err, memcache.ErrCacheMiss) {
-			s.logf(levelError, "%s: memcache get failed: %v", logID(id), err)
+			s.logf(levelError, "%s: memcache get failed: %s", logID(id), redact(err, id))
 		}
 		return nil
 	}
+	return item
+}
+
+// fromMemcache makes the entry of a session found in Memcache. ok is false
+// if the item holds no usable copy: then the Datastore is asked (an
+// undecodable value may be a codec change, and a timed-out copy may have a
+// newer Datastore copy if a Memcache write failed); e is nil then.
+func (s *memcacheStore) fromMemcache(id string, item *memcache.Item) (e *entry, ok bool) {
 	sess, err := s.decodeSession(id, item.Value)
 	if err != nil {
-		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %v", logID(id), len(item.Value), err)
-		return nil
+		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %s", logID(id), len(item.Value), redact(err, id))
+		return nil, false
 	}
-	e := &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
-	if item.Flags != 0 {
-		e.storedExp = time.Unix(int64(item.Flags), 0)
-		if e.storedExp.Before(timeNow()) {
-			return nil // expired; Memcache with another clock kept it
-		}
+	deadline, known := flagsDeadline(item.Flags, sess)
+	if timeNow().After(deadline) || sess.Timeout() <= 0 {
+		return nil, false // timed out; Memcache with another clock kept it
 	}
-	return e
+	e = &entry{sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
+	if known {
+		e.storedExp = deadline
+	}
+	return e, true
 }
 
 // decodeSession decodes the stored value of the session with the given ID.
@@ -173,6 +214,9 @@ func (s *memcacheStore) decode(b []byte) (sess session.Session, err error) {
 			sess, err = nil, errors.New("codec panicked")
 		}
 	}()
+	if kindOf(b) != kindSession {
+		return nil, errors.New("it is a marker of this package, not a session")
+	}
 	sess = session.NewSession()
 	if err := s.cfg.codec.Unmarshal(b, sess); err != nil {
 		return nil, err
@@ -186,7 +230,8 @@ func (s *memcacheStore) decode(b []byte) (sess session.Session, err error) {
 // Add is to implement session.Store.Add. The session is written at once,
 // to Memcache and (unless OnlyMemcache) the Datastore in parallel, so that
 // the next request finds it even if Close is forgotten; Close writes it
-// again only if it changed after Add.
+// again only if it changed after Add. A session whose Timeout is zero or
+// negative times out at once (see icza/session) and is not stored.
 func (s *memcacheStore) Add(sess session.Session) {
 	if sess == nil {
 		return
@@ -197,17 +242,27 @@ func (s *memcacheStore) Add(sess session.Session) {
 	if !ValidID(id) {
 		// Get refuses such IDs, so the session could never be found again.
 		s.logf(levelError, "%s: session not added: its ID (%d characters) is outside what Get accepts; see ValidID (IDLength must be 6 to 192)", logID(id), len(id))
+		s.failure.set(fmt.Errorf("gaesession: %s: session not added: its ID is outside what Get accepts", logID(id)))
 		return
 	}
+	if s.closed {
+		s.logf(levelWarning, "%s: Add after Close: the session is stored now, but later changes to it are not saved", logID(id))
+	}
 	delete(s.absent, id)
-	e := &entry{sess: sess, origin: OriginNew, added: true}
+	e := &entry{sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
 	s.sessions[id] = e
-	s.logf(levelInfo, "%s: session added", logID(id))
-	s.flush([]*entry{e})
+	if s.flush([]*entry{e}) {
+		s.logf(levelInfo, "%s: session added", logID(id))
+	}
 }
 
-// Remove is to implement session.Store.Remove. The session is deleted from
-// Memcache and the Datastore in parallel.
+// Remove is to implement session.Store.Remove: a logout. It writes the
+// session's tombstone into Memcache, then deletes the Datastore entity;
+// after it returns no Get, on any instance, returns the session, whatever
+// requests that loaded it earlier do when they close (see tombstone.go).
+// If Memcache refuses the tombstone on every attempt, that is logged at
+// error level and reported by SaveError; the Datastore delete still
+// happens. RELIABILITY.md says what remains possible then.
 func (s *memcacheStore) Remove(sess session.Session) {
 	if sess == nil {
 		return
@@ -217,22 +272,36 @@ func (s *memcacheStore) Remove(sess session.Session) {
 	id := sess.ID()
 	delete(s.sessions, id)
 	s.markAbsent(id)
-
-	var wg sync.WaitGroup
-	if !s.cfg.onlyMemcache {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.deleteDatastore(id)
-		}()
+	if !ValidID(id) {
+		return // nothing can be stored under such an ID
 	}
-	err := s.retry(s.ctx, func() error { return memcache.Delete(s.ctx, s.cfg.memcacheKey(id)) })
-	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-		s.logf(levelError, "%s: removing the session from memcache failed: %v", logID(id), err)
-	} else {
+
+	ttl := tombstoneTTL(sess.Timeout())
+	tomb := &memcache.Item{
+		Key:        s.cfg.memcacheKey(id),
+		Value:      tombstoneValue,
+		Flags:      expiryFlags(timeNow().Add(ttl)),
+		Expiration: ttl,
+	}
+	ok := true
+	// The tombstone must be in place before the Datastore delete: a put by
+	// a concurrent request that lands after the delete is then sure to
+	// find it (see tombstone.go). So the two calls are not parallel.
+	if err := s.retry(s.ctx, func() error { return memcache.Set(s.ctx, tomb) }); err != nil {
+		ok = false
+		s.logf(levelError, "%s: logout incomplete: memcache refused the removal mark: %s; a copy cached there stays usable until it is evicted or idle for its Timeout", logID(id), redact(err, id))
+		s.failure.set(newStoreError(id, "removing the session from memcache", err))
+	}
+	if !s.cfg.onlyMemcache {
+		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+			ok = false
+			s.logf(levelError, "%s: removing the session from the datastore failed: %s", logID(id), redact(err, id))
+			s.failure.set(newStoreError(id, "removing the session from the datastore", err))
+		}
+	}
+	if ok {
 		s.logf(levelInfo, "%s: session removed", logID(id))
 	}
-	wg.Wait()
 }
 
 // Close is to implement session.Store.Close. It writes back every session
@@ -256,102 +325,45 @@ func (s *memcacheStore) Close() {
 	}
 }
 
-// flush writes new stored copies of sessions: Memcache and the Datastore in
-// parallel. In async mode the Datastore part outlives the call.
-func (s *memcacheStore) flush(entries []*entry) {
-	now := timeNow()
-	var (
-		items    []*memcache.Item
-		evict    []string // keys whose stale Memcache copy must go
-		dsWrites []dsWrite
-	)
-	for _, e := range entries {
-		id := e.sess.ID()
-		// A session loaded in this request may have been written by
-		// another since; one this request already wrote is its own.
-		merging := s.cfg.merge && !e.written && e.loaded != nil
-		value, err := s.encode(e.sess)
-		if err != nil {
-			s.logf(levelError, "%s: session not saved: cannot marshal it: %v", logID(id), err)
-			continue
-		}
-		exp := now.Add(s.ttl(e.sess))
-		key := s.cfg.memcacheKey(id)
-		if !gaelimits.MemcacheItemFits(len(key), len(value)) {
-			where := "it is kept in the datastore only"
-			if s.cfg.onlyMemcache {
-				where = "OnlyMemcache is set, so the change is lost"
-			}
-			s.logf(levelError, "%s: session of %d bytes exceeds memcache's item limit (%d bytes for key, value and overhead); %s", logID(id), len(value), gaelimits.MemcacheMaxItemBytes, where)
-			evict = append(evict, key)
-		} else if item := memcacheItem(key, value, exp, now); item != nil {
-			if merging {
-				// Memcache decides the final value, so the Datastore
-				// waits for it.
-				var ok bool
-				if value, ok = s.compareAndSwap(e, item); !ok {
-					e.loaded, e.casItem = nil, nil
-					continue // nothing of this request's was written
-				}
-			} else {
-				items = append(items, item)
-			}
-		}
-		if !s.cfg.onlyMemcache {
-			w := dsWrite{id: id, entity: SessEntity{Expires: exp, Value: value}}
-			if merging {
-				w.memcacheKey = key
-			}
-			dsWrites = append(dsWrites, w)
-		}
-		e.loaded, e.storedExp, e.added, e.casItem, e.written = value, exp, false, nil, true
+// needsWrite tells whether the stored copies of e must be rewritten.
+func (s *memcacheStore) needsWrite(e *entry) bool {
+	if e.timedOut {
+		return false
 	}
-
-	var wg sync.WaitGroup
-	if len(dsWrites) > 0 {
-		if s.cfg.async {
-			s.saveDatastoreAsync(dsWrites)
-		} else {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.saveDatastore(s.ctx, dsWrites)
-			}()
-		}
+	if e.added || e.loaded == nil {
+		return true
 	}
-	s.writeMemcache(items, evict)
-	wg.Wait()
+	if e.written {
+		// Written earlier in this request (by Add): its deadline is as
+		// late as it gets, only a later change needs another write.
+		return s.changed(e)
+	}
+	if e.storedExp.IsZero() || s.cfg.refreshDue(e.storedExp, timeNow(), e.sess.Timeout()) {
+		return true
+	}
+	return s.changed(e)
 }
 
-// memcacheItem makes the Memcache item of a stored copy that expires at
-// exp, or nil if too little of its life is left to be worth caching.
-func memcacheItem(key string, value []byte, exp, now time.Time) *memcache.Item {
-	ttl := exp.Sub(now)
-	if ttl > maxMemcacheTTL {
-		// Longer expirations are read as relative by App Engine but as
-		// absolute times by memcached-like servers; 30 days means the
-		// same to all, and the Datastore carries longer sessions.
-		ttl = maxMemcacheTTL
+// changed compares the session's attributes with those it was loaded with.
+// Decoding the loaded bytes again, rather than comparing encodings,
+// ignores the access time and the random order in which gob writes maps,
+// and still sees values that were changed in place through a pointer.
+func (s *memcacheStore) changed(e *entry) bool {
+	before, err := s.decode(e.loaded)
+	if err != nil {
+		return true
 	}
-	if ttl < time.Second {
-		return nil
-	}
-	return &memcache.Item{Key: key, Value: value, Flags: expiryFlags(exp), Expiration: ttl}
+	return !reflect.DeepEqual(before.Attrs(), e.sess.Attrs())
 }
 
-func (s *memcacheStore) writeMemcache(items []*memcache.Item, evict []string) {
-	if len(items) > 0 {
-		err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
-		if err != nil {
-			s.logf(levelError, "saving %d session(s) to memcache failed: %v", len(items), err)
+// encode marshals a session with the codec, turning a panic into an error.
+func (s *memcacheStore) encode(sess session.Session) (b []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b, err = nil, fmt.Errorf("codec panicked: %v", p)
 		}
-	}
-	if len(evict) > 0 {
-		err := s.retry(s.ctx, func() error { return memcache.DeleteMulti(s.ctx, evict) })
-		if err != nil && !allAre(err, memcache.ErrCacheMiss) {
-			s.logf(levelError, "removing %d outdated session(s) from memcache failed: %v", len(evict), err)
-		}
-	}
+	}()
+	return s.cfg.codec.Marshal(sess)
 }
 
 // allAre tells whether err, or every error of a MultiError, is target: a
@@ -370,66 +382,4 @@ func allAre(err, target error) bool {
 		}
 	}
 	return true
-}
-
-// encode marshals a session with the codec, turning a panic into an error.
-func (s *memcacheStore) encode(sess session.Session) (b []byte, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			b, err = nil, fmt.Errorf("codec panicked: %v", p)
-		}
-	}()
-	return s.cfg.codec.Marshal(sess)
-}
-
-// needsWrite tells whether the stored copies of e must be rewritten, rather
-// than just Memcache refilled.
-func (s *memcacheStore) needsWrite(e *entry) bool {
-	if e.added || e.loaded == nil {
-		return true
-	}
-	if e.written {
-		// Written earlier in this request (by Add): its expiry is as
-		// fresh as it gets, only a later change needs another write.
-		return s.changed(e)
-	}
-	// The stored copy must outlive a full timeout from now, or an access
-	// pattern within the timeout could still let it expire. The margin
-	// covers Memcache's whole-second expirations.
-	if e.storedExp.IsZero() || e.storedExp.Sub(timeNow()) < e.sess.Timeout()+refreshMargin {
-		return true
-	}
-	return s.changed(e)
-}
-
-// changed compares the session's attributes with those it was loaded with.
-// Decoding the loaded bytes again, rather than comparing encodings,
-// ignores the access time and the random order in which gob writes maps,
-// and still sees values that were changed in place through a pointer.
-func (s *memcacheStore) changed(e *entry) bool {
-	before, err := s.decode(e.loaded)
-	if err != nil {
-		return true
-	}
-	return !reflect.DeepEqual(before.Attrs(), e.sess.Attrs())
-}
-
-// ttl is how long a stored copy written now lives: the timeout plus the
-// slack that lets read-only requests skip writes.
-func (s *memcacheStore) ttl(sess session.Session) time.Duration {
-	return time.Duration(float64(sess.Timeout()) * (1 + s.cfg.slack))
-}
-
-// expiryFlags encodes an expiry time into Memcache item flags, which the
-// original package leaves at zero and ignores: a new instance learns when a
-// cached copy expires without another RPC, and an old one is unaffected.
-func expiryFlags(t time.Time) uint32 {
-	sec := t.Unix()
-	if sec <= 0 {
-		return 1
-	}
-	if sec > math.MaxUint32 {
-		return math.MaxUint32
-	}
-	return uint32(sec)
 }

@@ -45,33 +45,44 @@ type MemcacheStoreOptions struct {
 	// "sess_". Not used if OnlyMemcache is true.
 	DSEntityName string
 
-	// ExpirySlack is the fraction of a session's timeout by which its stored
-	// copy may outlive its last access; default is 0.1.
+	// ExpirySlack is the fraction of a session's Timeout during which a
+	// request that only reads the session does not write it back; default
+	// is 0.1.
 	//
-	// A session that is only read is not written back on every request.
-	// Its stored copy is given Timeout*(1+ExpirySlack) to live and is
-	// refreshed only once less than Timeout of that remains, so a session
-	// accessed at least once per Timeout never expires, and one left idle
-	// for longer than Timeout*(1+ExpirySlack) is gone. A negative value
-	// means no slack: every accessed session is written back on Close, as
-	// the original package did.
+	// A session times out, as icza/session defines it, once it has not
+	// been accessed for longer than its Timeout: Get then returns nil.
+	// Each stored copy records its deadline (the access it was written
+	// with, plus Timeout). A request that accessed the session without
+	// changing it writes it back only once less than
+	// (1-ExpirySlack)*Timeout of that deadline is left, so most read-only
+	// requests cost a single Memcache get, and the reads in between are
+	// not recorded. Hence a session accessed at least once per
+	// (1-ExpirySlack)*Timeout never times out, and one idle for longer than
+	// Timeout always has. A negative value means no slack: every accessed
+	// session is written back on Close, as the original package did, and
+	// the Timeout counts from the very last access. A value of 1 or more
+	// means reads never push the deadline back.
 	ExpirySlack float64
 
-	// MergeConcurrentUpdates makes Close write a changed session with
-	// Memcache compare-and-swap. Without it, when two requests (on two
-	// instances, say) change the same session at once, the last to close
-	// wins and the other's changes are lost, as in the original package.
-	// With it, a request that finds the session was written since it loaded
-	// it applies its own attribute changes to that newer version instead:
+	// MergeConcurrentUpdates changes what happens when two requests (on
+	// two instances, say) change the same session at once. Every store
+	// writes a session it loaded with Memcache compare-and-swap, so that
+	// no request can undo a logout; without this option, a request that
+	// finds the session was written since it loaded it writes its own
+	// version over the newer one: the last to close wins and the other's
+	// changes are lost, as in the original package (a request that keeps
+	// meeting newer copies gives up after 3*(Retries+2) attempts and logs
+	// that Memcache did not get its version; the Datastore has it). With
+	// it, the request
+	// applies its own attribute changes to that newer version instead:
 	// changes to different attributes both survive, and for one attribute
 	// the later writer wins. Each merge is logged at warning level. A
 	// request that keeps colliding gives up after Retries+2 attempts and
 	// logs that its changes were not saved, rather than overwrite the
 	// others'. The Datastore save of a changed session waits for Memcache
-	// instead of running in parallel, and is followed by a Memcache get
-	// that makes sure the Datastore ends with the merged version, whatever
-	// order concurrent puts land in; each conflict costs a Memcache get and
-	// set more. Default is false.
+	// and is followed by a Memcache get that makes sure the Datastore ends
+	// with the merged version, whatever order concurrent puts land in;
+	// each conflict costs a Memcache get and set more. Default is false.
 	MergeConcurrentUpdates bool
 
 	// AsyncSaveTimeout bounds one asynchronous Datastore save; default is

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"google.golang.org/appengine/v2"
@@ -188,7 +187,7 @@ func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	status := http.StatusOK
 	if err != nil {
-		l.logf(levelError, "purge of kind %q: querying expired sessions failed: %v", c.kind, err)
+		l.logf(levelError, "purge of kind %q: querying expired sessions failed: %s", c.kind, redact(err))
 		res.Error = "querying expired sessions failed"
 		status = http.StatusInternalServerError
 	}
@@ -331,17 +330,12 @@ func (p *purge) deleteBatch(keys []*datastore.Key, stopAt time.Time) deleteResul
 	return deleteResult{deleted: len(keys) - failed, failed: failed}
 }
 
-// redactKeys returns err's text with every session ID of keys that appears
-// in it replaced by its LogID: session IDs are bearer secrets and must not
-// reach the logs, whatever a service puts into its error messages. Names
-// shorter than the shortest valid ID are left alone, so that a short name
-// does not garble the message.
+// redactKeys returns err's text with every session ID of keys replaced by
+// its LogID (see redact).
 func redactKeys(err error, keys []*datastore.Key) string {
-	msg := err.Error()
-	for _, k := range keys {
-		if name := k.StringID(); len(name) >= minIDLength && strings.Contains(msg, name) {
-			msg = strings.ReplaceAll(msg, name, logID(name))
-		}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.StringID()
 	}
-	return msg
+	return redact(err, names...)
 }

@@ -6,7 +6,9 @@ import (
 	"html/template"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
+	"unicode/utf8"
 
 	"github.com/icza/gaesession/v2"
 	"github.com/icza/session"
@@ -14,9 +16,14 @@ import (
 	"google.golang.org/appengine/v2/memcache"
 )
 
-// demoHandler serves /demo: it shows the login form or the session, logs in
-// (a POST with UserName, Password and Login) and logs out (a POST with
-// Logout). Every request that finds a session counts one more visit.
+// maxUserName bounds the user name kept in the session, in characters.
+const maxUserName = 100
+
+// demoHandler serves /demo. GET shows the login form, or the session and
+// one more visit; POST logs in (UserName, Password, Login) or out (Logout)
+// and answers with a redirect to the page, so that a refresh does not send
+// the form again. Form values are read from the POST body only: a link
+// (GET /demo?Logout=1) changes nothing.
 func demoHandler(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
@@ -25,45 +32,71 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if r.Method == http.MethodPost && !sameOrigin(r) {
+		http.Error(w, "forbidden: the form was posted from another site", http.StatusForbidden)
+		return
+	}
 
 	ctx := appengine.NewContext(r)
+	var rpcs *rpcCounter
+	if !env.onAppEngine {
+		ctx, rpcs = countRPCs(ctx)
+	}
 	store := gaesession.NewMemcacheStore(ctx)
 	// Browsers keep Secure cookies from plain-HTTP pages (as on
 	// http://localhost) to themselves, so locally the cookie goes without
 	// the Secure flag. On App Engine, app.yaml redirects to HTTPS.
+	// withSameSiteLax (main.go) adds SameSite=Lax to the cookie.
 	mgr := session.NewCookieManagerOptions(store, &session.CookieMngrOptions{AllowHTTP: !env.onAppEngine})
 	// Close saves what this request changed to Memcache and the Datastore.
-	// It runs before the response is complete, so the next request, on any
-	// instance, sees the change.
+	// It runs before the response is written, so that the next request, on
+	// any instance, sees the change, and so that the page can show what
+	// the whole request cost.
 	defer mgr.Close()
 
 	data := pageData{Local: !env.onAppEngine, APIServer: env.apiServer, Instance: instanceName()}
-
 	sess := mgr.Get(r)
-	switch {
-	case sess != nil && r.FormValue("Logout") != "":
-		mgr.Remove(sess, w) // from Memcache and the Datastore
-		sess = nil
-	case sess != nil:
-		sess.SetAttr("Count", count(sess)+1)
-	case r.FormValue("Login") != "":
-		if name := r.FormValue("UserName"); name != "" && r.FormValue("Password") == "a" {
-			sess = session.NewSessionOptions(&session.SessOptions{
+
+	if r.Method == http.MethodPost {
+		switch {
+		case r.PostFormValue("Logout") != "":
+			if sess != nil {
+				mgr.Remove(sess, w) // from Memcache (a tombstone) and the Datastore
+			}
+		case r.PostFormValue("Login") != "":
+			name := r.PostFormValue("UserName")
+			if name == "" || r.PostFormValue("Password") != "a" || utf8.RuneCountInString(name) > maxUserName || !utf8.ValidString(name) {
+				data.InvalidLogin = true
+				break
+			}
+			if sess != nil {
+				mgr.Remove(sess, w) // a new login gets a new session ID
+			}
+			mgr.Add(session.NewSessionOptions(&session.SessOptions{
 				CAttrs: map[string]interface{}{"UserName": name},
-				Attrs:  map[string]interface{}{"Count": 1},
-			})
-			mgr.Add(sess, w)
-		} else {
-			data.InvalidLogin = true
+				Attrs:  map[string]interface{}{"Count": 0},
+			}), w)
+		}
+		if !data.InvalidLogin {
+			mgr.Close()
+			logSaveError(store)
+			http.Redirect(w, r, "/demo", http.StatusSeeOther)
+			return
 		}
 	}
 
+	if sess != nil && r.Method == http.MethodGet {
+		// A page view: the change that a modified request costs.
+		sess.SetAttr("Count", count(sess)+1)
+	}
 	if sess != nil {
 		origin := gaesession.SessionOrigin(store, sess.ID())
 		userName, _ := sess.CAttr("UserName").(string)
+		n := count(sess)
 		data.Sess = &sessData{
 			UserName:   userName,
-			Count:      count(sess),
+			Count:      n,
+			Times:      "times",
 			IDPrefix:   idPrefix(sess.ID()),
 			Created:    sess.Created().Format(timeLayout),
 			Accessed:   sess.Accessed().Format(timeLayout),
@@ -71,6 +104,14 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 			Origin:     string(origin),
 			OriginText: originText(origin),
 		}
+		if n == 1 {
+			data.Sess.Times = "time"
+		}
+	}
+	mgr.Close()
+	logSaveError(store)
+	if rpcs != nil {
+		data.RPCs = rpcs.summary()
 	}
 
 	// Rendered into a buffer so that a template error does not leave half
@@ -86,6 +127,27 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(buf.Bytes())
 }
 
+// logSaveError logs, for the person running the demo, that the store could
+// not save (or remove) a session. The store has logged the details.
+func logSaveError(store session.Store) {
+	if err := gaesession.SaveError(store); err != nil {
+		log.Printf("the session was not saved: %v", err)
+	}
+}
+
+// sameOrigin reports whether a POST comes from a page of this site: a
+// browser sends the page's origin along with a form it posts. Requests
+// without an Origin header (older browsers, command-line clients) are let
+// through; the SameSite cookie covers those browsers.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
+}
+
 // flushHandler serves POST /demo/flush, registered only when running
 // locally: it empties Memcache, as if App Engine had evicted everything,
 // and sends the browser back to /demo, which then finds the session in the
@@ -94,6 +156,10 @@ func flushHandler(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !sameOrigin(r) {
+		http.Error(w, "forbidden: the form was posted from another site", http.StatusForbidden)
 		return
 	}
 	if err := memcache.Flush(appengine.NewContext(r)); err != nil {
@@ -157,11 +223,13 @@ type pageData struct {
 	Local        bool
 	APIServer    string
 	Instance     string
+	RPCs         rpcSummary // locally: what this request cost
 }
 
 type sessData struct {
 	UserName           string
 	Count              int
+	Times              string // "time" or "times"
 	IDPrefix           string
 	Created, Accessed  string
 	Timeout            string
@@ -172,11 +240,13 @@ var page = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>gaesession demo</title>
 <style>
-body { font-family: sans-serif; margin: 2em; max-width: 44em; }
-th { text-align: left; padding-right: 1em; font-weight: normal; color: #555; }
+body { font-family: sans-serif; margin: 2em auto; padding: 0 1em; max-width: 44em; overflow-wrap: anywhere; }
+th { text-align: left; padding-right: 1em; font-weight: normal; color: #555; vertical-align: top; }
 label { display: inline-block; width: 7em; }
+input[type=text], input[type=password] { max-width: 100%; }
 .error { color: #b00; }
 .note { color: #555; font-size: 90%; }
 form { margin: 1em 0; }
@@ -186,7 +256,7 @@ form { margin: 1em 0; }
 <h1>gaesession demo</h1>
 {{if .InvalidLogin}}<p class="error" id="invalid-login">Invalid user name or password.</p>{{end}}
 {{with .Sess}}
-<p>Hello <b id="user">{{.UserName}}</b>! Since login you visited this page <b id="count">{{.Count}}</b> times. <a href="/demo">Refresh</a></p>
+<p>Hello <b id="user">{{.UserName}}</b>! Since login you visited this page <b id="count">{{.Count}}</b> {{.Times}}. <a href="/demo">Refresh</a></p>
 <table>
 <tr><th>Session ID</th><td><code>{{.IDPrefix}}</code></td></tr>
 <tr><th>Created</th><td>{{.Created}}</td></tr>
@@ -199,18 +269,19 @@ form { margin: 1em 0; }
 </form>
 {{else}}
 <form method="post" action="/demo" id="login">
-<label for="UserName">User name:</label> <input type="text" name="UserName" id="UserName" autofocus><br>
+<label for="UserName">User name:</label> <input type="text" name="UserName" id="UserName" maxlength="100" autofocus><br>
 <label for="Password">Password:</label> <input type="password" name="Password" id="Password">
 <span class="note">Tip: the password is "a".</span><br>
 <input type="submit" name="Login" value="Login">
 </form>
 {{end}}
 {{if .Local}}
+<p class="note" id="rpcs" data-rpcs="{{.RPCs.Data}}">This request cost {{.RPCs.Text}}.</p>
 <form method="post" action="/demo/flush">
 <input type="submit" value="Empty memcache">
 <span class="note">The session survives in the Datastore: the next page says where it was loaded from.</span>
 </form>
-<p class="note">Running locally. App Engine API server: <a href="{{.APIServer}}/">{{.APIServer}}</a> (its page counts the RPCs served).</p>
+<p class="note">Running locally. App Engine API server: <a href="{{.APIServer}}/">{{.APIServer}}</a>.</p>
 {{end}}
 <p class="note">Served by {{.Instance}}.</p>
 </body>

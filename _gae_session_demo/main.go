@@ -17,8 +17,13 @@ Where it runs decides what it talks to:
     process, so "go run ./_gae_session_demo" needs nothing but Go.
 
 Locally it listens on 127.0.0.1 only, on PORT (default 8080), sends its
-session cookie over plain HTTP, and offers an "Empty memcache" button that
-lets you watch the session come back from the Datastore.
+session cookie over plain HTTP, shows under each page the App Engine RPCs
+the request made, and offers an "Empty memcache" button that lets you watch
+the session come back from the Datastore.
+
+It is meant to be copied: state changes on POST only (answered with a
+303), the cookie is SameSite=Lax, and every response forbids sniffing and
+framing. See README.md.
 */
 package main
 
@@ -49,14 +54,14 @@ func main() {
 		setUpLocal()
 	}
 
-	http.HandleFunc("/", rootHandler)
-	http.HandleFunc("/demo", demoHandler)
+	handle("/", http.HandlerFunc(rootHandler))
+	handle("/demo", withSameSiteLax(http.HandlerFunc(demoHandler)))
 	// The purge runs for App Engine cron (and task queue) requests only;
 	// see also app.yaml and cron.yaml.
-	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFuncOptions(
+	handle("/demo/purge", gaesession.PurgeExpiredSessFromDSFuncOptions(
 		&gaesession.PurgeOptions{CronOnly: true}))
 	if !env.onAppEngine {
-		http.HandleFunc("/demo/flush", flushHandler)
+		handle("/demo/flush", http.HandlerFunc(flushHandler))
 	}
 
 	if !env.onAppEngine {
@@ -103,6 +108,20 @@ func setUpLocal() {
 	if os.Getenv("RUN_WITH_DEVAPPSERVER") == "" {
 		os.Setenv("RUN_WITH_DEVAPPSERVER", "1")
 	}
+}
+
+// handle registers h for pattern with the headers every response of the
+// demo carries: no content-type sniffing, and no framing by other sites
+// (clickjacking); the page itself loads nothing from anywhere.
+func handle(pattern string, h http.Handler) {
+	http.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+		hdr.Set("X-Frame-Options", "DENY") // frame-ancestors for older browsers
+		hdr.Set("Referrer-Policy", "same-origin")
+		h.ServeHTTP(w, r)
+	}))
 }
 
 // rootHandler sends "/" to the demo and answers 404 for other unknown paths.

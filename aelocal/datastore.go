@@ -56,6 +56,7 @@ type dsEntity struct {
 type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
+	props   *propMemo                       // __property__ answers while version stays
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,
@@ -192,8 +193,11 @@ func newEntity(sp nsKey, path dsPath, ep pmsg) (*dsEntity, error) {
 		name := p.Str("name")
 		v := parseValue(p.Msg("value"))
 		if v.t == vString && len(v.s) > maxIndexedStringBytes {
-			return nil, badRequest("entity %s: the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
-				path, name, len(v.s), maxIndexedStringBytes)
+			// The message names the property, not the key: key names
+			// can be secrets (session IDs), and the client knows which
+			// entity it sent.
+			return nil, badRequest("the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
+				name, len(v.s), maxIndexedStringBytes)
 		}
 		e.props[name] = append(e.props[name], v)
 	}
@@ -373,10 +377,10 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 		}
 		for _, el := range path {
 			if reserved(el.kind) {
-				return badRequest("illegal kind %q in key %s: kinds of the form __*__ are reserved", el.kind, path)
+				return badRequest("illegal kind %q in the key of entity %d: kinds of the form __*__ are reserved", el.kind, i)
 			}
 			if reserved(el.name) {
-				return badRequest("illegal key name %q in key %s: names of the form __*__ are reserved", el.name, path)
+				return badRequest("illegal key name in the key of entity %d: names of the form __*__ are reserved", i)
 			}
 		}
 		if err := checkPropertyNames(ep); err != nil {
@@ -423,7 +427,9 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 			root.Set("id", it.path[0].id)
 		}
 		if n := it.ep.Size(); n > maxEntityBytes {
-			return badRequest("entity %s is too big: %d bytes encoded; the limit is %d bytes", it.path, n, maxEntityBytes)
+			// Production says "entity is too big", without the key, whose
+			// name can be a secret (a session ID).
+			return badRequest("entity %d is too big: %d bytes encoded; the limit is %d bytes", i, n, maxEntityBytes)
 		}
 		e, err := newEntity(it.sp, it.path, it.ep)
 		if err != nil {

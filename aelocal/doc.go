@@ -81,6 +81,13 @@ Given the app's address (Options.AppURL, flag -app_url) the server sends
 due push tasks to the app by itself, at each queue's rate from queue.yaml
 (Options.QueueYAML, flag -queue_yaml), as dev_appserver did.
 
+With Options.FrontAddr (flag -front_addr) the server also stands before
+the app as App Engine's front end does, on a loopback port of its own
+(FrontURL): it passes each request on with the X-AppEngine-* headers the
+request brought removed and those of the user the login page signed in
+added, and serves /_ah/login and /_ah/logout there. That is how an app run
+on its own sees the signed-in user.
+
 # Keeping the datastore
 
 With Options.DatastorePath (cmd/aelocal's -datastore_path) the datastore
@@ -126,9 +133,12 @@ implemented methods get a counter of their own in Stats.
 Every Server serves a console at its root, URL()+"/", for a person: the
 datastore (namespaces, kinds with counts, a kind's entities in pages,
 sorted and filtered; an entity's typed properties; edit, create, delete),
-memcache (statistics, look up, delete, flush), the RPCs served (counts and
-the latest calls with their duration and outcome) and the cron jobs of
-Options.CronYAML, run on request against Options.AppURL. It is plain
+memcache (statistics, look up, delete, flush), the task queues (a queue's
+tasks in pages; run a push task now against Options.AppURL, delete one,
+purge a queue), the mail sent (newest first, bodies shown as text,
+attachments by name and size), the cron jobs of Options.CronYAML, run on
+request against Options.AppURL, and the RPCs served (counts and the latest
+calls with their duration and outcome). It is plain
 server-rendered HTML; no GET changes anything and every form is protected
 against cross-site requests. The console calls the services as an app
 would, but its calls do not count in Stats, and its queries neither need
@@ -189,9 +199,11 @@ stays taken nine days after its task ran or was deleted, ETAs up to 30
 days ahead, 100 KB push and 1 MB pull tasks, 100 tasks a call, five
 transactional tasks a transaction; retries follow the task's or queue's
 retry parameters. Mail checks addresses, bodies, attachments and headers as
-production does and keeps every message; none is delivered. The login page
-that user.LoginURL points at signs anyone in, with no password, and
-Middleware gives later requests that user's headers, as aetest.Login
+production does and keeps every message; none is delivered. user.LoginURL
+and user.LogoutURL have dev_appserver's shapes, /_ah/login?continue=... and
+/_ah/logout?continue=...; the login page signs anyone in, with no
+password, the logout page asks before it signs out, and Middleware (or the
+front end) gives later requests that user's headers, as aetest.Login
 does. URL fetch makes the request with the caller's deadline and
 production's limits and error codes. App identity signs with a key made on
 first use, whose certificate PublicCertificates returns. Modules report one

@@ -33,6 +33,15 @@ type Options struct {
 	// for RunTasks, and cron jobs cannot be run.
 	AppURL string
 
+	// FrontAddr is a loopback host:port, such as 127.0.0.1:8081, on which
+	// the server stands before the app at AppURL as App Engine's front end
+	// does: it passes each request on to the app, with the X-AppEngine-*
+	// headers it came with removed and those of the user the login page
+	// signed in added, and serves the login and logout pages there. Browse
+	// the app at FrontURL to be signed in as with dev_appserver. It needs
+	// AppURL. Empty: no front end.
+	FrontAddr string
+
 	// CronYAML is the path of the app's cron.yaml. The console's cron page
 	// lists its jobs and runs one on request; NewServerOptions fails if the
 	// file cannot be read or parsed.

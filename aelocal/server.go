@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -58,7 +59,9 @@ type Server struct {
 	mail      *mailService
 	users     *userService
 	fetch     *urlfetchService
-	appURL    string // Options.AppURL
+	appURL    string    // Options.AppURL
+	frontAddr string    // Options.FrontAddr
+	front     *frontEnd // the app's front end, if any; under mu
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
@@ -123,6 +126,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.HandleFunc("/rpc_http", s.serveBridgePath)
 	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
+	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -130,7 +134,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		ConnState:         s.limiter.connState,
 	}
 	go s.http.Serve(s.limiter)
-	s.startServices()
+	if err := s.startServices(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -496,9 +503,14 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		return
 	}
 	ctx := r.Context()
-	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && d > 0 {
+	// A deadline of 0 or less has passed: the client computes it from its
+	// context's deadline just before it sends, and may send a negative one
+	// when that deadline passed in between. (Its own cancel may then miss
+	// the request, so ignoring such a deadline can keep the call waiting
+	// on an injected latency without end.)
+	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && !math.IsNaN(d) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(d*float64(time.Second)))
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(max(d, 0)*float64(time.Second)))
 		defer cancel()
 	}
 	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))

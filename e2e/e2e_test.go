@@ -75,26 +75,58 @@ func TestDemoTwoInstancesSharedAPIServer(t *testing.T) {
 		t.Fatalf("wrong password: a session cookie was set: %v", c)
 	}
 
-	t.Log("logging in on instance 1 starts a session there")
-	b.wantSession(b.post(url1, url.Values{"UserName": {"gopher"}, "Password": {"a"}, "Login": {"Login"}}),
-		"login on instance 1", 1, "new", inst1)
+	t.Log("form values in a URL change nothing: no login, no logout by link")
+	b.wantLoginForm(b.get(url1+"?UserName=gopher&Password=a&Login=Login"), "login by GET")
+	if c := sessionCookie(jar, url1); c != nil {
+		t.Fatalf("login by GET: a session cookie was set: %v", c)
+	}
+
+	t.Log("logging in on instance 1 starts a session there: 303 to the page, cookie SameSite=Lax")
+	status, _, hdr := b.postNoRedirect(url1, url.Values{"UserName": {"gopher"}, "Password": {"a"}, "Login": {"Login"}})
+	if status != http.StatusSeeOther || hdr.Get("Location") != "/demo" {
+		t.Fatalf("login: status %d, Location %q; want 303 to /demo", status, hdr.Get("Location"))
+	}
+	wantCookieAttrs(t, "login", hdr)
 	cookie := sessionCookie(jar, url1)
 	if cookie == nil {
 		t.Fatal("login: no session cookie in the jar")
+	}
+	body = b.get(url1)
+	b.wantSession(body, "the page after login", 1, "memcache", inst1)
+	wantRPCs(t, "a page view (a modified request)", body, "memcache.Get=1 datastore_v3.Put=1 memcache.Set=1")
+	if !strings.Contains(body, "visited this page <b id=\"count\">1</b> time.") {
+		t.Fatalf("\"1 time\", not \"1 times\":\n%s", body)
 	}
 
 	t.Log("instance 2 finds the session in memcache, and counts each visit")
 	for n := 2; n <= 4; n++ {
 		b.wantSession(b.get(url2), fmt.Sprintf("visit %d on instance 2", n), n, "memcache", inst2)
 	}
+	body = b.get(url2 + "?Logout=1")
+	b.wantSession(body, "GET with Logout=1", 5, "memcache", inst2)
+	if !strings.Contains(body, "visited this page <b id=\"count\">5</b> times.") {
+		t.Fatalf("\"5 times\":\n%s", body)
+	}
+
+	t.Log("a form posted from another site is refused")
+	req, _ := http.NewRequest(http.MethodPost, url1, strings.NewReader("Logout=Logout"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	if status, _, _ := b.do(req); status != http.StatusForbidden {
+		t.Fatalf("cross-site POST: status %d, want 403", status)
+	}
 
 	t.Log("with memcache emptied, the session comes back from the datastore")
 	// The flush answers with a redirect to /demo, which the client follows.
-	b.wantSession(b.post(inst2.url+"/demo/flush", nil), "first visit after the flush", 5, "datastore", inst2)
-	b.wantSession(b.get(url1), "second visit after the flush", 6, "memcache", inst1)
+	b.wantSession(b.post(inst2.url+"/demo/flush", nil), "first visit after the flush", 6, "datastore", inst2)
+	b.wantSession(b.get(url1), "second visit after the flush", 7, "memcache", inst1)
 
 	t.Log("logging out on instance 1 ends the session on both instances")
-	b.wantLoginForm(b.post(url1, url.Values{"Logout": {"Logout"}}), "logout")
+	status, _, hdr = b.postNoRedirect(url1, url.Values{"Logout": {"Logout"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("logout: status %d, want 303", status)
+	}
+	wantCookieAttrs(t, "logout", hdr)
 	if c := sessionCookie(jar, url1); c != nil {
 		t.Fatalf("logout: the session cookie is still in the jar: %v", c)
 	}
@@ -104,7 +136,9 @@ func TestDemoTwoInstancesSharedAPIServer(t *testing.T) {
 	// (which leaves only the datastore to find it in).
 	stale := &browser{t: t, c: &http.Client{Timeout: 30 * time.Second}, cookie: cookie}
 	for _, u := range []string{url1, url2} {
-		stale.wantLoginForm(stale.get(u), "old cookie after logout at "+u)
+		body := stale.get(u)
+		stale.wantLoginForm(body, "old cookie after logout at "+u)
+		wantRPCs(t, "old cookie after logout", body, "memcache.Get=1")
 	}
 	stale.post(inst1.url+"/demo/flush", nil)
 	for _, u := range []string{url1, url2} {
@@ -130,6 +164,99 @@ func TestDemoTwoInstancesSharedAPIServer(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &res); err != nil || res.Completed == nil || !*res.Completed {
 			t.Fatalf("purge with %v: want JSON with \"completed\":true, got %q (%v)", h, body, err)
 		}
+	}
+}
+
+// The page serves people on phones (viewport), wraps long user names, and
+// carries headers against sniffing and framing.
+func TestDemoPageDetails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the demo; skipped in -short mode")
+	}
+	bin := buildBinaries(t)
+	demo := startProcess(t, "demo", filepath.Join(bin, "_gae_session_demo"+exeSuffix()),
+		func(port string) ([]string, []string) { return nil, []string{"PORT=" + port} }, "/demo", "gaesession demo")
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+	u := demo.url + "/demo"
+
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	_, body, hdr := b.do(req)
+	for k, want := range map[string]string{
+		"X-Content-Type-Options":  "nosniff",
+		"Content-Security-Policy": "frame-ancestors 'none'",
+		"Content-Type":            "text/html; charset=utf-8",
+	} {
+		if !strings.Contains(hdr.Get(k), want) {
+			t.Errorf("%s: %q, want it to contain %q", k, hdr.Get(k), want)
+		}
+	}
+	for _, want := range []string{`<meta name="viewport" content="width=device-width, initial-scale=1">`, "overflow-wrap: anywhere"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	wantRPCs(t, "a visit without a cookie", body, "")
+
+	long := strings.Repeat("W", 100)
+	body = b.post(u, url.Values{"UserName": {long}, "Password": {"a"}, "Login": {"Login"}})
+	if !strings.Contains(body, `<b id="user">`+long+`</b>`) {
+		t.Fatalf("a 100-character name: page:\n%s", body)
+	}
+	body = b.post(u, url.Values{"UserName": {long + "W"}, "Password": {"a"}, "Login": {"Login"}})
+	if !strings.Contains(body, `id="invalid-login"`) {
+		t.Fatalf("a 101-character name is refused: page:\n%s", body)
+	}
+}
+
+// The demo's own unit tests (the SameSite wrapper, the RPC summary): the
+// "./..." pattern leaves out directories whose name starts with "_", so
+// they run from here.
+func TestDemoUnitTests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test on the demo; skipped in -short mode")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "./_gae_session_demo")
+	cmd.Dir = moduleRoot(ctx, t, goBin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test ./_gae_session_demo: %v\n%s", err, out)
+	}
+}
+
+// wantCookieAttrs checks the session cookie a response sets.
+func wantCookieAttrs(t *testing.T, what string, hdr http.Header) {
+	t.Helper()
+	for _, c := range hdr["Set-Cookie"] {
+		if strings.HasPrefix(c, sessCookie+"=") {
+			if !strings.Contains(c, "; SameSite=Lax") || !strings.Contains(c, "; HttpOnly") {
+				t.Fatalf("%s: session cookie %q, want HttpOnly and SameSite=Lax", what, c)
+			}
+			return
+		}
+	}
+	t.Fatalf("%s: no session cookie set: %q", what, hdr["Set-Cookie"])
+}
+
+var rpcsRE = regexp.MustCompile(`id="rpcs" data-rpcs="([^"]*)"`)
+
+// wantRPCs checks the RPCs the page says its request made.
+func wantRPCs(t *testing.T, what, body, want string) {
+	t.Helper()
+	m := rpcsRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("%s: the page shows no RPC count:\n%s", what, body)
+	}
+	if m[1] != want {
+		t.Fatalf("%s: RPCs %q, want %q", what, m[1], want)
 	}
 }
 
@@ -184,6 +311,23 @@ func (b *browser) post(u string, form url.Values) string {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return b.page(req)
+}
+
+// postNoRedirect posts form to u and returns the response itself, not the
+// page a redirect leads to; cookies it sets still reach the jar.
+func (b *browser) postNoRedirect(u string, form url.Values) (int, string, http.Header) {
+	b.t.Helper()
+	c := *b.c
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	saved := b.c
+	b.c = &c
+	defer func() { b.c = saved }()
+	return b.do(req)
 }
 
 // purge sends GET u with the headers h and returns the status and body; a

@@ -29,6 +29,14 @@
 //	                 push tasks are sent to it at each queue's rate, as
 //	                 dev_appserver did (default: none; tasks wait), and the
 //	                 console's cron page runs jobs there
+//	-front_addr      a loopback host:port, such as 127.0.0.1:8081, where
+//	                 aelocal stands before the app at -app_url as App
+//	                 Engine's front end does: it passes requests on with
+//	                 the signed-in user's X-AppEngine-User-* headers (and
+//	                 drops any X-AppEngine-* header a request brings), and
+//	                 serves /_ah/login and /_ah/logout there. Browse the
+//	                 app at this address to be signed in as with
+//	                 dev_appserver (default: none)
 //	-cron_yaml       the app's cron.yaml: the console lists its jobs and runs
 //	                 one on request, sending it to -app_url
 //	-index_yaml      the app's index.yaml, for -require_indexes and
@@ -44,10 +52,21 @@
 // process at once, which loses nothing: what was acknowledged is on disk.
 //
 // The server's root, http://127.0.0.1:10001/, is a console in the browser:
-// the datastore (browse, edit, create, delete), memcache, the RPCs served,
-// the cron jobs, the task queues, the mail kept and the composite indexes
-// queries needed that index.yaml lacks. user.LoginURL points at its
-// /_ah/login page.
+// the datastore (browse, edit, create, delete), memcache, the task queues
+// (run a task now, delete one, purge a queue), the mail kept, the cron
+// jobs, the RPCs served and the composite indexes queries needed that
+// index.yaml lacks. user.LoginURL and user.LogoutURL point at its
+// /_ah/login and /_ah/logout pages, or at the front end's with
+// -front_addr.
+//
+// An app run on its own gets the signed-in user only through the front
+// end: the login page's cookie reaches the app's own port too, but
+// appengine/v2 reads the user from X-AppEngine-User-* headers, which only
+// a front end sets. For example:
+//
+//	aelocal -app_url http://127.0.0.1:8080 -front_addr 127.0.0.1:8081 &
+//	PORT=8080 API_HOST=127.0.0.1 API_PORT=10001 GAE_APPLICATION=dev~aelocal go run .
+//	# browse http://127.0.0.1:8081/
 //
 // Given dev_appserver.py's flags (--api_port, --admin_port, ...), aelocal
 // is the dev_appserver that aetest starts: point
@@ -84,6 +103,7 @@ func main() {
 	allowed := flag.String("allowed_hosts", "", "comma-separated host names, besides loopback ones, that requests may name in their Host header")
 	queueYAML := flag.String("queue_yaml", "", "the app's queue.yaml (empty: only the default queue)")
 	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks and the console's cron runs are sent there (empty: tasks wait)")
+	frontAddr := flag.String("front_addr", "", "loopback host:port of the app's front end, e.g. 127.0.0.1:8081: requests pass to -app_url with the signed-in user's headers (empty: none)")
 	cronYAML := flag.String("cron_yaml", "", "the app's cron.yaml, whose jobs the console lists and runs")
 	indexYAML := flag.String("index_yaml", "", "the app's index.yaml, for -require_indexes and -write_index_yaml")
 	requireIndexes := flag.Bool("require_indexes", false, "fail queries that need a composite index index.yaml does not declare")
@@ -98,6 +118,7 @@ func main() {
 		DatastorePath:  *dsPath,
 		QueueYAML:      *queueYAML,
 		AppURL:         *appURL,
+		FrontAddr:      *frontAddr,
 		CronYAML:       *cronYAML,
 		IndexYAML:      *indexYAML,
 		RequireIndexes: *requireIndexes,
@@ -152,6 +173,9 @@ func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server))
 	fmt.Printf("aelocal: console at %s/\n", s.URL())
 	if opts.AppURL != "" {
 		fmt.Printf("aelocal: push tasks go to %s\n", opts.AppURL)
+	}
+	if f := s.FrontURL(); f != "" {
+		fmt.Printf("aelocal: browse the app at %s/ (its front end: login, X-AppEngine-User-* headers)\n", f)
 	}
 
 	if ready != nil {

@@ -1,0 +1,478 @@
+package gaesession
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/icza/gaesession/v2/internal/gaelimits"
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// sessWrite is one session's new stored copy on its way to Memcache.
+type sessWrite struct {
+	e        *entry
+	id, key  string
+	batch    []string  // IDs of every session of the flush: a batch call's error may quote any
+	value    []byte    // the encoding: the Datastore's "val", and Memcache's unless too large
+	deadline time.Time // idle deadline the copy records
+
+	// fresh: the session was added (and so first written) by this
+	// request, which may write it unconditionally. Otherwise the write is
+	// conditional: a compare-and-swap on cur, or an add if cur is nil,
+	// or, with reread, a read of Memcache first (the request's own refill
+	// is there, without a CAS id).
+	fresh  bool
+	cur    *memcache.Item
+	reread bool
+
+	// changes is what this request changed, re-applied to a concurrent
+	// request's newer version (MergeConcurrentUpdates only).
+	changes *attrChanges
+
+	outcome writeOutcome
+	failed  bool // a failure was logged and recorded for SaveError
+}
+
+type writeOutcome int
+
+const (
+	outcomePending    writeOutcome = iota
+	outcomeStored                  // Memcache holds this request's version (merged, perhaps)
+	outcomeRemoved                 // the session was removed meanwhile: nothing of it may be stored
+	outcomeSuperseded              // gave up against concurrent writers: their version stands
+	outcomeFailed                  // Memcache failed: the Datastore has the last word
+)
+
+// oversize tells whether the copy is too large for a Memcache item (whose
+// key, value and overhead must fit in 1 MiB), which then holds
+// datastoreOnlyValue instead.
+func (w *sessWrite) oversize() bool { return !gaelimits.MemcacheItemFits(len(w.key), len(w.value)) }
+
+// memcacheValue is what Memcache is to hold: the encoding, or the
+// datastore-only marker for a copy too large for it.
+func (w *sessWrite) memcacheValue() []byte {
+	if w.oversize() {
+		return datastoreOnlyValue
+	}
+	return w.value
+}
+
+// item returns the Memcache item of the write, made at now.
+func (w *sessWrite) item(now time.Time) *memcache.Item {
+	return &memcache.Item{Key: w.key, Value: w.memcacheValue(), Flags: expiryFlags(w.deadline), Expiration: memcacheTTL(w.deadline, now)}
+}
+
+// flush writes new stored copies of sessions. It reports whether all of
+// them were saved without a failure (in async mode, as far as known when it
+// returns).
+//
+// The order of the calls depends on the mode, for the reasons given in
+// tombstone.go: by default the Datastore put goes first and the conditional
+// Memcache writes follow it (sessions added in this request are set in
+// parallel with the put); with AsyncDatastoreSave or
+// MergeConcurrentUpdates Memcache goes first and the put is followed by a
+// Memcache read.
+func (s *memcacheStore) flush(entries []*entry) bool {
+	now := timeNow()
+	ws := make([]*sessWrite, 0, len(entries))
+	ok := true
+	for _, e := range entries {
+		if w := s.prepare(e, now); w != nil {
+			ws = append(ws, w)
+		} else {
+			ok = false
+		}
+	}
+	if len(ws) == 0 {
+		return ok
+	}
+	batch := make([]string, len(ws))
+	for i, w := range ws {
+		batch[i] = w.id
+	}
+	for _, w := range ws {
+		w.batch = batch
+	}
+
+	switch {
+	case s.cfg.onlyMemcache:
+		s.writeMemcache(ws, now)
+	case s.cfg.async || s.cfg.merge:
+		s.writeMemcache(ws, now)
+		var puts []*sessWrite
+		for _, w := range ws {
+			if w.outcome == outcomeStored || w.outcome == outcomeFailed {
+				puts = append(puts, w)
+			}
+		}
+		if len(puts) > 0 {
+			writes := s.dsWritesOf(puts, true)
+			if s.cfg.async {
+				s.saveDatastoreAsync(writes)
+			} else {
+				s.saveDatastore(s.ctx, writes)
+				markDatastore(puts, writes)
+			}
+		}
+	default:
+		s.flushPutFirst(ws, now)
+	}
+
+	for _, w := range ws {
+		e := w.e
+		switch w.outcome {
+		case outcomeRemoved:
+			// Another request logged the session out: this request
+			// must not bring it back, nor find it again.
+			s.logf(levelInfo, "%s: session was removed by another request meanwhile; this request's version was dropped", logID(w.id))
+			delete(s.sessions, w.id)
+			s.markAbsent(w.id)
+		case outcomeSuperseded:
+			e.loaded, e.casItem = nil, nil // nothing of this request's stands
+		default:
+			e.loaded, e.storedExp, e.added, e.casItem, e.refilled, e.written = w.value, w.deadline, false, nil, false, true
+		}
+		ok = ok && !w.failed
+	}
+	return ok
+}
+
+// prepare encodes an entry and decides how it is written; nil if it is not
+// written at all (logged, and recorded for SaveError).
+func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
+	id := e.sess.ID()
+	value, err := s.encode(e.sess)
+	if err != nil {
+		s.logf(levelError, "%s: session not saved: cannot marshal it: %s", logID(id), redact(err, id))
+		s.failure.set(newStoreError(id, "session not saved: cannot marshal it", err))
+		return nil
+	}
+	timeout := e.sess.Timeout()
+	deadline := idleDeadline(e.accessed, timeout)
+	if !deadline.After(now) {
+		what := fmt.Sprintf("session not saved: it timed out during this request (idle for more than its Timeout of %v)", timeout)
+		if e.added {
+			what = fmt.Sprintf("session not stored: a Timeout of %v makes it time out at once", timeout)
+		}
+		s.logf(levelWarning, "%s: %s", logID(id), what)
+		s.failure.set(newStoreError(id, what, nil))
+		e.timedOut = true
+		return nil
+	}
+	w := &sessWrite{e: e, id: id, key: s.cfg.memcacheKey(id), value: value, deadline: deadline}
+	if w.oversize() && s.cfg.onlyMemcache {
+		what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and OnlyMemcache is set; its stored copy keeps its previous state", len(value), gaelimits.MemcacheMaxItemBytes)
+		s.logf(levelError, "%s: %s", logID(id), what)
+		s.failure.set(newStoreError(id, what, nil))
+		return nil
+	}
+	switch {
+	case e.added || e.written:
+		w.fresh = true
+	case e.casItem != nil:
+		w.cur = e.casItem
+	default:
+		w.reread = e.refilled
+	}
+	if s.cfg.merge && !w.fresh {
+		before, err := s.decode(e.loaded)
+		if err != nil {
+			before = nil
+		}
+		c := diffAttrs(attrsOf(before), e.sess.Attrs())
+		w.changes = &c
+	}
+	return w
+}
+
+// flushPutFirst is flush in the default mode: the Datastore put, then the
+// conditional Memcache writes.
+func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
+	fresh, loaded := splitFresh(ws)
+	var wg sync.WaitGroup
+	if len(fresh) > 0 {
+		// No other request knows a session added in this one: its
+		// Memcache write need not wait for the put.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.setMemcache(fresh, now)
+		}()
+	}
+	writes := s.dsWritesOf(ws, false)
+	s.saveDatastore(s.ctx, writes)
+	wg.Wait()
+	markDatastore(ws, writes)
+
+	var cond []*sessWrite
+	for i, w := range ws {
+		switch {
+		case w.fresh:
+		case w.oversize() && writes[i].err != nil:
+			// Not saved anywhere: the previous copy stays in Memcache
+			// rather than a marker pointing at a Datastore that
+			// lacks this version.
+			w.outcome = outcomeSuperseded
+		default:
+			cond = append(cond, w)
+		}
+	}
+	s.writeConditional(cond, now)
+
+	// A put that may have landed after a logout's delete: undo it.
+	var gone []string
+	for _, w := range loaded {
+		if w.outcome == outcomeRemoved {
+			gone = append(gone, w.id)
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.deleteDatastore(s.ctx, gone); err != nil {
+			s.logf(levelError, "deleting %d session(s) removed by another request from the datastore again failed: %s", len(gone), redact(err, gone...))
+			s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err, gone...))
+		}
+	}
+}
+
+// writeMemcache writes the Memcache part of a flush: sessions added in
+// this request unconditionally, the others conditionally.
+func (s *memcacheStore) writeMemcache(ws []*sessWrite, now time.Time) {
+	fresh, loaded := splitFresh(ws)
+	if len(fresh) > 0 {
+		s.setMemcache(fresh, now)
+	}
+	s.writeConditional(loaded, now)
+}
+
+// splitFresh separates the writes of sessions added in this request from
+// those of sessions it loaded.
+func splitFresh(ws []*sessWrite) (fresh, loaded []*sessWrite) {
+	for _, w := range ws {
+		if w.fresh {
+			fresh = append(fresh, w)
+		} else {
+			loaded = append(loaded, w)
+		}
+	}
+	return fresh, loaded
+}
+
+// setMemcache sets the copies of sessions added in this request.
+func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
+	items := make([]*memcache.Item, len(ws))
+	for i, w := range ws {
+		items[i] = w.item(now)
+	}
+	err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
+	errs := spread(err, len(ws))
+	for i, w := range ws {
+		if errs[i] == nil {
+			w.outcome = outcomeStored
+			continue
+		}
+		w.outcome, w.failed = outcomeFailed, true
+		s.logf(levelError, "%s: saving the session to memcache failed: %s", logID(w.id), redact(errs[i], w.batch...))
+		s.failure.set(newStoreError(w.id, "saving the session to memcache", errs[i], w.batch...))
+	}
+}
+
+// writeConditional writes copies of sessions loaded earlier in the request
+// so that none overwrites a tombstone: a compare-and-swap on the item as
+// loaded, or an add where there was none. The first attempts go out in one
+// call per kind; conflicts are then resolved one session at a time.
+func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
+	var cas, add []*sessWrite
+	for _, w := range ws {
+		switch {
+		case w.reread:
+		case w.cur != nil:
+			cas = append(cas, w)
+		default:
+			add = append(add, w)
+		}
+	}
+	first := make(map[*sessWrite]error, len(ws))
+	batch := func(ws []*sessWrite, item func(*sessWrite, time.Time) *memcache.Item, call func(context.Context, []*memcache.Item) error) {
+		if len(ws) == 0 {
+			return
+		}
+		items := make([]*memcache.Item, len(ws))
+		for i, w := range ws {
+			items[i] = item(w, now)
+		}
+		for i, err := range spread(call(s.ctx, items), len(ws)) {
+			first[ws[i]] = err
+		}
+	}
+	batch(cas, (*sessWrite).casItem, memcache.CompareAndSwapMulti)
+	batch(add, (*sessWrite).item, memcache.AddMulti)
+	for _, w := range ws {
+		s.resolve(w, first[w], now)
+	}
+}
+
+// casItem is the compare-and-swap of w's copy over w.cur.
+func (w *sessWrite) casItem(now time.Time) *memcache.Item {
+	it := w.item(now)
+	cur := *w.cur // keeps the CAS id, which is unexported
+	cur.Value, cur.Flags, cur.Expiration, cur.Object = it.Value, it.Flags, it.Expiration, nil
+	return &cur
+}
+
+// spread turns the error of a batch call over n items into one error per
+// item.
+func spread(err error, n int) []error {
+	errs := make([]error, n)
+	if err == nil {
+		return errs
+	}
+	var me appengine.MultiError
+	if errors.As(err, &me) && len(me) == n {
+		copy(errs, me)
+		return errs
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// resolve finishes one conditional write whose first attempt returned err
+// (not yet made if w.reread). On a conflict it reads Memcache again: a
+// tombstone ends the write (the session was removed); another request's
+// version is overwritten (last writer wins) or, with
+// MergeConcurrentUpdates, merged with. A session that keeps changing gives
+// up after Retries+2 conflicts rather than overwrite blindly, and a failing
+// Memcache leaves the last word to the Datastore.
+func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
+	conflicts, failures := 0, 0
+	readFirst := w.reread
+	for {
+		switch {
+		case readFirst:
+			readFirst = false
+			if !s.reread(w) {
+				return
+			}
+		case err == nil:
+			w.outcome = outcomeStored
+			return
+		case errors.Is(err, memcache.ErrNotStored) && w.cur != nil:
+			// The item as loaded is gone (evicted): add instead, which
+			// still fails on a tombstone.
+			w.cur = nil
+		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrNotStored):
+			conflicts++
+			if conflicts >= s.conflictBudget(w) {
+				s.giveUp(w)
+				return
+			}
+			if conflicts > 1 && !s.backoff(conflicts-1) {
+				s.memcacheFailed(w, s.ctx.Err())
+				return
+			}
+			if !s.reread(w) {
+				return
+			}
+		default:
+			failures++
+			if failures >= s.cfg.retries || !retryable(s.ctx, err) {
+				s.memcacheFailed(w, err)
+				return
+			}
+		}
+		err = s.attempt(w, now)
+	}
+}
+
+// conflictBudget is how many conflicts a write meets before it gives up.
+// Merging gives up after Retries+2 attempts, rather than keep building on
+// versions that keep changing. The last writer, who overwrites whatever it
+// finds, needs the bound only to end a loop: its conflicts are mostly with
+// copies put back into an evicting Memcache by readers that loaded the
+// Datastore before this request's put, so it gets three times as many.
+func (s *memcacheStore) conflictBudget(w *sessWrite) int {
+	if w.changes != nil {
+		return s.cfg.retries + 2
+	}
+	return 3 * (s.cfg.retries + 2)
+}
+
+// attempt makes one conditional write of w.
+func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
+	if w.cur != nil {
+		return memcache.CompareAndSwap(s.ctx, w.casItem(now))
+	}
+	return memcache.Add(s.ctx, w.item(now))
+}
+
+// reread reads the Memcache item of w after a conflict and decides what to
+// write over it; false if the write ends here.
+func (s *memcacheStore) reread(w *sessWrite) bool {
+	var fresh *memcache.Item
+	err := s.retry(s.ctx, func() (err error) {
+		fresh, err = memcache.Get(s.ctx, w.key)
+		return err
+	})
+	switch {
+	case errors.Is(err, memcache.ErrCacheMiss):
+		w.cur = nil
+		return true
+	case err != nil:
+		s.memcacheFailed(w, err)
+		return false
+	}
+	if bytes.Equal(fresh.Value, w.memcacheValue()) {
+		// Memcache already holds this very version: another request put
+		// it back from the Datastore, which has it since this request's
+		// put.
+		w.outcome = outcomeStored
+		return false
+	}
+	w.cur = fresh
+	switch kindOf(fresh.Value) {
+	case kindRemoved:
+		w.outcome = outcomeRemoved
+		return false
+	case kindDatastoreOnly:
+		if w.changes != nil {
+			// The version to merge with is too large for Memcache.
+			return s.mergeInto(w, s.datastoreValue(w.id))
+		}
+		return true
+	}
+	if w.changes == nil || bytes.Equal(fresh.Value, w.e.loaded) {
+		// Last writer wins; or Memcache holds the very copy this request
+		// loaded (its own refill), so no one else wrote.
+		return true
+	}
+	return s.mergeInto(w, fresh.Value)
+}
+
+// memcacheFailed ends a write whose Memcache part failed for good.
+func (s *memcacheStore) memcacheFailed(w *sessWrite, err error) {
+	w.outcome, w.failed = outcomeFailed, true
+	where := "the datastore has this version"
+	if s.cfg.onlyMemcache {
+		where = "the change is lost"
+	}
+	s.logf(levelError, "%s: saving the session to memcache failed: %s; %s", logID(w.id), redact(err, w.batch...), where)
+	s.failure.set(newStoreError(w.id, "saving the session to memcache", err, w.batch...))
+}
+
+// giveUp ends a write that kept colliding with other requests' writes.
+func (s *memcacheStore) giveUp(w *sessWrite) {
+	w.outcome, w.failed = outcomeSuperseded, true
+	what := "session kept changing under concurrent requests; this request's version was not written to memcache"
+	if w.changes != nil {
+		what = fmt.Sprintf("session kept changing under concurrent requests; this request's changes to %d attribute(s) were not saved",
+			len(w.changes.set)+len(w.changes.deleted))
+	}
+	s.logf(levelError, "%s: %s", logID(w.id), what)
+	s.failure.set(newStoreError(w.id, what, nil))
+}

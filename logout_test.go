@@ -1,0 +1,242 @@
+package gaesession
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/icza/session"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/memcache"
+)
+
+// A logout is final: after Remove returns, no Get on any instance returns
+// the session, whatever requests that loaded it earlier do when they close.
+// Each test runs in every mode (storeModes), with the logout placed at each
+// point of the other request's work by a hook on that request's calls, so
+// that every order of the calls is forced rather than hoped for.
+
+// logout removes the session id in a request of its own, as another
+// instance would.
+func logout(t *testing.T, e *testEnv, o *MemcacheStoreOptions, id string) {
+	t.Helper()
+	st := NewMemcacheStoreOptions(e.ctx(), o)
+	sess := st.Get(id)
+	require.NotNil(t, sess, "the logout finds the session")
+	st.Remove(sess)
+	st.Close()
+	require.NoError(t, SaveError(st))
+}
+
+// requireGone checks that the session id is found nowhere: not through
+// Memcache (which holds its tombstone), not in the Datastore, and not once
+// Memcache has forgotten everything.
+func requireGone(t *testing.T, e *testEnv, o *MemcacheStoreOptions, id string) {
+	t.Helper()
+	require.NoError(t, WaitForAsyncSaves(context.Background()))
+	e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id), "found after the logout") })
+	item, err := memcache.Get(e.ctx(), id)
+	if assert.NoError(t, err, "the tombstone is in memcache") {
+		assert.Equal(t, tombstoneValue, item.Value)
+	}
+	if !newConfig(o).onlyMemcache {
+		err := datastore.Get(e.ctx(), datastore.NewKey(e.ctx(), "sess_", id, 0, nil), &SessEntity{})
+		assert.Equal(t, datastore.ErrNoSuchEntity, err, "the datastore entity is gone")
+	}
+	e.srv.FlushMemcache()
+	e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id), "found after the logout, with memcache empty") })
+}
+
+// logoutPoints are the calls of the other request before which the logout
+// runs; "" means before its Close.
+var logoutPoints = []string{"", "memcache.Set", "datastore_v3.Put", "memcache.Get"}
+
+// onceBefore returns a context of e whose first call of method made after
+// arm runs f first. For method "" it returns a plain context and f is never
+// run.
+func onceBefore(e *testEnv, method string, f func()) (ctx context.Context, arm func(), ran func() bool) {
+	var armed, done atomic.Bool
+	if method == "" {
+		return e.ctx(), func() {}, done.Load
+	}
+	ctx = faultHookCtx(e, method, func() {
+		if armed.Load() && done.CompareAndSwap(false, true) {
+			f()
+		}
+	}, nil)
+	return ctx, func() { armed.Store(true) }, done.Load
+}
+
+// Request B loads the session and changes it; A logs it out at some point
+// of B's work; B's Close must not bring it back.
+func TestLogoutWinsOverConcurrentWriter(t *testing.T) {
+	for _, mode := range storeModes {
+		for _, point := range logoutPoints {
+			t.Run(fmt.Sprintf("%s/before %q", mode.name, point), func(t *testing.T) {
+				e := newTestEnv(t)
+				e.captureLogs()
+				o := mode.opts
+				id := e.newSession(o, time.Hour)
+
+				ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
+				b := NewMemcacheStoreOptions(ctxB, o)
+				sess := b.Get(id)
+				require.NotNil(t, sess)
+				sess.SetAttr("n", 2)
+				arm()
+				if point == "" {
+					logout(t, e, o, id)
+				}
+				b.Close()
+				require.NoError(t, WaitForAsyncSaves(context.Background()))
+				writesDatastore := !newConfig(o).onlyMemcache
+				switch {
+				case point == "memcache.Set", point == "datastore_v3.Put" && writesDatastore:
+					require.True(t, ran(), "B made no %s call", point)
+				case point != "" && !ran():
+					// B made no such call (only merge and async read
+					// Memcache after their put): log out after B.
+					logout(t, e, o, id)
+				}
+				requireGone(t, e, o, id)
+				assert.NoError(t, SaveError(b), "a logout that wins is no save failure")
+				assert.Empty(t, e.logged("ERROR"))
+			})
+		}
+	}
+}
+
+// The same with a B that only reads the session: it writes only when its
+// copy is due for an expiry refresh (always, with a negative ExpirySlack).
+func TestLogoutWinsOverRefreshingReader(t *testing.T) {
+	for _, mode := range storeModes {
+		for _, point := range logoutPoints {
+			t.Run(fmt.Sprintf("%s/before %q", mode.name, point), func(t *testing.T) {
+				e := newTestEnv(t)
+				e.captureLogs()
+				clock := e.fakeClock()
+				o := mode.opts
+				id := e.newSession(o, time.Hour)
+				clock.Advance(30 * time.Minute) // a refresh is due
+
+				ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
+				b := NewMemcacheStoreOptions(ctxB, o)
+				require.NotNil(t, b.Get(id))
+				arm()
+				if point == "" {
+					logout(t, e, o, id)
+				}
+				b.Close()
+				require.NoError(t, WaitForAsyncSaves(context.Background()))
+				if point == "memcache.Set" {
+					require.True(t, ran(), "B did not refresh its copy")
+				}
+				if !ran() && point != "" {
+					logout(t, e, o, id)
+				}
+				requireGone(t, e, o, id)
+				assert.Empty(t, e.logged("ERROR"))
+			})
+		}
+	}
+}
+
+// A B that found the session only in the Datastore (Memcache had evicted
+// it) puts it back into Memcache with an add, at once. Whether the logout
+// comes before or after B's Datastore get, the session stays gone; if it
+// comes between B's get and B's add, B's own Get already answers nil.
+func TestLogoutWinsOverDatastoreLoad(t *testing.T) {
+	for _, mode := range storeModes {
+		if newConfig(mode.opts).onlyMemcache {
+			continue
+		}
+		for _, point := range []string{"datastore_v3.Get", "memcache.Set"} {
+			for _, change := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/before %q/change=%v", mode.name, point, change), func(t *testing.T) {
+					e := newTestEnv(t)
+					e.captureLogs()
+					o := mode.opts
+					id := e.newSession(o, time.Hour)
+					e.srv.FlushMemcache()
+
+					ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
+					arm()
+					b := NewMemcacheStoreOptions(ctxB, o)
+					sess := b.Get(id)
+					require.True(t, ran())
+					switch point {
+					case "datastore_v3.Get":
+						assert.Nil(t, sess, "the logout came before B's datastore get")
+					case "memcache.Set":
+						assert.Nil(t, sess, "B's add found the tombstone")
+					}
+					if sess != nil && change {
+						sess.SetAttr("n", 2)
+					}
+					b.Close()
+					requireGone(t, e, o, id)
+					assert.Empty(t, e.logged("ERROR"))
+				})
+			}
+		}
+	}
+}
+
+// A session added with AsyncDatastoreSave reaches the client (its cookie)
+// before its Datastore put lands, so a logout can overtake that put: the
+// put's Memcache read afterwards finds the tombstone and deletes the
+// entity again.
+func TestLogoutOvertakesAsyncSaveOfNewSession(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{AsyncDatastoreSave: true}
+	var id string
+	ctx, arm, ran := onceBefore(e, "datastore_v3.Put", func() { logout(t, e, o, id) })
+	arm()
+	st := NewMemcacheStoreOptions(ctx, o)
+	sess := session.NewSession()
+	id = sess.ID()
+	st.Add(sess)
+	st.Close()
+	require.NoError(t, WaitForAsyncSaves(context.Background()))
+	require.True(t, ran())
+	requireGone(t, e, o, id)
+	assert.Len(t, e.logged("INFO", LogID(id), "removed by another request while this one saved it"), 1, "%v", e.allLogs())
+}
+
+// The window that remains: Memcache evicts the tombstone before a request
+// that loaded the session earlier writes it back. That write succeeds and
+// the session is back, but only until the writer's own access plus
+// Timeout: no longer than it would have lived had the user simply stopped
+// using it (RELIABILITY.md).
+func TestLogoutWindowWhenTombstoneIsEvicted(t *testing.T) {
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			clock := e.fakeClock()
+			o := mode.opts
+			const timeout = time.Hour
+			id := e.newSession(o, timeout)
+			b := NewMemcacheStoreOptions(e.ctx(), o)
+			require.NotNil(t, b.Get(id))
+			b.Get(id).SetAttr("n", 2)
+			loaded := clock.Now()
+			logout(t, e, o, id)
+			e.srv.FlushMemcache() // the tombstone is evicted
+			b.Close()
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+
+			e.request(o, func(st session.Store) { assert.NotNil(t, st.Get(id), "back, within the window") })
+			clock.Advance(loaded.Add(timeout).Sub(clock.Now()) + time.Second)
+			e.request(o, func(st session.Store) {
+				assert.Nil(t, st.Get(id), "gone once idle past the writer's access plus Timeout")
+			})
+			e.srv.FlushMemcache()
+			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id)) })
+		})
+	}
+}
