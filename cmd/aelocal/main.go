@@ -109,8 +109,9 @@ func main() {
 	requireIndexes := flag.Bool("require_indexes", false, "fail queries that need a composite index index.yaml does not declare")
 	writeIndexYAML := flag.Bool("write_index_yaml", false, "add the composite indexes queries need to index.yaml, as dev_appserver did")
 	flag.Parse()
+	// The aelocal package's log lines and errors name it already; the
+	// command's own lines add the same prefix themselves.
 	log.SetFlags(0)
-	log.SetPrefix("aelocal: ")
 
 	opts := aelocal.Options{
 		Addr:           *addr,
@@ -128,7 +129,7 @@ func main() {
 		opts.AllowedHosts = strings.Split(*allowed, ",")
 	}
 	if err := run(notifyContext(), opts, nil); err != nil {
-		log.Fatal(err)
+		log.Fatal(withPrefix(err))
 	}
 }
 
@@ -140,13 +141,13 @@ func notifyContext() context.Context {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		sig := <-sigs
-		log.Printf("%v: shutting down (send it again to exit at once)", sig)
+		log.Printf("aelocal: %v: shutting down (send it again to exit at once)", sig)
 		cancel()
 		sig = <-sigs
 		// Safe: every write that was answered is synced to the datastore
 		// file already; a rewrite in progress leaves a temporary file that
 		// the next start removes.
-		log.Printf("%v again: exiting at once", sig)
+		log.Printf("aelocal: %v again: exiting at once", sig)
 		os.Exit(1)
 	}()
 	return ctx
@@ -156,7 +157,7 @@ func notifyContext() context.Context {
 // nil, is called once the server answers.
 func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server)) error {
 	if opts.DatastorePath != "" {
-		log.Printf("loading the datastore from %s", opts.DatastorePath)
+		log.Printf("aelocal: loading the datastore from %s", opts.DatastorePath)
 	}
 	start := time.Now()
 	s, err := aelocal.NewServerOptions(&opts)
@@ -164,7 +165,7 @@ func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server))
 		return err
 	}
 	if opts.DatastorePath != "" {
-		log.Printf("datastore loaded in %v; every acknowledged write is kept in %s", time.Since(start).Round(time.Millisecond), opts.DatastorePath)
+		log.Printf("aelocal: datastore loaded in %v; every acknowledged write is kept in %s", time.Since(start).Round(time.Millisecond), opts.DatastorePath)
 	}
 
 	host, port := s.Addr()
@@ -187,14 +188,23 @@ func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server))
 	defer cancel()
 	err = s.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		log.Printf("calls still in progress after %v: closing their connections", shutdownTimeout)
+		log.Printf("aelocal: calls still in progress after %v: closing their connections", shutdownTimeout)
 		err = s.Close()
 	}
 	if err != nil {
 		return err
 	}
 	if opts.DatastorePath != "" {
-		log.Printf("datastore file %s closed", opts.DatastorePath)
+		log.Printf("aelocal: datastore file %s closed", opts.DatastorePath)
 	}
 	return nil
+}
+
+// withPrefix returns err's text starting with "aelocal: " exactly once.
+func withPrefix(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "aelocal: ") {
+		return msg
+	}
+	return "aelocal: " + msg
 }
