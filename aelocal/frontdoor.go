@@ -112,10 +112,10 @@ func (s *Server) hostAllowed(hostport string) bool {
 	if host == "" {
 		return false
 	}
-	if strings.EqualFold(host, "localhost") {
+	if loopbackHost(host) {
 		return true
 	}
-	if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || (s.listenIP != nil && s.listenIP.Equal(ip))) {
+	if ip := net.ParseIP(host); ip != nil && s.listenIP != nil && s.listenIP.Equal(ip) {
 		return true
 	}
 	for _, a := range s.allowedHosts {

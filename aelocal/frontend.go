@@ -32,7 +32,8 @@ import (
 // only be reached through Google's.
 //
 // It listens on a loopback address only and answers only requests whose
-// Host names this machine (localhost, a loopback address), so that a page
+// Host names this machine (localhost, a loopback address) or one of the
+// server's allowed hosts, the check the API server makes, so that a page
 // of another site cannot reach it by rebinding its DNS name to 127.0.0.1.
 // Its one action of its own, signing in and out, takes a POST of its own
 // form (token, origin check); the signed-in user's cookie is SameSite=Lax,
@@ -103,11 +104,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	f := &frontEnd{url: "http://" + ln.Addr().String()}
 	f.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			host, _, err := net.SplitHostPort(r.Host)
-			if err != nil {
-				host = r.Host
-			}
-			if !loopbackHost(host) {
+			if !s.hostAllowed(r.Host) {
 				http.Error(w, fmt.Sprintf("aelocal front end: refused: Host %q does not name this machine; open %s", r.Host, f.url), http.StatusMisdirectedRequest)
 				return
 			}
