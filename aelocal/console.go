@@ -54,8 +54,10 @@ type consoleSection struct {
 var consoleSections = []consoleSection{
 	{"Datastore", "/datastore", (*console).datastoreRoutes},
 	{"Memcache", "/memcache", (*console).memcacheRoutes},
-	{"RPCs", "/rpcs", (*console).rpcRoutes},
+	{"Task queues", "/taskqueues", (*console).taskqueueRoutes},
+	{"Mail", "/mail", (*console).mailRoutes},
 	{"Cron", "/cron", (*console).cronRoutes},
+	{"RPCs", "/rpcs", (*console).rpcRoutes},
 }
 
 // consoleMaxForm bounds a form body: a datastore value may be a megabyte,
@@ -73,12 +75,13 @@ type console struct {
 	appURL   string // the app's base URL, "" if unknown
 
 	mu        sync.Mutex
-	cronRuns  map[string]cronRun // job ID -> its last run from the console
+	cronRuns  map[string]cronRun        // job ID -> its last run from the console
+	taskRuns  map[string]taskRunOutcome // queue -> its last task run from the console
 	propTypes map[propTypeKey]string
 }
 
 func newConsole(s *Server) *console {
-	c := &console{s: s, secret: make([]byte, 32), cronRuns: make(map[string]cronRun), propTypes: make(map[propTypeKey]string)}
+	c := &console{s: s, secret: make([]byte, 32), cronRuns: make(map[string]cronRun), taskRuns: make(map[string]taskRunOutcome), propTypes: make(map[propTypeKey]string)}
 	if _, err := rand.Read(c.secret); err != nil {
 		panic("aelocal: no randomness for the console's secret: " + err.Error())
 	}
@@ -192,6 +195,8 @@ var consoleTemplates = sync.OnceValue(func() map[string]*template.Template {
 		"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04:05.000 MST") },
 		"query":    queryString,
 		"add":      func(a, b int) int { return a + b },
+		"size":     fmtSize,
+		"join":     strings.Join,
 	}
 	pages, err := fs.Glob(consoleFiles, "console/*.tmpl")
 	if err != nil {
@@ -241,16 +246,20 @@ func (c *console) fail(w http.ResponseWriter, r *http.Request, status int, err e
 // with ?done=; only these fixed texts, so that a link cannot put words on
 // the page.
 var consoleFlashes = map[string]string{
-	"saved":      "Saved.",
-	"created":    "Entity created.",
-	"deleted":    "Deleted.",
-	"propdel":    "Property removed.",
-	"mcdeleted":  "Memcache key deleted.",
-	"mcmissing":  "The key was not in memcache (nothing deleted).",
-	"flushed":    "Memcache flushed: every item of every namespace is gone.",
-	"reset":      "RPC counts and the call log were reset.",
-	"cronran":    "Cron job run; its result is below.",
-	"nothingdel": "Nothing was selected, so nothing was deleted.",
+	"saved":       "Saved.",
+	"created":     "Entity created.",
+	"deleted":     "Deleted.",
+	"propdel":     "Property removed.",
+	"mcdeleted":   "Memcache key deleted.",
+	"mcmissing":   "The key was not in memcache (nothing deleted).",
+	"flushed":     "Memcache flushed: every item of every namespace is gone.",
+	"reset":       "RPC counts and the call log were reset.",
+	"cronran":     "Cron job run; its result is below.",
+	"nothingdel":  "Nothing was selected, so nothing was deleted.",
+	"taskran":     "Task run; the app's answer is below.",
+	"taskdeleted": "Task deleted.",
+	"purged":      "Queue purged: every task in it is deleted, and their names may be used again.",
+	"mailcleared": "Every message kept was removed.",
 }
 
 // redirect answers an action with 303 See Other to path?query&done=flash.
@@ -298,17 +307,20 @@ func (c *console) serveCSS(w http.ResponseWriter, r *http.Request) {
 // consoleHome is the data of the home page.
 type consoleHome struct {
 	URL, Host, Port, App string
+	Front                string // the app's front end, if any
 	RPCs                 int64
 	Since                time.Time
 	MemcacheItems        uint64
 	Kinds                []string
 	KindsErr             string
-	Services             string // the task queues and the mail kept, as text
+	Queues, Tasks        int
+	Mails                int
+	Indexes              string // composite indexes queries needed, as text
 }
 
 func (c *console) serveHome(w http.ResponseWriter, r *http.Request) {
 	host, port := c.s.Addr()
-	d := consoleHome{URL: c.s.URL(), Host: host, Port: port, App: os.Getenv("GAE_APPLICATION"), Since: c.s.rpcs.countsSince()}
+	d := consoleHome{URL: c.s.URL(), Host: host, Port: port, App: os.Getenv("GAE_APPLICATION"), Front: c.s.FrontURL(), Since: c.s.rpcs.countsSince()}
 	for _, n := range c.s.Stats() {
 		d.RPCs += n
 	}
@@ -321,10 +333,14 @@ func (c *console) serveHome(w http.ResponseWriter, r *http.Request) {
 		d.KindsErr = err.Error()
 	}
 	d.Kinds = kinds
-	var services strings.Builder
-	c.s.writeServicesStatus(&services)
-	c.s.writeIndexStatus(&services)
-	d.Services = strings.TrimSpace(services.String())
+	for _, q := range c.s.queueStatuses() {
+		d.Queues++
+		d.Tasks += q.Tasks
+	}
+	_, d.Mails = c.s.latestMails(0, 0)
+	var indexes strings.Builder
+	c.s.writeIndexStatus(&indexes)
+	d.Indexes = strings.TrimSpace(indexes.String())
 	c.render(w, r, http.StatusOK, "home", &consolePage{Title: "aelocal", Data: d})
 }
 

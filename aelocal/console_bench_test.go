@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/mail"
+	"google.golang.org/appengine/v2/taskqueue"
 )
 
 // consoleBenchEntities is the size of the datastore the console's pages
@@ -46,7 +49,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		b.Fatal(err)
 	}
 	key := datastore.NewKey(ctx, "Record", "", 54321, nil).Encode()
-	for _, p := range []struct{ name, path string }{
+	benchPages(b, s, []benchPage{
 		{"kinds", "/datastore"},
 		{"first-page", "/datastore/kind?kind=Record"},
 		{"sorted-by-property", "/datastore/kind?kind=Record&sort=Name&desc=1"},
@@ -56,7 +59,57 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"entity", "/datastore/entity?key=" + key},
 		{"memcache", "/memcache?key=k"},
 		{"rpcs", "/rpcs"},
-	} {
+	})
+}
+
+// consoleBenchTasks is the length of the queue the task pages are timed
+// on.
+const consoleBenchTasks = 100000
+
+// BenchmarkConsoleTaskAndMailPages times the task queue and mail pages,
+// over HTTP, on a queue of 100,000 tasks and the 10,000 messages the
+// server keeps at most:
+//
+//	go test -run '^$' -bench BenchmarkConsoleTaskAndMailPages -benchtime 20x ./aelocal
+func BenchmarkConsoleTaskAndMailPages(b *testing.B) {
+	s := newTestServer(b)
+	ctx := middlewareContext(b, s)
+	for lo := 0; lo < consoleBenchTasks; lo += 100 {
+		batch := make([]*taskqueue.Task, 0, 100)
+		for i := lo; i < lo+100; i++ {
+			batch = append(batch, &taskqueue.Task{Path: "/work?i=" + strconv.Itoa(i), Payload: []byte("payload"), Delay: time.Duration(i%5000) * time.Second})
+		}
+		if _, err := taskqueue.AddMulti(ctx, batch, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range mailMaxKept {
+		m := &mail.Message{Sender: "app@example.com", To: []string{"user@example.com"}, Subject: "Message " + strconv.Itoa(i),
+			Body: "Hello,\nthis is message " + strconv.Itoa(i) + ".", Attachments: []mail.Attachment{{Name: "a.txt", Data: []byte("attached")}}}
+		if err := mail.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	name := s.Tasks("")[54321].Name
+	benchPages(b, s, []benchPage{
+		{"queues", "/taskqueues"},
+		{"queue-first-page", "/taskqueues/queue?name=default"},
+		{"queue-page-at-50000", "/taskqueues/queue?name=default&offset=50000"},
+		{"queue-500-a-page", "/taskqueues/queue?name=default&n=500"},
+		{"task", "/taskqueues/task?queue=default&name=" + name},
+		{"mail-first-page", "/mail"},
+		{"mail-last-page", "/mail?offset=9980"},
+		{"mail-message", "/mail/message?id=5000"},
+	})
+}
+
+// benchPage is a console page to time.
+type benchPage struct{ name, path string }
+
+// benchPages times each page, fetched over HTTP and read whole, in a
+// sub-benchmark of its own.
+func benchPages(b *testing.B, s *Server, pages []benchPage) {
+	for _, p := range pages {
 		b.Run(p.name, func(b *testing.B) {
 			for range b.N {
 				resp, err := http.Get(s.URL() + p.path)

@@ -5,35 +5,45 @@ package aelocal
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/mail"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/appengine/v2/taskqueue"
+	"google.golang.org/appengine/v2/user"
 )
 
 // TestConsoleInBrowser goes through the console as a person would, in
 // headless Chromium: find an entity, edit it (a mistake first), delete it,
-// create one, look into memcache and flush it, run a cron job, and read
-// the RPC counts. What the pages show is checked against the services
+// create one, look into memcache and flush it, run a cron job, run a task
+// now, delete one and purge the queue, read a mail with an attachment, and
+// read the RPC counts. What the pages show is checked against the services
 // through the real client.
 func TestConsoleInBrowser(t *testing.T) {
-	// The app that cron jobs reach.
+	// The app that cron jobs and tasks reach.
 	var mu sync.Mutex
-	var cronHeaders []http.Header
+	var cronHeaders, taskHeaders []http.Header
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/tasks/cleanup" {
-			http.NotFound(w, r)
-			return
-		}
 		mu.Lock()
-		cronHeaders = append(cronHeaders, r.Header.Clone())
-		mu.Unlock()
-		w.Write([]byte("cleaned 3 sessions"))
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/tasks/cleanup":
+			cronHeaders = append(cronHeaders, r.Header.Clone())
+			w.Write([]byte("cleaned 3 sessions"))
+		case "/work/report":
+			taskHeaders = append(taskHeaders, r.Header.Clone())
+		default:
+			http.NotFound(w, r)
+		}
 	}))
 	defer app.Close()
 	cronYAML := filepath.Join(t.TempDir(), "cron.yaml")
@@ -53,6 +63,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := seedConsole(t, s)
+	// Tasks due later, so that only the console sends them; a mail with an
+	// attachment.
+	for i, name := range []string{"report", "reminder", "digest"} {
+		task := &taskqueue.Task{Name: name, Path: "/work/" + name, Payload: []byte("week=12"), Delay: time.Duration(i+1) * time.Hour}
+		if _, err := taskqueue.Add(ctx, task, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = mail.Send(ctx, &mail.Message{
+		Sender: "reports@example.com", To: []string{"boss@example.com"}, Subject: "Weekly report",
+		Body: "See the attached figures.", HTMLBody: "<p>See the <b>attached</b> figures.</p>",
+		Attachments: []mail.Attachment{{Name: "figures.csv", Data: []byte(strings.Repeat("1,2,3\n", 500))}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := startBrowser(t, 1280, 900)
 
 	// The root is the console; the datastore lists kinds with counts.
@@ -180,6 +206,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.find(`button[aria-label="run /tasks/report now"]`).click()
 	b.see("404 Not Found")
 
+	// Task queues: run one now and see it reach the app, delete one, purge.
+	b.findText("a", "Task queues").click()
+	b.see("3 tasks waiting in 1 queue", "default")
+	b.findText("a", "default").click()
+	b.see("Tasks 1–3 of 3, in the order they would run.", "/work/report", "/work/reminder", "/work/digest")
+	b.find(`button[aria-label="run report now"]`).click()
+	b.see("Task run; the app", "200 OK", "The task is deleted.", "Tasks 1–2 of 2")
+	mu.Lock()
+	if len(taskHeaders) != 1 || taskHeaders[0].Get("X-AppEngine-TaskName") != "report" || taskHeaders[0].Get("X-AppEngine-QueueName") != "default" {
+		t.Fatalf("the app got %d task requests: %v; want report's", len(taskHeaders), taskHeaders)
+	}
+	mu.Unlock()
+	b.find(`button[aria-label="run reminder now"]`).click()
+	b.see("404 Not Found", "It stays in the queue: retry 1")
+	b.find(`button[aria-label="delete digest"]`).click()
+	b.see("Task deleted.", "Tasks 1–1 of 1")
+	b.notSee("/work/digest")
+	b.findText("a", "reminder").click()
+	b.see("week=12", "the last run answered 404")
+	b.findText("a", "default").click()
+	b.findText("button", "Purge queue").click()
+	b.see("Queue purged", "No tasks.")
+	if ts := s.Tasks(""); len(ts) != 0 {
+		t.Fatalf("after the purge the queue holds %v", ts)
+	}
+
+	// Mail: the message, its attachment by name and size, the HTML as text.
+	b.findText("a", "Mail").click()
+	b.see("Messages 1–1 of 1", "Weekly report", "reports@example.com", "boss@example.com",
+		"figures.csv", "3.0 KB (3000 bytes)", "See the attached figures.", "<p>See the <b>attached</b> figures.</p>")
+	if n := b.count("article.mail b"); n != 0 {
+		t.Fatal("the HTML body was rendered, not shown as text")
+	}
+
 	// RPCs: the app's calls (the test's own client calls), not the console's.
 	b.findText("a", "RPCs").click()
 	b.see("datastore_v3", "Put", "Get", "memcache", "Set")
@@ -187,11 +247,13 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// A narrow window: the listing fits without scrolling sideways.
 	b.resize(390, 844)
-	b.open(s.URL() + "/datastore/kind?kind=Book")
-	var overflow bool
-	b.script("return document.documentElement.scrollWidth > window.innerWidth", &overflow)
-	if overflow {
-		t.Fatal("on a 390 px wide window the listing is wider than the window")
+	for _, page := range []string{"/datastore/kind?kind=Book", "/taskqueues", "/mail"} {
+		b.open(s.URL() + page)
+		var overflow bool
+		b.script("return document.documentElement.scrollWidth > window.innerWidth", &overflow)
+		if overflow {
+			t.Fatalf("on a 390 px wide window %s is wider than the window", page)
+		}
 	}
 }
 
@@ -212,4 +274,45 @@ func TestConsoleScreenshot(t *testing.T) {
 	if err := os.WriteFile(out, b.screenshot(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLoginInBrowser signs in and out in headless Chromium, as a person
+// would, on an app run on its own behind the front end: the app sees the
+// user through appengine/v2 alone. It signs in once on the front end's
+// page and once on the server's own, whose form sends the browser on to
+// the app's origin.
+func TestLoginInBrowser(t *testing.T) {
+	_, s := echoBehindFront(t)
+	ctx := middlewareContext(t, s)
+	front := s.FrontURL()
+	b := startBrowser(t, 1024, 768)
+
+	b.open(front + "/start")
+	b.see("nobody", "path=/start")
+	login, err := user.LoginURL(ctx, "/after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.open(login)
+	b.see("Log in", "You are not signed in.")
+	b.find(`input[name="email"]`).fill("juliet@example.org")
+	b.find(`input[name="admin"]`).click()
+	b.findText("button", "Log in").click()
+	b.see("juliet@example.org admin=true", "path=/after")
+
+	// A GET of the logout URL only asks.
+	logout, _ := user.LogoutURL(ctx, "/bye")
+	b.open(logout)
+	b.see("Log out", "You are signed in as juliet@example.org (administrator).")
+	b.open(front + "/check")
+	b.see("juliet@example.org admin=true", "path=/check")
+	b.open(logout)
+	b.findText("button", "Log out").click()
+	b.see("nobody", "path=/bye")
+
+	// The server's own login page, sending the browser on to the app.
+	b.open(s.URL() + "/_ah/login?continue=" + url.QueryEscape(front+"/back"))
+	b.find(`input[name="email"]`).fill("romeo@example.org")
+	b.findText("button", "Log in").click()
+	b.see("romeo@example.org admin=false", "path=/back")
 }

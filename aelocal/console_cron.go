@@ -139,10 +139,11 @@ func (c *console) postCronRun(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/cron", nil, "cronran")
 }
 
-// cronClient sends cron requests straight to the app: no proxy, and no
-// following of redirects, whose status the page should show instead (App
-// Engine's cron does not follow them either).
-var cronClient = &http.Client{
+// appClient sends the console's requests (cron jobs, tasks run now)
+// straight to the app: no proxy, and no following of redirects, whose
+// status the page should show instead (App Engine's cron and task queues
+// do not follow them either).
+var appClient = &http.Client{
 	Transport: &http.Transport{Proxy: nil, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second},
 	CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
@@ -162,7 +163,7 @@ func (c *console) runCron(ctx context.Context, job cronJob) cronRun {
 	// What App Engine's cron service sends; App Engine strips this header
 	// from any request from outside, which is why apps trust it.
 	req.Header.Set("X-Appengine-Cron", "true")
-	resp, err := cronClient.Do(req)
+	resp, err := appClient.Do(req)
 	if err != nil {
 		run.Duration = time.Since(run.At)
 		run.Err = err.Error()

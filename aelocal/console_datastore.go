@@ -162,16 +162,16 @@ func (c *console) query(fill func(q pmsg), offset, count int, total bool) (resul
 	return results, more, n, nil
 }
 
-// metaNames runs a metadata query (__namespace__ or __kind__) and returns
+// metaNames runs a metadata query (__namespace__, __kind__, or
+// __property__ of the kind named by ancestor, /__kind__,KIND) and returns
 // the names it lists.
-func (c *console) metaNames(sp nsKey, kind string, limit int) ([]string, bool, error) {
+func (c *console) metaNames(sp nsKey, kind string, ancestor dsPath, limit int) ([]string, bool, error) {
 	res, more, err := c.runQuery(func(q pmsg) {
-		q.Set("app", sp.app)
-		if sp.ns != "" {
-			q.Set("name_space", sp.ns)
-		}
-		q.Set("kind", kind)
+		kindQuery(sp, kind)(q)
 		q.Set("keys_only", true)
+		if ancestor != nil {
+			writeRef(q.Mutable("ancestor"), sp.app, sp.ns, ancestor)
+		}
 	}, 0, limit)
 	if err != nil {
 		return nil, false, err
@@ -184,11 +184,22 @@ func (c *console) metaNames(sp nsKey, kind string, limit int) ([]string, bool, e
 	return names, more, nil
 }
 
+// maxListedProperties bounds the properties a kind's page offers to sort
+// and filter by.
+const maxListedProperties = 1000
+
+// kindProperties lists the indexed properties of a kind, sorted, with a
+// __property__ query: the ones an order or a filter can use.
+func (c *console) kindProperties(sp nsKey, kind string) ([]string, error) {
+	names, _, err := c.metaNames(sp, "__property__", dsPath{{kind: "__kind__", name: kind}}, maxListedProperties)
+	return names, err
+}
+
 // maxListedKinds bounds the kinds the datastore page counts and lists.
 const maxListedKinds = 1000
 
 func (c *console) kinds(app, ns string) ([]string, error) {
-	names, _, err := c.metaNames(nsKey{app, ns}, "__kind__", maxListedKinds)
+	names, _, err := c.metaNames(nsKey{app, ns}, "__kind__", nil, maxListedKinds)
 	return names, err
 }
 
@@ -244,7 +255,7 @@ func (c *console) serveDatastore(w http.ResponseWriter, r *http.Request) {
 		d.Total += n
 	}
 	d.MoreKinds = len(kinds) == maxListedKinds
-	names, more, err := c.metaNames(nsKey{app: sp.app}, "__namespace__", maxListedNamespaces)
+	names, more, err := c.metaNames(nsKey{app: sp.app}, "__namespace__", nil, maxListedNamespaces)
 	if err != nil {
 		fail(err)
 	}
@@ -277,6 +288,7 @@ type kindPage struct {
 	Note          string
 	Columns       []string
 	Indexed       map[string]bool
+	Properties    []string // every indexed property of the kind
 	Rows          []entityRow
 	More          bool
 	Ops           []struct{ Name, Symbol string }
@@ -397,6 +409,15 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 		page.Error = err.Error()
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
+	}
+	// Every property an order or a filter can use, not just those of the
+	// entities on this page. Without them, the page still offers its
+	// columns.
+	if k.Properties, err = c.kindProperties(sp, k.Kind); err != nil {
+		page.Error = err.Error()
+	}
+	if k.Sort != "" && !slices.Contains(k.Properties, k.Sort) {
+		k.Properties = append(k.Properties, k.Sort)
 	}
 	results, more, total, err := c.query(fill, k.Offset, k.N, true)
 	k.Total = total

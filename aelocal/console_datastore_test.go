@@ -105,6 +105,39 @@ func TestConsoleKindListing(t *testing.T) {
 	}
 }
 
+// TestConsoleKindProperties: the sort and filter choices list every
+// indexed property of the kind, also those no entity on the page has.
+func TestConsoleKindProperties(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	for i := 1; i <= 30; i++ {
+		props := datastore.PropertyList{{Name: "N", Value: int64(i)}, {Name: "Note", Value: "long", NoIndex: true}}
+		if i == 30 {
+			props = append(props, datastore.Property{Name: "Rare", Value: "only here"})
+		}
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "Item", "", int64(i), nil), &props); err != nil {
+			t.Fatal(err)
+		}
+	}
+	datastore.Put(ctx, datastore.NewKey(ctx, "Other", "x", 0, nil), &datastore.PropertyList{{Name: "Elsewhere", Value: int64(1)}})
+	_, page := getPage(t, s, "/datastore/kind?kind=Item")
+	mustContain(t, page, "Entities 1–20 of 30",
+		`<datalist id="props"><option value="__key__"><option value="N"><option value="Rare"></datalist>`,
+		`<select name="sort"><option value="">key</option><option>N</option><option>Rare</option></select>`)
+	if strings.Contains(page, "<th>Rare") || strings.Contains(page, "Elsewhere") || strings.Contains(page, "<option>Note") {
+		t.Fatal("the page shows a column of no entity on it, a property of another kind, or an unindexed property as a choice")
+	}
+	// Sorting by it from the form, and the form keeps the choice.
+	_, page = getPage(t, s, "/datastore/kind?kind=Item&sort=Rare&desc=1")
+	mustContain(t, page, "Entities 1–1 of 1", `<option selected>Rare</option>`, `name="desc" value="1" checked`)
+	if got := listedKeys(page); len(got) != 1 || got[0] != "/Item,30" {
+		t.Fatalf("sorted by Rare: %v", got)
+	}
+	// A sort by a property the kind lacks is kept in the form too.
+	_, page = getPage(t, s, "/datastore/kind?kind=Item&sort=Missing")
+	mustContain(t, page, "No entities", `<option selected>Missing</option>`)
+}
+
 func TestConsoleEntityEdits(t *testing.T) {
 	s := newTestServer(t)
 	ctx := seedConsole(t, s)

@@ -19,7 +19,9 @@ import (
 
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/mail"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/appengine/v2/taskqueue"
 )
 
 // consoleBook is the sample kind the console tests browse.
@@ -139,27 +141,35 @@ func mustContain(t *testing.T, page string, want ...string) {
 
 // consolePosts are the console's actions with a valid form for each, given
 // a page that carries their tokens.
-var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run"}
+var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
+	"/taskqueues/run", "/taskqueues/delete", "/taskqueues/purge", "/mail/clear"}
 
 func TestConsoleGETChangesNothing(t *testing.T) {
 	s := newTestServer(t)
 	ctx := seedConsole(t, s)
 	key := datastore.NewKey(ctx, "Book", "", 1, nil)
 	enc := key.Encode()
+	if _, err := taskqueue.Add(ctx, &taskqueue.Task{Name: "t1", Path: "/work"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := mail.Send(ctx, &mail.Message{Sender: "a@example.com", To: []string{"b@example.com"}, Body: "b"}); err != nil {
+		t.Fatal(err)
+	}
 	before := s.Stats()
 	// Every page, and every action's path with the parameters its form
 	// would post, as a GET: a link or an image on another site can do
 	// no more than this.
 	pages := []string{"/", "/datastore", "/datastore?ns=tenant-a", "/datastore/kind?kind=Book&sort=Year&desc=1&fprop=Year&fop=gt&fval=1970",
 		"/datastore/entity?key=" + enc, "/datastore/edit?key=" + enc + "&prop=Price&i=0", "/datastore/new?kind=Book",
-		"/memcache", "/memcache?key=greeting", "/rpcs", "/cron", "/console.css"}
+		"/memcache", "/memcache?key=greeting", "/rpcs", "/cron", "/console.css",
+		"/taskqueues", "/taskqueues/queue?name=default", "/taskqueues/task?queue=default&name=t1", "/mail", "/mail/message?id=1"}
 	for _, p := range pages {
 		if code, body := getPage(t, s, p); code != http.StatusOK {
 			t.Fatalf("GET %s: %d\n%s", p, code, body)
 		}
 	}
 	for _, a := range consoleActions {
-		q := "?key=" + enc + "&prop=Price&i=0&type=float&value=1&ns=&job=0&kind=Book&rows=1&p0.name=X&p0.type=int&p0.value=1"
+		q := "?key=" + enc + "&prop=Price&i=0&type=float&value=1&ns=&job=0&kind=Book&rows=1&p0.name=X&p0.type=int&p0.value=1&queue=default&task=t1"
 		want := http.StatusMethodNotAllowed
 		if a == "/datastore/edit" || a == "/datastore/new" {
 			want = http.StatusOK // the form itself
@@ -174,6 +184,9 @@ func TestConsoleGETChangesNothing(t *testing.T) {
 	before["datastore_v3.RunQuery"]++ // the Count above
 	if after := s.Stats(); !maps.Equal(before, after) {
 		t.Fatalf("the pages made RPCs that count: before %v, after %v", before, after)
+	}
+	if len(s.Tasks("")) != 1 || len(s.Mail()) != 1 {
+		t.Fatalf("after the GETs: tasks %v, %d messages", s.Tasks(""), len(s.Mail()))
 	}
 	var b consoleBook
 	if err := datastore.Get(ctx, key, &b); err != nil || b.Price != 34.99 {
@@ -202,7 +215,7 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 		header http.Header
 	}{
 		{"no token", url.Values{}, nil},
-		{"wrong token", url.Values{"csrf": {"x" + flushToken[1:]}}, nil},
+		{"wrong token", url.Values{"csrf": {otherFirstByte(flushToken)}}, nil},
 		{"another form's token", url.Values{"csrf": {deleteToken}}, nil},
 		{"another server's token", url.Values{"csrf": {newTestServer(t).console.token("/memcache/flush")}}, nil},
 		{"cross-site", url.Values{"csrf": {flushToken}}, http.Header{"Sec-Fetch-Site": {"cross-site"}}},
@@ -227,6 +240,15 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 	if _, err := memcache.Get(ctx, "greeting"); err != memcache.ErrCacheMiss {
 		t.Fatalf("after the flush: %v", err)
 	}
+}
+
+// otherFirstByte returns token with its first character changed, so it is
+// a well-formed token that is not the right one.
+func otherFirstByte(token string) string {
+	if token[0] == 'x' {
+		return "y" + token[1:]
+	}
+	return "x" + token[1:]
 }
 
 func TestConsoleHeaders(t *testing.T) {

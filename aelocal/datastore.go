@@ -2,16 +2,10 @@ package aelocal
 
 import (
 	"encoding/binary"
-	"encoding/gob"
-	"errors"
 	"fmt"
-	"io"
-	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 )
 
 // datastore_v3 Error codes.
@@ -62,6 +56,7 @@ type dsEntity struct {
 type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
+	props   *propMemo                       // __property__ answers while version stays
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,
@@ -83,6 +78,9 @@ type datastoreService struct {
 	swept    time.Time
 
 	indexes *dsIndexes // composite indexes queries needed; its own lock
+
+	journal *journal  // keeps the datastore file; nil in memory only
+	pending []dsWrite // writes not yet sealed into the journal
 }
 
 // newDatastoreService makes an empty datastore whose transactions expire
@@ -360,7 +358,7 @@ func dsGet(s *Server, in, out pmsg) error {
 	return nil
 }
 
-func dsPut(s *Server, in, out pmsg) error {
+func dsPut(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	eps := in.Msgs("entity")
 	if len(eps) > maxPutEntities {
@@ -392,7 +390,7 @@ func dsPut(s *Server, in, out pmsg) error {
 	}
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockDurable(&err)
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
@@ -458,7 +456,7 @@ func dsPut(s *Server, in, out pmsg) error {
 	return nil
 }
 
-func dsDelete(s *Server, in, out pmsg) error {
+func dsDelete(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	refs := in.Msgs("key")
 	if len(refs) > maxDeleteKeys {
@@ -469,7 +467,7 @@ func dsDelete(s *Server, in, out pmsg) error {
 		return err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockDurable(&err)
 	if in.Has("transaction") {
 		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
@@ -496,7 +494,7 @@ func dsDelete(s *Server, in, out pmsg) error {
 	return nil
 }
 
-func dsAllocateIds(s *Server, in, out pmsg) error {
+func dsAllocateIds(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	if !in.Has("model_key") {
 		return badRequest("AllocateIds needs a model_key")
@@ -530,7 +528,7 @@ func dsAllocateIds(s *Server, in, out pmsg) error {
 	}
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockDurable(&err)
 	for _, path := range reserve {
 		for _, el := range path {
 			d.noteIDLocked(sp.app, el.id)
@@ -550,143 +548,5 @@ func dsAllocateIds(s *Server, in, out pmsg) error {
 	}
 	out.Set("start", start)
 	out.Set("end", end)
-	return nil
-}
-
-// Persistence.
-
-const dsFileFormat = "aelocal datastore 1"
-
-// dsFile is what SaveDatastore writes, gob-encoded.
-type dsFile struct {
-	Format   string
-	Counters []dsCounter // by app
-	Entities [][]byte    // encoded appengine.v2.EntityProto, keys complete, in key order
-}
-
-// dsCounter is the next automatic ID of an app.
-type dsCounter struct {
-	App    string
-	NextID int64
-}
-
-// SaveDatastore writes the whole datastore, every app and namespace and the
-// automatic ID counters, to w. LoadDatastore reads it back. The format is a
-// gob stream of encoded EntityProtos, in key order. Open transactions and
-// query cursors are not saved.
-func (s *Server) SaveDatastore(w io.Writer) error {
-	d := s.datastore
-	d.mu.Lock()
-	var ents []*dsEntity
-	for _, sp := range d.spaces {
-		for _, m := range sp.kinds {
-			for _, e := range m {
-				ents = append(ents, e)
-			}
-		}
-	}
-	f := dsFile{Format: dsFileFormat}
-	for app, id := range d.nextID {
-		f.Counters = append(f.Counters, dsCounter{app, id})
-	}
-	d.mu.Unlock()
-
-	slices.SortFunc(f.Counters, func(a, b dsCounter) int { return strings.Compare(a.App, b.App) })
-
-	slices.SortFunc(ents, func(a, b *dsEntity) int {
-		if c := strings.Compare(a.sp.app, b.sp.app); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.sp.ns, b.sp.ns); c != 0 {
-			return c
-		}
-		return comparePath(a.path, b.path)
-	})
-	f.Entities = make([][]byte, len(ents))
-	for i, e := range ents {
-		b, err := e.ep.Marshal()
-		if err != nil {
-			return fmt.Errorf("aelocal: encoding entity %s: %w", e.path, err)
-		}
-		f.Entities[i] = b
-	}
-	if err := gob.NewEncoder(w).Encode(&f); err != nil {
-		return fmt.Errorf("aelocal: writing datastore: %w", err)
-	}
-	return nil
-}
-
-// LoadDatastore replaces the whole datastore with one that SaveDatastore
-// wrote to r. Open transactions and query cursors are discarded: committing
-// such a transaction or continuing such a query fails. On error the
-// datastore is left unchanged.
-func (s *Server) LoadDatastore(r io.Reader) error {
-	var f dsFile
-	if err := gob.NewDecoder(r).Decode(&f); err != nil {
-		return fmt.Errorf("aelocal: reading datastore: %w", err)
-	}
-	if f.Format != dsFileFormat {
-		return fmt.Errorf("aelocal: reading datastore: unknown format %q", f.Format)
-	}
-	spaces := make(map[nsKey]*dsSpace)
-	nextID := make(map[string]int64)
-	nextScat := make(map[string]int64) // not saved: recomputed from the keys
-	for _, c := range f.Counters {
-		if c.NextID > 0 {
-			nextID[c.App] = c.NextID
-		}
-	}
-	for i, b := range f.Entities {
-		ep, err := newMsg("appengine.v2.EntityProto")
-		if err != nil {
-			return err
-		}
-		if err := proto.Unmarshal(b, ep.m.Interface()); err != nil {
-			return fmt.Errorf("aelocal: reading datastore: entity %d: %w", i, err)
-		}
-		sp, path, err := parseKey(ep.Msg("key"), fmt.Sprintf("entity %d: key", i), false)
-		if err == nil {
-			var e *dsEntity
-			if e, err = newEntity(sp, path, ep); err == nil {
-				space := spaces[sp]
-				if space == nil {
-					space = &dsSpace{kinds: make(map[string]map[string]*dsEntity)}
-					spaces[sp] = space
-				}
-				kind := path[len(path)-1].kind
-				if space.kinds[kind] == nil {
-					space.kinds[kind] = make(map[string]*dsEntity)
-				}
-				space.kinds[kind][path.encode()] = e
-				for _, el := range path {
-					noteID(nextID, nextScat, sp.app, el.id)
-				}
-			}
-		}
-		if err != nil {
-			var se *serviceError
-			if errors.As(err, &se) {
-				err = errors.New(se.detail)
-			}
-			return fmt.Errorf("aelocal: reading datastore: %w", err)
-		}
-	}
-
-	d := s.datastore
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for h := range d.cursors {
-		d.dropCursorLocked(h)
-	}
-	for h := range d.txs {
-		d.dropTxLocked(h)
-	}
-	d.seq++
-	for _, space := range spaces {
-		space.version = d.seq
-	}
-	d.spaces = spaces
-	d.nextID = nextID
-	d.nextScat = nextScat
 	return nil
 }

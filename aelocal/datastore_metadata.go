@@ -57,16 +57,7 @@ func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity
 		if q.ancestor != nil && q.ancestor[0].name != kind {
 			continue
 		}
-		types := make(map[string][len(propertyTypeNames)]bool)
-		for _, e := range ents {
-			for name, vals := range e.props {
-				t := types[name]
-				for _, v := range vals {
-					t[v.t] = true
-				}
-				types[name] = t
-			}
-		}
+		types := s.propertyTypes(kind, ents)
 		names := make([]string, 0, len(types))
 		for name := range types {
 			names = append(names, name)
@@ -88,6 +79,42 @@ func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity
 			add(e)
 		}
 	}
+}
+
+// propTypes are the value types each indexed property of a kind has.
+type propTypes map[string][len(propertyTypeNames)]bool
+
+// propMemo keeps what propertyTypes found for the kinds of a namespace
+// while no write changes it: finding the types reads every entity of the
+// kind, and a console (or an app) asks again and again of data that does
+// not change in between.
+type propMemo struct {
+	version uint64 // the namespace's version it is valid for
+	kinds   map[string]propTypes
+}
+
+// propertyTypes returns the types of the properties of the entities ents
+// of kind, from the memo while the namespace has not changed. The caller
+// holds the datastore's lock and must not change the result.
+func (s *dsSpace) propertyTypes(kind string, ents map[string]*dsEntity) propTypes {
+	if s.props == nil || s.props.version != s.version {
+		s.props = &propMemo{version: s.version, kinds: make(map[string]propTypes)}
+	}
+	if types, ok := s.props.kinds[kind]; ok {
+		return types
+	}
+	types := make(propTypes)
+	for _, e := range ents {
+		for name, vals := range e.props {
+			t := types[name]
+			for _, v := range vals {
+				t[v.t] = true
+			}
+			types[name] = t
+		}
+	}
+	s.props.kinds[kind] = types
+	return types
 }
 
 // checkMetadataQuery refuses what the stub refuses of a metadata query

@@ -1,8 +1,10 @@
 package aelocal
 
 import (
+	"bytes"
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,6 +103,70 @@ func TestDatastoreKindProperties(t *testing.T) {
 			t.Fatalf("Kinds = %v, %v", kinds, err)
 		}
 	})
+}
+
+// TestDatastoreKindPropertiesFollowWrites: the answer of a __property__
+// query is kept between queries only while no write changes the
+// namespace; every kind of write shows in the next answer.
+func TestDatastoreKindPropertiesFollowWrites(t *testing.T) {
+	s := newTestServer(t)
+	ctx := bridgeContext(t, s)
+	props := func(want string) {
+		t.Helper()
+		got, err := datastore.KindProperties(ctx, "K")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for name, types := range got {
+			out = append(out, name+":"+strings.Join(types, "+"))
+		}
+		slices.Sort(out)
+		if s := strings.Join(out, " "); s != want {
+			t.Fatalf("KindProperties(K) = %s, want %s", s, want)
+		}
+	}
+	k1, k2 := datastore.NewKey(ctx, "K", "1", 0, nil), datastore.NewKey(ctx, "K", "2", 0, nil)
+	put := func(k *datastore.Key, pl datastore.PropertyList) {
+		t.Helper()
+		if _, err := datastore.Put(ctx, k, &pl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(k1, datastore.PropertyList{{Name: "A", Value: int64(1)}})
+	props("A:INT64")
+	props("A:INT64") // from the memo
+	put(k2, datastore.PropertyList{{Name: "B", Value: "x"}})
+	props("A:INT64 B:STRING")
+	put(k1, datastore.PropertyList{{Name: "A", Value: 1.5}}) // a new type
+	props("A:DOUBLE B:STRING")
+	// Another kind's write changes the namespace too; K is unchanged.
+	put(datastore.NewKey(ctx, "Other", "o", 0, nil), datastore.PropertyList{{Name: "C", Value: true}})
+	props("A:DOUBLE B:STRING")
+	if err := datastore.Delete(ctx, k2); err != nil {
+		t.Fatal(err)
+	}
+	props("A:DOUBLE")
+	err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+		pl := datastore.PropertyList{{Name: "T", Value: int64(7)}}
+		_, err := datastore.Put(tc, k2, &pl)
+		return err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	props("A:DOUBLE T:INT64")
+	// A datastore loaded from a file answers from its own entities.
+	var saved bytes.Buffer
+	if err := s.SaveDatastore(&saved); err != nil {
+		t.Fatal(err)
+	}
+	put(k1, datastore.PropertyList{{Name: "Z", Value: int64(1)}})
+	props("T:INT64 Z:INT64")
+	if err := s.LoadDatastore(&saved); err != nil {
+		t.Fatal(err)
+	}
+	props("A:DOUBLE T:INT64")
 }
 
 func TestDatastorePropertyQueryInTransaction(t *testing.T) {

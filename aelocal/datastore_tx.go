@@ -78,6 +78,7 @@ type dsOld struct {
 // transaction, or a committed transaction. Every change to the stored
 // entities goes through here.
 func (d *datastoreService) applyLocked(ws []dsWrite) {
+	d.recordLocked(ws) // for the datastore file, if any (persist_journal.go)
 	for _, w := range ws {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
@@ -311,10 +312,10 @@ func dsBeginTransaction(s *Server, in, out pmsg) error {
 	return nil
 }
 
-func dsCommit(s *Server, in, out pmsg) error {
+func dsCommit(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockDurable(&err)
 	tx, h, err := d.txLocked(in)
 	if err != nil {
 		return err

@@ -81,14 +81,64 @@ Given the app's address (Options.AppURL, flag -app_url) the server sends
 due push tasks to the app by itself, at each queue's rate from queue.yaml
 (Options.QueueYAML, flag -queue_yaml), as dev_appserver did.
 
+With Options.FrontAddr (flag -front_addr) the server also stands before
+the app as App Engine's front end does, on a loopback port of its own
+(FrontURL): it passes each request on with the X-AppEngine-* headers the
+request brought removed and those of the user the login page signed in
+added, and serves /_ah/login and /_ah/logout there. That is how an app run
+on its own sees the signed-in user.
+
+# Keeping the datastore
+
+With Options.DatastorePath (cmd/aelocal's -datastore_path) the datastore
+lives in a file as well as in memory, and that file is what it promises:
+
+  - Loaded first: NewServerOptions reads the whole file before the server
+    answers anything; connections made meanwhile wait. A path whose
+    directory is missing or not writable is refused at once.
+  - Every acknowledged write is on disk: a write (Put, Delete, a
+    transaction's Commit, AllocateIds) is answered only after it is synced
+    to the file, so it survives kill -9, a crash, a panic or a closed
+    terminal. Concurrent writes share a sync (group commit).
+  - Checked: every record carries a CRC-32C checksum. A file that fails one
+    is refused with a *CorruptFileError naming the offset, and left as it
+    is. The only damage accepted is a last record cut short by a kill,
+    which was never acknowledged; it is dropped.
+  - Bounded: the file is an append-only log behind a snapshot, rewritten
+    (compacted) in the background once the log outgrows the snapshot.
+    Snapshots stream the entities, so they take no copy of the data in
+    memory. A rewrite interrupted by a kill leaves a temporary file
+    beside the datastore file, which the next start removes.
+  - Exclusive: a second server on the same file is refused (on Unix).
+
+Memcache is not kept, as on App Engine, where it may be emptied at any
+time. SaveDatastore and LoadDatastore write and read the same format
+(LoadDatastore also reads the gob files of earlier versions).
+
+# Safety
+
+A web page in the developer's browser can reach loopback addresses too, so
+the server refuses what a page can send: a service bridge call must carry
+the headers App Engine's clients send (X-Google-RPC-Service-Endpoint and
+-Method, Content-Type application/octet-stream) and no Origin header, and
+every request, console pages included, must name a loopback host or one of
+Options.AllowedHosts in its Host header, which defeats DNS rebinding.
+Bridge calls are served on any path, as older v1 clients post to the URL
+they were given. Request bodies in flight share a byte budget, idle
+connections are closed after two minutes, connections are capped, and only
+implemented methods get a counter of their own in Stats.
+
 # The console
 
 Every Server serves a console at its root, URL()+"/", for a person: the
 datastore (namespaces, kinds with counts, a kind's entities in pages,
 sorted and filtered; an entity's typed properties; edit, create, delete),
-memcache (statistics, look up, delete, flush), the RPCs served (counts and
-the latest calls with their duration and outcome) and the cron jobs of
-Options.CronYAML, run on request against Options.AppURL. It is plain
+memcache (statistics, look up, delete, flush), the task queues (a queue's
+tasks in pages; run a push task now against Options.AppURL, delete one,
+purge a queue), the mail sent (newest first, bodies shown as text,
+attachments by name and size), the cron jobs of Options.CronYAML, run on
+request against Options.AppURL, and the RPCs served (counts and the latest
+calls with their duration and outcome). It is plain
 server-rendered HTML; no GET changes anything and every form is protected
 against cross-site requests. The console calls the services as an app
 would, but its calls do not count in Stats, and its queries neither need
@@ -107,7 +157,8 @@ INVALID_VALUE); an item is stored while its key, its value and 73 bytes of
 overhead fit in 1 MiB, as in production, and a bigger one fails alone, with
 status ERROR (ErrServerError, within a MultiError from SetMulti). Expiry 0
 is never, relative seconds below 30 years and absolute Unix times above;
-compare-and-swap, delete locks, namespaces, peeks, Stats (byte_hits counts
+compare-and-swap, delete locks, namespaces (App Engine's rule: up to 100
+of the characters 0-9 A-Z a-z . _ -; others fail with INVALID_VALUE), peeks, Stats (byte_hits counts
 keys and values of hits) and least-recently-used eviction under a memory
 cap (SetMemcacheLimit).
 
@@ -148,9 +199,11 @@ stays taken nine days after its task ran or was deleted, ETAs up to 30
 days ahead, 100 KB push and 1 MB pull tasks, 100 tasks a call, five
 transactional tasks a transaction; retries follow the task's or queue's
 retry parameters. Mail checks addresses, bodies, attachments and headers as
-production does and keeps every message; none is delivered. The login page
-that user.LoginURL points at signs anyone in, with no password, and
-Middleware gives later requests that user's headers, as aetest.Login
+production does and keeps every message; none is delivered. user.LoginURL
+and user.LogoutURL have dev_appserver's shapes, /_ah/login?continue=... and
+/_ah/logout?continue=...; the login page signs anyone in, with no
+password, the logout page asks before it signs out, and Middleware (or the
+front end) gives later requests that user's headers, as aetest.Login
 does. URL fetch makes the request with the caller's deadline and
 production's limits and error codes. App identity signs with a key made on
 first use, whose certificate PublicCertificates returns. Modules report one

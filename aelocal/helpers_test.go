@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2"
 )
@@ -20,6 +21,12 @@ func newTestServer(t testing.TB) *Server {
 	return s
 }
 
+// stopClock stops s's clock (SetTime), so that only FastForward moves it:
+// a check of expiry to the second then does not depend on how fast a
+// loaded machine runs the test. The clock stops on a whole microsecond, the
+// resolution of the times services keep.
+func stopClock(s *Server) { s.SetTime(time.Now().Truncate(time.Microsecond)) }
+
 // middlewareContext returns an App Engine context whose calls s serves
 // in-process (Server.NewRequest).
 func middlewareContext(t testing.TB, s *Server) context.Context {
@@ -31,7 +38,7 @@ func middlewareContext(t testing.TB, s *Server) context.Context {
 // appengine.Middleware, whose calls travel over HTTP to s's /rpc_http
 // because API_HOST and API_PORT point there. The test must not be parallel:
 // the variables are process-wide.
-func bridgeContext(t *testing.T, s *Server) context.Context {
+func bridgeContext(t testing.TB, s *Server) context.Context {
 	t.Helper()
 	host, port := s.Addr()
 	t.Setenv("API_HOST", host)
@@ -71,4 +78,13 @@ func bothPathsWith(t *testing.T, opts func(t *testing.T) *Options, f func(t *tes
 		s := start(t)
 		f(t, s, bridgeContext(t, s))
 	})
+}
+
+// setBridgeHeaders sets the headers App Engine's clients send with every
+// service bridge call.
+func setBridgeHeaders(h http.Header) {
+	h.Set("X-Google-RPC-Service-Endpoint", "app-engine-apis")
+	h.Set("X-Google-RPC-Service-Method", "/VMRemoteAPI.CallRemoteAPI")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Google-RPC-Service-Deadline", "60")
 }

@@ -2,6 +2,7 @@ package aelocal
 
 import (
 	"bytes"
+	"cmp"
 	netmail "net/mail"
 	"slices"
 	"strings"
@@ -49,13 +50,15 @@ type sentMail struct {
 	msg      *mail.Message
 	toAdmins bool // SendToAdmins
 	at       time.Time
+	seq      uint64 // 1 for the first message the server kept, and so on
 }
 
 // mailService implements the "mail" service. Nothing leaves the machine:
 // messages are kept for Mail and the console.
 type mailService struct {
 	mu   sync.Mutex
-	sent []sentMail
+	sent []sentMail // by seq
+	seq  uint64     // of the last message kept
 }
 
 func init() {
@@ -76,16 +79,34 @@ func (s *Server) Mail() []*mail.Message {
 	return out
 }
 
-// sentMails returns what Mail returns with when and how each was sent, for
-// the console.
-func (s *Server) sentMails() []sentMail {
+// latestMails returns up to n of the messages kept, newest first, after
+// skipping the offset newest, with when and how each was sent; and how
+// many are kept. They are copies.
+func (s *Server) latestMails(offset, n int) ([]sentMail, int) {
 	s.mail.mu.Lock()
 	defer s.mail.mu.Unlock()
-	out := make([]sentMail, len(s.mail.sent))
-	for i, m := range s.mail.sent {
-		out[i] = sentMail{copyMessage(m.msg), m.toAdmins, m.at}
+	sent := s.mail.sent
+	var out []sentMail
+	for i := len(sent) - 1 - offset; i >= 0 && len(out) < n; i-- {
+		m := sent[i]
+		m.msg = copyMessage(m.msg)
+		out = append(out, m)
 	}
-	return out
+	return out, len(sent)
+}
+
+// mailBySeq returns a copy of the message kept with number seq.
+func (s *Server) mailBySeq(seq uint64) (sentMail, bool) {
+	s.mail.mu.Lock()
+	defer s.mail.mu.Unlock()
+	sent := s.mail.sent
+	i, ok := slices.BinarySearchFunc(sent, seq, func(m sentMail, seq uint64) int { return cmp.Compare(m.seq, seq) })
+	if !ok {
+		return sentMail{}, false
+	}
+	m := sent[i]
+	m.msg = copyMessage(m.msg)
+	return m, true
 }
 
 // clearMail forgets the messages sent so far.
@@ -124,7 +145,8 @@ func (ms *mailService) send(now time.Time, in pmsg, toAdmins bool) error {
 	if len(ms.sent) >= mailMaxKept {
 		ms.sent = slices.Delete(ms.sent, 0, len(ms.sent)-mailMaxKept+1)
 	}
-	ms.sent = append(ms.sent, sentMail{m, toAdmins, now})
+	ms.seq++
+	ms.sent = append(ms.sent, sentMail{m, toAdmins, now, ms.seq})
 	return nil
 }
 

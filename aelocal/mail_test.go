@@ -44,9 +44,15 @@ func TestMailSend(t *testing.T) {
 		if got[1].Subject != "Alert" || len(got[1].To) != 0 {
 			t.Fatalf("admin message %+v", got[1])
 		}
-		sent := s.sentMails()
-		if sent[0].toAdmins || !sent[1].toAdmins || sent[0].at.IsZero() {
-			t.Fatalf("sent records %+v", sent)
+		sent, n := s.latestMails(0, 10)
+		if n != 2 || len(sent) != 2 || !sent[0].toAdmins || sent[1].toAdmins || sent[1].at.IsZero() || sent[0].seq != sent[1].seq+1 {
+			t.Fatalf("sent records, newest first: %+v", sent)
+		}
+		if m, ok := s.mailBySeq(sent[1].seq); !ok || !reflect.DeepEqual(m.msg, msg) {
+			t.Fatalf("message %d: %+v, %v", sent[1].seq, m.msg, ok)
+		}
+		if _, ok := s.mailBySeq(sent[0].seq + 1); ok {
+			t.Fatal("a message that was never sent was found")
 		}
 		// Mail returns copies.
 		got[0].Attachments[0].Data[0] = 'X'

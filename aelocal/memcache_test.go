@@ -1,9 +1,7 @@
 package aelocal
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -326,6 +324,7 @@ func TestMemcacheDelete(t *testing.T) {
 
 func TestMemcacheDeleteLock(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		del := func(key string, deleteTime uint32) int64 {
 			t.Helper()
 			out, err := mcCall(t, ctx, "Delete", "DeleteRequest", "DeleteResponse", func(in pmsg) {
@@ -392,6 +391,7 @@ func absDiff(a, b int64) int64 {
 
 func TestMemcacheIncrement(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		if _, err := memcache.IncrementExisting(ctx, "n", 1); err != memcache.ErrCacheMiss {
 			t.Fatalf("IncrementExisting of a missing key: %v, want ErrCacheMiss", err)
 		}
@@ -546,52 +546,9 @@ func TestMemcacheFlush(t *testing.T) {
 	})
 }
 
-func TestMemcacheStats(t *testing.T) {
-	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		st, err := memcache.Stats(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *st != (memcache.Statistics{}) {
-			t.Fatalf("fresh Stats = %+v, want zeros", st)
-		}
-		mustSet(t, ctx, "key1", "value") // 4 + 5 bytes
-		s.FastForward(30 * time.Second)
-		nsCtx, _ := appengine.Namespace(ctx, "ns")
-		mustSet(t, nsCtx, "k2", "vv") // 2 + 2 bytes
-		wantValue(t, nsCtx, "k2", "vv")
-		wantValue(t, nsCtx, "k2", "vv")
-		wantMiss(t, ctx, "nope")
-		memcache.GetMulti(ctx, []string{"a", "b"})
-		memcache.Peek(ctx, "key1")  // peeks do not count
-		memcache.Peek(ctx, "nope2") // nor touch
-		st, err = memcache.Stats(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// byte_hits counts the key and the value of each hit: 2 x (2 + 2).
-		want := memcache.Statistics{Hits: 2, Misses: 3, ByteHits: 8, Items: 2, Bytes: 13, Oldest: 30}
-		if st.Oldest >= 30 && st.Oldest <= 31 {
-			want.Oldest = st.Oldest
-		}
-		if *st != want {
-			t.Fatalf("Stats = %+v, want %+v", *st, want)
-		}
-		// Expired and deleted items leave the counts.
-		if err := memcache.Set(ctx, &memcache.Item{Key: "e", Value: []byte("x"), Expiration: 5 * time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		memcache.Delete(ctx, "key1")
-		s.FastForward(10 * time.Second)
-		st, _ = memcache.Stats(ctx)
-		if st.Items != 1 || st.Bytes != 4 || st.Oldest < 10 || st.Oldest > 11 {
-			t.Fatalf("Stats = %+v, want 1 item of 4 bytes, oldest about 10s", *st)
-		}
-	})
-}
-
 func TestMemcachePeek(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		stopClock(s) // expiry is checked to the second
 		set := s.Now()
 		if err := memcache.Set(ctx, &memcache.Item{Key: "k", Value: []byte("v"), Expiration: time.Hour}); err != nil {
 			t.Fatal(err)
@@ -690,211 +647,6 @@ func TestMemcacheNamespaces(t *testing.T) {
 	})
 }
 
-func TestMemcacheLimits(t *testing.T) {
-	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		k250, k251 := strings.Repeat("k", 250), strings.Repeat("k", 251)
-		mustSet(t, ctx, k250, "ok")
-		wantValue(t, ctx, k250, "ok")
-		keyErr := []string{"251 bytes", "250-byte limit"}
-
-		wantInvalid(t, memcache.Set(ctx, &memcache.Item{Key: k251, Value: []byte("x")}), keyErr...)
-		_, err := memcache.Get(ctx, k251)
-		wantInvalid(t, err, keyErr...)
-		_, err = memcache.GetMulti(ctx, []string{"a", k251})
-		wantInvalid(t, err, keyErr...)
-		_, err = memcache.Peek(ctx, k251)
-		wantInvalid(t, err, keyErr...)
-		wantInvalid(t, memcache.Add(ctx, &memcache.Item{Key: k251, Value: []byte("x")}), keyErr...)
-		wantInvalid(t, memcache.Delete(ctx, k251), keyErr...)
-		wantInvalid(t, memcache.DeleteMulti(ctx, []string{k250, k251}), keyErr...)
-		wantValue(t, ctx, k250, "ok") // the failed DeleteMulti deleted nothing
-		_, err = memcache.Increment(ctx, k251, 1, 0)
-		wantInvalid(t, err, keyErr...)
-
-		// Production stores an item while key, value and 73 bytes of
-		// overhead fit in 1 MiB.
-		for _, c := range []struct {
-			key   string
-			value int
-			fits  bool
-		}{
-			{k250, 1048253, true},
-			{k250, 1048254, false},
-			{"k", 1048502, true},
-			{"k", 1048503, false},
-			{"", 1048503, true},
-		} {
-			big := bytes.Repeat([]byte("v"), c.value)
-			err := memcache.Set(ctx, &memcache.Item{Key: c.key, Value: big})
-			if !c.fits {
-				if err != memcache.ErrServerError {
-					t.Fatalf("Set of a %d-byte key and a %d-byte value: %v, want ErrServerError", len(c.key), c.value, err)
-				}
-				continue
-			}
-			if err != nil {
-				t.Fatalf("Set of a %d-byte key and a %d-byte value: %v", len(c.key), c.value, err)
-			}
-			it, err := memcache.Get(ctx, c.key)
-			if err != nil || !bytes.Equal(it.Value, big) {
-				t.Fatalf("Get of the %d-byte value: %v", c.value, err)
-			}
-		}
-		// A refused Set leaves the stored value as it was.
-		it, _ := memcache.Get(ctx, "k")
-		if it == nil || len(it.Value) != 1048502 {
-			t.Fatal("a refused Set changed the stored value")
-		}
-
-		// A batch with one item too big fails that item only.
-		tooBig := make([]byte, 1<<20)
-		err = memcache.SetMulti(ctx, []*memcache.Item{{Key: "fine", Value: []byte("x")}, {Key: "huge", Value: tooBig}, {Key: "fine2", Value: []byte("y")}})
-		me, ok := err.(appengine.MultiError)
-		if !ok || len(me) != 3 || me[0] != nil || me[1] != memcache.ErrServerError || me[2] != nil {
-			t.Fatalf("SetMulti with one item too big: %v, want MultiError{nil, ErrServerError, nil}", err)
-		}
-		wantValue(t, ctx, "fine", "x")
-		wantValue(t, ctx, "fine2", "y")
-		wantMiss(t, ctx, "huge")
-		for _, add := range []func(context.Context, *memcache.Item) error{memcache.Add, memcache.CompareAndSwap} {
-			if err := add(ctx, &memcache.Item{Key: "huge", Value: tooBig}); err != memcache.ErrServerError {
-				t.Fatalf("Add/CAS of an item too big: %v, want ErrServerError", err)
-			}
-		}
-	})
-}
-
-func TestMemcacheExpiry(t *testing.T) {
-	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		// Relative.
-		if err := memcache.Set(ctx, &memcache.Item{Key: "rel", Value: []byte("v"), Expiration: 10 * time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		// Never.
-		mustSet(t, ctx, "never", "v")
-		// Absolute, as the client sends for 30 years or more.
-		if err := memcache.Set(ctx, &memcache.Item{Key: "abs", Value: []byte("v"), Expiration: 31 * 365 * 24 * time.Hour}); err != nil {
-			t.Fatal(err)
-		}
-		// Absolute, in a minute, sent raw.
-		_, err := mcCall(t, ctx, "Set", "SetRequest", "SetResponse", func(in pmsg) {
-			it := in.AppendMsg("item")
-			it.Set("key", "abs60")
-			it.Set("value", "v")
-			it.Set("expiration_time", uint32(s.Now().Unix()+60))
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.FastForward(9 * time.Second)
-		wantValue(t, ctx, "rel", "v")
-		s.FastForward(2 * time.Second)
-		wantMiss(t, ctx, "rel")
-		if err := memcache.Add(ctx, &memcache.Item{Key: "rel", Value: []byte("again")}); err != nil {
-			t.Fatalf("Add over an expired item: %v", err)
-		}
-		wantValue(t, ctx, "abs60", "v")
-		s.FastForward(50 * time.Second)
-		wantMiss(t, ctx, "abs60")
-
-		s.FastForward(30 * 365 * 24 * time.Hour)
-		wantValue(t, ctx, "abs", "v")
-		s.FastForward(2 * 365 * 24 * time.Hour)
-		wantMiss(t, ctx, "abs")
-		wantValue(t, ctx, "never", "v")
-
-		// An expiry already past: Set reports success, the item is not
-		// kept, and the value it replaced is gone.
-		mustSet(t, ctx, "past", "old")
-		if err := memcache.Set(ctx, &memcache.Item{Key: "past", Value: []byte("new"), Expiration: time.Millisecond}); err != nil {
-			t.Fatalf("Set with an expiry in the past: %v", err)
-		}
-		wantMiss(t, ctx, "past")
-		// An ADD that is refused leaves the value alone.
-		mustSet(t, ctx, "past", "old")
-		if err := memcache.Add(ctx, &memcache.Item{Key: "past", Value: []byte("new"), Expiration: time.Millisecond}); err != memcache.ErrNotStored {
-			t.Fatalf("Add: %v", err)
-		}
-		wantValue(t, ctx, "past", "old")
-	})
-}
-
-func TestMemcacheLRU(t *testing.T) {
-	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		val := strings.Repeat("v", 99) // each item: 1-byte key + 99 = 100 bytes
-		s.SetMemcacheLimit(250)
-		mustSet(t, ctx, "a", val)
-		mustSet(t, ctx, "b", val)
-		wantValue(t, ctx, "a", val) // a is now more recent than b
-		mustSet(t, ctx, "c", val)   // 300 > 250: evicts b
-		wantMiss(t, ctx, "b")
-		wantValue(t, ctx, "a", val)
-		wantValue(t, ctx, "c", val)
-
-		// Peek does not refresh: a peeked item is still evicted first.
-		memcache.Peek(ctx, "a") // order, oldest first: a, c
-		mustSet(t, ctx, "d", val)
-		wantMiss(t, ctx, "a")
-		wantValue(t, ctx, "c", val)
-		wantValue(t, ctx, "d", val)
-
-		// Increment refreshes too.
-		s.FlushMemcache()
-		mustSet(t, ctx, "x", "1")
-		mustSet(t, ctx, "y", val)
-		memcache.Increment(ctx, "x", 1, 0)
-		mustSet(t, ctx, "z", val) // 2 + 100 + 100 fits
-		mustSet(t, ctx, "w", val) // over: y goes first
-		wantMiss(t, ctx, "y")
-		wantValue(t, ctx, "x", "2")
-
-		// An item bigger than the whole cap is not kept, and evicts nothing.
-		mustSet(t, ctx, "huge", strings.Repeat("h", 300))
-		wantMiss(t, ctx, "huge")
-		wantValue(t, ctx, "w", val)
-
-		// Lowering the cap evicts at once, least recently used first.
-		s.FlushMemcache()
-		mustSet(t, ctx, "a", val)
-		mustSet(t, ctx, "b", val)
-		s.SetMemcacheLimit(150)
-		wantMiss(t, ctx, "a")
-		wantValue(t, ctx, "b", val)
-		st, _ := memcache.Stats(ctx)
-		if st.Items != 1 || st.Bytes != 100 {
-			t.Fatalf("Stats = %+v, want 1 item of 100 bytes", *st)
-		}
-
-		s.SetMemcacheLimit(0)
-		wantMiss(t, ctx, "b")
-		mustSet(t, ctx, "a", "")
-		wantMiss(t, ctx, "a")
-
-		s.SetMemcacheLimit(DefaultMemcacheLimit)
-		mustSet(t, ctx, "a", val)
-		wantValue(t, ctx, "a", val)
-	})
-}
-
-func TestMemcacheLRUManyItems(t *testing.T) {
-	s := newTestServer(t)
-	ctx := middlewareContext(t, s)
-	const n, size = 1000, 100
-	s.SetMemcacheLimit(n / 2 * size)
-	for i := 0; i < n; i++ {
-		key := fmt.Sprintf("%04d", i)
-		mustSet(t, ctx, key, strings.Repeat("v", size-len(key)))
-	}
-	st, err := memcache.Stats(ctx)
-	if err != nil || st.Items != n/2 || st.Bytes != n/2*size {
-		t.Fatalf("Stats = %+v, %v", st, err)
-	}
-	wantMiss(t, ctx, "0499")
-	if _, err := memcache.Get(ctx, "0500"); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestMemcacheFailNext(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
 		mustSet(t, ctx, "k", "v")
@@ -919,36 +671,6 @@ func TestMemcacheFailNext(t *testing.T) {
 		s.FailNext("memcache", "Delete", 0)
 		if err := memcache.Delete(ctx, "k"); err != nil {
 			t.Fatalf("Delete after a cancelled FailNext: %v", err)
-		}
-	})
-}
-
-func TestMemcacheServerStats(t *testing.T) {
-	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
-		mustSet(t, ctx, "a", "1")
-		if err := memcache.SetMulti(ctx, []*memcache.Item{{Key: "b", Value: []byte("2")}, {Key: "c", Value: []byte("3")}}); err != nil {
-			t.Fatal(err)
-		}
-		memcache.Get(ctx, "a")
-		memcache.GetMulti(ctx, []string{"a", "b"})
-		memcache.Peek(ctx, "a")
-		memcache.Delete(ctx, "a")
-		memcache.Increment(ctx, "n", 1, 0)
-		memcache.Flush(ctx)
-		memcache.Stats(ctx)
-		got := s.Stats()
-		want := map[string]int64{
-			"memcache.Set": 2, "memcache.Get": 3, "memcache.Delete": 1,
-			"memcache.Increment": 1, "memcache.FlushAll": 1, "memcache.Stats": 1,
-		}
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("Stats()[%q] = %d, want %d", k, got[k], v)
-			}
-		}
-		s.ResetStats()
-		if len(s.Stats()) != 0 {
-			t.Fatalf("after ResetStats: %v", s.Stats())
 		}
 	})
 }
@@ -987,27 +709,4 @@ func TestMemcacheConcurrent(t *testing.T) {
 		}
 		wantValue(t, ctx, "counter", strconv.Itoa(workers*rounds))
 	})
-}
-
-// The client maps a missing stats message to ErrNoStats; the server must
-// always send one, with every required field.
-func TestMemcacheStatsMessageComplete(t *testing.T) {
-	s := newTestServer(t)
-	ctx := middlewareContext(t, s)
-	out, err := mcCall(t, ctx, "Stats", "StatsRequest", "StatsResponse", func(pmsg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !out.Has("stats") {
-		t.Fatal("no stats in the response")
-	}
-	st := out.Msg("stats")
-	for _, f := range []string{"hits", "misses", "byte_hits", "items", "bytes", "oldest_item_age"} {
-		if !st.Has(f) {
-			t.Errorf("stats.%s missing", f)
-		}
-	}
-	if _, err := memcache.Stats(ctx); errors.Is(err, memcache.ErrNoStats) {
-		t.Fatal(err)
-	}
 }

@@ -3,6 +3,7 @@ package aelocal
 import (
 	"fmt"
 	"net"
+	"time"
 )
 
 // Options configures a Server started with NewServerOptions. Every field is
@@ -32,6 +33,15 @@ type Options struct {
 	// for RunTasks, and cron jobs cannot be run.
 	AppURL string
 
+	// FrontAddr is a loopback host:port, such as 127.0.0.1:8081, on which
+	// the server stands before the app at AppURL as App Engine's front end
+	// does: it passes each request on to the app, with the X-AppEngine-*
+	// headers it came with removed and those of the user the login page
+	// signed in added, and serves the login and logout pages there. Browse
+	// the app at FrontURL to be signed in as with dev_appserver. It needs
+	// AppURL. Empty: no front end.
+	FrontAddr string
+
 	// CronYAML is the path of the app's cron.yaml. The console's cron page
 	// lists its jobs and runs one on request; NewServerOptions fails if the
 	// file cannot be read or parsed.
@@ -54,6 +64,28 @@ type Options struct {
 	// in a file that does not exist yet or has that line; a file without
 	// it is left alone. It cannot be combined with RequireIndexes.
 	WriteIndexYAML bool
+
+	// DatastorePath, if set, is the file that keeps the datastore across
+	// restarts. NewServerOptions loads it (or creates it) before the
+	// server answers anything, and refuses a path it could not keep
+	// writing to, or a file that fails a checksum. From then on every
+	// write is on disk before its call is answered: an acknowledged write
+	// survives kill -9, a crash or a panic. See SaveDatastore for the
+	// format; LoadDatastore also reads files of older aelocal versions.
+	DatastorePath string
+
+	// AllowedHosts are host names (or IP addresses), besides loopback
+	// ones, that requests may name in their Host header, for a server
+	// reached by another name, say from a container. Ports are ignored.
+	// Requests naming any other host are refused, so that a web page
+	// cannot reach the server through DNS rebinding.
+	AllowedHosts []string
+
+	// Front-door limits; tests shorten them. Zero means the default.
+	idleTimeout time.Duration
+	bodyTimeout time.Duration
+	maxConns    int
+	bodyBudget  int64
 }
 
 // NewServerOptions starts a Server configured by o; nil o means the

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,11 +37,19 @@ type Server struct {
 	http *http.Server
 	url  string
 
+	// The front door (frontdoor.go).
+	listenIP     net.IP // the address listened on, unless unspecified
+	allowedHosts []string
+	budget       *byteBudget
+	limiter      *connLimiter
+	bodyTimeout  time.Duration
+
 	mu        sync.Mutex
 	stats     map[string]int64
 	failNext  map[string]int           // "service.Method" or "service." -> calls left to fail
 	latency   map[string]time.Duration // "service" or "service.Method" -> delay
 	clockSkew time.Duration            // FastForward total
+	stoppedAt time.Time                // set by SetTime: the clock stands still
 
 	memcache  *memcacheService
 	datastore *datastoreService
@@ -49,7 +59,9 @@ type Server struct {
 	mail      *mailService
 	users     *userService
 	fetch     *urlfetchService
-	appURL    string // Options.AppURL
+	appURL    string    // Options.AppURL
+	frontAddr string    // Options.FrontAddr
+	front     *frontEnd // the app's front end, if any; under mu
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
@@ -71,7 +83,8 @@ func Serve(ln net.Listener) (*Server, error) {
 	return serve(ln, &Options{})
 }
 
-// serve starts a Server on ln configured by o.
+// serve starts a Server on ln configured by o. With a DatastorePath it
+// loads the datastore first: until then connections wait unanswered.
 func serve(ln net.Listener, o *Options) (*Server, error) {
 	if os.Getenv("GAE_APPLICATION") == "" {
 		os.Setenv("GAE_APPLICATION", DefaultAppID)
@@ -88,20 +101,53 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
+	if o.DatastorePath != "" {
+		if _, err := openDatastoreFile(s.datastore, o.DatastorePath); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
 	if err := s.console.configure(o); err != nil {
 		ln.Close()
 		return nil, err
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+		s.listenIP = a.IP
+	}
+	s.allowedHosts = normalizeHosts(o.AllowedHosts)
+	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
+	s.bodyTimeout = cmpOr(o.bodyTimeout, bodyReadTimeout)
+	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
+	// The front door (frontdoor.go) checks every request first and sends
+	// bridge calls, on any path, to the bridge; these are the pages.
 	mux := http.NewServeMux()
-	mux.HandleFunc("/rpc_http", s.serveBridge)
+	mux.HandleFunc("/rpc_http", s.serveBridgePath)
 	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go s.http.Serve(ln)
-	s.startServices()
+	mux.HandleFunc("/_ah/logout", s.serveLogout)
+	s.http = &http.Server{
+		Handler:           s.frontDoor(mux),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       cmpOr(o.idleTimeout, defaultIdleTimeout),
+		ConnState:         s.limiter.connState,
+	}
+	go s.http.Serve(s.limiter)
+	if err := s.startServices(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// cmpOr returns v, or dflt if v is zero.
+func cmpOr[T comparable](v, dflt T) T {
+	var zero T
+	if v == zero {
+		return dflt
+	}
+	return v
 }
 
 func newServer() *Server {
@@ -111,9 +157,17 @@ func newServer() *Server {
 		latency:  make(map[string]time.Duration),
 		rpcs:     newRPCLog(),
 	}
+	s.budget = newByteBudget(defaultBodyBudget)
+	s.bodyTimeout = bodyReadTimeout
 	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
+	// Idle transactions and cursors expire by the server's clock, so that
+	// FastForward reaches them too.
 	s.datastore = newDatastoreService(s.Now)
+	// Transaction and cursor handles start at a random point, so that a
+	// handle a client kept from before a restart names nothing in the new
+	// server, rather than another client's transaction.
+	s.datastore.handle = rand.Uint64() >> 2
 	s.initServices()
 	return s
 }
@@ -129,20 +183,46 @@ func (s *Server) Addr() (host, port string) {
 	return host, port
 }
 
-// Close stops the server: it closes the listener and every connection.
-// Calls made through Middleware, NewRequest and Route fail from then on;
-// calls handed over with Call are still served.
+// Close stops the server at once: it closes the listener and every
+// connection. Calls made through Middleware, NewRequest and Route fail from
+// then on; calls handed over with Call are still served, except that with a
+// DatastorePath the file is closed, so their writes fail. Writes already
+// answered are on disk.
 func (s *Server) Close() error {
 	err := s.http.Close()
 	s.stopServices()
+	if j := s.datastore.journal; j != nil {
+		if jerr := j.close(); err == nil {
+			err = jerr
+		}
+	}
 	return err
 }
 
-// Now returns the server's clock: the real time plus every FastForward.
-// Memcache expiry is judged by this clock.
+// Shutdown stops the server gracefully: it stops accepting calls, waits
+// for the calls in progress to be answered (or for ctx to end), then
+// closes the datastore file, if any. As http.Server.Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.stopServices()
+	if j := s.datastore.journal; j != nil {
+		if jerr := j.close(); err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// Now returns the server's clock: the real time plus every FastForward,
+// or, after SetTime, the time set plus every FastForward since. Memcache
+// expiry and the expiry of idle datastore transactions and cursors are
+// judged by this clock.
 func (s *Server) Now() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.stoppedAt.IsZero() {
+		return s.stoppedAt.Add(s.clockSkew)
+	}
 	return time.Now().Add(s.clockSkew)
 }
 
@@ -155,11 +235,29 @@ func (s *Server) FastForward(d time.Duration) {
 	s.taskqueue.notify()
 }
 
+// SetTime sets the server's clock to t and stops it there: from then on
+// only FastForward moves it. A test that checks expiry to the second sets
+// the time first, so that real time passing on a busy machine cannot move
+// the clock past the moment it checks. The zero t makes the clock follow
+// real time again.
+func (s *Server) SetTime(t time.Time) {
+	s.mu.Lock()
+	s.stoppedAt, s.clockSkew = t, 0
+	s.mu.Unlock()
+	s.taskqueue.notify()
+}
+
+// OtherCalls is the Stats key that counts calls of methods aelocal does not
+// serve, all together: a client cannot grow the statistics with names of
+// its choosing.
+const OtherCalls = "other"
+
 // Stats returns the number of RPCs served since the server started or
 // since the last ResetStats, keyed "service.Method" as the client names
 // them: "memcache.Get", "memcache.Set", "datastore_v3.Put",
 // "datastore_v3.RunQuery", and so on. Calls that failed, including
-// injected failures, count too: they are RPCs the app made.
+// injected failures, count too: they are RPCs the app made. Calls of
+// methods that aelocal does not implement count under OtherCalls.
 func (s *Server) Stats() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,9 +311,11 @@ func (s *Server) SetLatency(service string, d time.Duration) {
 // FlushMemcache empties memcache, as if App Engine evicted everything.
 func (s *Server) FlushMemcache() { s.memcache.flush() }
 
-// SetMemcacheLimit sets the memory cap of memcache in bytes (keys plus
-// values). Past it the least recently used items are evicted. The default
-// is DefaultMemcacheLimit.
+// SetMemcacheLimit sets the memory cap of memcache in bytes. An item counts
+// its namespace, key and value and a fixed overhead for its bookkeeping
+// (about 256 bytes), so the cap bounds the memory memcache really holds.
+// Past it the least recently used items are evicted. The default is
+// DefaultMemcacheLimit.
 func (s *Server) SetMemcacheLimit(bytes int64) { s.memcache.setLimit(bytes) }
 
 // methodFunc serves one method: in is the decoded request, out the empty
@@ -287,14 +387,27 @@ func failureCode(service string) int32 {
 	return 1 // memcache UNSPECIFIED_ERROR, and a generic code elsewhere
 }
 
+// maxUnknownName bounds the name of a method aelocal does not serve, as it
+// is logged and quoted.
+const maxUnknownName = 200
+
 // call serves one API call given its encoded request.
 func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
 	name := service + "." + method
-	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 	spec, ok := methods[name]
+	if !ok && len(name) > maxUnknownName {
+		// A name the client made up goes into the RPC log and the error
+		// message: it must not bring its megabytes with it.
+		name = strings.ToValidUTF8(name[:maxUnknownName], "?") + "..."
+	}
+	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 
 	s.mu.Lock()
-	s.stats[name]++
+	if ok {
+		s.stats[name]++
+	} else {
+		s.stats[OtherCalls]++
+	}
 	delay, ok2 := s.latency[name]
 	if !ok2 {
 		delay = s.latency[service]
@@ -358,21 +471,20 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	return resp, nil
 }
 
-// serveBridge answers POST /rpc_http with a remote_api.Response, always with
-// HTTP 200 as App Engine's bridge does: errors travel inside the response.
+// serveBridge answers a bridge call (a POST with the bridge headers, on any
+// path) with a remote_api.Response, always with HTTP 200 as App Engine's
+// bridge does: errors travel inside the response.
 func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "aelocal: POST a remote_api.Request here", http.StatusMethodNotAllowed)
 		return
 	}
 	resp, _ := newMsg("remote_api.v2.Response")
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
-	switch {
-	case err != nil:
-		setRPCError(resp, &rpcError{code: rpcUnknown, detail: "reading request: " + err.Error()})
-	case len(body) > maxRequestBytes:
-		setRPCError(resp, &rpcError{code: rpcRequestTooLarge, detail: "request body too large"})
-	default:
+	body, release, rerr := s.readBridgeBody(w, r)
+	if rerr != nil {
+		setRPCError(resp, rerr)
+	} else {
+		defer release()
 		s.bridgeCall(r, body, resp)
 	}
 	b, err := resp.Marshal()
@@ -391,9 +503,14 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		return
 	}
 	ctx := r.Context()
-	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && d > 0 {
+	// A deadline of 0 or less has passed: the client computes it from its
+	// context's deadline just before it sends, and may send a negative one
+	// when that deadline passed in between. (Its own cancel may then miss
+	// the request, so ignoring such a deadline can keep the call waiting
+	// on an injected latency without end.)
+	if d, err := strconv.ParseFloat(r.Header.Get("X-Google-RPC-Service-Deadline"), 64); err == nil && !math.IsNaN(d) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(d*float64(time.Second)))
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(max(d, 0)*float64(time.Second)))
 		defer cancel()
 	}
 	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))

@@ -86,9 +86,50 @@ func TestLatencyHonoursContext(t *testing.T) {
 	})
 }
 
+// The client may send a deadline that has passed (negative, when its
+// context's deadline passes between its check and its send): the call
+// ends at once instead of waiting on an injected latency.
+func TestBridgePassedDeadline(t *testing.T) {
+	s := newTestServer(t)
+	s.SetLatency("memcache", time.Hour)
+	inner, _ := newMsg("appengine.v2.MemcacheFlushRequest")
+	innerBytes, _ := inner.Marshal()
+	req, _ := newMsg("remote_api.v2.Request")
+	req.Set("service_name", "memcache")
+	req.Set("method", "FlushAll")
+	req.Set("request", innerBytes)
+	body, _ := req.Marshal()
+	for _, d := range []string{"-0.004", "0", "-Inf"} {
+		hr, err := http.NewRequest("POST", s.URL()+"/rpc_http", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		setBridgeHeaders(hr.Header)
+		hr.Header.Set("X-Google-RPC-Service-Deadline", d)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out, _ := newMsg("remote_api.v2.Response")
+		if err := proto.Unmarshal(b, out.m.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		if code := out.Msg("rpc_error").Int("code"); code != rpcDeadlineExceeded {
+			t.Fatalf("deadline %s: rpc_error %d, want DEADLINE_EXCEEDED", d, code)
+		}
+	}
+}
+
 func postBridge(t *testing.T, s *Server, body []byte) pmsg {
 	t.Helper()
-	hr, err := http.Post(s.URL()+"/rpc_http", "application/octet-stream", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", s.URL()+"/rpc_http", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setBridgeHeaders(req.Header)
+	hr, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

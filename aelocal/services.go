@@ -2,11 +2,7 @@ package aelocal
 
 import (
 	"fmt"
-	"io"
 	"net/url"
-	"slices"
-	"strings"
-	"time"
 )
 
 // initServices makes the state of the services beyond memcache and the
@@ -37,19 +33,35 @@ func (s *Server) configureServices(o *Options) error {
 		}
 		s.appURL = o.AppURL
 	}
+	if o.FrontAddr != "" {
+		if err := checkFrontAddr(o.FrontAddr, o.AppURL); err != nil {
+			return err
+		}
+		s.frontAddr = o.FrontAddr
+	}
 	return nil
 }
 
 // startServices starts sending push tasks to the app, if the server knows
-// where it is.
-func (s *Server) startServices() {
-	if u, err := url.Parse(s.appURL); err == nil && s.appURL != "" {
-		s.startDispatcher(u)
+// where it is, and the app's front end, if asked for.
+func (s *Server) startServices() error {
+	u, err := url.Parse(s.appURL)
+	if err != nil || s.appURL == "" {
+		return nil
 	}
+	s.startDispatcher(u)
+	if s.frontAddr != "" {
+		return s.startFrontEnd(s.frontAddr, u)
+	}
+	return nil
 }
 
-// stopServices stops the task dispatcher and waits for its requests.
-func (s *Server) stopServices() { s.stopDispatcher() }
+// stopServices stops the front end and the task dispatcher, and waits for
+// the dispatcher's requests.
+func (s *Server) stopServices() {
+	s.stopFrontEnd()
+	s.stopDispatcher()
+}
 
 // appHost is the app's host:port: AppURL's, or dev_appserver's
 // localhost:8080 when the server does not know it.
@@ -78,29 +90,4 @@ var serviceFailureCodes = map[string]int32{
 	"urlfetch":             9,    // INTERNAL_TRANSIENT_ERROR
 	"app_identity_service": 1003, // UNKNOWN_ERROR
 	"modules":              4,    // TRANSIENT_ERROR
-}
-
-// statusMails is how many of the latest messages the status page lists.
-const statusMails = 20
-
-// writeServicesStatus adds the task queues and the mail kept to the
-// status page.
-func (s *Server) writeServicesStatus(w io.Writer) {
-	fmt.Fprintf(w, "\nTask queues:\n")
-	for _, q := range s.queueStatuses() {
-		mode := "push " + q.Rate
-		if q.Pull {
-			mode = "pull"
-		}
-		fmt.Fprintf(w, "%8d %s (%s)\n", q.Tasks, q.Name, mode)
-	}
-	mails := s.sentMails()
-	fmt.Fprintf(w, "\nMail kept, never sent: %d\n", len(mails))
-	for _, m := range mails[max(0, len(mails)-statusMails):] {
-		to := strings.Join(append(append(slices.Clone(m.msg.To), m.msg.Cc...), m.msg.Bcc...), ", ")
-		if m.toAdmins {
-			to = "the app's admins"
-		}
-		fmt.Fprintf(w, "  %s from %s to %s: %q\n", m.at.UTC().Format(time.RFC3339), m.msg.Sender, to, m.msg.Subject)
-	}
 }

@@ -1,10 +1,11 @@
 package aelocal
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,11 +206,11 @@ func (q *tqQueue) sorted() []*tqTask {
 	for _, t := range q.tasks {
 		out = append(out, t)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].etaUsec != out[j].etaUsec {
-			return out[i].etaUsec < out[j].etaUsec
+	slices.SortFunc(out, func(a, b *tqTask) int {
+		if c := cmp.Compare(a.etaUsec, b.etaUsec); c != 0 {
+			return c
 		}
-		return out[i].seq < out[j].seq
+		return cmp.Compare(a.seq, b.seq)
 	})
 	return out
 }

@@ -28,11 +28,24 @@ func TestTaskqueueConsoleActions(t *testing.T) {
 		t.Fatalf("default queue %+v", def)
 	}
 
-	if err := s.runTaskNow("default", "later"); err != nil {
+	// Run now: claimed whatever its ETA, and finished as a run of the
+	// dispatcher is.
+	run, err := s.claimTask("default", "later")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := s.RunTasks("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})); n != 1 {
-		t.Fatalf("ran %d, want the task made due", n)
+	if _, err := s.claimTask("default", "later"); err == nil {
+		t.Fatal("a task being run was claimed again")
+	}
+	if n, _ := s.RunTasks("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})); n != 0 {
+		t.Fatalf("RunTasks ran %d tasks; none is due but the claimed one, which runs already", n)
+	}
+	s.taskqueue.finish(run, http.StatusOK)
+	if _, _, err := s.queueTask("default", "later"); err == nil {
+		t.Fatal("a task run with success is still in the queue")
+	}
+	if _, err := s.claimTask("pull", "w"); err == nil {
+		t.Fatal("a pull task was claimed for a run")
 	}
 	if err := s.deleteTask("default", "gone"); err != nil {
 		t.Fatal(err)
@@ -48,9 +61,11 @@ func TestTaskqueueConsoleActions(t *testing.T) {
 	if _, err := taskqueue.Add(ctx, &taskqueue.Task{Name: "w", Method: "PULL"}, "pull"); err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range []error{s.runTaskNow("nosuch", "x"), s.runTaskNow("default", "nosuch"), s.deleteTask("default", "nosuch"), s.flushQueue("nosuch")} {
+	for _, err := range []error{claimErr(s.claimTask("nosuch", "x")), claimErr(s.claimTask("default", "nosuch")), s.deleteTask("default", "nosuch"), s.flushQueue("nosuch")} {
 		if err == nil {
 			t.Error("an action on a missing queue or task did not fail")
 		}
 	}
 }
+
+func claimErr(_ taskRun, err error) error { return err }

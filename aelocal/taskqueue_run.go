@@ -353,16 +353,23 @@ func (q *tqQueue) refill(now time.Time) {
 // send makes a run's request to the app and returns the status; 0 when no
 // answer came, which counts as a failure.
 func (d *dispatcher) send(run taskRun) int {
-	req, err := run.request(d.ctx, d.base.String())
+	status, _ := run.send(d.ctx, d.client, d.base.String())
+	return status
+}
+
+// send makes the run's request to the app at base with client and returns
+// the status of the answer, or 0 and why none came.
+func (r taskRun) send(ctx context.Context, client *http.Client, base string) (int, error) {
+	req, err := r.request(ctx, base)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	req.RequestURI = ""
-	resp, err := d.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }

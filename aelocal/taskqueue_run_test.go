@@ -46,6 +46,11 @@ var delayedFunc = delay.MustRegister("aelocal-test-delayed", func(ctx context.Co
 func TestDelayEndToEnd(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
 		key := t.Name()
+		// The count is per key and outlives the test: start it again,
+		// so that the test can run more than once (-count).
+		delayed.Lock()
+		delete(delayed.calls, key)
+		delayed.Unlock()
 		if err := delayedFunc.Call(ctx, key, 5); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package aelocal
 
 import (
+	"crypto/hmac"
 	"hash/crc32"
 	"html/template"
 	"net/http"
@@ -69,25 +70,68 @@ func (s *Server) SetOAuthUser(u *user.User) {
 	s.users.oauth = &c
 }
 
+// The login and logout URLs have dev_appserver's shapes,
+// /_ah/login?continue=... and /_ah/logout?continue=..., with the
+// destination made absolute and escaped as the stub escapes it (Python's
+// urllib.parse.quote, which keeps "/"), so that apps and tests that look
+// for those paths find them. dev_appserver's URLs were relative, as it
+// served the app and these pages on one port; here they are absolute, on
+// the server that has the pages for the app's origin: the front end when
+// there is one (Options.FrontAddr), which serves the app and them on one
+// port as dev_appserver did, else this server, since the app's own port
+// has no login page.
+
 func userCreateLoginURL(s *Server, in, out pmsg) error {
-	out.Set("login_url", s.URL()+"/_ah/login?continue="+url.QueryEscape(s.continueURL(in.Str("destination_url"))))
+	out.Set("login_url", s.loginBase()+"/_ah/login?continue="+pyQuote(s.continueURL(in.Str("destination_url"))))
 	return nil
 }
 
 func userCreateLogoutURL(s *Server, in, out pmsg) error {
-	out.Set("logout_url", s.URL()+"/_ah/login?action=logout&continue="+url.QueryEscape(s.continueURL(in.Str("destination_url"))))
+	out.Set("logout_url", s.loginBase()+"/_ah/logout?continue="+pyQuote(s.continueURL(in.Str("destination_url"))))
 	return nil
 }
 
+// loginBase is the base URL of the login and logout pages a browser on
+// the app should go to.
+func (s *Server) loginBase() string {
+	if f := s.FrontURL(); f != "" {
+		return f
+	}
+	return s.URL()
+}
+
+// pyQuote escapes s as Python's urllib.parse.quote(s) does: every byte but
+// letters, digits, "_.-~" and "/" as %XX.
+func pyQuote(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("_.-~/", c) >= 0:
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}
+
 // continueURL makes a destination absolute, as the stub does with the
-// current request's host: against AppURL, or dev_appserver's
-// http://localhost:8080 when the server does not know the app.
+// current request's host: against the front end's URL, else AppURL, else
+// dev_appserver's http://localhost:8080 when the server does not know the
+// app.
 func (s *Server) continueURL(dest string) string {
 	u, err := url.Parse(dest)
 	if err != nil || (u.Scheme != "" && u.Host != "") {
 		return dest
 	}
-	base := s.appURL
+	base := s.FrontURL()
+	if base == "" {
+		base = s.appURL
+	}
 	if base == "" {
 		base = defaultAppURL
 	}
@@ -132,30 +176,49 @@ func userCheckOAuthSignature(s *Server, in, out pmsg) error {
 // Login page.
 
 var loginPage = template.Must(template.New("login").Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>aelocal login</title>
-<style>body{font-family:sans-serif;margin:3em}form{max-width:28em}label{display:block;margin:.6em 0}</style>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>aelocal {{if .Logout}}logout{{else}}login{{end}}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em}form{max-width:28em}label{display:block;margin:.6em 0}</style>
 </head><body>
 <h1>{{if .Logout}}Log out{{else}}Log in{{end}}</h1>
 <p>aelocal signs you in locally, as dev_appserver did: no password, no Google account.
 {{if .Current}}You are signed in as <b>{{.Current}}</b>.{{else}}You are not signed in.{{end}}</p>
-<form method="post" action="/_ah/login">
+{{if .Logout}}<form method="post" action="/_ah/logout">
+<input type="hidden" name="csrf" value="{{.LogoutToken}}">
 <input type="hidden" name="continue" value="{{.Continue}}">
-{{if .Logout}}
-<button name="action" value="logout" autofocus>Log out</button>
-{{else}}
+<button autofocus>Log out</button>
+</form>
+{{else}}<form method="post" action="/_ah/login">
+<input type="hidden" name="csrf" value="{{.LoginToken}}">
+<input type="hidden" name="continue" value="{{.Continue}}">
 <label>Email <input name="email" type="email" value="{{.Email}}" required autofocus></label>
 <label><input name="admin" type="checkbox" value="1"> Sign in as administrator</label>
 <button name="action" value="login">Log in</button>
 <button name="action" value="logout" formnovalidate>Log out</button>
-{{end}}
-</form></body></html>
+</form>{{end}}
+</body></html>
 `))
 
-// serveLogin is the page user.LoginURL and user.LogoutURL point at. GET
-// shows a form; only a POST from this page signs in or out, so no link and
-// no other site can change who is signed in.
+// serveLogin is the page user.LoginURL points at, and serveLogout the one
+// of user.LogoutURL (also reached as /_ah/login?action=logout). A GET
+// shows a form; only a POST of that form signs in or out, so no link, no
+// image and no other site can change who is signed in.
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Frame-Options", "DENY")
+	s.serveAccount(w, r, r.FormValue("action") == "logout" && r.Method != http.MethodPost)
+}
+
+func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
+	s.serveAccount(w, r, true)
+}
+
+func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request, logout bool) {
+	h := w.Header()
+	h.Set("X-Frame-Options", "DENY")
+	// No form-action: browsers apply it to the redirect that follows the
+	// form too, and that goes on to the app, on another origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Cache-Control", "no-store")
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	cont := r.FormValue("continue")
 	if cont == "" {
 		cont = s.continueURL("/")
@@ -167,26 +230,30 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		data := struct {
-			Logout          bool
-			Continue, Email string
-			Current         string
-		}{Logout: r.FormValue("action") == "logout", Continue: cont, Email: "test@example.com"}
+			Logout                   bool
+			Continue, Email, Current string
+			LoginToken, LogoutToken  string
+		}{Logout: logout, Continue: cont, Email: "test@example.com",
+			LoginToken: s.console.token("/_ah/login"), LogoutToken: s.console.token("/_ah/logout")}
 		if u := loginUser(r); u != nil {
 			data.Current, data.Email = u.Email, u.Email
 			if u.Admin {
 				data.Current += " (administrator)"
 			}
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Type", "text/html; charset=utf-8")
 		loginPage.Execute(w, data)
 	case http.MethodPost:
-		if !sameOrigin(r) {
-			http.Error(w, "aelocal: a login form of another site was refused", http.StatusForbidden)
+		action := r.URL.Path
+		if !sameOrigin(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.console.token(action))) {
+			http.Error(w, "aelocal: refused: this form did not come from aelocal's own page (reload it and try again)", http.StatusForbidden)
 			return
 		}
 		c := &http.Cookie{Name: loginCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
-		switch r.PostFormValue("action") {
-		case "login":
+		switch {
+		case action == "/_ah/logout" || r.PostFormValue("action") == "logout":
+			c.MaxAge = -1
+		case r.PostFormValue("action") == "login":
 			email := strings.TrimSpace(r.PostFormValue("email"))
 			if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
 				http.Error(w, "aelocal: enter an email address", http.StatusBadRequest)
@@ -197,8 +264,6 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 				admin = "True"
 			}
 			c.Value = email + ":" + admin + ":" + loginUserID(email)
-		case "logout":
-			c.MaxAge = -1
 		default:
 			http.Error(w, "aelocal: unknown action", http.StatusBadRequest)
 			return
@@ -206,7 +271,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, c)
 		http.Redirect(w, r, cont, http.StatusFound)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
+		h.Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "aelocal: GET or POST", http.StatusMethodNotAllowed)
 	}
 }
@@ -270,7 +335,12 @@ func withLoginHeaders(r *http.Request) *http.Request {
 		return r
 	}
 	r = r.Clone(r.Context())
-	h := r.Header
+	setUserHeaders(r.Header, u)
+	return r
+}
+
+// setUserHeaders sets the headers of a signed-in user.
+func setUserHeaders(h http.Header, u *user.User) {
 	h.Set("X-AppEngine-User-Email", u.Email)
 	h.Set("X-AppEngine-User-Id", u.ID)
 	h.Set("X-AppEngine-Auth-Domain", u.AuthDomain)
@@ -283,5 +353,4 @@ func withLoginHeaders(r *http.Request) *http.Request {
 	} else {
 		h.Set("X-AppEngine-User-Is-Admin", "0")
 	}
-	return r
 }

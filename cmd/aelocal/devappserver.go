@@ -239,20 +239,17 @@ func runDevAppserver(ctx context.Context, args []string, stderr io.Writer) error
 	if c.consistency != "" && c.consistency != "consistent" {
 		fmt.Fprintf(stderr, "aelocal: --datastore_consistency_policy=%s: aelocal's datastore is always strongly consistent\n", c.consistency)
 	}
-	// aetest always clears the datastore; a kept one is loaded and saved
-	// as with aelocal's own -datastore_path.
-	keep := c.datastorePath != "" && !c.clearDatastore
-
-	s, err := aelocal.NewServerOptions(&aelocal.Options{Addr: c.apiAddr})
+	// aetest always clears the datastore; a kept one is the server's
+	// DatastorePath, as with aelocal's own -datastore_path.
+	opts := aelocal.Options{Addr: c.apiAddr}
+	if c.datastorePath != "" && !c.clearDatastore {
+		opts.DatastorePath = c.datastorePath
+	}
+	s, err := aelocal.NewServerOptions(&opts)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if keep {
-		if err := load(s, c.datastorePath); err != nil {
-			return err
-		}
-	}
 
 	ln, err := net.Listen("tcp", c.adminAddr)
 	if err != nil {
@@ -275,9 +272,6 @@ func runDevAppserver(ctx context.Context, args []string, stderr io.Writer) error
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	admin.Shutdown(sctx) // lets the /quit answer go out
-	if keep {
-		return save(s, c.datastorePath)
-	}
 	return nil
 }
 

@@ -266,7 +266,12 @@ func TestRunDevAppserverQuits(t *testing.T) {
 	if !strings.HasSuffix(api, "/rpc_http") {
 		t.Fatalf("API URL %s", api)
 	}
-	resp, err := http.Post(api, "application/octet-stream", strings.NewReader(""))
+	// An (empty) bridge call, with the headers App Engine's clients send.
+	req, _ := http.NewRequest("POST", api, strings.NewReader(""))
+	req.Header.Set("X-Google-RPC-Service-Endpoint", "app-engine-apis")
+	req.Header.Set("X-Google-RPC-Service-Method", "/VMRemoteAPI.CallRemoteAPI")
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/taskqueue"
+	"google.golang.org/appengine/v2/user"
 )
 
 type item struct{ V string }
@@ -34,7 +38,8 @@ func startOptions(t *testing.T, opts aelocal.Options, dsPath string) (ctx contex
 	up := make(chan *aelocal.Server, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, opts, dsPath, func(s *aelocal.Server) { up <- s })
+		opts.DatastorePath = dsPath
+		done <- run(runCtx, opts, func(s *aelocal.Server) { up <- s })
 	}()
 	var srv *aelocal.Server
 	select {
@@ -121,7 +126,7 @@ func TestQueueYAMLAndAppURL(t *testing.T) {
 
 	bad := filepath.Join(t.TempDir(), "queue.yaml")
 	os.WriteFile(bad, []byte("queue:\n- name: no_underscores\n"), 0o644)
-	if err := run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", QueueYAML: bad}, "", nil); err == nil {
+	if err := run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", QueueYAML: bad}, nil); err == nil {
 		t.Fatal("a bad queue.yaml did not stop the command")
 	}
 }
@@ -154,7 +159,7 @@ func TestIndexYAMLFlags(t *testing.T) {
 	}
 
 	// A bad combination is refused at start.
-	err = run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", WriteIndexYAML: true}, "", nil)
+	err = run(context.Background(), aelocal.Options{Addr: "127.0.0.1:0", WriteIndexYAML: true}, nil)
 	if err == nil || !strings.Contains(err.Error(), "needs IndexYAML") {
 		t.Fatalf("-write_index_yaml without -index_yaml: %v", err)
 	}
@@ -170,7 +175,7 @@ func TestConsoleWithCronYAML(t *testing.T) {
 	up := make(chan *aelocal.Server, 1)
 	done := make(chan error, 1)
 	o := aelocal.Options{Addr: "127.0.0.1:0", MemcacheLimit: aelocal.DefaultMemcacheLimit, CronYAML: yaml, AppURL: "http://127.0.0.1:8080"}
-	go func() { done <- run(ctx, o, "", func(s *aelocal.Server) { up <- s }) }()
+	go func() { done <- run(ctx, o, func(s *aelocal.Server) { up <- s }) }()
 	var srv *aelocal.Server
 	select {
 	case srv = <-up:
@@ -193,7 +198,76 @@ func TestConsoleWithCronYAML(t *testing.T) {
 
 	// A cron.yaml that cannot be read stops the command at once.
 	o.CronYAML = filepath.Join(t.TempDir(), "missing.yaml")
-	if err := run(context.Background(), o, "", nil); err == nil || !strings.Contains(err.Error(), "cron.yaml") {
+	if err := run(context.Background(), o, nil); err == nil || !strings.Contains(err.Error(), "cron.yaml") {
 		t.Fatalf("run with a missing cron.yaml: %v", err)
+	}
+}
+
+// TestFrontEndSignsIn runs an app on its own, as with go run, behind the
+// command's front end: a person signs in on the front end's login page,
+// and the app, through appengine/v2 alone, sees the user.
+func TestFrontEndSignsIn(t *testing.T) {
+	app := httptest.NewServer(appengine.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u := user.Current(appengine.NewContext(r)); u != nil {
+			io.WriteString(w, u.Email)
+			return
+		}
+		io.WriteString(w, "nobody")
+	})))
+	defer app.Close()
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	up := make(chan *aelocal.Server, 1)
+	done := make(chan error, 1)
+	o := aelocal.Options{Addr: "127.0.0.1:0", AppURL: app.URL, FrontAddr: "127.0.0.1:0"}
+	go func() { done <- run(runCtx, o, func(s *aelocal.Server) { up <- s }) }()
+	var srv *aelocal.Server
+	select {
+	case srv = <-up:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	front := srv.FrontURL()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	get := func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get(client.Get(front + "/")); got != "nobody" {
+		t.Fatalf("before login: %q", got)
+	}
+	page := get(client.Get(front + "/_ah/login?continue=/"))
+	token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if token == nil {
+		t.Fatalf("login page:\n%s", page)
+	}
+	form := url.Values{"csrf": {token[1]}, "continue": {"/"}, "email": {"dev@example.org"}, "action": {"login"}}
+	if got := get(client.PostForm(front+"/_ah/login", form)); got != "dev@example.org" {
+		t.Fatalf("after login through the front end the app sees %q", got)
+	}
+	// The app's own port gets the cookie too, but no user: only the front
+	// end turns it into App Engine's headers.
+	if got := get(client.Get(app.URL + "/")); got != "nobody" {
+		t.Fatalf("the app's own port: %q", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Only on loopback, and only with an app to pass requests to.
+	for _, o := range []aelocal.Options{
+		{Addr: "127.0.0.1:0", AppURL: app.URL, FrontAddr: "0.0.0.0:0"},
+		{Addr: "127.0.0.1:0", FrontAddr: "127.0.0.1:0"},
+	} {
+		if err := run(context.Background(), o, nil); err == nil {
+			t.Fatalf("%+v started", o)
+		}
 	}
 }
