@@ -169,7 +169,9 @@ func attrPrints(print []byte) map[string][]byte {
 	return m
 }
 
-// matchesValuePrint reports whether v prints exactly as print.
+// matchesValuePrint reports whether v prints exactly as print. (It repeats
+// matchesPrint's few lines: a helper taking what to print as a func would
+// cost an allocation per call, which TestPrintAllocations forbids.)
 func matchesValuePrint(print []byte, v interface{}) (same bool) {
 	defer func() {
 		if recover() != nil {
