@@ -322,10 +322,20 @@ func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item *m
 // handler returns, which silently killed the original package's
 // asynchronous saves. The save keeps the context's values (the App Engine
 // API routing) but not its cancellation, and has a timeout of its own.
+//
+// A store's saves run one after the other: a session added and changed in
+// one request is saved by Add and again by Close, and the Datastore must
+// end with Close's version, which two concurrent puts would not ensure.
 func (s *memcacheStore) saveDatastoreAsync(writes []dsWrite) {
 	asyncSaves.add()
+	prev, done := s.lastAsyncSave, make(chan struct{})
+	s.lastAsyncSave = done
 	go func() {
 		defer asyncSaves.done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.asyncSaveTimeout)
 		defer cancel()
 		s.saveDatastore(ctx, writes)

@@ -61,6 +61,10 @@ type memcacheStore struct {
 	closed   bool
 
 	failure failureRecord // for SaveError
+
+	// lastAsyncSave is closed when the store's latest asynchronous
+	// Datastore save has finished; the next one waits for it.
+	lastAsyncSave chan struct{}
 }
 
 // entry is a session accessed through the store, with what is needed to

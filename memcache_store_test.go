@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,4 +295,51 @@ func TestMissIsRememberedWithinARequest(t *testing.T) {
 		}
 	})
 	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1}, e.rpcs())
+}
+
+// A session added and then changed in one request is saved twice with
+// AsyncDatastoreSave: by Add and by Close. The two puts run in goroutines
+// of their own; the Datastore must end with the later version whatever
+// order the service would serve them in. Here Add's put is held back until
+// Close's put has been answered.
+func TestAsyncSavesOfOneRequestLandInOrder(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := &MemcacheStoreOptions{AsyncDatastoreSave: true}
+	var puts atomic.Int32
+	secondDone := make(chan struct{})
+	ctx := faultHookOn(e.ctx(), "datastore_v3.Put", func() {
+		if puts.Add(1) == 1 {
+			// Add's put: wait (a little, should the saves already be
+			// in order) for Close's.
+			select {
+			case <-secondDone:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}, func() {
+		if puts.Load() == 2 {
+			select {
+			case <-secondDone:
+			default:
+				close(secondDone)
+			}
+		}
+	})
+	st := NewMemcacheStoreOptions(ctx, o)
+	sess := session.NewSessionOptions(&session.SessOptions{Attrs: map[string]interface{}{"n": 1}, Timeout: time.Hour})
+	st.Add(sess)
+	sess.SetAttr("n", 2) // after Add: Close writes the session again
+	st.Close()
+	require.NoError(t, WaitForAsyncSaves(context.Background()))
+	require.Equal(t, int32(2), puts.Load())
+	require.NoError(t, SaveError(st))
+
+	e.srv.FlushMemcache() // only the Datastore is left
+	e.request(o, func(st session.Store) {
+		got := st.Get(sess.ID())
+		require.NotNil(t, got)
+		assert.Equal(t, 2, got.Attr("n"), "the Datastore has the version Close saved")
+	})
+	assert.Empty(t, e.logged("ERROR"))
 }
