@@ -82,9 +82,9 @@ that did not come through appengine.Middleware), and SaveError returns the
 latest failure of a store, so an app can tell its user that a change (or
 a logout) did not go through. By default the Datastore put of a changed
 session goes first and the Memcache write follows it; with
-AsyncDatastoreSave Memcache is written first and the Datastore write
-finishes after the response, on a context of its own (see
-WaitForAsyncSaves).
+AsyncDatastoreSave or MergeConcurrentUpdates Memcache is written first,
+and with AsyncDatastoreSave the Datastore write finishes after the
+response, on a context of its own (see WaitForAsyncSaves).
 
 # Input that is not trusted
 
