@@ -21,9 +21,10 @@ session cookie over plain HTTP, shows under each page the App Engine RPCs
 the request made, and offers an "Empty memcache" button that lets you watch
 the session come back from the Datastore.
 
-It is meant to be copied: state changes on POST only (answered with a
-303), the cookie is SameSite=Lax, and every response forbids sniffing and
-framing. See README.md.
+It is meant to be copied: login, logout and emptying Memcache happen on
+POST only (answered with a 303; a page view only counts a visit in the
+session), the cookie is SameSite=Lax, and every response forbids sniffing
+and framing. See README.md.
 */
 package main
 
