@@ -394,3 +394,34 @@ func TestLastWriterGivesUpAfterManyConflicts(t *testing.T) {
 		assert.Equal(t, bWrites, sess.Attr("b"), "B's latest version stands")
 	})
 }
+
+// A loaded session that goes through Add is still merged: on Add with what
+// the request changed since it loaded it, and on Close with what it changed
+// since Add, so a concurrent request's change made in between is kept.
+func TestMergeAfterAddOfLoadedSession(t *testing.T) {
+	e := newTestEnv(t)
+	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
+	id := e.newSession(o, time.Hour)
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	sa := a.Get(id)
+	require.NotNil(t, sa)
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("b", "before A's Add") })
+	sa.SetAttr("a", 1)
+	a.Add(sa)
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("b", "between A's Add and Close") })
+	sa.SetAttr("a", 2)
+	a.Close()
+	require.NoError(t, SaveError(a))
+
+	for _, empty := range []bool{false, true} {
+		if empty {
+			e.srv.FlushMemcache()
+		}
+		e.request(o, func(st session.Store) {
+			got := st.Get(id)
+			require.NotNil(t, got)
+			assert.Equal(t, 2, got.Attr("a"), "memcache emptied: %v", empty)
+			assert.Equal(t, "between A's Add and Close", got.Attr("b"), "memcache emptied: %v", empty)
+		})
+	}
+}

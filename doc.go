@@ -46,9 +46,11 @@ of their values taken when the session was loaded (or added), not by
 decoding or encoding again: values changed in place, through a pointer, a
 slice or a map, count as changes; the access time and the order of map
 entries do not; and it works alike with any Codec. A session added in a
-request is written once, by Add, unless it changes afterwards. Every write of a session that the request loaded is conditional
-(a Memcache compare-and-swap on the item as loaded, or an add), so that no
-request can store a session that was logged out meanwhile.
+request is written once, by Add, unless it changes afterwards. Every write
+of a session that the request loaded is conditional (a Memcache
+compare-and-swap on the item as loaded, or an add), also when the app
+passes it to Add, so that no request can store a session that was logged
+out meanwhile.
 
 # Idle timeout
 

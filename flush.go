@@ -153,7 +153,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		print   []byte
 		changes *attrChanges
 	)
-	merging := s.cfg.merge && !e.added && !e.written
+	merging := s.cfg.merge && e.existing
 	if !s.closed || merging {
 		// Taken before the encoding, so that a change the encoding may
 		// have missed is never taken for written.
@@ -194,12 +194,17 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		return nil
 	}
 	switch {
-	case e.added || e.written:
+	case !e.existing:
+		// Added in this request; see setMemcache for why its writes,
+		// Close's too, need no condition.
 		w.fresh = true
 	case e.casItem != nil:
 		w.cur = e.casItem
 	default:
-		w.reread = e.refilled
+		// Memcache holds what this request put there, a refill or an
+		// earlier write (by Add), whose CAS id the add or the
+		// compare-and-swap did not return: read it first.
+		w.reread = e.refilled || e.written
 	}
 	w.changes = changes
 	return w
@@ -274,6 +279,20 @@ func isFresh(w *sessWrite) bool { return w.fresh }
 
 // setMemcache sets the copies of the sessions of ws added in this request
 // (w.fresh); it ignores the others.
+//
+// These are the store's only unconditional writes of a session (the other
+// Memcache set is Remove's tombstone, which is meant to overwrite
+// anything). A conditional one would cost a read first, for a CAS id no
+// set returns. They are safe because no other request can have removed
+// the session: its ID is new, made by this request, and reaches a client
+// only with this response's cookie, which icza/session sets after Add
+// returns. Close's write of a session changed after Add is a set too: a
+// logout can come before it only if the handler streamed its response
+// before Close, which App Engine does not do (it sends a response once the
+// handler has returned); locally, a request that flushes the response and
+// then changes the session has that window (RELIABILITY.md). A session
+// loaded with Get, whose ID others know, is never written here, even
+// after Add (see entry.existing).
 func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	var items []*memcache.Item
 	for _, w := range ws {

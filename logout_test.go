@@ -240,3 +240,112 @@ func TestLogoutWindowWhenTombstoneIsEvicted(t *testing.T) {
 		})
 	}
 }
+
+// Request B loads the session and then hands it to Add (a session.Manager
+// does so when an app re-adds the session it got). Add's write of a
+// session that was loaded is the conditional write Close's would be, so a
+// logout at any point of it, or between Add and a Close that writes a later
+// change, stays final.
+func TestLogoutWinsOverAddOfLoadedSession(t *testing.T) {
+	for _, mode := range storeModes {
+		for _, point := range logoutPoints {
+			t.Run(fmt.Sprintf("%s/during Add, before %q", mode.name, point), func(t *testing.T) {
+				e := newTestEnv(t)
+				e.captureLogs()
+				o := mode.opts
+				id := e.newSession(o, time.Hour)
+
+				ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
+				b := NewMemcacheStoreOptions(ctxB, o)
+				sess := b.Get(id)
+				require.NotNil(t, sess)
+				sess.SetAttr("n", 2)
+				arm()
+				if point == "" {
+					logout(t, e, o, id)
+				}
+				b.Add(sess)
+				b.Close()
+				require.NoError(t, WaitForAsyncSaves(context.Background()))
+				if point != "" && !ran() {
+					logout(t, e, o, id) // B made no such call
+				}
+				requireGone(t, e, o, id)
+				assert.NoError(t, SaveError(b), "a logout that wins is no save failure")
+				assert.Empty(t, e.logged("ERROR"))
+				if point == "" || point == "memcache.Set" {
+					// The logout came before Add's Memcache write.
+					assert.Len(t, e.logged("session added"), 1, "only the setup's session was added")
+				}
+			})
+		}
+		t.Run(mode.name+"/between Add and Close", func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			o := mode.opts
+			id := e.newSession(o, time.Hour)
+
+			b := NewMemcacheStoreOptions(e.ctx(), o)
+			sess := b.Get(id)
+			require.NotNil(t, sess)
+			b.Add(sess)
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			// The response may reach the client here (it was streamed),
+			// and the client log out in another request.
+			logout(t, e, o, id)
+			sess.SetAttr("n", 3) // so that Close writes again
+			b.Close()
+			requireGone(t, e, o, id)
+			assert.NoError(t, SaveError(b))
+			assert.Empty(t, e.logged("ERROR"))
+		})
+	}
+}
+
+// Add of a loaded session costs what a modified request costs in each mode,
+// and saves it; a later change is saved by Close.
+func TestAddOfLoadedSession(t *testing.T) {
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			o := mode.opts
+			id := e.newSession(o, time.Hour)
+
+			e.rpcs()
+			e.request(o, func(st session.Store) {
+				sess := st.Get(id)
+				require.NotNil(t, sess)
+				sess.SetAttr("n", 2)
+				st.Add(sess)
+				assert.Equal(t, OriginNew, SessionOrigin(st, id))
+			})
+			require.NoError(t, WaitForAsyncSaves(context.Background()))
+			assert.Equal(t, mode.costs["visit"], e.rpcs())
+
+			e.request(o, func(st session.Store) {
+				sess := st.Get(id)
+				require.NotNil(t, sess)
+				assert.Equal(t, 2, sess.Attr("n"))
+				st.Add(sess)
+				sess.SetAttr("n", 3)
+			})
+			for _, empty := range []bool{false, true} {
+				if empty {
+					require.NoError(t, WaitForAsyncSaves(context.Background()))
+					e.srv.FlushMemcache()
+				}
+				e.request(o, func(st session.Store) {
+					sess := st.Get(id)
+					if newConfig(o).onlyMemcache && empty {
+						assert.Nil(t, sess)
+						return
+					}
+					require.NotNil(t, sess)
+					assert.Equal(t, 3, sess.Attr("n"), "memcache emptied: %v", empty)
+				})
+			}
+			assert.Empty(t, e.logged("ERROR"))
+		})
+	}
+}

@@ -73,7 +73,11 @@ type entry struct {
 	id     string
 	sess   session.Session
 	origin Origin
-	added  bool // new in this request: always written, unconditionally
+	added  bool // new in this request: written unconditionally
+	// existing: Get loaded the session, so other requests know its ID and
+	// may log it out at any time; every write of it is conditional, even
+	// after Add and after a first write in this request.
+	existing bool
 
 	// accessed is when this request accessed the session, by the store's
 	// clock: the next stored copy records it.
@@ -138,6 +142,7 @@ func (s *memcacheStore) Get(id string) session.Session {
 		s.markAbsent(id)
 		return nil
 	}
+	e.existing = true
 	now := timeNow()
 	if s.cfg.merge || !s.writeDue(e, now) {
 		// Taken before the app can change anything.
@@ -291,6 +296,12 @@ func (s *memcacheStore) decode(b []byte) (sess session.Session, err error) {
 // the next request finds it even if Close is forgotten; Close writes it
 // again only if it changed after Add. A session whose Timeout is zero or
 // negative times out at once (see icza/session) and is not stored.
+//
+// A session this request loaded with Get (the same value or another one
+// with its ID) is written as Close would write it: conditionally on the
+// copy loaded, so that a logout by another request meanwhile stays final,
+// and at the cost of a modified request. So are its later writes in this
+// request.
 func (s *memcacheStore) Add(sess session.Session) {
 	if sess == nil {
 		return
@@ -308,9 +319,17 @@ func (s *memcacheStore) Add(sess session.Session) {
 		s.logf(levelWarning, "%s: Add after Close: the session is stored now, but later changes to it are not saved", logID(id))
 	}
 	delete(s.absent, id)
-	e := &entry{id: id, sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
-	s.setEntry(e)
-	if s.flush([]*entry{e}) {
+	e := s.entry(id)
+	if e != nil && e.existing {
+		// Its stored copy and the CAS state as loaded stay: the write
+		// below is conditional on them. e.print stays the baseline of
+		// what this request changed (merges diff against it).
+		e.sess, e.origin, e.accessed, e.timedOut = sess, OriginNew, timeNow(), false
+	} else {
+		e = &entry{id: id, sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
+		s.setEntry(e)
+	}
+	if s.flush([]*entry{e}) && s.entry(id) != nil {
 		s.logf(levelInfo, "%s: session added", logID(id))
 	}
 }
@@ -343,6 +362,8 @@ func (s *memcacheStore) Remove(sess session.Session) {
 		Expiration: ttl,
 	}
 	ok := true
+	// A set, not a conditional write: the logout overwrites whatever copy
+	// is there, and is the last word on the session.
 	// The tombstone must be in place before the Datastore delete: a put by
 	// a concurrent request that lands after the delete is then sure to
 	// find it (see tombstone.go). So the two calls are not parallel.
