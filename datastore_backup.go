@@ -116,6 +116,18 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 // too. If the add finds either, it is read: a tombstone means the session
 // was removed while this request loaded it (no session); a newer copy is
 // the one this request goes on with.
+//
+// If that read fails, what refused the add is unknown: a tombstone as well
+// as a newer copy or a marker. The Datastore copy read before it may
+// belong to a session logged out since, so Get answers no session: a
+// spurious logout, when Memcache fails right after it answered, rather
+// than a removed session served. This costs no RPC: the common path (the
+// add succeeds) is unchanged. A miss is not unknown: Memcache holds
+// nothing, as when this request first looked, and the Datastore copy
+// stands. Under eviction pressure that is common (another reader's refill
+// refused the add and was evicted at once; TestLoadUnderMemcachePressure
+// meets it), and answering nil there would log users out. A tombstone
+// evicted that fast is the window RELIABILITY.md bounds.
 func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
 	key := s.cfg.memcacheKey(id)
 	if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
@@ -137,8 +149,12 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
 		s.logf(levelError, "%s: putting the session back into memcache failed: %s", logID(id), redact(err, id))
 		return e
 	}
-	fresh := s.getMemcache(id)
-	if fresh == nil {
+	fresh, err := s.readMemcache(id)
+	switch {
+	case err != nil:
+		s.logf(levelWarning, "%s: memcache refused to take the session back, and what it holds instead could not be read back: it may have been removed meanwhile, so this request gets no session", logID(id))
+		return nil
+	case fresh == nil:
 		return e
 	}
 	switch kindOf(fresh.Value) {

@@ -186,6 +186,38 @@ func TestLogoutWinsOverDatastoreLoad(t *testing.T) {
 	}
 }
 
+// The same, but the read that follows the refused refill fails: what
+// refused the add is unknown, a tombstone as likely as a newer copy, so B's
+// Get answers nil rather than the Datastore copy it read before the logout.
+func TestRefusedRefillThenFailedReadIsNoSession(t *testing.T) {
+	for _, mode := range storeModes {
+		if newConfig(mode.opts).onlyMemcache {
+			continue
+		}
+		t.Run(mode.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.captureLogs()
+			o := mode.opts
+			id := e.newSession(o, time.Hour)
+			e.srv.FlushMemcache()
+
+			ctxB, arm, ran := onceBefore(e, "memcache.Set", func() {
+				logout(t, e, o, id)
+				e.srv.FailNext("memcache", "Get", 1<<30)
+			})
+			arm()
+			b := NewMemcacheStoreOptions(ctxB, o)
+			sess := b.Get(id)
+			e.srv.FailNext("memcache", "Get", 0)
+			require.True(t, ran())
+			assert.Nil(t, sess, "B answered with the Datastore copy it read before the logout")
+			assert.Len(t, e.logged("WARNING", LogID(id), "could not be read back"), 1, "%v", e.allLogs())
+			b.Close()
+			requireGone(t, e, o, id)
+		})
+	}
+}
+
 // A session added with AsyncDatastoreSave reaches the client (its cookie)
 // before its Datastore put lands, so a logout can overtake that put: the
 // put's Memcache read afterwards finds the tombstone and deletes the

@@ -221,18 +221,26 @@ func (s *memcacheStore) load(id string) *entry {
 // getMemcache reads the Memcache item of a session; nil on a miss or a
 // failure (the Datastore may still have the session).
 func (s *memcacheStore) getMemcache(id string) *memcache.Item {
+	item, _ := s.readMemcache(id)
+	return item
+}
+
+// readMemcache reads the Memcache item of a session: nil and no error on a
+// miss; a failure is logged and returned.
+func (s *memcacheStore) readMemcache(id string) (*memcache.Item, error) {
 	var item *memcache.Item
 	err := s.retry(s.ctx, func() (err error) {
 		item, err = memcache.Get(s.ctx, s.cfg.memcacheKey(id))
 		return err
 	})
-	if err != nil {
-		if !errors.Is(err, memcache.ErrCacheMiss) {
-			s.logf(levelError, "%s: memcache get failed: %s", logID(id), redact(err, id))
-		}
-		return nil
+	switch {
+	case errors.Is(err, memcache.ErrCacheMiss):
+		return nil, nil
+	case err != nil:
+		s.logf(levelError, "%s: memcache get failed: %s", logID(id), redact(err, id))
+		return nil, err
 	}
-	return item
+	return item, nil
 }
 
 // fromMemcache makes the entry of a session found in Memcache. ok is false
