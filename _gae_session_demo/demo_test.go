@@ -102,3 +102,55 @@ func TestSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost:8080":         true,
+		"LOCALHOST":              true,
+		"localhost.:8080":        true,
+		"app.localhost:8080":     true,
+		"127.0.0.1:8080":         true,
+		"127.0.0.2":              true,
+		"[::1]:8080":             true,
+		"[::ffff:127.0.0.1]:80":  true,
+		"evil.example:8080":      false,
+		"evil.example":           false,
+		"localhost.evil.example": false,
+		"127.0.0.1.nip.io:8080":  false,
+		"10.0.0.1:8080":          false,
+		"[::]:8080":              false,
+		"0.0.0.0:8080":           false,
+		"":                       false,
+	} {
+		if got := localHost(host, "127.0.0.1"); got != want {
+			t.Errorf("localHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if !localHost("192.0.2.7:8080", "192.0.2.7") {
+		t.Error("the address the demo listens on is refused")
+	}
+}
+
+// Locally, a request addressed to another name (a page of another site
+// whose name was made to resolve to 127.0.0.1) is refused before the
+// handler runs; on App Engine the check is off.
+func TestGuardedRefusesForeignHostLocally(t *testing.T) {
+	defer func(saved bool) { env.onAppEngine = saved }(env.onAppEngine)
+	for _, onAppEngine := range []bool{false, true} {
+		env.onAppEngine = onAppEngine
+		for host, local := range map[string]bool{"localhost:8080": true, "127.0.0.1:8080": true, "rebound.example:8080": false} {
+			ran := false
+			h := guarded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran = true }))
+			r := httptest.NewRequest("GET", "/demo", nil)
+			r.Host = host
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if want := local || onAppEngine; ran != want {
+				t.Errorf("on App Engine %v, Host %q: handler ran %v, want %v", onAppEngine, host, ran, want)
+			}
+			if !local && !onAppEngine && rec.Code != http.StatusMisdirectedRequest {
+				t.Errorf("Host %q: status %d, want %d", host, rec.Code, http.StatusMisdirectedRequest)
+			}
+		}
+	}
+}

@@ -16,7 +16,9 @@ Where it runs decides what it talks to:
   - Locally without API_HOST it starts an aelocal server of its own, in
     process, so "go run ./_gae_session_demo" needs nothing but Go.
 
-Locally it listens on 127.0.0.1 only, on PORT (default 8080), sends its
+Locally it listens on 127.0.0.1 only, on PORT (default 8080), answers only
+requests addressed to localhost or a loopback address (so that a web page
+of another site cannot reach it through DNS rebinding), sends its
 session cookie over plain HTTP, shows under each page the App Engine RPCs
 the request made, and offers an "Empty memcache" button that lets you watch
 the session come back from the Datastore.
@@ -44,6 +46,7 @@ import (
 var env struct {
 	onAppEngine bool
 	apiServer   string // base URL of the local API server; "" on App Engine
+	listenHost  string // the address appengine.Main listens on locally
 }
 
 func main() {
@@ -109,13 +112,20 @@ func setUpLocal() {
 	if os.Getenv("RUN_WITH_DEVAPPSERVER") == "" {
 		os.Setenv("RUN_WITH_DEVAPPSERVER", "1")
 	}
+	env.listenHost = "127.0.0.1"
 }
 
-// handle registers h for pattern with the headers every response of the
-// demo carries: no content-type sniffing, and no framing by other sites
-// (clickjacking); the page itself loads nothing from anywhere.
+// handle registers h for pattern, behind guarded.
 func handle(pattern string, h http.Handler) {
-	http.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	http.Handle(pattern, guarded(h))
+}
+
+// guarded is h with the checks and headers every response of the demo
+// carries: locally, only requests addressed to this machine by name
+// (localHostOnly); no content-type sniffing, and no framing by other sites
+// (clickjacking); the page itself loads nothing from anywhere.
+func guarded(h http.Handler) http.Handler {
+	return localHostOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
 		hdr.Set("X-Content-Type-Options", "nosniff")
 		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")

@@ -210,6 +210,28 @@ func TestDemoPageDetails(t *testing.T) {
 	if !strings.Contains(body, `id="invalid-login"`) {
 		t.Fatalf("a 101-character name is refused: page:\n%s", body)
 	}
+
+	// DNS rebinding: a page of another site whose name now resolves to
+	// 127.0.0.1 sends its own name as Host. The demo, running locally,
+	// refuses it, for pages and forms alike; localhost and the loopback
+	// address it listens on are served.
+	for _, host := range []string{"rebound.example:" + demo.port, "rebound.example"} {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			req, _ = http.NewRequest(method, u, strings.NewReader(url.Values{"Logout": {"Logout"}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Host = host
+			if status, body, _ := b.do(req); status != http.StatusMisdirectedRequest {
+				t.Errorf("%s with Host %q: status %d, want %d; body:\n%s", method, host, status, http.StatusMisdirectedRequest, body)
+			}
+		}
+	}
+	for _, host := range []string{"localhost:" + demo.port, "127.0.0.1:" + demo.port} {
+		req, _ = http.NewRequest(http.MethodGet, u, nil)
+		req.Host = host
+		if status, _, _ := b.do(req); status != http.StatusOK {
+			t.Errorf("GET with Host %q: status %d, want 200", host, status)
+		}
+	}
 }
 
 // The demo's own unit tests (the SameSite wrapper, the RPC summary): the
