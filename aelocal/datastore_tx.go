@@ -210,6 +210,12 @@ func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
 	if _, ok := tx.groups[g]; ok {
 		return nil
 	}
+	// aelocal serves every app, and outside transactions lets a call name
+	// any; a transaction belongs to one, as in production and the SDK's
+	// stub (whose message this is).
+	if sp.app != tx.app {
+		return badRequest("Transactions cannot span applications (expected %s, got %s)", tx.app, sp.app)
+	}
 	if !tx.xg && len(tx.groups) >= 1 {
 		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
 	}

@@ -2,6 +2,7 @@ package aelocal
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/protobuf/proto"
 )
 
 type counter struct{ N int }
@@ -241,6 +243,30 @@ var txCases = []txCase{
 			return nil
 		}, &datastore.TransactionOptions{XG: true})
 		wantAPIError(t, err, "BAD_REQUEST", "too many entity groups")
+	}},
+	{"one app per transaction", func(t *testing.T, s *Server, ctx context.Context) {
+		// A key of another app, as DecodeKey gives it.
+		ref, _ := newMsg("appengine.v2.Reference")
+		writeRef(ref, "s~other-app", "", dsPath{{kind: "Counter", name: "c"}})
+		b, err := proto.Marshal(ref.m.Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := datastore.DecodeKey(strings.TrimRight(base64.URLEncoding.EncodeToString(b), "="))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range []func(tc context.Context) error{
+			func(tc context.Context) error { return datastore.Get(tc, other, &counter{}) },
+			func(tc context.Context) error { _, err := datastore.Put(tc, other, &counter{N: 1}); return err },
+			func(tc context.Context) error { return datastore.Delete(tc, other) },
+		} {
+			err := datastore.RunInTransaction(ctx, op, &datastore.TransactionOptions{XG: true})
+			wantAPIError(t, err, "BAD_REQUEST", "cannot span applications")
+		}
+		if n, _ := s.Entities("", "Counter"); len(n) != 0 {
+			t.Fatalf("stored %v", n)
+		}
 	}},
 	{"only ancestor queries; read-only cannot write; incomplete keys", func(t *testing.T, s *Server, ctx context.Context) {
 		k := datastore.NewKey(ctx, "Counter", "c", 0, nil)
