@@ -423,6 +423,39 @@ var txCases = []txCase{
 			t.Fatalf("59 s idle: %v, %d", err, getN(t, ctx, k))
 		}
 	}},
+	{"continuing a query uses the transaction", func(t *testing.T, s *Server, ctx context.Context) {
+		parent := datastore.NewKey(ctx, "Ledger", "l", 0, nil)
+		for i := 1; i <= 3; i++ {
+			putN(t, ctx, datastore.NewKey(ctx, "Entry", "", int64(i), parent), i)
+		}
+		// A query read in batches is the transaction in use: with each
+		// step under the idle limit (the client fetches a batch every
+		// other step at most), it neither expires nor lets the commit
+		// find it idle; a fetch after the idle limit fails.
+		iterate := func(step time.Duration) (nextErr, err error) {
+			err = datastore.RunInTransaction(ctx, func(tc context.Context) error {
+				it := datastore.NewQuery("Entry").Ancestor(parent).BatchSize(1).Run(tc)
+				for {
+					s.FastForward(step)
+					if _, err := it.Next(&counter{}); err == datastore.Done {
+						break
+					} else if err != nil {
+						nextErr = err
+						return err
+					}
+				}
+				s.FastForward(step)
+				_, err := datastore.Put(tc, parent, &counter{N: 6})
+				return err
+			}, nil)
+			return nextErr, err
+		}
+		if _, err := iterate(25 * time.Second); err != nil || getN(t, ctx, parent) != 6 {
+			t.Fatalf("commit after a query read in batches over 150 s: %v", err)
+		}
+		nextErr, _ := iterate(61 * time.Second)
+		wantAPIError(t, nextErr, "BAD_REQUEST", "has expired")
+	}},
 	{"busy transaction expires after 270 s", func(t *testing.T, s *Server, ctx context.Context) {
 		k := datastore.NewKey(ctx, "Counter", "c", 0, nil)
 		putN(t, ctx, k, 1)
