@@ -188,3 +188,46 @@ func TestFrontEnd(t *testing.T) {
 		t.Fatal("the front end answers after Close")
 	}
 }
+
+// TestFrontEndWithholdsUserFromOtherSites: to a browser, every port of
+// 127.0.0.1 is one site, so it sends the login cookie (SameSite=Lax) with a
+// request that a page of another local server makes to the front end. On
+// App Engine the app's origin is a site of its own and that request would
+// carry no user; so the front end passes it on without one, except for a
+// top-level navigation with a safe method, which Lax lets through.
+func TestFrontEndWithholdsUserFromOtherSites(t *testing.T) {
+	_, s := echoBehindFront(t)
+	front := s.FrontURL()
+	cookie := &http.Cookie{Name: loginCookie, Value: "juliet@example.org:True:" + loginUserID("juliet@example.org")}
+	for _, tc := range []struct {
+		name, method string
+		header       http.Header
+		user         bool
+	}{
+		{"no browser headers (curl)", "POST", nil, true},
+		{"same-origin fetch", "POST", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Sec-Fetch-Mode": {"cors"}, "Origin": {front}}, true},
+		{"typed in the address bar", "GET", http.Header{"Sec-Fetch-Site": {"none"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}}, true},
+		{"link from another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}}, true},
+		{"form posted from another local port", "POST", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}, "Origin": {"http://127.0.0.1:3000"}}, false},
+		{"fetch from another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"no-cors"}, "Sec-Fetch-Dest": {"empty"}}, false},
+		{"frame on another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"iframe"}}, false},
+		{"post from another origin, no Sec-Fetch", "POST", http.Header{"Origin": {"http://127.0.0.1:3000"}}, false},
+		{"post from an opaque origin", "POST", http.Header{"Origin": {"null"}}, false},
+	} {
+		req, _ := http.NewRequest(tc.method, front+"/act", strings.NewReader("x=1"))
+		for k, v := range tc.header {
+			req.Header[k] = v
+		}
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := strings.HasPrefix(string(b), "juliet@example.org admin=true\n")
+		if got != tc.user || (!tc.user && !strings.HasPrefix(string(b), "nobody\n")) {
+			t.Errorf("%s: the app got\n%s", tc.name, b)
+		}
+	}
+}
