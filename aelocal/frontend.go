@@ -43,8 +43,9 @@ import (
 
 // frontEnd is a started front end.
 type frontEnd struct {
-	url  string
-	http *http.Server
+	url       string
+	http      *http.Server
+	transport *http.Transport // to the app
 }
 
 // FrontURL returns the base URL of the app's front end, as
@@ -92,8 +93,10 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	if err != nil {
 		return fmt.Errorf("aelocal: front end: %w", err)
 	}
+	transport := newAppTransport()
 	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) { frontRewrite(pr, app) },
+		Transport: transport,
+		Rewrite:   func(pr *httputil.ProxyRequest) { frontRewrite(pr, app) },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Printf("aelocal: front end: %s %s: the app at %s did not answer: %v", r.Method, r.URL.Path, app, err)
 			http.Error(w, fmt.Sprintf("aelocal front end: the app at %s did not answer (%v). Is it running?", app, err), http.StatusBadGateway)
@@ -103,7 +106,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	mux.Handle("/", proxy)
-	f := &frontEnd{url: "http://" + ln.Addr().String()}
+	f := &frontEnd{url: "http://" + ln.Addr().String(), transport: transport}
 	f.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.hostAllowed(r.Host) {
@@ -171,5 +174,6 @@ func (s *Server) stopFrontEnd() {
 	s.mu.Unlock()
 	if f != nil {
 		f.http.Close()
+		f.transport.CloseIdleConnections()
 	}
 }

@@ -3,14 +3,18 @@ package aelocal
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/taskqueue"
 	"google.golang.org/appengine/v2/user"
 )
 
@@ -228,6 +232,58 @@ func TestFrontEndWithholdsUserFromOtherSites(t *testing.T) {
 		got := strings.HasPrefix(string(b), "juliet@example.org admin=true\n")
 		if got != tc.user || (!tc.user && !strings.HasPrefix(string(b), "nobody\n")) {
 			t.Errorf("%s: the app got\n%s", tc.name, b)
+		}
+	}
+}
+
+// TestCloseLeavesNoConnectionToApp: after Close, neither the front end nor
+// the task dispatcher keeps an idle connection to the app open (with the
+// goroutines that serve it).
+func TestCloseLeavesNoConnectionToApp(t *testing.T) {
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	app.Config.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch st {
+		case http.StateNew:
+			open[c] = true
+		case http.StateClosed, http.StateHijacked:
+			delete(open, c)
+		}
+	}
+	app.Start()
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.FrontURL() + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := taskqueue.Add(middlewareContext(t, s), &taskqueue.Task{Path: "/work"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); len(s.Tasks("")) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dispatcher did not run the task")
+		}
+	}
+	s.Close()
+	// Closing is asynchronous on the app's side: wait for it, generously,
+	// but for less than the 90 s after which idle connections close anyway.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(open)
+		mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections to the app are still open after Close", n)
 		}
 	}
 }
