@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // The front end: what stands before an app on App Engine, for an app run
@@ -46,6 +45,7 @@ type frontEnd struct {
 	url       string
 	http      *http.Server
 	transport *http.Transport // to the app
+	limiter   *connLimiter
 }
 
 // FrontURL returns the base URL of the app's front end, as
@@ -106,7 +106,10 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	mux.Handle("/", proxy)
-	f := &frontEnd{url: "http://" + ln.Addr().String(), transport: transport}
+	// The same bounds on connections as the API server's; bodies stream
+	// through to the app, which sets its own limits, as on App Engine.
+	limiter := newConnLimiter(ln, cap(s.limiter.slots))
+	f := &frontEnd{url: "http://" + ln.Addr().String(), transport: transport, limiter: limiter}
 	f.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.hostAllowed(r.Host) {
@@ -115,13 +118,15 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 			}
 			mux.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       s.http.IdleTimeout,
+		ConnState:         limiter.connState,
 		ErrorLog:          log.New(log.Writer(), "aelocal: front end: ", 0),
 	}
 	s.mu.Lock()
 	s.front = f // the server already answers requests, which read it
 	s.mu.Unlock()
-	go f.http.Serve(ln)
+	go f.http.Serve(limiter)
 	return nil
 }
 

@@ -287,3 +287,33 @@ func TestCloseLeavesNoConnectionToApp(t *testing.T) {
 		}
 	}
 }
+
+// TestFrontEndBoundsConnections: the front end caps its connections and
+// closes idle ones as the API server does.
+func TestFrontEndBoundsConnections(t *testing.T) {
+	app := httptest.NewServer(http.NotFoundHandler())
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0", maxConns: 2, idleTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.FrontURL(), "http://")
+	l := s.front.limiter
+	var conns []net.Conn
+	for i := 0; i < 6; i++ {
+		// The login page is the front end's own, so the app is not asked.
+		conns = append(conns, keepAliveAt(t, addr, "/_ah/login"))
+		if n := l.open(); n > 2 {
+			t.Fatalf("%d connections open to the front end, cap 2", n)
+		}
+	}
+	// Every connection ends: the old ones made room, the others idled out.
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection %d: read %v, want EOF (closed by the front end)", i, err)
+		}
+		c.Close()
+	}
+}
