@@ -340,7 +340,7 @@ func (tq *taskqueueService) claimDue(now time.Time) ([]taskRun, time.Duration) {
 				break // finish wakes the loop
 			}
 			if q.tokens < 1 {
-				wait = min(wait, time.Duration((1-q.tokens)/q.rate*float64(time.Second)))
+				wait = min(wait, secondsDuration((1-q.tokens)/q.rate))
 				break
 			}
 			q.tokens--
