@@ -130,7 +130,12 @@ func (c *console) post(mux *http.ServeMux, path string, h http.HandlerFunc) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, consoleMaxForm)
 		if err := c.checkPost(r, path); err != nil {
-			c.fail(w, r, http.StatusForbidden, err)
+			status := http.StatusForbidden
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			c.fail(w, r, status, err)
 			return
 		}
 		h(w, r)
@@ -165,7 +170,7 @@ func (c *console) checkPost(r *http.Request, action string) error {
 		}
 	}
 	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("cannot read the form: %v", err)
+		return fmt.Errorf("cannot read the form: %w", err)
 	}
 	got := r.PostForm.Get("csrf")
 	if got == "" || !hmac.Equal([]byte(got), []byte(c.token(action))) {

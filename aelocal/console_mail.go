@@ -48,11 +48,12 @@ type attachmentView struct {
 }
 
 type mailPage struct {
-	Mails   []mailView
-	Offset  int
-	Total   int
-	Kept    int
-	Message bool // one message's page
+	Mails     []mailView
+	Offset    int
+	Total     int
+	Kept      int  // the most messages kept
+	KeptBytes int  // and the most bytes
+	Message   bool // one message's page
 }
 
 // Prev is the offset of the previous page, -1 on the first.
@@ -84,7 +85,7 @@ func (c *console) mailRoutes(mux *http.ServeMux) {
 }
 
 func (c *console) serveMail(w http.ResponseWriter, r *http.Request) {
-	d := &mailPage{Kept: mailMaxKept}
+	d := &mailPage{Kept: mailMaxKept, KeptBytes: mailMaxKeptBytes}
 	if off, err := strconv.Atoi(r.URL.Query().Get("offset")); err == nil && off > 0 {
 		d.Offset = off
 	}

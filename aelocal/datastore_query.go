@@ -486,6 +486,14 @@ func dsNext(s *Server, in, out pmsg) error {
 		d.mu.Unlock()
 		return badRequest("query cursor %d is unknown: the query ended or its cursor expired (resume from a compiled cursor, Iterator.Cursor, instead)", h)
 	}
+	if c.view.tx != 0 {
+		// A query of a transaction keeps it in use, and ends with it
+		// (ending it drops its cursors).
+		if _, err := d.useTxLocked(c.view.tx); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
 	res, skipped, more, err := d.batchLocked(c, offset, count)
 	if err != nil {
 		d.mu.Unlock()

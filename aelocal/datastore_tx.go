@@ -180,17 +180,24 @@ func (d *datastoreService) viewVersionLocked(v dsView, q *dsQuery) uint64 {
 // A transaction past its idle or age limit ends here.
 func (d *datastoreService) txLocked(t pmsg) (*dsTx, uint64, error) {
 	h := t.Uint("handle")
+	tx, err := d.useTxLocked(h)
+	return tx, h, err
+}
+
+// useTxLocked is txLocked for a handle: a continued query of the
+// transaction uses it too.
+func (d *datastoreService) useTxLocked(h uint64) (*dsTx, error) {
 	tx := d.txs[h]
 	if tx == nil {
-		return nil, h, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
+		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
 	}
 	now := d.now()
 	if why := tx.expired(now); why != "" {
 		d.dropTxLocked(h)
-		return nil, h, badRequest("the transaction has expired or is no longer valid: %s", why)
+		return nil, badRequest("the transaction has expired or is no longer valid: %s", why)
 	}
 	tx.lastUsed = now
-	return tx, h, nil
+	return tx, nil
 }
 
 // expired says why tx has ended at now, or "" if it has not.
@@ -209,6 +216,12 @@ func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
 	g := groupKey(sp, path)
 	if _, ok := tx.groups[g]; ok {
 		return nil
+	}
+	// aelocal serves every app, and outside transactions lets a call name
+	// any; a transaction belongs to one, as in production and the SDK's
+	// stub (whose message this is).
+	if sp.app != tx.app {
+		return badRequest("Transactions cannot span applications (expected %s, got %s)", tx.app, sp.app)
 	}
 	if !tx.xg && len(tx.groups) >= 1 {
 		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])

@@ -2,6 +2,7 @@ package aelocal
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/protobuf/proto"
 )
 
 type counter struct{ N int }
@@ -242,6 +244,30 @@ var txCases = []txCase{
 		}, &datastore.TransactionOptions{XG: true})
 		wantAPIError(t, err, "BAD_REQUEST", "too many entity groups")
 	}},
+	{"one app per transaction", func(t *testing.T, s *Server, ctx context.Context) {
+		// A key of another app, as DecodeKey gives it.
+		ref, _ := newMsg("appengine.v2.Reference")
+		writeRef(ref, "s~other-app", "", dsPath{{kind: "Counter", name: "c"}})
+		b, err := proto.Marshal(ref.m.Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := datastore.DecodeKey(strings.TrimRight(base64.URLEncoding.EncodeToString(b), "="))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range []func(tc context.Context) error{
+			func(tc context.Context) error { return datastore.Get(tc, other, &counter{}) },
+			func(tc context.Context) error { _, err := datastore.Put(tc, other, &counter{N: 1}); return err },
+			func(tc context.Context) error { return datastore.Delete(tc, other) },
+		} {
+			err := datastore.RunInTransaction(ctx, op, &datastore.TransactionOptions{XG: true})
+			wantAPIError(t, err, "BAD_REQUEST", "cannot span applications")
+		}
+		if n, _ := s.Entities("", "Counter"); len(n) != 0 {
+			t.Fatalf("stored %v", n)
+		}
+	}},
 	{"only ancestor queries; read-only cannot write; incomplete keys", func(t *testing.T, s *Server, ctx context.Context) {
 		k := datastore.NewKey(ctx, "Counter", "c", 0, nil)
 		err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
@@ -396,6 +422,39 @@ var txCases = []txCase{
 		if err != nil || getN(t, ctx, k) != 3 {
 			t.Fatalf("59 s idle: %v, %d", err, getN(t, ctx, k))
 		}
+	}},
+	{"continuing a query uses the transaction", func(t *testing.T, s *Server, ctx context.Context) {
+		parent := datastore.NewKey(ctx, "Ledger", "l", 0, nil)
+		for i := 1; i <= 3; i++ {
+			putN(t, ctx, datastore.NewKey(ctx, "Entry", "", int64(i), parent), i)
+		}
+		// A query read in batches is the transaction in use: with each
+		// step under the idle limit (the client fetches a batch every
+		// other step at most), it neither expires nor lets the commit
+		// find it idle; a fetch after the idle limit fails.
+		iterate := func(step time.Duration) (nextErr, err error) {
+			err = datastore.RunInTransaction(ctx, func(tc context.Context) error {
+				it := datastore.NewQuery("Entry").Ancestor(parent).BatchSize(1).Run(tc)
+				for {
+					s.FastForward(step)
+					if _, err := it.Next(&counter{}); err == datastore.Done {
+						break
+					} else if err != nil {
+						nextErr = err
+						return err
+					}
+				}
+				s.FastForward(step)
+				_, err := datastore.Put(tc, parent, &counter{N: 6})
+				return err
+			}, nil)
+			return nextErr, err
+		}
+		if _, err := iterate(25 * time.Second); err != nil || getN(t, ctx, parent) != 6 {
+			t.Fatalf("commit after a query read in batches over 150 s: %v", err)
+		}
+		nextErr, _ := iterate(61 * time.Second)
+		wantAPIError(t, nextErr, "BAD_REQUEST", "has expired")
 	}},
 	{"busy transaction expires after 270 s", func(t *testing.T, s *Server, ctx context.Context) {
 		k := datastore.NewKey(ctx, "Counter", "c", 0, nil)

@@ -199,7 +199,8 @@ stays taken nine days after its task ran or was deleted, ETAs up to 30
 days ahead, 100 KB push and 1 MB pull tasks, 100 tasks a call, five
 transactional tasks a transaction; retries follow the task's or queue's
 retry parameters. Mail checks addresses, bodies, attachments and headers as
-production does and keeps every message; none is delivered. user.LoginURL
+production does and keeps the last 10,000 messages (at most 256 MiB);
+none is delivered. user.LoginURL
 and user.LogoutURL have dev_appserver's shapes, /_ah/login?continue=... and
 /_ah/logout?continue=...; the login page signs anyone in, with no
 password, the logout page asks before it signs out, and Middleware (or the

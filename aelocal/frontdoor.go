@@ -56,8 +56,10 @@ const (
 	// defaultBodyBudget is the request bytes held at once, across
 	// requests: two bodies of the largest size, or many small ones.
 	defaultBodyBudget = 2 * maxRequestBytes
-	// maxPageBodyBytes bounds the body of a request to a page.
-	maxPageBodyBytes = 1 << 20
+	// maxPageBodyBytes bounds the body of a request to a page: the
+	// largest a page takes is a console form (consoleMaxForm), which
+	// bounds its own more tightly if need be.
+	maxPageBodyBytes = consoleMaxForm
 )
 
 // frontDoor wraps the server's pages: admit decides on every request; bridge

@@ -278,15 +278,22 @@ func TestBridgeRefusesOversizedBody(t *testing.T) {
 	}
 }
 
-// keepAlive opens a connection, makes one request on it and leaves it
+// keepAlive opens a connection to s, makes one request on it and leaves it
 // idle.
 func keepAlive(t *testing.T, s *Server) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", s.ln.Addr().String())
+	return keepAliveAt(t, s.ln.Addr().String(), "/")
+}
+
+// keepAliveAt opens a connection to addr, GETs path on it and leaves it
+// idle.
+func keepAliveAt(t *testing.T, addr, path string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // The front end: what stands before an app on App Engine, for an app run
@@ -36,13 +35,17 @@ import (
 // server's allowed hosts, the check the API server makes, so that a page
 // of another site cannot reach it by rebinding its DNS name to 127.0.0.1.
 // Its one action of its own, signing in and out, takes a POST of its own
-// form (token, origin check); the signed-in user's cookie is SameSite=Lax,
-// so another site's form or script that posts to the app carries no user.
+// form (token, origin check). The signed-in user's cookie is SameSite=Lax,
+// but to a browser every local port is one site, so the front end itself
+// withholds the user from requests that pages of other origins make, as
+// production's browsers would (fromAppSite).
 
 // frontEnd is a started front end.
 type frontEnd struct {
-	url  string
-	http *http.Server
+	url       string
+	http      *http.Server
+	transport *http.Transport // to the app
+	limiter   *connLimiter
 }
 
 // FrontURL returns the base URL of the app's front end, as
@@ -90,8 +93,10 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	if err != nil {
 		return fmt.Errorf("aelocal: front end: %w", err)
 	}
+	transport := newAppTransport()
 	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) { frontRewrite(pr, app) },
+		Transport: transport,
+		Rewrite:   func(pr *httputil.ProxyRequest) { frontRewrite(pr, app) },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Printf("aelocal: front end: %s %s: the app at %s did not answer: %v", r.Method, r.URL.Path, app, err)
 			http.Error(w, fmt.Sprintf("aelocal front end: the app at %s did not answer (%v). Is it running?", app, err), http.StatusBadGateway)
@@ -101,7 +106,10 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	mux.Handle("/", proxy)
-	f := &frontEnd{url: "http://" + ln.Addr().String()}
+	// The same bounds on connections as the API server's; bodies stream
+	// through to the app, which sets its own limits, as on App Engine.
+	limiter := newConnLimiter(ln, cap(s.limiter.slots))
+	f := &frontEnd{url: "http://" + ln.Addr().String(), transport: transport, limiter: limiter}
 	f.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.hostAllowed(r.Host) {
@@ -110,13 +118,15 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 			}
 			mux.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       s.http.IdleTimeout,
+		ConnState:         limiter.connState,
 		ErrorLog:          log.New(log.Writer(), "aelocal: front end: ", 0),
 	}
 	s.mu.Lock()
 	s.front = f // the server already answers requests, which read it
 	s.mu.Unlock()
-	go f.http.Serve(ln)
+	go f.http.Serve(limiter)
 	return nil
 }
 
@@ -132,13 +142,34 @@ func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 		}
 	}
 	h := pr.Out.Header
-	if u := loginUser(pr.In); u != nil {
+	if u := loginUser(pr.In); u != nil && fromAppSite(pr.In) {
 		setUserHeaders(h, u)
 	}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 		h.Set("X-AppEngine-User-IP", ip)
 	}
 	h.Set("X-AppEngine-Country", "ZZ")
+}
+
+// fromAppSite reports whether a browser on App Engine would have sent the
+// login cookie (SameSite=Lax) with r: r comes from the app's own origin,
+// or is a top-level navigation with a safe method. A browser counts every
+// port of 127.0.0.1 (or localhost) as one site and sends the cookie to the
+// front end with requests from pages of other local servers too; on App
+// Engine the app's origin is a site of its own, so those requests carry no
+// user, and the front end passes them on without one. Clients that send
+// none of these headers (curl, tests) are not browsers and pass.
+func fromAppSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-site", "cross-site":
+		dest := r.Header.Get("Sec-Fetch-Dest")
+		return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			r.Header.Get("Sec-Fetch-Mode") == "navigate" && (dest == "" || dest == "document")
+	}
+	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, "http://"+r.Host) {
+		return false
+	}
+	return true
 }
 
 // stopFrontEnd closes the front end and its connections.
@@ -148,5 +179,6 @@ func (s *Server) stopFrontEnd() {
 	s.mu.Unlock()
 	if f != nil {
 		f.http.Close()
+		f.transport.CloseIdleConnections()
 	}
 }

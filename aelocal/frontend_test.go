@@ -3,14 +3,18 @@ package aelocal
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/taskqueue"
 	"google.golang.org/appengine/v2/user"
 )
 
@@ -186,5 +190,130 @@ func TestFrontEnd(t *testing.T) {
 	if resp, err := http.Get(front + "/"); err == nil {
 		resp.Body.Close()
 		t.Fatal("the front end answers after Close")
+	}
+}
+
+// TestFrontEndWithholdsUserFromOtherSites: to a browser, every port of
+// 127.0.0.1 is one site, so it sends the login cookie (SameSite=Lax) with a
+// request that a page of another local server makes to the front end. On
+// App Engine the app's origin is a site of its own and that request would
+// carry no user; so the front end passes it on without one, except for a
+// top-level navigation with a safe method, which Lax lets through.
+func TestFrontEndWithholdsUserFromOtherSites(t *testing.T) {
+	_, s := echoBehindFront(t)
+	front := s.FrontURL()
+	cookie := &http.Cookie{Name: loginCookie, Value: "juliet@example.org:True:" + loginUserID("juliet@example.org")}
+	for _, tc := range []struct {
+		name, method string
+		header       http.Header
+		user         bool
+	}{
+		{"no browser headers (curl)", "POST", nil, true},
+		{"same-origin fetch", "POST", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Sec-Fetch-Mode": {"cors"}, "Origin": {front}}, true},
+		{"typed in the address bar", "GET", http.Header{"Sec-Fetch-Site": {"none"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}}, true},
+		{"link from another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}}, true},
+		{"form posted from another local port", "POST", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}, "Origin": {"http://127.0.0.1:3000"}}, false},
+		{"fetch from another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"no-cors"}, "Sec-Fetch-Dest": {"empty"}}, false},
+		{"frame on another local port", "GET", http.Header{"Sec-Fetch-Site": {"same-site"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"iframe"}}, false},
+		{"post from another origin, no Sec-Fetch", "POST", http.Header{"Origin": {"http://127.0.0.1:3000"}}, false},
+		{"post from an opaque origin", "POST", http.Header{"Origin": {"null"}}, false},
+	} {
+		req, _ := http.NewRequest(tc.method, front+"/act", strings.NewReader("x=1"))
+		for k, v := range tc.header {
+			req.Header[k] = v
+		}
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := strings.HasPrefix(string(b), "juliet@example.org admin=true\n")
+		if got != tc.user || (!tc.user && !strings.HasPrefix(string(b), "nobody\n")) {
+			t.Errorf("%s: the app got\n%s", tc.name, b)
+		}
+	}
+}
+
+// TestCloseLeavesNoConnectionToApp: after Close, neither the front end nor
+// the task dispatcher keeps an idle connection to the app open (with the
+// goroutines that serve it).
+func TestCloseLeavesNoConnectionToApp(t *testing.T) {
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	app.Config.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch st {
+		case http.StateNew:
+			open[c] = true
+		case http.StateClosed, http.StateHijacked:
+			delete(open, c)
+		}
+	}
+	app.Start()
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.FrontURL() + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := taskqueue.Add(middlewareContext(t, s), &taskqueue.Task{Path: "/work"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); len(s.Tasks("")) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dispatcher did not run the task")
+		}
+	}
+	s.Close()
+	// Closing is asynchronous on the app's side: wait for it, generously,
+	// but for less than the 90 s after which idle connections close anyway.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(open)
+		mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections to the app are still open after Close", n)
+		}
+	}
+}
+
+// TestFrontEndBoundsConnections: the front end caps its connections and
+// closes idle ones as the API server does.
+func TestFrontEndBoundsConnections(t *testing.T) {
+	app := httptest.NewServer(http.NotFoundHandler())
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0", maxConns: 2, idleTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.FrontURL(), "http://")
+	l := s.front.limiter
+	var conns []net.Conn
+	for i := 0; i < 6; i++ {
+		// The login page is the front end's own, so the app is not asked.
+		conns = append(conns, keepAliveAt(t, addr, "/_ah/login"))
+		if n := l.open(); n > 2 {
+			t.Fatalf("%d connections open to the front end, cap 2", n)
+		}
+	}
+	// Every connection ends: the old ones made room, the others idled out.
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection %d: read %v, want EOF (closed by the front end)", i, err)
+		}
+		c.Close()
 	}
 }

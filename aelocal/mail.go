@@ -29,6 +29,11 @@ const mailMaxMessageBytes = 31*1024*1024 + 512*1024
 // oldest go first.
 const mailMaxKept = 10000
 
+// mailMaxKeptBytes bounds the bytes of the messages kept, attachments
+// included: 10,000 messages of production's 31.5 MB would be 300 GB. The
+// newest message is kept whatever its size.
+const mailMaxKeptBytes = 256 << 20
+
 // Attachment extensions production refuses (the SDK's EXTENSION_BLACKLIST).
 var mailBlockedExtensions = map[string]bool{
 	"ade": true, "adp": true, "bat": true, "chm": true, "cmd": true, "com": true,
@@ -51,14 +56,17 @@ type sentMail struct {
 	toAdmins bool // SendToAdmins
 	at       time.Time
 	seq      uint64 // 1 for the first message the server kept, and so on
+	size     int    // bytes of the encoded message
 }
 
 // mailService implements the "mail" service. Nothing leaves the machine:
 // messages are kept for Mail and the console.
 type mailService struct {
-	mu   sync.Mutex
-	sent []sentMail // by seq
-	seq  uint64     // of the last message kept
+	mu       sync.Mutex
+	sent     []sentMail // by seq
+	seq      uint64     // of the last message kept
+	bytes    int        // the sizes of sent, summed
+	maxBytes int        // mailMaxKeptBytes; tests lower it
 }
 
 func init() {
@@ -68,7 +76,8 @@ func init() {
 
 // Mail returns the messages sent so far through mail.Send and
 // mail.SendToAdmins, oldest first. They are copies. Nothing is ever
-// delivered: aelocal keeps the last 10,000 messages for inspection.
+// delivered: aelocal keeps the last 10,000 messages for inspection, and
+// fewer if they pass 256 MiB with their attachments.
 func (s *Server) Mail() []*mail.Message {
 	s.mail.mu.Lock()
 	defer s.mail.mu.Unlock()
@@ -113,7 +122,7 @@ func (s *Server) mailBySeq(seq uint64) (sentMail, bool) {
 func (s *Server) clearMail() {
 	s.mail.mu.Lock()
 	defer s.mail.mu.Unlock()
-	s.mail.sent = nil
+	s.mail.sent, s.mail.bytes = nil, 0
 }
 
 func copyMessage(m *mail.Message) *mail.Message {
@@ -142,11 +151,16 @@ func (ms *mailService) send(now time.Time, in pmsg, toAdmins bool) error {
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if len(ms.sent) >= mailMaxKept {
-		ms.sent = slices.Delete(ms.sent, 0, len(ms.sent)-mailMaxKept+1)
-	}
 	ms.seq++
-	ms.sent = append(ms.sent, sentMail{m, toAdmins, now, ms.seq})
+	ms.sent = append(ms.sent, sentMail{m, toAdmins, now, ms.seq, in.Size()})
+	ms.bytes += in.Size()
+	// The oldest go first.
+	drop := 0
+	for len(ms.sent)-drop > mailMaxKept || (ms.bytes > ms.maxBytes && len(ms.sent)-drop > 1) {
+		ms.bytes -= ms.sent[drop].size
+		drop++
+	}
+	ms.sent = slices.Delete(ms.sent, 0, drop)
 	return nil
 }
 

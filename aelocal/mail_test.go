@@ -4,6 +4,7 @@ import (
 	"context"
 	netmail "net/mail"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,5 +130,41 @@ func TestMailKeepsALimitedNumber(t *testing.T) {
 	got := s.Mail()
 	if len(got) != mailMaxKept || got[0].Subject != "s" || got[len(got)-1].Subject != "newest" {
 		t.Fatalf("kept %d, first %q, last %q", len(got), got[0].Subject, got[len(got)-1].Subject)
+	}
+}
+
+// TestMailKeepsLimitedBytes: past the byte bound the oldest messages go,
+// so that big attachments cannot grow the server without end; the newest
+// stays whatever its size.
+func TestMailKeepsLimitedBytes(t *testing.T) {
+	s := newTestServer(t)
+	s.mail.mu.Lock()
+	s.mail.maxBytes = 5 << 20
+	s.mail.mu.Unlock()
+	ctx := middlewareContext(t, s)
+	send := func(subject string, size int) {
+		t.Helper()
+		err := mail.Send(ctx, &mail.Message{Sender: "a@example.com", To: []string{"b@example.com"}, Subject: subject, Body: "b",
+			Attachments: []mail.Attachment{{Name: "big.bin", Data: make([]byte, size)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 8 {
+		send(strconv.Itoa(i), 1<<20)
+	}
+	var subjects []string
+	for _, m := range s.Mail() {
+		subjects = append(subjects, m.Subject)
+	}
+	if want := []string{"4", "5", "6", "7"}; !reflect.DeepEqual(subjects, want) {
+		t.Fatalf("kept %v, want %v", subjects, want)
+	}
+	send("huge", 6<<20)
+	if got := s.Mail(); len(got) != 1 || got[0].Subject != "huge" {
+		t.Fatalf("after a message over the bound, kept %d messages", len(got))
+	}
+	if _, n := s.latestMails(0, 10); n != 1 {
+		t.Fatalf("the console counts %d messages", n)
 	}
 }

@@ -486,3 +486,19 @@ func TestHandlesDoNotSurviveARestart(t *testing.T) {
 	_, err := rawCall(ctx, "Commit", "appengine.v2.Transaction", "appengine.v2.CommitResponse", func(r pmsg) { r.CopyFrom(old) })
 	wantAPIError(t, err, "BAD_REQUEST", "unknown")
 }
+
+// A server that fails to start after it opened its datastore file must
+// close the file again: else the file stays locked (and open) for the life
+// of the process, and the next server on it is refused.
+func TestFailedStartReleasesTheDatastoreFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ds.db")
+	_, err := NewServerOptions(&Options{DatastorePath: path, CronYAML: filepath.Join(dir, "missing-cron.yaml")})
+	if err == nil {
+		t.Fatal("a missing cron.yaml was accepted")
+	}
+	newFileServer(t, path).Close()
+}

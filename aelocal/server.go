@@ -101,6 +101,12 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
+	if err := s.console.configure(o); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	// Opened last of what can fail before serving: a start that fails
+	// after this must close the file, or it stays locked.
 	if o.DatastorePath != "" {
 		if _, err := openDatastoreFile(s.datastore, o.DatastorePath); err != nil {
 			ln.Close()
@@ -109,10 +115,6 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
-	if err := s.console.configure(o); err != nil {
-		ln.Close()
-		return nil, err
-	}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
 		s.listenIP = a.IP
 	}

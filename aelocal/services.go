@@ -10,7 +10,7 @@ import (
 // capability keep none.
 func (s *Server) initServices() {
 	s.taskqueue = newTaskqueueService(s.Now)
-	s.mail = &mailService{}
+	s.mail = &mailService{maxBytes: mailMaxKeptBytes}
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
 }

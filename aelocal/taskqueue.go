@@ -136,6 +136,21 @@ func (r *tqRetry) backoff(n int32) time.Duration {
 		sec *= float64(steps)
 	}
 	sec = min(sec, r.maxBackoff)
+	return secondsDuration(sec)
+}
+
+// secondsDuration converts seconds to a Duration, saturating instead of
+// overflowing: queue.yaml and retry options may name absurd but valid
+// values (a max backoff of centuries, a rate of one task a year), and an
+// overflowed Duration would turn a long wait into none.
+func secondsDuration(sec float64) time.Duration {
+	const maxSec = float64(math.MaxInt64 / int64(time.Second))
+	switch {
+	case sec != sec || sec <= 0: // NaN, or nothing to wait
+		return 0
+	case sec >= maxSec:
+		return time.Duration(math.MaxInt64)
+	}
 	return time.Duration(sec * float64(time.Second))
 }
 

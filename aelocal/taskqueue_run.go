@@ -257,7 +257,8 @@ func (s *Server) startDispatcher(base *url.URL) {
 	d := &dispatcher{
 		base: base,
 		client: &http.Client{
-			Timeout: tqTaskDeadline,
+			Transport: newAppTransport(),
+			Timeout:   tqTaskDeadline,
 			// A redirect is an answer like any other non-2xx one.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -278,6 +279,15 @@ func (s *Server) stopDispatcher() {
 	d.cancel()
 	<-d.done
 	d.runs.Wait()
+	d.client.CloseIdleConnections()
+}
+
+// newAppTransport makes a transport for requests to the app, of the
+// dispatcher or the front end alone, so that Close can close its idle
+// connections (and their goroutines) instead of leaving them in
+// http.DefaultTransport.
+func newAppTransport() *http.Transport {
+	return http.DefaultTransport.(*http.Transport).Clone()
 }
 
 func (s *Server) dispatchLoop(d *dispatcher) {
@@ -330,7 +340,7 @@ func (tq *taskqueueService) claimDue(now time.Time) ([]taskRun, time.Duration) {
 				break // finish wakes the loop
 			}
 			if q.tokens < 1 {
-				wait = min(wait, time.Duration((1-q.tokens)/q.rate*float64(time.Second)))
+				wait = min(wait, secondsDuration((1-q.tokens)/q.rate))
 				break
 			}
 			q.tokens--

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -470,6 +471,30 @@ func TestTaskqueueBackoff(t *testing.T) {
 	}
 	if d := r.backoff(100); d != 100*time.Second {
 		t.Fatalf("backoff 100 = %v, want the 100s cap", d)
+	}
+	// A cap of centuries is valid; the wait saturates rather than
+	// overflowing into a retry at once.
+	long := &tqRetry{minBackoff: 1e10, maxBackoff: 1e12, maxDoublings: 16}
+	if d := long.backoff(20); d < 290*365*24*time.Hour {
+		t.Fatalf("backoff of a century-long cap = %v, want the longest Duration", d)
+	}
+}
+
+func TestSecondsDuration(t *testing.T) {
+	for _, tc := range []struct {
+		sec  float64
+		want time.Duration
+	}{
+		{1.5, 1500 * time.Millisecond},
+		{0, 0},
+		{-3, 0},
+		{math.NaN(), 0},
+		{1e12, time.Duration(math.MaxInt64)},
+		{math.Inf(1), time.Duration(math.MaxInt64)},
+	} {
+		if got := secondsDuration(tc.sec); got != tc.want {
+			t.Errorf("secondsDuration(%v) = %v, want %v", tc.sec, got, tc.want)
+		}
 	}
 }
 
