@@ -72,40 +72,56 @@ func onceBefore(e *testEnv, method string, f func()) (ctx context.Context, arm f
 }
 
 // Request B loads the session and changes it; A logs it out at some point
-// of B's work; B's Close must not bring it back.
+// of B's work; B's Close must not bring it back. Nor must B's Add, with
+// which B hands the session it loaded back to the store (a
+// session.Manager's Add does so): Add's write is the conditional write
+// Close's would be.
 func TestLogoutWinsOverConcurrentWriter(t *testing.T) {
 	for _, mode := range storeModes {
 		for _, point := range logoutPoints {
-			t.Run(fmt.Sprintf("%s/before %q", mode.name, point), func(t *testing.T) {
-				e := newTestEnv(t)
-				e.captureLogs()
-				o := mode.opts
-				id := e.newSession(o, time.Hour)
+			for _, add := range []bool{false, true} {
+				name := fmt.Sprintf("%s/before %q", mode.name, point)
+				if add {
+					name = fmt.Sprintf("%s/Add, before %q", mode.name, point)
+				}
+				t.Run(name, func(t *testing.T) {
+					e := newTestEnv(t)
+					e.captureLogs()
+					o := mode.opts
+					id := e.newSession(o, time.Hour)
 
-				ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
-				b := NewMemcacheStoreOptions(ctxB, o)
-				sess := b.Get(id)
-				require.NotNil(t, sess)
-				sess.SetAttr("n", 2)
-				arm()
-				if point == "" {
-					logout(t, e, o, id)
-				}
-				b.Close()
-				require.NoError(t, WaitForAsyncSaves(context.Background()))
-				writesDatastore := !newConfig(o).onlyMemcache
-				switch {
-				case point == "memcache.Set", point == "datastore_v3.Put" && writesDatastore:
-					require.True(t, ran(), "B made no %s call", point)
-				case point != "" && !ran():
-					// B made no such call (only merge and async read
-					// Memcache after their put): log out after B.
-					logout(t, e, o, id)
-				}
-				requireGone(t, e, o, id)
-				assert.NoError(t, SaveError(b), "a logout that wins is no save failure")
-				assert.Empty(t, e.logged("ERROR"))
-			})
+					ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
+					b := NewMemcacheStoreOptions(ctxB, o)
+					sess := b.Get(id)
+					require.NotNil(t, sess)
+					sess.SetAttr("n", 2)
+					arm()
+					if point == "" {
+						logout(t, e, o, id)
+					}
+					if add {
+						b.Add(sess)
+					}
+					b.Close()
+					require.NoError(t, WaitForAsyncSaves(context.Background()))
+					writesDatastore := !newConfig(o).onlyMemcache
+					switch {
+					case point == "memcache.Set", point == "datastore_v3.Put" && writesDatastore:
+						require.True(t, ran(), "B made no %s call", point)
+					case point != "" && !ran():
+						// B made no such call (only merge and async read
+						// Memcache after their put): log out after B.
+						logout(t, e, o, id)
+					}
+					requireGone(t, e, o, id)
+					assert.NoError(t, SaveError(b), "a logout that wins is no save failure")
+					assert.Empty(t, e.logged("ERROR"))
+					if add && (point == "" || point == "memcache.Set") {
+						// The logout came before Add's Memcache write.
+						assert.Len(t, e.logged("session added"), 1, "only the setup's session was added")
+					}
+				})
+			}
 		}
 	}
 }
@@ -273,45 +289,12 @@ func TestLogoutWindowWhenTombstoneIsEvicted(t *testing.T) {
 	}
 }
 
-// Request B loads the session and then hands it to Add (a session.Manager
-// does so when an app re-adds the session it got). Add's write of a
-// session that was loaded is the conditional write Close's would be, so a
-// logout at any point of it, or between Add and a Close that writes a later
-// change, stays final.
-func TestLogoutWinsOverAddOfLoadedSession(t *testing.T) {
+// B hands the session it loaded to Add, and changes it after Add (a
+// response may have been streamed in between); a logout between Add and
+// Close stays final: Close's write is conditional too.
+func TestLogoutWinsBetweenAddOfLoadedSessionAndClose(t *testing.T) {
 	for _, mode := range storeModes {
-		for _, point := range logoutPoints {
-			t.Run(fmt.Sprintf("%s/during Add, before %q", mode.name, point), func(t *testing.T) {
-				e := newTestEnv(t)
-				e.captureLogs()
-				o := mode.opts
-				id := e.newSession(o, time.Hour)
-
-				ctxB, arm, ran := onceBefore(e, point, func() { logout(t, e, o, id) })
-				b := NewMemcacheStoreOptions(ctxB, o)
-				sess := b.Get(id)
-				require.NotNil(t, sess)
-				sess.SetAttr("n", 2)
-				arm()
-				if point == "" {
-					logout(t, e, o, id)
-				}
-				b.Add(sess)
-				b.Close()
-				require.NoError(t, WaitForAsyncSaves(context.Background()))
-				if point != "" && !ran() {
-					logout(t, e, o, id) // B made no such call
-				}
-				requireGone(t, e, o, id)
-				assert.NoError(t, SaveError(b), "a logout that wins is no save failure")
-				assert.Empty(t, e.logged("ERROR"))
-				if point == "" || point == "memcache.Set" {
-					// The logout came before Add's Memcache write.
-					assert.Len(t, e.logged("session added"), 1, "only the setup's session was added")
-				}
-			})
-		}
-		t.Run(mode.name+"/between Add and Close", func(t *testing.T) {
+		t.Run(mode.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.captureLogs()
 			o := mode.opts
