@@ -1,6 +1,7 @@
 package gaesession
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -210,14 +211,7 @@ func TestLastWriterMayDifferPerTier(t *testing.T) {
 	e.captureLogs()
 	id := e.newSession(nil, time.Hour)
 
-	reached, release := make(chan struct{}), make(chan struct{})
-	var once atomic.Bool
-	ctxA := faultHookCtx(e, "memcache.Set", func() {
-		if once.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-	}, nil)
+	ctxA, reached, release := pauseFirst(e, "memcache.Set")
 	a := NewMemcacheStore(ctxA)
 	b := NewMemcacheStore(e.ctx())
 	a.Get(id).SetAttr("n", "A")
@@ -283,14 +277,7 @@ func TestMergeDatastoreKeepsMergedVersion(t *testing.T) {
 	o := &MemcacheStoreOptions{MergeConcurrentUpdates: true}
 	id := e.newSession(o, time.Hour)
 
-	reached, release := make(chan struct{}), make(chan struct{})
-	var once atomic.Bool
-	ctxA := faultHookCtx(e, "datastore_v3.Put", func() {
-		if once.CompareAndSwap(false, true) {
-			close(reached)
-			<-release
-		}
-	}, nil)
+	ctxA, reached, release := pauseFirst(e, "datastore_v3.Put")
 	a := NewMemcacheStoreOptions(ctxA, o)
 	b := NewMemcacheStoreOptions(e.ctx(), o)
 	a.Get(id).SetAttr("a", "from A")
@@ -424,4 +411,18 @@ func TestMergeAfterAddOfLoadedSession(t *testing.T) {
 			assert.Equal(t, "between A's Add and Close", got.Attr("b"), "memcache emptied: %v", empty)
 		})
 	}
+}
+
+// pauseFirst returns a context whose first call of method waits, after
+// closing reached, until the test closes release; later calls go through.
+func pauseFirst(e *testEnv, method string) (ctx context.Context, reached, release chan struct{}) {
+	reached, release = make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	ctx = faultHookCtx(e, method, func() {
+		if once.CompareAndSwap(false, true) {
+			close(reached)
+			<-release
+		}
+	}, nil)
+	return ctx, reached, release
 }
