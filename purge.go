@@ -149,9 +149,10 @@ func newPurgeConfig(o *PurgeOptions) purgeConfig {
 //
 //	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFunc(""))
 //
-// The handler deletes the entities whose expiry is before the moment the
-// request started, in batches of 500 keys, and stops starting batches after
-// 8 minutes (cron requests may run for 10). It answers with JSON telling
+// The handler deletes the entities that had been expired for 49 hours when
+// the request started (see PurgeOptions.ExpiredFor for why it waits), in
+// batches of 500 keys, and stops starting batches after 8 minutes (cron
+// requests may run for 10). It answers with JSON telling
 // whether every expired session is gone:
 //
 //	{"completed":true,"deleted":1234,"failed":0}
@@ -172,8 +173,10 @@ func PurgeExpiredSessFromDSFunc(dsEntityName string) http.HandlerFunc {
 // expired sessions from the Datastore, configured by o; nil o means the
 // defaults listed in PurgeOptions.
 //
-// Each run deletes the entities whose expiry ("exp") is before the moment
-// the request started, so sessions saved during the run are never touched.
+// Each run deletes the entities whose expiry ("exp") is more than
+// ExpiredFor before the moment the request started: sessions saved during
+// the run are never touched, nor are those saved by a request that loaded
+// them just before their deadline and saved them after.
 // It queries keys only, BatchSize at a time, each query going on from where
 // the previous one ended, and deletes each batch with one DeleteMulti while
 // it queries the next. It stops at the earliest of: no more expired
