@@ -354,32 +354,38 @@ func (p *purge) run(start time.Time) (res purgeResponse, err error) {
 // Let D be the longest a request holds a session: from its Get to the
 // landing of its last put, asynchronous saves included. A request puts
 // only a session it found live (or a new one, whose random ID no read
-// before it can have found), and every put carries the deadline of an
-// access (a Get) made at most D before it lands. Then M >= 2D closes the
-// window. Say the read, at r, found a copy v with deadline before
-// now - M, hence before r - 2D, and a put P lands after r. P's request
-// found a copy l live at its Get, made after r - D: l's deadline is after
-// r - D, more than D after v's, so l is not v.
-//   - If l's put landed before r, v's put landed after l's (the Datastore
-//     held v at r). v's writer accessed the session at most D before
-//     that, so after l's put landed, which is no earlier than l's access:
-//     v's deadline is less than D before l's. A contradiction.
+// before it can have found), and a copy's deadline is the access (a Get)
+// it was written with plus the session's Timeout; a request's own puts
+// carry its own access, made at most D before they land. Then M >= 2D
+// closes the window. Say the read, at r, found a copy v whose deadline is
+// before now - M, hence before r - 2D, and a put P lands after r. P's
+// request made its Get after r - D and found a copy l live: l's deadline
+// is after r - D, more than D after v's, so l is not v.
+//   - If l's put landed before r, v's put landed after it (the Datastore
+//     held v at r). v's access came at most D before v's put landed, so
+//     less than D before l's put landed, which is no earlier than l's
+//     access: v's deadline is less than D before l's. A contradiction.
 //   - Else l's put had not landed at r: it lands later, made by a request
-//     that ran at r too and found its own copy live after r - D, and the
-//     same holds for it. Each step goes back to an earlier Get within
-//     (r - D, r), so the chain ends, in the first case; or in a put that
-//     failed (SaveError reported it), which left the Datastore with an
-//     older copy than Memcache's: losing the session there is that
-//     failure's doing, which M does not repair.
+//     that ran at r too and made its Get after r - D, and the same holds
+//     for it. Each step goes back to an earlier Get, so the chain ends, in
+//     the first case; or in a put that failed (SaveError reported it),
+//     which left the Datastore with an older copy than Memcache's: losing
+//     the session is then that failure's doing, which M does not repair.
 //
 // Hence the 2D: concurrent requests' puts may land in either order, so
 // the Datastore may hold a deadline up to D older than one another
-// request saw. defaultExpiredFor takes D from App Engine's longest
-// request deadline. Instances' clocks agree to well within its rounding.
-// A delete of entities that expired long ago costs no RPC more than one
-// of entities that just did; a transaction that read each entity again
-// before deleting it would cost three more per batch, and hold its
-// entities locked against the requests that use them.
+// request saw. One put does not carry its own request's access:
+// MergeConcurrentUpdates' settle step (settleDatastore) re-puts the newer
+// version another request wrote to Memcache; it repeats until the
+// Datastore holds Memcache's newest, which restores the first case's
+// order, unless it gives up after three rounds lost to concurrent writes.
+// defaultExpiredFor takes D from App Engine's longest request deadline;
+// instances' clocks agree to well within its rounding up.
+//
+// A delete of entities that expired long ago costs no RPC more than one of
+// entities that just did. The alternative, a transaction that reads each
+// entity again before deleting it, would cost three RPCs more per batch
+// and hold 500 sessions locked against the requests that use them.
 func expiredBefore(now time.Time, expiredFor time.Duration) time.Time {
 	return now.Add(-expiredFor)
 }
