@@ -71,9 +71,9 @@ func markDatastore(ws []*sessWrite, writes []dsWrite) {
 // entity is no session; it is deleted once it has been timed out for
 // defaultExpiredFor, not before, since a request that loaded the session
 // just before its deadline may save it between this get and the delete
-// (see expiredBefore). mcItem is what Memcache
-// holds under the session's key instead of a usable copy (a datastore-only
-// marker, a value that does not decode, a timed-out copy), nil if nothing.
+// (see expiredBefore). mcItem is what Memcache holds under the session's
+// key instead of a usable copy (a datastore-only marker, a value that does
+// not decode, a timed-out copy), nil if nothing.
 func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 	key := s.cfg.datastoreKey(s.ctx, id)
 	var ent SessEntity
