@@ -240,7 +240,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Mail: the message, its attachment by name and size, the HTML as text.
 	b.findText("a", "Mail").click()
 	b.see("Messages 1–1 of 1", "Weekly report", "reports@example.com", "boss@example.com",
-		"figures.csv", "3.0 KB (3000 bytes)", "See the attached figures.", "<p>See the <b>attached</b> figures.</p>")
+		"figures.csv", "2.9 KiB (3000 bytes)", "See the attached figures.", "<p>See the <b>attached</b> figures.</p>")
 	if n := b.count("article.mail b"); n != 0 {
 		t.Fatal("the HTML body was rendered, not shown as text")
 	}
