@@ -40,6 +40,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			w.Write([]byte("cleaned 3 sessions"))
 		case "/work/report":
 			taskHeaders = append(taskHeaders, r.Header.Clone())
+			w.Write([]byte("report for week 12 queued"))
 		default:
 			http.NotFound(w, r)
 		}
@@ -218,6 +219,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.see("Tasks 1–3 of 3, in the order they would run.", "/work/report", "/work/reminder", "/work/digest")
 	b.find(`button[aria-label="run report now"]`).click()
 	b.see("Task run; the app", "200 OK", "The task is deleted.", "Tasks 1–2 of 2")
+	if got := b.find("#last-run-body").text(); got != "report for week 12 queued" {
+		t.Fatalf("after Run now the page shows the app's answer as %q", got)
+	}
 	mu.Lock()
 	if len(taskHeaders) != 1 || taskHeaders[0].Get("X-AppEngine-TaskName") != "report" || taskHeaders[0].Get("X-AppEngine-QueueName") != "default" {
 		t.Fatalf("the app got %d task requests: %v; want report's", len(taskHeaders), taskHeaders)
