@@ -255,6 +255,7 @@ var consoleFlashes = map[string]string{
 	"created":     "Entity created.",
 	"deleted":     "Deleted.",
 	"propdel":     "Property removed.",
+	"valuedel":    "Value removed from the list.",
 	"mcdeleted":   "Memcache key deleted.",
 	"mcmissing":   "The key was not in memcache (nothing deleted).",
 	"flushed":     "Memcache flushed: every item of every namespace is gone.",

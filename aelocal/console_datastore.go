@@ -37,6 +37,7 @@ func (c *console) datastoreRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /datastore", c.serveDatastore)
 	mux.HandleFunc("GET /datastore/kind", c.serveKind)
 	mux.HandleFunc("GET /datastore/entity", c.serveEntity)
+	mux.HandleFunc("GET /datastore/value", c.serveValue)
 	mux.HandleFunc("GET /datastore/edit", c.serveEdit)
 	mux.HandleFunc("GET /datastore/new", c.serveNew)
 	c.post(mux, "/datastore/edit", c.postEdit)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -35,6 +36,79 @@ type valueRow struct {
 	Index   int
 	Indexed bool
 	V       valueView
+	Size    int // bytes of a string or binary value
+	Cut     int // bytes of it the entity's page leaves out
+}
+
+// How much of one value the entity's page shows: a page of several
+// hundred kilobytes of text helps nobody, and the whole value is one
+// click away (/datastore/value). Text is cut as the mail list cuts a
+// body; binary values show as a hex dump of 32 lines.
+const (
+	entityTextShown   = 2000
+	entityBinaryShown = 512
+	entityLinesShown  = 40
+)
+
+// nthIndex is the index of the n-th c in s, or -1.
+func nthIndex(s string, c byte, n int) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			if n--; n == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// cutForPage shortens the value's Display for the entity's page.
+func (v *valueRow) cutForPage(raw []byte, hasRaw bool) {
+	if !hasRaw {
+		return
+	}
+	v.Size = len(raw)
+	switch {
+	case v.V.Type == "key":
+	case v.V.Mono || binaryTypes[v.V.Type]:
+		if len(raw) > entityBinaryShown {
+			v.V.Display, v.V.Mono = showBytesN(raw, entityBinaryShown, false)
+			v.Cut = len(raw) - entityBinaryShown
+			if !v.V.Mono {
+				v.Cut = len(raw) - len(v.V.Display)
+			}
+		}
+	default:
+		shown := v.V.Display
+		if len(shown) > entityTextShown {
+			shown, _ = cutText(shown, entityTextShown)
+		}
+		// Nor a column of thousands of short lines.
+		if i := nthIndex(shown, '\n', entityLinesShown); i >= 0 {
+			shown = shown[:i]
+		}
+		if len(shown) < len(v.V.Display) {
+			v.V.Display, v.Cut = shown, len(v.V.Display)-len(shown)
+		}
+	}
+}
+
+// Binary reports whether the value is bytes shown as a hex dump or text.
+func (v valueRow) Binary() bool { return v.V.Mono || binaryTypes[v.V.Type] }
+
+// Shown is how many bytes of the value the page shows.
+func (v valueRow) Shown() int { return v.Size - v.Cut }
+
+// binaryTypes are the value types held as bytes that are not text.
+var binaryTypes = map[string]bool{"bytes": true, "bytestring": true, "entity": true}
+
+// rawValue returns the bytes of a string-held value of Property p.
+func rawValue(p pmsg) ([]byte, bool) {
+	v := p.Msg("value")
+	if !v.Has("stringValue") {
+		return nil, false
+	}
+	return []byte(v.Str("stringValue")), true
 }
 
 // entityVersion identifies an entity's content, so that an edit made from
@@ -47,13 +121,15 @@ func entityVersion(ep pmsg) string {
 
 // propValues returns the values of property name in ep: the indexed ones
 // first, in order, then the unindexed ones. Index i of the console means
-// the i-th of these.
+// the i-th of these. Display is cut for the entity's page; Text is whole.
 func propValues(ep pmsg, name string, sp nsKey) []valueRow {
 	var out []valueRow
 	for _, list := range []string{"property", "raw_property"} {
 		for _, p := range ep.Msgs(list) {
 			if p.Str("name") == name {
-				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)})
+				row := valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)}
+				row.cutForPage(rawValue(p))
+				out = append(out, row)
 			}
 		}
 	}
@@ -125,6 +201,56 @@ func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
 	}
 	d.Back = "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", d.Kind))
 	return d
+}
+
+// serveValue answers with one value of a property whole, as plain text
+// (text, string, and the like) or as bytes (bytes, bytestring, an
+// embedded entity), for reading in the browser or, with download=1, as a
+// file. The page's headers (nosniff, a CSP without script) keep the
+// browser from running anything in it.
+func (c *console) serveValue(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ep, sp, path, err := c.getEntity(q.Get("key"))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return
+	}
+	prop := q.Get("prop")
+	i, err := strconv.Atoi(q.Get("i"))
+	vals := propValues(ep, prop, sp)
+	if err != nil || i < 0 || i >= len(vals) {
+		c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %s of property %q", path, q.Get("i"), prop))
+		return
+	}
+	v := vals[i].V
+	body, ext := []byte(v.Text), ".txt"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if vals[i].Binary() {
+		body, _ = hex.DecodeString(v.Text) // these types' Text is hex
+		ext = ".bin"
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	if q.Get("download") != "" || ext == ".bin" {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fileName(prop) + ext}))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// fileName makes a property's name a safe file name.
+func fileName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || len(b) > 100 {
+		return "value"
+	}
+	return string(b)
 }
 
 // The edit form: one value of one property, or a new property (Index -1).
@@ -217,9 +343,16 @@ func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/datastore/entity", url.Values{"key": {d.Key}}, "saved")
 }
 
+// postDeleteProperty removes one value of a property (the form's i), or
+// the whole property when the form names no value: on a list, the Remove
+// of one item removes that item only.
 func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	key, name := f.Get("key"), f.Get("prop")
+	index := -1
+	if i, err := strconv.Atoi(f.Get("i")); err == nil && i >= 0 {
+		index = i
+	}
 	ep, _, _, err := c.getEntity(key)
 	if err != nil {
 		c.fail(w, r, statusOf(err), err)
@@ -229,7 +362,7 @@ func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"))
 		return
 	}
-	if err := setPropertyValue(ep, name, -1, nil, false); err != nil {
+	if err := setPropertyValue(ep, name, index, nil, false); err != nil {
 		c.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
@@ -237,7 +370,11 @@ func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, "propdel")
+	done := "propdel"
+	if index >= 0 && len(propValues(ep, name, nsKey{})) > 0 {
+		done = "valuedel"
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, done)
 }
 
 // buildProperty makes a Property from a form's name, type and value.
@@ -262,8 +399,9 @@ func buildProperty(name, typ, text string, sp nsKey) (pmsg, error) {
 }
 
 // setPropertyValue changes the values of property name in ep: with prop
-// nil it removes every value; with index -1 it appends prop as a new
-// value; otherwise it replaces value index. A replacement of the same type
+// nil it removes value index, or every value if index is -1; with index
+// -1 it appends prop as a new value; otherwise it replaces value index.
+// A list that loses values stays a list (multiple), as the app wrote it. A replacement of the same type
 // keeps the old value's meaning (a Python link stays a link).
 func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool) error {
 	type entry struct {
@@ -285,10 +423,16 @@ func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool)
 	}
 	switch {
 	case prop == nil:
-		if len(vals) == 0 {
+		switch {
+		case len(vals) == 0:
 			return fmt.Errorf("the entity has no property %q", name)
+		case index >= len(vals):
+			return fmt.Errorf("property %q has no value %d any more; reload the entity", name, index)
+		case index >= 0:
+			vals = slices.Delete(vals, index, index+1)
+		default:
+			vals = nil
 		}
-		vals = nil
 	case index < 0:
 		vals = append(vals, entry{*prop, indexed})
 	case index >= len(vals):

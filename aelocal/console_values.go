@@ -150,10 +150,25 @@ func viewValue(p pmsg, sp nsKey) valueView {
 // showBytes returns b as text if it is printable UTF-8, else a hex dump,
 // and whether it is a dump. Both are cut at maxDisplayBytes.
 func showBytes(b []byte) (string, bool) {
+	return showBytesN(b, maxDisplayBytes, true)
+}
+
+// showBytesN is showBytes cut at limit bytes, saying how many more there
+// are if note is set.
+func showBytesN(b []byte, limit int, note bool) (string, bool) {
 	cut := ""
-	if len(b) > maxDisplayBytes {
-		cut = fmt.Sprintf("\n... %d more bytes", len(b)-maxDisplayBytes)
-		b = b[:maxDisplayBytes]
+	if len(b) > limit {
+		all := len(b)
+		b = b[:limit]
+		// A cut in the middle of a character would make text look binary.
+		for i := 1; i < utf8.UTFMax && !utf8.Valid(b) && i < len(b); i++ {
+			if utf8.Valid(b[:len(b)-i]) {
+				b = b[:len(b)-i]
+			}
+		}
+		if note {
+			cut = fmt.Sprintf("\n... %d more bytes", all-len(b))
+		}
 	}
 	if printable(b) {
 		return string(b) + cut, false
@@ -296,8 +311,8 @@ func parseTypedValue(typ, text string, v pmsg, sp nsKey) (meaning int64, err err
 			}
 		}
 	case "null":
-		if t != "" {
-			return 0, fmt.Errorf("a null value has no text: leave the value empty, or pick another type")
+		if t != "" && t != "null" {
+			return 0, fmt.Errorf("a null value has no text: leave the value empty or write null, or pick another type")
 		}
 	case "entity":
 		return 0, fmt.Errorf("embedded entities cannot be edited in the console")
