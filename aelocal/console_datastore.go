@@ -286,7 +286,8 @@ type kindPage struct {
 	FTypeUsed     string // the type the filter's value was read as
 	Offset, N     int
 	Total         int64
-	Note          string
+	Order         string // the order of the results, in words; "" for by key
+	Failed        bool   // the query failed: there are no results to speak of
 	Columns       []string
 	Indexed       map[string]bool
 	Properties    []string // every indexed property of the kind
@@ -407,7 +408,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	}
 	fill, err := c.kindFilter(sp, k)
 	if err != nil {
-		page.Error = err.Error()
+		page.Error, k.Failed = err.Error(), true
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
 	}
@@ -423,7 +424,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	results, more, total, err := c.query(fill, k.Offset, k.N, true)
 	k.Total = total
 	if err != nil {
-		page.Error = err.Error()
+		page.Error, k.Failed = err.Error(), true
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
 	}
@@ -502,9 +503,7 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 		}
 	}
 	ineq := op != 0 && op != opEqual
-	if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
-		k.Note = fmt.Sprintf("Sorted by %s first: the datastore sorts a query with an inequality filter by that property before any other order.", k.FProp)
-	}
+	k.Order = orderText(k, ineq)
 	return func(q pmsg) {
 		base(q)
 		if op != 0 {
@@ -530,6 +529,26 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 			order(keyProp, true)
 		}
 	}, nil
+}
+
+// orderText says in one sentence how the listing is ordered, the
+// inequality filter's property first if the datastore puts it first.
+func orderText(k *kindPage, ineq bool) string {
+	sort := k.Sort
+	if sort == "" {
+		sort = "key"
+	}
+	dir := ""
+	if k.Desc {
+		dir = ", descending"
+	}
+	if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
+		return fmt.Sprintf("Sorted by %s, then by %s%s: the datastore sorts a query with an inequality filter by that property before any other order.", k.FProp, sort, dir)
+	}
+	if k.Sort == "" && !k.Desc {
+		return ""
+	}
+	return fmt.Sprintf("Sorted by %s%s.", sort, dir)
 }
 
 // propertyType is the type a filter value gets when the form leaves it to

@@ -160,6 +160,21 @@ func (e noEntityError) Error() string {
 
 func errNoEntity(path dsPath) error { return noEntityError{path} }
 
+// kindLinks links an error page to the listing of the entity's kind,
+// when the key named one.
+func kindLinks(sp nsKey, path dsPath) []consoleLink {
+	if len(path) == 0 {
+		return nil
+	}
+	kind := path[len(path)-1].kind
+	return []consoleLink{{"the list of " + kind, "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", kind))}}
+}
+
+// entityLinks links an error page to the entity, then its kind's list.
+func entityLinks(ep pmsg, sp nsKey, path dsPath) []consoleLink {
+	return append([]consoleLink{{"the entity " + pathText(path), "/datastore/entity" + string(queryString("key", encodeKey(ep.Msg("key"))))}}, kindLinks(sp, path)...)
+}
+
 func statusOf(err error) int {
 	if errors.As(err, new(noEntityError)) {
 		return http.StatusNotFound
@@ -170,7 +185,7 @@ func statusOf(err error) int {
 func (c *console) serveEntity(w http.ResponseWriter, r *http.Request) {
 	ep, sp, path, err := c.getEntity(r.URL.Query().Get("key"))
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d := c.entityPageOf(ep, sp, path)
@@ -212,14 +227,14 @@ func (c *console) serveValue(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ep, sp, path, err := c.getEntity(q.Get("key"))
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	prop := q.Get("prop")
 	i, err := strconv.Atoi(q.Get("i"))
 	vals := propValues(ep, prop, sp)
 	if err != nil || i < 0 || i >= len(vals) {
-		c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %s of property %q", path, q.Get("i"), prop))
+		c.failBack(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %s of property %q", path, q.Get("i"), prop), entityLinks(ep, sp, path))
 		return
 	}
 	v := vals[i].V
@@ -271,7 +286,7 @@ func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ep, sp, path, err := c.getEntity(q.Get("key"))
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d := &editPage{Key: q.Get("key"), Path: pathText(path), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
@@ -282,13 +297,13 @@ func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
 	d.Count = len(vals)
 	if d.Index >= 0 {
 		if d.Index >= len(vals) {
-			c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop))
+			c.failBack(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop), entityLinks(ep, sp, path))
 			return
 		}
 		v := vals[d.Index]
 		d.Type, d.Value, d.Indexed = v.V.Type, v.V.Text, v.Indexed
 		if d.Type == "entity" {
-			c.fail(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"))
+			c.failBack(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"), entityLinks(ep, sp, path))
 			return
 		}
 	}
@@ -310,7 +325,7 @@ func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
 	page := &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d}
 	ep, sp, path, err := c.getEntity(d.Key)
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d.Path, d.Kind = pathText(path), path[len(path)-1].kind
@@ -353,21 +368,21 @@ func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
 	if i, err := strconv.Atoi(f.Get("i")); err == nil && i >= 0 {
 		index = i
 	}
-	ep, _, _, err := c.getEntity(key)
+	ep, sp, path, err := c.getEntity(key)
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	if entityVersion(ep) != f.Get("ver") {
-		c.fail(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"))
+		c.failBack(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"), entityLinks(ep, sp, path))
 		return
 	}
 	if err := setPropertyValue(ep, name, index, nil, false); err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
+		c.failBack(w, r, http.StatusBadRequest, err, entityLinks(ep, sp, path))
 		return
 	}
 	if err := c.putEntity(ep); err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
+		c.failBack(w, r, http.StatusBadRequest, err, entityLinks(ep, sp, path))
 		return
 	}
 	done := "propdel"

@@ -359,14 +359,16 @@ func decodeKey(s string) (pmsg, nsKey, dsPath, error) {
 	s = strings.TrimRight(strings.TrimSpace(s), "=")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key", shorten(s))
+		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: such keys use only letters, digits, - and _. Copy the key from an entity's page, or as Key.Encode() writes it", shorten(s))
 	}
 	ref, err := newMsg("appengine.v2.Reference")
 	if err != nil {
 		return pmsg{}, nsKey{}, nil, err
 	}
 	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, ref.m.Interface()); err != nil {
-		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: %v", shorten(s), err)
+		// The decoder's own words (wire-format data) say nothing to
+		// a person who pasted a key.
+		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: it does not decode to one. Copy the key from an entity's page, or as Key.Encode() writes it", shorten(s))
 	}
 	sp, path, err := parseKey(ref, "key", false)
 	if err != nil {
