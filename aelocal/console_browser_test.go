@@ -254,6 +254,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.see("datastore_v3", "Put", "Get", "memcache", "Set")
 	b.notSee("RunQuery", "FlushAll", "Stats")
 
+	// A task with a long name and URL at 1280 px: its Run now and Delete
+	// buttons are on screen, and the page is no wider than the window.
+	long := &taskqueue.Task{Name: "nightly-export-" + strings.Repeat("0123456789", 5), Path: "/work/export?tenant=" + strings.Repeat("abcdefghij", 8), Delay: time.Hour}
+	if _, err := taskqueue.Add(ctx, long, ""); err != nil {
+		t.Fatal(err)
+	}
+	b.open(s.URL() + "/taskqueues/queue?name=default")
+	for _, button := range []string{"run " + long.Name + " now", "delete " + long.Name} {
+		var fits bool
+		b.script(`const r = document.querySelector('button[aria-label="`+button+`"]').getBoundingClientRect();
+			return r.left >= 0 && r.right <= document.documentElement.clientWidth`, &fits)
+		if !fits {
+			t.Fatalf("at 1280 px the button %q is off screen", button)
+		}
+	}
+	var wide bool
+	b.script("return document.documentElement.scrollWidth > document.documentElement.clientWidth", &wide)
+	if wide {
+		t.Fatal("at 1280 px the task list is wider than the window")
+	}
+
 	// A narrow window: the listing fits without scrolling sideways.
 	b.resize(390, 844)
 	for _, page := range []string{"/datastore/kind?kind=Book", "/taskqueues", "/mail"} {
