@@ -78,6 +78,7 @@ type console struct {
 	cronRuns  map[string]cronRun        // job ID -> its last run from the console
 	taskRuns  map[string]taskRunOutcome // queue -> its last task run from the console
 	propTypes map[propTypeKey]string
+	columns   columnChoices
 }
 
 func newConsole(s *Server) *console {
@@ -303,6 +304,8 @@ var consoleFlashes = map[string]string{
 	"deleted":     "Deleted.",
 	"propdel":     "Property removed.",
 	"valuedel":    "Value removed from the list.",
+	"colssaved":   "Columns saved for this kind.",
+	"colsreset":   "Every column shown again, in alphabetical order.",
 	"mcdeleted":   "Memcache key deleted.",
 	"mcmissing":   "The key was not in memcache (nothing deleted).",
 	"flushed":     "Memcache flushed: every item of every namespace is gone.",

@@ -26,6 +26,11 @@ const (
 	countBatch = 1 << 30
 )
 
+var (
+	errNoKind         = errors.New("no kind given: pick one on the datastore page")
+	errTooManyColumns = fmt.Errorf("at most %d columns can be shown", maxChosenColumns)
+)
+
 // filterOps maps the operators of the filter form to datastore_v3's.
 var filterOps = []struct{ Name, Symbol string }{
 	{"eq", "="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="},
@@ -44,6 +49,7 @@ func (c *console) datastoreRoutes(mux *http.ServeMux) {
 	c.post(mux, "/datastore/delprop", c.postDeleteProperty)
 	c.post(mux, "/datastore/delete", c.postDelete)
 	c.post(mux, "/datastore/new", c.postNew)
+	c.post(mux, "/datastore/columns", c.postColumns)
 }
 
 // datastoreApps lists the apps that have entities. No datastore_v3 call
@@ -289,6 +295,9 @@ type kindPage struct {
 	Order         string // the order of the results, in words; "" for by key
 	Failed        bool   // the query failed: there are no results to speak of
 	Columns       []string
+	Picked        bool        // Columns are a person's choice
+	ColumnForm    []columnRow // what the Columns form offers, in order
+	ineq          bool        // the filter is an inequality
 	Indexed       map[string]bool
 	Properties    []string // every indexed property of the kind
 	Rows          []entityRow
@@ -403,7 +412,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	k.Back = "/datastore/kind?" + back.Encode()
 	page := &consolePage{Title: "Datastore: " + k.Kind, Section: "Datastore", Data: k}
 	if k.Kind == "" {
-		c.fail(w, r, http.StatusBadRequest, errors.New("no kind given: pick one on the datastore page"))
+		c.fail(w, r, http.StatusBadRequest, errNoKind)
 		return
 	}
 	fill, err := c.kindFilter(sp, k)
@@ -448,10 +457,15 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	found := make([]string, 0, len(cols))
 	for name := range cols {
-		k.Columns = append(k.Columns, name)
+		found = append(found, name)
 	}
-	slices.Sort(k.Columns)
+	for _, p := range k.Properties {
+		k.Indexed[p] = true
+	}
+	chosen, picked := c.chosenColumns(sp.app, k.Kind)
+	k.arrangeColumns(found, chosen, picked)
 	for i, e := range results {
 		ref := e.Msg("key")
 		row := entityRow{Key: encodeKey(ref), Path: pathText(refPath(ref))}
@@ -503,6 +517,7 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 		}
 	}
 	ineq := op != 0 && op != opEqual
+	k.ineq = ineq
 	k.Order = orderText(k, ineq)
 	return func(q pmsg) {
 		base(q)

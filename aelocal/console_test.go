@@ -141,7 +141,7 @@ func mustContain(t *testing.T, page string, want ...string) {
 
 // consolePosts are the console's actions with a valid form for each, given
 // a page that carries their tokens.
-var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
+var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/datastore/columns", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
 	"/taskqueues/run", "/taskqueues/delete", "/taskqueues/purge", "/mail/clear"}
 
 func TestConsoleGETChangesNothing(t *testing.T) {
