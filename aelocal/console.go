@@ -280,8 +280,10 @@ func (c *console) failBack(w http.ResponseWriter, r *http.Request, status int, e
 	page := &consolePage{Title: d.Heading, Data: d}
 	// The page the browser came from, if it is one of the console's
 	// (Referrer-Policy: same-origin keeps it on other sites' requests).
+	// A path that a browser could read as another host's ("//x", "/\x")
+	// is not offered.
 	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && strings.HasPrefix(ref.Path, "/") &&
-		!strings.HasPrefix(ref.Path, "//") && ref.RequestURI() != r.URL.RequestURI() {
+		!strings.HasPrefix(ref.Path, "//") && !strings.Contains(ref.Path, "\\") && ref.RequestURI() != r.URL.RequestURI() {
 		d.Links = append(d.Links, consoleLink{"the previous page", ref.RequestURI()})
 	}
 	d.Links = append(d.Links, links...)

@@ -51,6 +51,10 @@ func TestConsoleErrorPages(t *testing.T) {
 			[]string{"the previous page"}},
 		{"/datastore/edit?prop=Nope&i=0&key=" + datastore.NewKey(ctx, "Book", "", 2, nil).Encode(), "", http.StatusNotFound,
 			[]string{"has no value 0 of property", `>the entity /Book,2</a>`, "the list of Book"}, nil},
+		{"/taskqueues/queue?name=nope", s.URL() + "//evil.example/x", http.StatusNotFound,
+			nil, []string{"evil", "the previous page"}},
+		{"/taskqueues/queue?name=nope", s.URL() + "/%5Cevil.example/x", http.StatusNotFound,
+			nil, []string{"evil", "the previous page"}},
 		{"/taskqueues/queue?name=nope", "http://evil.example/x", http.StatusNotFound,
 			[]string{`<a href="/taskqueues">Task queues</a>`, `<a href="/taskqueues" aria-current="page">`}, []string{"evil", "the previous page"}},
 		// A bad filter value: the error, and no word of matches.
