@@ -132,13 +132,14 @@ implemented methods get a counter of their own in Stats.
 
 Every Server serves a console at its root, URL()+"/", for a person: the
 datastore (namespaces, kinds with counts, a kind's entities in pages,
-sorted and filtered; an entity's typed properties; edit, create, delete),
+sorted and filtered, with columns a person picks; an entity's typed
+properties, long values cut; edit, create, delete),
 memcache (statistics, look up, delete, flush), the task queues (a queue's
 tasks in pages; run a push task now against Options.AppURL, delete one,
 purge a queue), the mail sent (newest first, bodies shown as text,
 attachments by name and size), the cron jobs of Options.CronYAML, run on
-request against Options.AppURL, and the RPCs served (counts and the latest
-calls with their duration and outcome). It is plain
+request against Options.AppURL, and the RPCs served (counts and failures
+per method, and the latest calls with their duration and outcome). It is plain
 server-rendered HTML; no GET changes anything and every form is protected
 against cross-site requests. The console calls the services as an app
 would, but its calls do not count in Stats, and its queries neither need
