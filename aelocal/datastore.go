@@ -24,7 +24,6 @@ const (
 	maxPutEntities        = 500     // entities in one Put
 	maxDeleteKeys         = 500     // keys in one Delete
 	maxGetKeys            = 1000    // keys in one Get
-	maxTxGroups           = 25      // entity groups in one XG transaction
 	maxAllocateSize       = 1000000000
 	maxAllocateMax        = 1 << 62
 )
@@ -436,7 +435,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 			return err
 		}
 		if tx != nil {
-			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+			if err := d.useGroupLocked(tx, it.sp, it.path); err != nil {
 				return err
 			}
 		}
@@ -445,13 +444,16 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	ws := make([]dsWrite, len(ents))
 	for i, e := range ents {
 		ws[i] = dsWrite{e.sp, e.path, e}
-		if tx != nil {
-			tx.buffer(ws[i])
-		}
-		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
 	}
-	if tx == nil {
+	if tx != nil {
+		if err := tx.bufferAll(ws); err != nil {
+			return err
+		}
+	} else {
 		d.applyLocked(ws)
+	}
+	for _, e := range ents {
+		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
 	}
 	return nil
 }
@@ -476,15 +478,14 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 		if tx.readOnly {
 			return badRequest("cannot write in a read-only transaction")
 		}
-		for _, it := range items {
-			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+		ws := make([]dsWrite, len(items))
+		for i, it := range items {
+			if err := d.useGroupLocked(tx, it.sp, it.path); err != nil {
 				return err
 			}
+			ws[i] = dsWrite{it.sp, it.path, nil}
 		}
-		for _, it := range items {
-			tx.buffer(dsWrite{it.sp, it.path, nil})
-		}
-		return nil
+		return tx.bufferAll(ws)
 	}
 	ws := make([]dsWrite, len(items))
 	for i, it := range items {
