@@ -115,6 +115,7 @@ func (d *datastoreService) applyLocked(ws []dsWrite) {
 	for _, w := range ws {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
+	d.boundHistoryLocked() // datastore_txhistory.go
 	if len(d.history) > 0 {
 		d.sweepLocked(d.now())
 	}
@@ -131,7 +132,9 @@ func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
 			h = &dsHist{sp: sp, path: path}
 			d.history[fk] = h
 		}
-		h.olds = append(h.olds, dsOld{until: d.seq, e: d.lookupLocked(sp, path)})
+		old := dsOld{until: d.seq, e: d.lookupLocked(sp, path)}
+		h.olds = append(h.olds, old)
+		d.historyBytes += old.cost()
 	}
 	if e != nil {
 		e.ver = d.seq
@@ -222,6 +225,10 @@ func (d *datastoreService) txLocked(t pmsg) (*dsTx, uint64, error) {
 func (d *datastoreService) useTxLocked(h uint64) (*dsTx, error) {
 	tx := d.txs[h]
 	if tx == nil {
+		if why, ok := d.txEnded[h]; ok {
+			delete(d.txEnded, h)
+			return nil, badRequest("the transaction has expired or is no longer valid: %s", why)
+		}
 		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
 	}
 	now := d.now()
@@ -378,6 +385,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 		// Versions and history only matter to open transactions.
 		clear(d.groupVer)
 		clear(d.history)
+		d.historyBytes = 0
 		return
 	}
 	minSnap := d.seq
@@ -392,6 +400,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 	for fk, h := range d.history {
 		i := 0
 		for i < len(h.olds) && h.olds[i].until <= minSnap {
+			d.historyBytes -= h.olds[i].cost()
 			i++
 		}
 		if i == len(h.olds) {
@@ -455,10 +464,11 @@ func dsCommit(s *Server, in, out pmsg) (err error) {
 		d.dropTxLocked(h)
 		return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity this transaction read committed first; please try again")
 	}
-	// Writes of this commit must still count against the other open
-	// transactions, so apply them before this one stops being open.
-	d.applyLocked(tx.order)
+	// Ended first, so that the history bound that applying may enforce
+	// cannot pick this transaction; the other open ones still see the
+	// writes (writeLocked records them while any transaction is open).
 	d.dropTxLocked(h)
+	d.applyLocked(tx.order)
 	for _, a := range tx.actions {
 		a()
 	}

@@ -127,3 +127,60 @@ var txConflictCases = []txCase{
 type txBlob struct {
 	B []byte `datastore:",noindex"`
 }
+
+// TestTxHistoryBound: an open transaction whose snapshot would need more
+// than Options.TxHistoryLimit of replaced versions ends as expired, with a
+// message that says why, and the history it pinned is released.
+func TestTxHistoryBound(t *testing.T) {
+	const limit = 3 << 20
+	opts := func(t *testing.T) *Options { return &Options{TxHistoryLimit: limit} }
+	bothPathsWith(t, opts, func(t *testing.T, s *Server, ctx context.Context) {
+		k := datastore.NewKey(ctx, "Blob", "b", 0, nil)
+		big := func(i int) *txBlob {
+			return &txBlob{B: []byte(strings.Repeat(string(rune('a'+i%26)), 1000000))}
+		}
+		if _, err := datastore.Put(ctx, k, big(0)); err != nil {
+			t.Fatal(err)
+		}
+		attempts := 0
+		err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+			attempts++
+			var b txBlob
+			if err := datastore.Get(tc, k, &b); err != nil {
+				return err
+			}
+			for i := 1; i <= 10; i++ {
+				if _, err := datastore.Put(ctx, k, big(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.datastore.mu.Lock()
+			held := s.datastore.historyBytes
+			s.datastore.mu.Unlock()
+			if held > limit {
+				t.Errorf("history holds %d bytes, more than the limit %d", held, limit)
+			}
+			return datastore.Get(tc, k, &b)
+		}, nil)
+		wantAPIError(t, err, "BAD_REQUEST", "expired")
+		if !strings.Contains(err.Error(), "TxHistoryLimit") || attempts != 1 {
+			t.Fatalf("err %v after %d attempts; want the reason, naming TxHistoryLimit, at once", err, attempts)
+		}
+		// Within the limit, a transaction keeps its snapshot.
+		err = datastore.RunInTransaction(ctx, func(tc context.Context) error {
+			var b txBlob
+			if err := datastore.Get(tc, k, &b); err != nil {
+				return err
+			}
+			datastore.Put(ctx, k, big(20))
+			datastore.Put(ctx, k, big(21))
+			if err := datastore.Get(tc, k, &b); err != nil || b.B[0] != 'k' {
+				t.Fatalf("snapshot read: %v, %q", err, b.B[:1])
+			}
+			return nil
+		}, &datastore.TransactionOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
