@@ -395,6 +395,9 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
@@ -475,6 +478,9 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 	}
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	if in.Has("transaction") {
 		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
@@ -535,6 +541,9 @@ func dsAllocateIds(s *Server, in, out pmsg) (err error) {
 
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	for _, path := range reserve {
 		for _, el := range path {
 			d.noteIDLocked(sp.app, el.id)

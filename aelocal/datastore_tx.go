@@ -460,6 +460,12 @@ func dsCommit(s *Server, in, out pmsg) (err error) {
 	if err != nil {
 		return err
 	}
+	if len(tx.order) > 0 {
+		if err := d.writableLocked(); err != nil {
+			d.dropTxLocked(h)
+			return err
+		}
+	}
 	if d.conflictLocked(tx) {
 		d.dropTxLocked(h)
 		return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity this transaction read committed first; please try again")

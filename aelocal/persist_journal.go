@@ -325,6 +325,29 @@ func (d *datastoreService) unlockDurable(errp *error) {
 	}
 }
 
+// writableLocked refuses a write before it changes anything once the
+// datastore file has failed: the server then keeps what it has, in memory
+// and on disk, and answers reads, until a restart. d.mu must be held.
+//
+// The writes whose records were being synced when the file failed (and any
+// sharing their sync) were already visible in memory; they answer
+// INTERNAL_ERROR ("may not survive a restart"), which, as in production,
+// leaves their outcome unknown: they stay in memory and may be missing
+// from the file.
+func (d *datastoreService) writableLocked() error {
+	j := d.journal
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	err := j.err
+	j.mu.Unlock()
+	if err != nil {
+		return errorf(dsInternalError, "aelocal: the write was refused and changed nothing: %v", err)
+	}
+	return nil
+}
+
 // sealLocked turns the pending writes and moved ID counters into one batch
 // record and queues it. It returns the record's ticket for wait, or 0 if
 // there was nothing to log. d.mu must be held.
@@ -374,9 +397,13 @@ func (j *journal) sealLocked() uint64 {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.sealed++
+	if j.err != nil {
+		// Never to be written: wait fails the ticket with j.err.
+		return j.sealed
+	}
 	j.buf = append(j.buf, rec...)
 	j.end += int64(len(rec))
-	j.sealed++
 	if j.sealedSignal != nil {
 		select {
 		case j.sealedSignal <- struct{}{}:
@@ -490,6 +517,9 @@ func (j *journal) failLocked(err error) {
 		j.err = fmt.Errorf("writing the datastore file %s failed (%v); every later write fails until the server restarts", j.path, err)
 		log.Printf("aelocal: %v", j.err)
 	}
+	// Records sealed meanwhile will never be written: drop them, so that
+	// the buffer cannot grow.
+	j.buf = nil
 }
 
 // maybeCompactLocked starts a compaction when the log behind the snapshot
