@@ -2,6 +2,8 @@ package aelocal
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -84,4 +86,46 @@ func TestDatastorePathLinkIsFollowedOnce(t *testing.T) {
 	if got := saved(t, newFileServer(t, target)); !bytes.Equal(got, want) {
 		t.Fatal("the link's target does not hold the datastore")
 	}
+}
+
+// LoadDatastore refuses a stream cut short anywhere inside a record, in
+// its snapshot or its log, and changes nothing, on a server with a file
+// too: only the server's own file may end in a torn record, after a kill.
+func TestLoadDatastoreRefusesTruncatedStreams(t *testing.T) {
+	b := fileWithValue(t, filepath.Join(t.TempDir(), "src.db"), "marker", false)
+	boundary := map[int]bool{len(fileMagic): true}
+	for off := len(fileMagic); off < len(b); {
+		off += frameHeader + int(binary.LittleEndian.Uint32(b[off:]))
+		boundary[off] = true
+	}
+	path := filepath.Join(t.TempDir(), "ds.db")
+	s := newFileServer(t, path)
+	ctx := middlewareContext(t, s)
+	if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "Kept", "k", 0, nil), &fItem{V: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	want := saved(t, s)
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for n := len(fileMagic) + 1; n < len(b); n++ {
+		if boundary[n] {
+			continue // a shorter file, as valid as a whole one
+		}
+		err := s.LoadDatastore(bytes.NewReader(b[:n]))
+		var ce *CorruptFileError
+		if !errors.As(err, &ce) {
+			t.Fatalf("cut at byte %d of %d: %v, want a CorruptFileError", n, len(b), err)
+		}
+		refused++
+	}
+	if got := saved(t, s); !bytes.Equal(got, want) {
+		t.Fatal("a refused load changed the datastore")
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, file) {
+		t.Fatalf("a refused load changed the file (%v)", err)
+	}
+	t.Logf("%d truncations refused", refused)
 }
