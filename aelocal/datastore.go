@@ -70,14 +70,17 @@ type datastoreService struct {
 	nextScat map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
 	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
 	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
-	// The bytes history holds, and their bound (datastore_txhistory.go).
-	historyBytes, historyLimit int64
-	txEnded                    map[uint64]string // why the server ended a transaction early
-	txs                        map[uint64]*dsTx
-	cursors                    map[uint64]*dsCursor
-	handle                     uint64 // last transaction or cursor handle given out
-	cached                     int    // query results held in cursor caches
-	swept                      time.Time
+	txs      map[uint64]*dsTx
+	cursors  map[uint64]*dsCursor
+	handle   uint64 // last transaction or cursor handle given out
+	cached   int    // query results held in cursor caches
+	swept    time.Time
+
+	// The bytes of entity versions history holds, and their bound
+	// (datastore_txhistory.go); why the server ended transactions early.
+	historyBytes int64
+	historyLimit int64 // 0 means DefaultTxHistoryLimit
+	txEnded      map[uint64]string
 
 	indexes *dsIndexes // composite indexes queries needed; its own lock
 
@@ -89,17 +92,15 @@ type datastoreService struct {
 // by the clock now.
 func newDatastoreService(now func() time.Time) *datastoreService {
 	return &datastoreService{
-		now:          now,
-		spaces:       make(map[nsKey]*dsSpace),
-		nextID:       make(map[string]int64),
-		nextScat:     make(map[string]int64),
-		groupVer:     make(map[string]uint64),
-		history:      make(map[string]*dsHist),
-		txEnded:      make(map[uint64]string),
-		historyLimit: DefaultTxHistoryLimit,
-		txs:          make(map[uint64]*dsTx),
-		cursors:      make(map[uint64]*dsCursor),
-		indexes:      newIndexes(),
+		now:      now,
+		spaces:   make(map[nsKey]*dsSpace),
+		nextID:   make(map[string]int64),
+		nextScat: make(map[string]int64),
+		groupVer: make(map[string]uint64),
+		history:  make(map[string]*dsHist),
+		txs:      make(map[uint64]*dsTx),
+		cursors:  make(map[uint64]*dsCursor),
+		indexes:  newIndexes(),
 	}
 }
 

@@ -40,7 +40,11 @@ func (o dsOld) cost() int64 {
 // boundHistoryLocked ends open transactions, oldest snapshot first, until
 // the history is back within its bound.
 func (d *datastoreService) boundHistoryLocked() {
-	for d.historyBytes > d.historyLimit && len(d.txs) > 0 {
+	limit := d.historyLimit
+	if limit <= 0 {
+		limit = DefaultTxHistoryLimit
+	}
+	for d.historyBytes > limit && len(d.txs) > 0 {
 		var oldest uint64
 		for h, t := range d.txs {
 			if oldest == 0 || t.snap < d.txs[oldest].snap {
@@ -49,10 +53,12 @@ func (d *datastoreService) boundHistoryLocked() {
 		}
 		need := d.historyBytes
 		d.dropTxLocked(oldest)
-		if len(d.txEnded) >= maxTxEnded {
-			clear(d.txEnded) // their next use gets the generic message
+		if d.txEnded == nil || len(d.txEnded) >= maxTxEnded {
+			// Past the bound, the next use of those gets the generic
+			// message.
+			d.txEnded = make(map[uint64]string)
 		}
 		d.txEnded[oldest] = fmt.Sprintf("its snapshot needed %.1f MiB of entity versions replaced since it began, more than the %.0f MiB aelocal keeps for open transactions (Options.TxHistoryLimit, flag -tx_history_limit); keep transactions short while other clients write, or raise the limit",
-			float64(need)/(1<<20), float64(d.historyLimit)/(1<<20))
+			float64(need)/(1<<20), float64(limit)/(1<<20))
 	}
 }
