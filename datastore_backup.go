@@ -35,7 +35,7 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 			id:     w.id,
 			key:    w.key,
 			entity: SessEntity{Expires: w.deadline, Value: w.value},
-			check:  check && (!w.fresh || s.cfg.async),
+			check:  check && (!w.created || s.cfg.async),
 		}
 	}
 	return out
@@ -149,23 +149,23 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
 		s.logf(levelError, "%s: putting the session back into memcache failed: %s", logID(id), redact(err, id))
 		return e
 	}
-	fresh, err := s.readMemcache(id)
+	held, err := s.readMemcache(id)
 	switch {
 	case err != nil:
 		s.logf(levelWarning, "%s: memcache refused to take the session back, and what it holds instead could not be read back: it may have been removed meanwhile, so this request gets no session", logID(id))
 		return nil
-	case fresh == nil:
+	case held == nil:
 		return e
 	}
-	switch kindOf(fresh.Value) {
+	switch kindOf(held.Value) {
 	case kindRemoved:
 		return nil
 	case kindSession:
-		if newer, ok := s.fromMemcache(id, fresh); ok {
+		if newer, ok := s.fromMemcache(id, held); ok {
 			return newer
 		}
 	}
-	e.casItem = fresh
+	e.casItem = held
 	return e
 }
 

@@ -22,14 +22,14 @@ type sessWrite struct {
 	value    []byte       // the encoding: the Datastore's "val", and Memcache's unless too large
 	deadline time.Time    // idle deadline the copy records
 
-	// fresh: the session was added (and so first written) by this
-	// request, which may write it unconditionally. Otherwise the write is
-	// conditional: a compare-and-swap on cur, or an add if cur is nil,
-	// or, with reread, a read of Memcache first (the request's own refill
-	// is there, without a CAS id).
-	fresh  bool
-	cur    *memcache.Item
-	reread bool
+	// created: the session was created by this request (its ID is new,
+	// known to no one else yet), which may write it unconditionally.
+	// Otherwise the write is conditional: a compare-and-swap on cur, or an
+	// add if cur is nil, or, with reread, a read of Memcache first (the
+	// request's own refill is there, without a CAS id).
+	created bool
+	cur     *memcache.Item
+	reread  bool
 
 	// changes is what this request changed, re-applied to a concurrent
 	// request's newer version (MergeConcurrentUpdates only).
@@ -137,7 +137,7 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 		case outcomeSuperseded:
 			e.loaded, e.casItem = nil, nil // nothing of this request's stands
 		default:
-			e.loaded, e.storedExp, e.added, e.casItem, e.refilled, e.written = w.value, w.deadline, false, nil, false, true
+			e.loaded, e.storedExp, e.newUnwritten, e.casItem, e.refilled, e.written = w.value, w.deadline, false, nil, false, true
 			e.print = w.print
 		}
 		ok = ok && !w.failed
@@ -178,7 +178,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	deadline := idleDeadline(e.accessed, timeout)
 	if !deadline.After(now) {
 		what := fmt.Sprintf("session not saved: it timed out during this request (idle for more than its Timeout of %v)", timeout)
-		if e.added {
+		if e.newUnwritten {
 			what = fmt.Sprintf("session not stored: a Timeout of %v makes it time out at once", timeout)
 		}
 		s.logf(levelWarning, "%s: %s", logID(id), what)
@@ -197,7 +197,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	case !e.existing:
 		// Added in this request; see setMemcache for why its writes,
 		// Close's too, need no condition.
-		w.fresh = true
+		w.created = true
 	case e.casItem != nil:
 		w.cur = e.casItem
 	default:
@@ -229,7 +229,7 @@ func (s *memcacheStore) changesOf(e *entry, attrs map[string]interface{}) *attrC
 // conditional Memcache writes.
 func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	var wg sync.WaitGroup
-	if slices.ContainsFunc(ws, isFresh) {
+	if slices.ContainsFunc(ws, isCreated) {
 		// No other request knows a session added in this one: its
 		// Memcache write need not wait for the put.
 		wg.Add(1)
@@ -244,7 +244,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	markDatastore(ws, writes)
 
 	for i, w := range ws {
-		if !w.fresh && w.oversize() && writes[i].err != nil {
+		if !w.created && w.oversize() && writes[i].err != nil {
 			// Not saved anywhere: the previous copy stays in Memcache
 			// rather than a marker pointing at a Datastore that
 			// lacks this version.
@@ -256,7 +256,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	// A put that may have landed after a logout's delete: undo it.
 	var gone []string
 	for _, w := range ws {
-		if !w.fresh && w.outcome == outcomeRemoved {
+		if !w.created && w.outcome == outcomeRemoved {
 			gone = append(gone, w.id)
 		}
 	}
@@ -275,10 +275,10 @@ func (s *memcacheStore) writeMemcache(ws []*sessWrite, now time.Time) {
 	s.writeConditional(ws, now)
 }
 
-func isFresh(w *sessWrite) bool { return w.fresh }
+func isCreated(w *sessWrite) bool { return w.created }
 
 // setMemcache sets the copies of the sessions of ws added in this request
-// (w.fresh); it ignores the others.
+// (w.created); it ignores the others.
 //
 // These are the store's only unconditional writes of a session (the other
 // Memcache set is Remove's tombstone, which is meant to overwrite
@@ -296,7 +296,7 @@ func isFresh(w *sessWrite) bool { return w.fresh }
 func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	var items []*memcache.Item
 	for _, w := range ws {
-		if w.fresh {
+		if w.created {
 			items = append(items, w.item(now))
 		}
 	}
@@ -306,7 +306,7 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
 	i := 0
 	for _, w := range ws {
-		if !w.fresh {
+		if !w.created {
 			continue
 		}
 		err := errorOf(err, i, len(items))
@@ -327,7 +327,7 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 // loaded, or an add where there was none. The first attempts go out in one
 // call per kind; conflicts are then resolved one session at a time.
 func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
-	pending := func(w *sessWrite) bool { return !w.fresh && w.outcome == outcomePending }
+	pending := func(w *sessWrite) bool { return !w.created && w.outcome == outcomePending }
 	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur != nil },
 		(*sessWrite).casItem, memcache.CompareAndSwapMulti, now)
 	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur == nil },
@@ -466,9 +466,9 @@ func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
 // reread reads the Memcache item of w after a conflict and decides what to
 // write over it; false if the write ends here.
 func (s *memcacheStore) reread(w *sessWrite) bool {
-	var fresh *memcache.Item
+	var current *memcache.Item
 	err := s.retry(s.ctx, func() (err error) {
-		fresh, err = memcache.Get(s.ctx, w.key)
+		current, err = memcache.Get(s.ctx, w.key)
 		return err
 	})
 	switch {
@@ -479,15 +479,15 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		s.memcacheFailed(w, err)
 		return false
 	}
-	if bytes.Equal(fresh.Value, w.memcacheValue()) {
+	if bytes.Equal(current.Value, w.memcacheValue()) {
 		// Memcache already holds this very version: another request put
 		// it back from the Datastore, which has it since this request's
 		// put.
 		w.outcome = outcomeStored
 		return false
 	}
-	w.cur = fresh
-	switch kindOf(fresh.Value) {
+	w.cur = current
+	switch kindOf(current.Value) {
 	case kindRemoved:
 		w.outcome = outcomeRemoved
 		return false
@@ -498,12 +498,12 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		}
 		return true
 	}
-	if w.changes == nil || bytes.Equal(fresh.Value, w.e.loaded) {
+	if w.changes == nil || bytes.Equal(current.Value, w.e.loaded) {
 		// Last writer wins; or Memcache holds the very copy this request
 		// loaded (its own refill), so no one else wrote.
 		return true
 	}
-	return s.mergeInto(w, fresh.Value)
+	return s.mergeInto(w, current.Value)
 }
 
 // memcacheFailed ends a write whose Memcache part failed for good.

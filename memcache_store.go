@@ -70,10 +70,10 @@ type memcacheStore struct {
 // entry is a session accessed through the store, with what is needed to
 // decide on Close whether it must be written back, and how.
 type entry struct {
-	id     string
-	sess   session.Session
-	origin Origin
-	added  bool // new in this request: written unconditionally
+	id           string
+	sess         session.Session
+	origin       Origin
+	newUnwritten bool // new in this request and not yet written: written unconditionally
 	// existing: Get loaded the session, so other requests know its ID and
 	// may log it out at any time; every write of it is conditional, even
 	// after Add and after a first write in this request.
@@ -334,7 +334,7 @@ func (s *memcacheStore) Add(sess session.Session) {
 		// what this request changed (merges diff against it).
 		e.sess, e.origin, e.accessed, e.timedOut = sess, OriginNew, timeNow(), false
 	} else {
-		e = &entry{id: id, sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
+		e = &entry{id: id, sess: sess, origin: OriginNew, newUnwritten: true, accessed: timeNow()}
 		s.setEntry(e)
 	}
 	if s.flush([]*entry{e}) && s.entry(id) != nil {
@@ -418,7 +418,7 @@ func (s *memcacheStore) needsWrite(e *entry) bool {
 	if e.timedOut {
 		return false
 	}
-	if e.added || e.loaded == nil {
+	if e.newUnwritten || e.loaded == nil {
 		return true
 	}
 	// A session written earlier in this request (by Add) has a deadline
