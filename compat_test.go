@@ -194,7 +194,7 @@ func TestOriginalReadsTombstoneAsNoSession(t *testing.T) {
 			assert.True(t, asked, "after failing to decode the tombstone it asks the Datastore")
 			assert.Equal(t, map[string]int64{"memcache.Get": 3, "datastore_v3.Get": 1}, e.rpcs())
 
-			for _, marker := range [][]byte{tombstoneValue, datastoreOnlyValue} {
+			for _, marker := range [][]byte{tombstoneValue, seeDatastoreValue} {
 				assert.Error(t, c.Unmarshal(marker, session.NewSession()), "%q", marker)
 			}
 		})

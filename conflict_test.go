@@ -169,6 +169,40 @@ func TestMergeWithDatastoreOnlyVersion(t *testing.T) {
 	assert.Empty(t, e.logged("ERROR"))
 }
 
+// Issue 19, item 3: two requests change a session too large for Memcache
+// (its Memcache item is the placeholder) with MergeConcurrentUpdates. The
+// second to close found the placeholder changed and, since it equals what
+// it would write, took it for its own version already stored; its put then
+// overwrote the first request's change, silently. Each change must survive,
+// as for sessions that fit.
+func TestMergeOfSessionsTooLargeForMemcacheKeepsBothChanges(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
+	id := e.newSession(o, time.Hour)
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen)) })
+
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	a.Close()
+	b.Close()
+	require.NoError(t, SaveError(a))
+	require.NoError(t, SaveError(b))
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
+		assert.Equal(t, "from A", sess.Attr("a"), "A's change survives")
+		assert.Equal(t, "from B", sess.Attr("b"), "B's change survives")
+		assert.Len(t, sess.Attr("big"), bigValueLen)
+	})
+	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("ERROR"))
+}
+
 // A read-only request that found a session in the Datastore puts it back
 // into Memcache on Close. If another request changed the session in the
 // meantime, that refill must not overwrite the newer copy: the read-only

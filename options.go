@@ -157,3 +157,7 @@ func newConfig(o *MemcacheStoreOptions) config {
 	}
 	return c
 }
+
+// putFirst tells whether a flush puts to the Datastore before it writes
+// Memcache (the default mode; see flush).
+func (c *config) putFirst() bool { return !c.onlyMemcache && !c.async && !c.merge }
