@@ -360,3 +360,40 @@ func TestAddOfLoadedSession(t *testing.T) {
 		})
 	}
 }
+
+// The purge deletes removal markers once they expire, with the sessions:
+// they are entities of the session kind with an "exp".
+func TestPurgeDeletesExpiredRemovalMarkers(t *testing.T) {
+	e := newTestEnv(t)
+	clock := e.fakeClock()
+	id := e.newSession(nil, time.Hour)
+	logout(t, e, nil, id)
+	markerKey := datastore.NewKey(e.ctx(), "sess_", "removed:"+id, 0, nil)
+	require.NoError(t, datastore.Get(e.ctx(), markerKey, &removalMarker{}))
+
+	purge := PurgeExpiredSessFromDSFunc("")
+	callPurge(t, e.srv, purge, nil, nil)
+	require.NoError(t, datastore.Get(e.ctx(), markerKey, &removalMarker{}), "a live marker stays")
+
+	clock.Advance(24 * time.Hour)
+	r := callPurge(t, e.srv, purge, nil, nil)
+	assert.Equal(t, 1, r.resp.Deleted)
+	assert.Equal(t, datastore.ErrNoSuchEntity, datastore.Get(e.ctx(), markerKey, &removalMarker{}), "the expired marker is purged")
+}
+
+// While the marker lives, the logout holds in the Datastore even past the
+// tombstone (which Memcache may drop at once): a Get that goes to the
+// Datastore finds the marker, answers nil, and puts the tombstone back, so
+// the next Get costs one Memcache get again.
+func TestRemovalMarkerRestoresTombstone(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.newSession(nil, time.Hour)
+	logout(t, e, nil, id)
+	e.srv.FlushMemcache()
+	e.rpcs()
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1, "memcache.Set": 1}, e.rpcs(),
+		"a miss, the lookup (entity and marker in one RPC), the tombstone added back")
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1}, e.rpcs())
+}
