@@ -23,6 +23,13 @@ type dsWrite struct {
 	entity  SessEntity
 	check   bool  // read Memcache after the put (see saveDatastore)
 	err     error // the put failed
+
+	// merge is set for a merged session too large for Memcache, which
+	// cannot arbitrate between concurrent writers: its put is a
+	// transaction that merges again if the Datastore no longer holds
+	// mergeBase (see putMerged).
+	merge     *attrChanges
+	mergeBase []byte
 }
 
 // dsWritesOf makes the Datastore writes of ws. check marks the ones whose
@@ -37,6 +44,9 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 			key:    w.key,
 			entity: SessEntity{Expires: w.deadline, Value: w.value},
 			check:  check && (!w.created || s.cfg.async),
+		}
+		if s.cfg.merge && w.changes != nil && w.oversize() {
+			out[i].merge, out[i].mergeBase, out[i].check = w.changes, w.base, false
 		}
 	}
 	return out
@@ -205,19 +215,32 @@ func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error
 // tombstone.go); with MergeConcurrentUpdates, a newer merged version there
 // is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
-	keys := make([]*datastore.Key, len(writes))
-	ents := make([]*savedEntity, len(writes))
+	var keys []*datastore.Key
+	var ents []*savedEntity
 	for i := range writes {
-		keys[i] = s.cfg.datastoreKey(ctx, writes[i].id)
-		ents[i] = (*savedEntity)(&writes[i].entity)
+		if writes[i].merge == nil {
+			keys = append(keys, s.cfg.datastoreKey(ctx, writes[i].id))
+			ents = append(ents, (*savedEntity)(&writes[i].entity))
+		}
 	}
-	err := s.retry(ctx, func() error {
-		_, err := datastore.PutMulti(ctx, keys, ents)
-		return err
-	})
+	var err error
+	if len(keys) > 0 {
+		err = s.retry(ctx, func() error {
+			_, err := datastore.PutMulti(ctx, keys, ents)
+			return err
+		})
+	}
+	j := 0
 	for i := range writes {
 		w := &writes[i]
-		w.err = errorOf(err, i, len(writes))
+		if w.merge != nil {
+			if s.putMerged(ctx, w) {
+				continue // removed meanwhile: nothing was put
+			}
+		} else {
+			w.err = errorOf(err, j, len(keys))
+			j++
+		}
 		n := len(w.entity.Value)
 		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
 		switch {

@@ -39,8 +39,11 @@ type sessWrite struct {
 	viaPlaceholder bool
 
 	// changes is what this request changed, re-applied to a concurrent
-	// request's newer version (MergeConcurrentUpdates only).
+	// request's newer version (MergeConcurrentUpdates only). base is the
+	// encoding that value is base plus changes of: the copy loaded, or the
+	// newer version merged with.
 	changes *attrChanges
+	base    []byte
 
 	// print is the print of the attributes written, taken before they
 	// were encoded; nil on Close, after which nothing compares with it.
@@ -228,7 +231,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		w.reread = e.rereadFirst || e.written
 	}
 	w.viaPlaceholder = !s.cfg.onlyMemcache
-	w.changes = changes
+	w.changes, w.base = changes, e.loaded
 	return w
 }
 
