@@ -64,9 +64,12 @@ import (
 // finds it reads the Datastore, marker included, and replaces the
 // placeholder with the copy by the compare-and-swap of the second case. A
 // session that Memcache lost therefore costs two Datastore lookups (the
-// miss, then the placeholder) instead of one before its copy is back; a
-// writer whose item vanished adds the placeholder, reads it back for its
-// CAS id, looks the marker up, and only then writes its copy.
+// miss, then the placeholder) instead of one before its copy is back. A
+// writer whose item vanished, or that meets a placeholder, in the default
+// mode leaves the placeholder (its put came first, so the Datastore has its
+// version); with AsyncDatastoreSave or MergeConcurrentUpdates, whose put
+// comes later, it adds the placeholder, reads it back for its CAS id, looks
+// the marker up, and only then writes its copy.
 //
 // When a Datastore lookup finds the marker, the store puts the tombstone
 // back (compare-and-swap over what it read, or an add, both safe for a
