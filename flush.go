@@ -33,9 +33,10 @@ type sessWrite struct {
 	reread  bool
 
 	// viaPlaceholder: an add writes the placeholder, never the copy (every
-	// mode with a Datastore; see tombstone.go). After the placeholder is
-	// in, the write reads it back, looks for a removal marker, and writes
-	// the copy over it by compare-and-swap.
+	// mode with a Datastore; see tombstone.go). In the default mode, whose
+	// put came first, the placeholder then stays; otherwise the write reads
+	// it back, looks for a removal marker, and writes the copy over it by
+	// compare-and-swap.
 	viaPlaceholder bool
 
 	// changes is what this request changed, re-applied to a concurrent
@@ -70,7 +71,7 @@ const (
 func (w *sessWrite) oversize() bool { return !gaelimits.MemcacheItemFits(len(w.key), len(w.value)) }
 
 // memcacheValue is what Memcache is to hold: the encoding, or the
-// datastore-only marker for a copy too large for it.
+// placeholder for a copy too large for it.
 func (w *sessWrite) memcacheValue() []byte {
 	if w.oversize() {
 		return seeDatastoreValue
