@@ -194,7 +194,7 @@ func TestOriginalReadsTombstoneAsNoSession(t *testing.T) {
 			assert.True(t, asked, "after failing to decode the tombstone it asks the Datastore")
 			assert.Equal(t, map[string]int64{"memcache.Get": 3, "datastore_v3.Get": 1}, e.rpcs())
 
-			for _, marker := range [][]byte{tombstoneValue, datastoreOnlyValue} {
+			for _, marker := range [][]byte{tombstoneValue, seeDatastoreValue} {
 				assert.Error(t, c.Unmarshal(marker, session.NewSession()), "%q", marker)
 			}
 		})
@@ -229,4 +229,31 @@ func TestWritesWhatTheOriginalReads(t *testing.T) {
 	// The original package loads it into the same struct.
 	var ent SessEntity
 	require.NoError(t, datastore.Get(e.ctx(), datastore.NewKey(e.ctx(), "sess_", id, 0, nil), &ent))
+}
+
+// The removal marker and the placeholder do not break the original
+// package's instances: after a logout whose tombstone Memcache evicted,
+// they find nothing (they never read the marker, whose key name is no
+// session ID, and the entity is deleted); a placeholder sends them to the
+// Datastore, which has the session it stands for.
+func TestOriginalWithRemovalMarkerAndPlaceholder(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.newSession(nil, time.Hour)
+	e.srv.FlushMemcache()
+	e.request(nil, func(st session.Store) { require.NotNil(t, st.Get(id)) })
+	item, err := memcache.Get(e.ctx(), id)
+	require.NoError(t, err)
+	require.Equal(t, seeDatastoreValue, item.Value)
+	sess, asked := originalGet(e.ctx(), memcache.Gob, 3, id)
+	require.NotNil(t, sess, "the placeholder sends the old instance to the Datastore")
+	assert.True(t, asked)
+	assert.Equal(t, id, sess.ID())
+
+	e.request(nil, func(st session.Store) { st.Remove(st.Get(id)) })
+	e.srv.FlushMemcache()
+	sess, _ = originalGet(e.ctx(), memcache.Gob, 3, id)
+	assert.Nil(t, sess, "the old instance finds no session once the tombstone is evicted")
+	sess, _ = originalGet(e.ctx(), memcache.Gob, 3, "removed:"+id)
+	assert.Nil(t, sess, "the marker, read by its key name, is no session either")
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(id)) })
 }

@@ -73,7 +73,7 @@ func (s *memcacheStore) mergeInto(w *sessWrite, base []byte) bool {
 	}
 	s.logf(levelWarning, "%s: session was updated by a concurrent request; merged %d changed and %d deleted attribute(s) into it",
 		logID(w.id), len(w.changes.set), len(w.changes.deleted))
-	w.value = value
+	w.value, w.base = value, base
 	return true
 }
 

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/protobuf/proto"
 	"github.com/icza/session"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/appengine/v2"
 )
 
 // Two requests (two instances, say) load one session, change it, and close
@@ -166,6 +168,77 @@ func TestMergeWithDatastoreOnlyVersion(t *testing.T) {
 		assert.Len(t, sess.Attr("big"), bigValueLen)
 	})
 	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("ERROR"))
+}
+
+// Issue 19, item 3: two requests change a session too large for Memcache
+// (its Memcache item is the placeholder) with MergeConcurrentUpdates. The
+// second to close found the placeholder changed and, since it equals what
+// it would write, took it for its own version already stored; its put then
+// overwrote the first request's change, silently. Each change must survive,
+// as for sessions that fit.
+func TestMergeOfSessionsTooLargeForMemcacheKeepsBothChanges(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
+	id := e.newSession(o, time.Hour)
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen)) })
+
+	a := NewMemcacheStoreOptions(e.ctx(), o)
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	a.Get(id).SetAttr("a", "from A")
+	b.Get(id).SetAttr("b", "from B")
+	a.Close()
+	b.Close()
+	require.NoError(t, SaveError(a))
+	require.NoError(t, SaveError(b))
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
+		assert.Equal(t, "from A", sess.Attr("a"), "A's change survives")
+		assert.Equal(t, "from B", sess.Attr("b"), "B's change survives")
+		assert.Len(t, sess.Attr("big"), bigValueLen)
+	})
+	assert.Len(t, e.logged("WARNING", LogID(id), "merged 1 changed"), 1, "%v", e.allLogs())
+	assert.Empty(t, e.logged("ERROR"))
+}
+
+// The same when the second request merges before the first one's put has
+// landed: A wins the compare-and-swap of the placeholder, then B closes
+// entirely (merging with the Datastore copy, which A's put has not reached
+// yet) before A makes its first Datastore call.
+func TestMergeOfSessionsTooLargeForMemcacheWithPutInFlight(t *testing.T) {
+	e := newTestEnv(t)
+	e.captureLogs()
+	o := withLongPrefix(&MemcacheStoreOptions{MergeConcurrentUpdates: true})
+	id := e.newSession(o, time.Hour)
+	e.request(o, func(st session.Store) { st.Get(id).SetAttr("big", strings.Repeat("x", bigValueLen)) })
+
+	b := NewMemcacheStoreOptions(e.ctx(), o)
+	b.Get(id).SetAttr("b", "from B")
+	var armed, ran atomic.Bool
+	ctxA := appengine.WithAPICallFunc(e.ctx(), func(ctx context.Context, service, method string, in, out proto.Message) error {
+		if service == "datastore_v3" && armed.Load() && ran.CompareAndSwap(false, true) {
+			b.Close()
+		}
+		return appengine.APICall(ctx, service, method, in, out)
+	})
+	a := NewMemcacheStoreOptions(ctxA, o)
+	a.Get(id).SetAttr("a", "from A")
+	armed.Store(true)
+	a.Close()
+	require.True(t, ran.Load())
+	require.NoError(t, SaveError(a))
+	require.NoError(t, SaveError(b))
+
+	e.request(o, func(st session.Store) {
+		sess := st.Get(id)
+		require.NotNil(t, sess)
+		assert.Equal(t, "from A", sess.Attr("a"), "A's change survives")
+		assert.Equal(t, "from B", sess.Attr("b"), "B's change survives")
+	})
 	assert.Empty(t, e.logged("ERROR"))
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
+	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
 )
@@ -22,6 +23,13 @@ type dsWrite struct {
 	entity  SessEntity
 	check   bool  // read Memcache after the put (see saveDatastore)
 	err     error // the put failed
+
+	// merge is set for a merged session too large for Memcache, which
+	// cannot arbitrate between concurrent writers: its put is a
+	// transaction that merges again if the Datastore no longer holds
+	// mergeBase (see putMerged).
+	merge     *attrChanges
+	mergeBase []byte
 }
 
 // dsWritesOf makes the Datastore writes of ws. check marks the ones whose
@@ -35,7 +43,10 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 			id:     w.id,
 			key:    w.key,
 			entity: SessEntity{Expires: w.deadline, Value: w.value},
-			check:  check && (!w.fresh || s.cfg.async),
+			check:  check && (!w.created || s.cfg.async),
+		}
+		if s.cfg.merge && w.changes != nil && w.oversize() {
+			out[i].merge, out[i].mergeBase, out[i].check = w.changes, w.base, false
 		}
 	}
 	return out
@@ -67,26 +78,29 @@ func markDatastore(ws []*sessWrite, writes []dsWrite) {
 	}
 }
 
-// loadDatastore looks the session up in the Datastore backup. A timed-out
-// entity is no session; it is deleted once it has been timed out for
-// defaultExpiredFor, not before, since a request that loaded the session
-// just before its deadline may save it between this get and the delete
-// (see expiredBefore). mcItem is what Memcache holds under the session's
-// key instead of a usable copy (a datastore-only marker, a value that does
-// not decode, a timed-out copy), nil if nothing.
+// loadDatastore looks the session up in the Datastore backup, with its
+// removal marker in the same RPC: a live marker means no session (see
+// tombstone.go). A timed-out entity is no session; it is deleted once it
+// has been timed out for defaultExpiredFor, not before, since a request
+// that loaded the session just before its deadline may save it between
+// this get and the delete (see expiredBefore). mcItem is what Memcache
+// holds under the session's key instead of a usable copy (a placeholder, a
+// value that does not decode, a timed-out copy), nil if nothing; it was
+// read before this lookup.
 func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
-	key := s.cfg.datastoreKey(s.ctx, id)
-	var ent SessEntity
-	err := s.retry(s.ctx, func() error {
-		ent = SessEntity{}
-		return datastore.Get(s.ctx, key, &ent)
-	})
+	found, err := s.lookupDatastore(s.ctx, id, true)
 	if err != nil {
-		if !errors.Is(err, datastore.ErrNoSuchEntity) {
-			s.logf(levelError, "%s: datastore get failed: %s", logID(id), redact(err, id))
-		}
+		s.logf(levelError, "%s: datastore get failed: %s", logID(id), redact(err, id))
 		return nil
 	}
+	if found.removed() {
+		s.restoreTombstone(id, mcItem, found)
+		return nil
+	}
+	if found.entity == nil {
+		return nil
+	}
+	ent := *found.entity
 	if now := timeNow(); now.After(ent.Expires) {
 		if !ent.Expires.Before(expiredBefore(now, defaultExpiredFor)) {
 			return nil // the purge deletes it later
@@ -105,73 +119,85 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 		return nil // times out at once, whatever "exp" says (see expiry.go)
 	}
 	e := &entry{id: id, sess: sess, origin: OriginDatastore, loaded: ent.Value, storedExp: ent.Expires}
-	if mcItem != nil {
-		// The Memcache item stays until this request writes the session
-		// (a compare-and-swap replaces it); a refill could not add over
-		// it anyway.
-		e.casItem = mcItem
-		return e
-	}
-	return s.refill(id, e, ent)
+	return s.refill(id, e, ent, mcItem)
 }
 
 // refill puts a session found only in the Datastore back into Memcache, so
-// the next request finds it there. It adds rather than sets, and at once
-// rather than on Close: a request that wrote the session in the meantime
-// has the newer copy, which must stay, and a logout's tombstone must stay
-// too. If the add finds either, it is read: a tombstone means the session
-// was removed while this request loaded it (no session); a newer copy is
-// the one this request goes on with.
+// that the next request finds it there, at once rather than on Close, and
+// never over a newer copy or a tombstone:
 //
-// If that read fails, what refused the add is unknown: a tombstone as well
-// as a newer copy or a marker. The Datastore copy read before it may
-// belong to a session logged out since, so Get answers no session: a
+//   - Over mcItem, the item read before the Datastore lookup, it writes the
+//     copy with a compare-and-swap. The lookup found no removal marker
+//     after that read, so if a logout's tombstone came first, the
+//     compare-and-swap fails (tombstone.go). A session too large for
+//     Memcache leaves mcItem as it is.
+//   - On a miss it adds a placeholder, not the copy: the key is empty also
+//     when a tombstone was evicted, and the whole logout may have come
+//     after this request's lookup. The next Get reads the placeholder,
+//     then the Datastore, and writes the copy over it as above.
+//
+// If the write is refused, Memcache is read: a tombstone means the session
+// was removed while this request loaded it (no session); a session copy is
+// newer and is the one this request goes on with; a placeholder or another
+// value read after the lookup is re-read (and the marker looked up) before
+// this request writes over it.
+//
+// If that read fails, what refused the write is unknown: a tombstone as
+// well as a newer copy or a placeholder. The Datastore copy read before it
+// may belong to a session logged out since, so Get answers no session: a
 // spurious logout, when Memcache fails right after it answered, rather
 // than a removed session served. This costs no RPC: the common path (the
-// add succeeds) is unchanged. A miss is not unknown: Memcache holds
+// write succeeds) is unchanged. A miss is not unknown: Memcache holds
 // nothing, as when this request first looked, and the Datastore copy
-// stands. Under eviction pressure that is common (another reader's refill
-// refused the add and was evicted at once; TestLoadUnderMemcachePressure
-// meets it), and answering nil there would log users out. A tombstone
-// evicted that fast is the window RELIABILITY.md bounds.
-func (s *memcacheStore) refill(id string, e *entry, ent SessEntity) *entry {
+// stands, with no marker. Under eviction pressure that is common
+// (TestLoadUnderMemcachePressure meets it), and answering nil there would
+// log users out.
+func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem *memcache.Item) *entry {
 	key := s.cfg.memcacheKey(id)
-	if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
-		return e
-	}
 	now := timeNow()
-	item := &memcache.Item{
-		Key:        key,
-		Value:      ent.Value,
-		Flags:      expiryFlags(ent.Expires),
-		Expiration: memcacheTTL(ent.Expires, now),
+	var err error
+	if mcItem != nil {
+		if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
+			// The item stays until this request writes the session.
+			e.casItem = mcItem
+			return e
+		}
+		item := *mcItem // keeps the CAS id, which is unexported
+		item.Value, item.Flags, item.Expiration, item.Object = ent.Value, expiryFlags(ent.Expires), memcacheTTL(ent.Expires, now), nil
+		err = s.retry(s.ctx, func() error { return memcache.CompareAndSwap(s.ctx, &item) })
+	} else {
+		item := &memcache.Item{Key: key, Value: seeDatastoreValue, Flags: expiryFlags(ent.Expires), Expiration: memcacheTTL(ent.Expires, now)}
+		err = s.retry(s.ctx, func() error { return memcache.Add(s.ctx, item) })
 	}
-	err := s.retry(s.ctx, func() error { return memcache.Add(s.ctx, item) })
 	switch {
 	case err == nil:
-		e.refilled = true
+		// Memcache holds what this request wrote, without a CAS id.
+		e.rereadFirst = true
 		return e
-	case !errors.Is(err, memcache.ErrNotStored):
+	case !errors.Is(err, memcache.ErrNotStored) && !errors.Is(err, memcache.ErrCASConflict):
 		s.logf(levelError, "%s: putting the session back into memcache failed: %s", logID(id), redact(err, id))
+		e.casItem = mcItem
 		return e
 	}
-	fresh, err := s.readMemcache(id)
+	held, err := s.readMemcache(id)
 	switch {
 	case err != nil:
 		s.logf(levelWarning, "%s: memcache refused to take the session back, and what it holds instead could not be read back: it may have been removed meanwhile, so this request gets no session", logID(id))
 		return nil
-	case fresh == nil:
+	case held == nil:
 		return e
 	}
-	switch kindOf(fresh.Value) {
+	switch kindOf(held.Value) {
 	case kindRemoved:
 		return nil
 	case kindSession:
-		if newer, ok := s.fromMemcache(id, fresh); ok {
+		if newer, ok := s.fromMemcache(id, held); ok {
 			return newer
 		}
 	}
-	e.casItem = fresh
+	// Read after this request's lookup: a write reads it again and looks
+	// for a marker first.
+	e.rereadFirst = true
 	return e
 }
 
@@ -188,17 +214,6 @@ func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error
 	return nil
 }
 
-// datastoreValue returns the stored encoding of a session, nil if there is
-// none or the Datastore fails.
-func (s *memcacheStore) datastoreValue(id string) []byte {
-	var ent SessEntity
-	err := s.retry(s.ctx, func() error { return datastore.Get(s.ctx, s.cfg.datastoreKey(s.ctx, id), &ent) })
-	if err != nil {
-		return nil
-	}
-	return ent.Value
-}
-
 // saveDatastore puts session entities with one PutMulti and logs the
 // failures. It then reads the Memcache items of the writes marked check
 // (one GetMulti): a tombstone there means the session was removed while this
@@ -206,19 +221,32 @@ func (s *memcacheStore) datastoreValue(id string) []byte {
 // tombstone.go); with MergeConcurrentUpdates, a newer merged version there
 // is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
-	keys := make([]*datastore.Key, len(writes))
-	ents := make([]*savedEntity, len(writes))
+	var keys []*datastore.Key
+	var ents []*savedEntity
 	for i := range writes {
-		keys[i] = s.cfg.datastoreKey(ctx, writes[i].id)
-		ents[i] = (*savedEntity)(&writes[i].entity)
+		if writes[i].merge == nil {
+			keys = append(keys, s.cfg.datastoreKey(ctx, writes[i].id))
+			ents = append(ents, (*savedEntity)(&writes[i].entity))
+		}
 	}
-	err := s.retry(ctx, func() error {
-		_, err := datastore.PutMulti(ctx, keys, ents)
-		return err
-	})
+	var err error
+	if len(keys) > 0 {
+		err = s.retry(ctx, func() error {
+			_, err := datastore.PutMulti(ctx, keys, ents)
+			return err
+		})
+	}
+	j := 0
 	for i := range writes {
 		w := &writes[i]
-		w.err = errorOf(err, i, len(writes))
+		if w.merge != nil {
+			if s.putMerged(ctx, w) {
+				continue // removed meanwhile: nothing was put
+			}
+		} else {
+			w.err = errorOf(err, j, len(keys))
+			j++
+		}
 		n := len(w.entity.Value)
 		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
 		switch {
@@ -274,21 +302,28 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 		s.logf(levelError, "the memcache read that follows the datastore put of %d session(s) failed: %s; a logout that overtook the put would go unnoticed", len(put), redact(err, ids...))
 		return
 	}
-	var gone []string
+	var gone, unsure []string
 	for _, w := range put {
 		item := items[w.key]
-		if item == nil {
-			continue
-		}
-		switch kindOf(item.Value) {
-		case kindRemoved:
+		switch {
+		case item == nil:
+			unsure = append(unsure, w.id)
+		case kindOf(item.Value) == kindRemoved:
 			gone = append(gone, w.id)
-		case kindSession:
+		case kindOf(item.Value) == kindSession:
+			// A session copy after the put means no tombstone came
+			// since this request's Memcache write (tombstone.go), so a
+			// logout's delete comes after the put.
 			if s.cfg.merge && !bytes.Equal(item.Value, w.entity.Value) {
 				s.settleDatastore(ctx, w, item)
 			}
+		default:
+			unsure = append(unsure, w.id)
 		}
 	}
+	// No session copy in Memcache: a tombstone may have come and gone
+	// (evicted). The removal marker tells.
+	gone = append(gone, s.removedOf(ctx, unsure)...)
 	if len(gone) == 0 {
 		return
 	}
@@ -299,6 +334,38 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 		s.logf(levelError, "deleting %d session(s) removed by another request from the datastore again failed: %s", len(gone), redact(err, gone...))
 		s.failure.set(newStoreError(gone[0], "deleting a removed session from the datastore again", err, gone...))
 	}
+}
+
+// removedOf returns those of ids whose removal marker the Datastore holds,
+// read with one Get RPC; none if the read fails (logged).
+func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([]*datastore.Key, len(ids))
+	for i, id := range ids {
+		keys[i] = removalKey(ctx, s.cfg.kind, id)
+	}
+	markers := make([]removalMarker, len(ids))
+	err := s.retry(ctx, func() error { return datastore.GetMulti(ctx, keys, markers) })
+	var me appengine.MultiError
+	if err != nil && !errors.As(err, &me) || me != nil && len(me) != len(ids) {
+		s.logf(levelError, "looking up the removal markers of %d session(s) after their put failed: %s; a logout that overtook the put would go unnoticed", len(ids), redact(err, ids...))
+		return nil
+	}
+	var removed []string
+	for i, id := range ids {
+		if me != nil && me[i] != nil {
+			if !errors.Is(me[i], datastore.ErrNoSuchEntity) {
+				s.logf(levelError, "%s: looking up the removal marker after the put failed: %s", logID(id), redact(me[i], ids...))
+			}
+			continue
+		}
+		if !timeNow().After(markers[i].Expires) {
+			removed = append(removed, id)
+		}
+	}
+	return removed
 }
 
 // settleDatastore runs after a merged session was put and Memcache, where
@@ -333,7 +400,7 @@ func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item *m
 				s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
 			}
 			return
-		case kindDatastoreOnly:
+		case kindSeeDatastore:
 			return
 		}
 	}

@@ -34,9 +34,11 @@ handler and close it at the end; Close writes back what the request changed:
 
 Get looks in the store's own per-request cache, then in Memcache (key:
 KeyPrefix + session ID), then in the Datastore (kind DSEntityName, key name
-the session ID). A session found only in the Datastore is put back into
-Memcache at once, unless another request has put a copy (or a logout's
-tombstone) there meanwhile.
+the session ID). A session found only in the Datastore leaves a placeholder
+in Memcache (unless another request has put a copy, or a logout's
+tombstone, there meanwhile), and the next Get that finds the placeholder
+reads the Datastore again and writes the copy over it; from then on a read
+costs one Memcache get.
 
 Close writes a session back only when it needs it: when it is new, when
 its attributes changed, or when its stored copy is due for an expiry
@@ -48,9 +50,9 @@ slice or a map, count as changes; the access time and the order of map
 entries do not; and it works alike with any Codec. A session added in a
 request is written once, by Add, unless it changes afterwards. Every write
 of a session that the request loaded is conditional (a Memcache
-compare-and-swap on the item as loaded, or an add), also when the app
-passes it to Add, so that no request can store a session that was logged
-out meanwhile.
+compare-and-swap on the item as loaded; where Memcache lost the item, an
+add of the placeholder), also when the app passes it to Add, so that no
+request can store a session that was logged out meanwhile.
 
 # Idle timeout
 
@@ -66,15 +68,19 @@ longer than Timeout always has.
 
 # Logging out
 
-Remove writes a tombstone into Memcache, then deletes the Datastore entity.
+Remove writes a removal marker into the Datastore (an entity of the
+session kind named "removed:" and the ID, which the purge deletes once
+expired), then a tombstone into Memcache, then deletes the session entity.
 After it returns, no Get on any instance returns the session, whatever
-requests that loaded it earlier do when they close: their conditional
-writes fail on the tombstone, and a Datastore put that lands after the
-delete is deleted again by the request that made it. Old instances of the
-original package cannot decode a tombstone and ask the Datastore, which no
-longer has the session. RELIABILITY.md describes the window that remains
-(Memcache evicting a tombstone within moments of the logout, or refusing
-to store it).
+requests that loaded it earlier do when they close and whatever Memcache
+evicts: every Datastore lookup reads the marker in the same RPC, their
+conditional writes fail on the tombstone, no add writes a session copy,
+and a Datastore put that lands after the delete is ignored while the
+marker lives, and deleted. Old instances of the original package cannot
+decode a tombstone and ask the Datastore, which no longer has the session.
+With OnlyMemcache the tombstone alone carries the logout, and Memcache may
+evict it. RELIABILITY.md describes what remains (Memcache or the Datastore
+refusing their part of the logout).
 
 # When a save fails
 

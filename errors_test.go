@@ -185,7 +185,7 @@ func TestOversizedSessionKeptInDatastore(t *testing.T) {
 			assert.NoError(t, SaveError(st))
 			item, err := memcache.Get(e.ctx(), o.KeyPrefix+id)
 			require.NoError(t, err)
-			assert.Equal(t, datastoreOnlyValue, item.Value, "the stale small copy left memcache")
+			assert.Equal(t, seeDatastoreValue, item.Value, "the stale small copy left memcache")
 			e.request(o, func(st session.Store) {
 				sess := st.Get(id)
 				require.NotNil(t, sess)

@@ -22,18 +22,29 @@ type sessWrite struct {
 	value    []byte       // the encoding: the Datastore's "val", and Memcache's unless too large
 	deadline time.Time    // idle deadline the copy records
 
-	// fresh: the session was added (and so first written) by this
-	// request, which may write it unconditionally. Otherwise the write is
-	// conditional: a compare-and-swap on cur, or an add if cur is nil,
-	// or, with reread, a read of Memcache first (the request's own refill
-	// is there, without a CAS id).
-	fresh  bool
-	cur    *memcache.Item
-	reread bool
+	// created: the session was created by this request (its ID is new,
+	// known to no one else yet), which may write it unconditionally.
+	// Otherwise the write is conditional: a compare-and-swap on cur, or an
+	// add if cur is nil, or, with reread, a read of Memcache first (what
+	// the request's refill or an earlier write put there, without a CAS
+	// id).
+	created bool
+	cur     *memcache.Item
+	reread  bool
+
+	// viaPlaceholder: an add writes the placeholder, never the copy (every
+	// mode with a Datastore; see tombstone.go). In the default mode, whose
+	// put came first, the placeholder then stays; otherwise the write reads
+	// it back, looks for a removal marker, and writes the copy over it by
+	// compare-and-swap.
+	viaPlaceholder bool
 
 	// changes is what this request changed, re-applied to a concurrent
-	// request's newer version (MergeConcurrentUpdates only).
+	// request's newer version (MergeConcurrentUpdates only). base is the
+	// encoding that value is base plus changes of: the copy loaded, or the
+	// newer version merged with.
 	changes *attrChanges
+	base    []byte
 
 	// print is the print of the attributes written, taken before they
 	// were encoded; nil on Close, after which nothing compares with it.
@@ -56,14 +67,14 @@ const (
 
 // oversize tells whether the copy is too large for a Memcache item (whose
 // key, value and overhead must fit in 1 MiB), which then holds
-// datastoreOnlyValue instead.
+// seeDatastoreValue instead.
 func (w *sessWrite) oversize() bool { return !gaelimits.MemcacheItemFits(len(w.key), len(w.value)) }
 
 // memcacheValue is what Memcache is to hold: the encoding, or the
-// datastore-only marker for a copy too large for it.
+// placeholder for a copy too large for it.
 func (w *sessWrite) memcacheValue() []byte {
 	if w.oversize() {
-		return datastoreOnlyValue
+		return seeDatastoreValue
 	}
 	return w.value
 }
@@ -72,6 +83,20 @@ func (w *sessWrite) memcacheValue() []byte {
 func (w *sessWrite) item(now time.Time) *memcache.Item {
 	return &memcache.Item{Key: w.key, Value: w.memcacheValue(), Flags: expiryFlags(w.deadline), Expiration: memcacheTTL(w.deadline, now)}
 }
+
+// addItem returns what an add of w writes, made at now: the placeholder
+// if w.viaPlaceholder, the copy otherwise.
+func (w *sessWrite) addItem(now time.Time) *memcache.Item {
+	item := w.item(now)
+	if w.viaPlaceholder {
+		item.Value = seeDatastoreValue
+	}
+	return item
+}
+
+// placed tells whether a successful add of w put only the placeholder,
+// which the copy is still to replace.
+func (w *sessWrite) placed() bool { return w.viaPlaceholder && !w.oversize() }
 
 // flush writes new stored copies of sessions. It reports whether all of
 // them were saved without a failure (in async mode, as far as known when it
@@ -137,7 +162,7 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 		case outcomeSuperseded:
 			e.loaded, e.casItem = nil, nil // nothing of this request's stands
 		default:
-			e.loaded, e.storedExp, e.added, e.casItem, e.refilled, e.written = w.value, w.deadline, false, nil, false, true
+			e.loaded, e.storedExp, e.newUnwritten, e.casItem, e.rereadFirst, e.written = w.value, w.deadline, false, nil, false, true
 			e.print = w.print
 		}
 		ok = ok && !w.failed
@@ -178,7 +203,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	deadline := idleDeadline(e.accessed, timeout)
 	if !deadline.After(now) {
 		what := fmt.Sprintf("session not saved: it timed out during this request (idle for more than its Timeout of %v)", timeout)
-		if e.added {
+		if e.newUnwritten {
 			what = fmt.Sprintf("session not stored: a Timeout of %v makes it time out at once", timeout)
 		}
 		s.logf(levelWarning, "%s: %s", logID(id), what)
@@ -197,16 +222,17 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 	case !e.existing:
 		// Added in this request; see setMemcache for why its writes,
 		// Close's too, need no condition.
-		w.fresh = true
+		w.created = true
 	case e.casItem != nil:
 		w.cur = e.casItem
 	default:
 		// Memcache holds what this request put there, a refill or an
 		// earlier write (by Add), whose CAS id the add or the
 		// compare-and-swap did not return: read it first.
-		w.reread = e.refilled || e.written
+		w.reread = e.rereadFirst || e.written
 	}
-	w.changes = changes
+	w.viaPlaceholder = !s.cfg.onlyMemcache
+	w.changes, w.base = changes, e.loaded
 	return w
 }
 
@@ -229,7 +255,7 @@ func (s *memcacheStore) changesOf(e *entry, attrs map[string]interface{}) *attrC
 // conditional Memcache writes.
 func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	var wg sync.WaitGroup
-	if slices.ContainsFunc(ws, isFresh) {
+	if slices.ContainsFunc(ws, isCreated) {
 		// No other request knows a session added in this one: its
 		// Memcache write need not wait for the put.
 		wg.Add(1)
@@ -244,7 +270,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	markDatastore(ws, writes)
 
 	for i, w := range ws {
-		if !w.fresh && w.oversize() && writes[i].err != nil {
+		if !w.created && w.oversize() && writes[i].err != nil {
 			// Not saved anywhere: the previous copy stays in Memcache
 			// rather than a marker pointing at a Datastore that
 			// lacks this version.
@@ -256,7 +282,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	// A put that may have landed after a logout's delete: undo it.
 	var gone []string
 	for _, w := range ws {
-		if !w.fresh && w.outcome == outcomeRemoved {
+		if !w.created && w.outcome == outcomeRemoved {
 			gone = append(gone, w.id)
 		}
 	}
@@ -275,10 +301,10 @@ func (s *memcacheStore) writeMemcache(ws []*sessWrite, now time.Time) {
 	s.writeConditional(ws, now)
 }
 
-func isFresh(w *sessWrite) bool { return w.fresh }
+func isCreated(w *sessWrite) bool { return w.created }
 
 // setMemcache sets the copies of the sessions of ws added in this request
-// (w.fresh); it ignores the others.
+// (w.created); it ignores the others.
 //
 // These are the store's only unconditional writes of a session (the other
 // Memcache set is Remove's tombstone, which is meant to overwrite
@@ -296,7 +322,7 @@ func isFresh(w *sessWrite) bool { return w.fresh }
 func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	var items []*memcache.Item
 	for _, w := range ws {
-		if w.fresh {
+		if w.created {
 			items = append(items, w.item(now))
 		}
 	}
@@ -306,7 +332,7 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
 	i := 0
 	for _, w := range ws {
-		if !w.fresh {
+		if !w.created {
 			continue
 		}
 		err := errorOf(err, i, len(items))
@@ -327,11 +353,11 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 // loaded, or an add where there was none. The first attempts go out in one
 // call per kind; conflicts are then resolved one session at a time.
 func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
-	pending := func(w *sessWrite) bool { return !w.fresh && w.outcome == outcomePending }
+	pending := func(w *sessWrite) bool { return !w.created && w.outcome == outcomePending }
 	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur != nil },
 		(*sessWrite).casItem, memcache.CompareAndSwapMulti, now)
 	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur == nil },
-		(*sessWrite).item, memcache.AddMulti, now)
+		(*sessWrite).addItem, memcache.AddMulti, now)
 	for _, w := range ws {
 		if pending(w) {
 			s.resolve(w, w.err, now)
@@ -411,12 +437,32 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 			if !s.reread(w) {
 				return
 			}
+		case err == nil && w.cur == nil && w.placed() && s.putDone(w):
+			// The Datastore has this version (its put came first), and
+			// the placeholder sends readers there.
+			w.outcome = outcomeStored
+			return
+		case err == nil && w.cur == nil && w.placed():
+			// The add put the placeholder in, and the put is still to
+			// come: read it back (for its CAS id) and write the copy
+			// over it once the Datastore shows no removal (reread).
+			// Counted as a conflict, so that an item evicted again and
+			// again ends the loop.
+			conflicts++
+			if conflicts >= s.conflictBudget(w) {
+				s.giveUp(w)
+				return
+			}
+			if !s.reread(w) {
+				return
+			}
 		case err == nil:
 			w.outcome = outcomeStored
 			return
 		case errors.Is(err, memcache.ErrNotStored) && w.cur != nil:
 			// The item as loaded is gone (evicted): add instead, which
-			// still fails on a tombstone.
+			// still fails on a tombstone (and, with a Datastore, adds
+			// only the placeholder).
 			w.cur = nil
 		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrNotStored):
 			conflicts++
@@ -442,6 +488,10 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 	}
 }
 
+// putDone tells whether w's Datastore put has already succeeded: in the
+// default mode, which puts first, unless it failed.
+func (s *memcacheStore) putDone(w *sessWrite) bool { return s.cfg.putFirst() && !w.failed }
+
 // conflictBudget is how many conflicts a write meets before it gives up.
 // Merging gives up after Retries+2 attempts, rather than keep building on
 // versions that keep changing. The last writer, who overwrites whatever it
@@ -460,15 +510,16 @@ func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
 	if w.cur != nil {
 		return memcache.CompareAndSwap(s.ctx, w.casItem(now))
 	}
-	return memcache.Add(s.ctx, w.item(now))
+	return memcache.Add(s.ctx, w.addItem(now))
 }
 
-// reread reads the Memcache item of w after a conflict and decides what to
-// write over it; false if the write ends here.
+// reread reads the Memcache item of w after a conflict (or to learn the
+// CAS id of what this request put there) and decides what to write over
+// it; false if the write ends here.
 func (s *memcacheStore) reread(w *sessWrite) bool {
-	var fresh *memcache.Item
+	var current *memcache.Item
 	err := s.retry(s.ctx, func() (err error) {
-		fresh, err = memcache.Get(s.ctx, w.key)
+		current, err = memcache.Get(s.ctx, w.key)
 		return err
 	})
 	switch {
@@ -479,31 +530,58 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		s.memcacheFailed(w, err)
 		return false
 	}
-	if bytes.Equal(fresh.Value, w.memcacheValue()) {
-		// Memcache already holds this very version: another request put
-		// it back from the Datastore, which has it since this request's
-		// put.
-		w.outcome = outcomeStored
-		return false
-	}
-	w.cur = fresh
-	switch kindOf(fresh.Value) {
+	switch kindOf(current.Value) {
 	case kindRemoved:
 		w.outcome = outcomeRemoved
 		return false
-	case kindDatastoreOnly:
-		if w.changes != nil {
-			// The version to merge with is too large for Memcache.
-			return s.mergeInto(w, s.datastoreValue(w.id))
+	case kindSession:
+		if bytes.Equal(current.Value, w.value) {
+			// Memcache already holds this very version: another request
+			// put it back from the Datastore, which has it since this
+			// request's put.
+			w.outcome = outcomeStored
+			return false
 		}
+		w.cur = current
+		if w.changes == nil || bytes.Equal(current.Value, w.e.loaded) {
+			// Last writer wins; or Memcache holds the very copy this
+			// request loaded (its own refill), so no one else wrote.
+			return true
+		}
+		return s.mergeInto(w, current.Value)
+	}
+	// A placeholder (or the datastore-only marker of a session too large
+	// for Memcache): its bytes say nothing about which version the
+	// Datastore has, nor whether a tombstone came and went before it was
+	// added. Equal to what this request would write or not, it is to be
+	// replaced only after a Datastore lookup that comes after this read
+	// finds no removal marker (tombstone.go); a merge merges with the
+	// Datastore's version, read in the same RPC.
+	w.cur = current
+	switch {
+	case s.cfg.onlyMemcache:
+		return true // no Datastore, no placeholders of this store's
+	case s.putDone(w):
+		// The Datastore has this version, or a later one, and the
+		// placeholder sends readers there: nothing to write.
+		w.outcome = outcomeStored
+		return false
+	}
+	found, err := s.lookupDatastore(s.ctx, w.id, w.changes != nil)
+	if err != nil {
+		w.outcome, w.failed = outcomeFailed, true
+		s.logf(levelError, "%s: memcache not written: the datastore lookup that must come first failed: %s", logID(w.id), redact(err, w.id))
+		s.failure.set(newStoreError(w.id, "looking up the session in the datastore before writing memcache", err))
+		return false
+	}
+	if found.removed() {
+		w.outcome = outcomeRemoved
+		return false
+	}
+	if w.changes == nil || found.entity == nil || bytes.Equal(found.entity.Value, w.e.loaded) {
 		return true
 	}
-	if w.changes == nil || bytes.Equal(fresh.Value, w.e.loaded) {
-		// Last writer wins; or Memcache holds the very copy this request
-		// loaded (its own refill), so no one else wrote.
-		return true
-	}
-	return s.mergeInto(w, fresh.Value)
+	return s.mergeInto(w, found.entity.Value)
 }
 
 // memcacheFailed ends a write whose Memcache part failed for good.

@@ -120,7 +120,7 @@ func fuzzSeedValues(f *testing.F) [][]byte {
 	out = append(out, js, []byte{}, []byte("\x07garbage"), []byte{0xff, 0x00}, []byte("null"), []byte("{}"),
 		[]byte(`{"IDF":"`+fuzzID+`"}`), []byte(`{"IDF":"`+fuzzID+`","TimeoutF":-1}`),
 		[]byte(`{"IDF":"`+fuzzID+`","TimeoutF":9223372036854775807}`),
-		tombstoneValue, datastoreOnlyValue)
+		tombstoneValue, seeDatastoreValue)
 	return out
 }
 

@@ -186,25 +186,25 @@ var storeModes = []struct {
 		"login":  {"memcache.Set": 1, "datastore_v3.Put": 1},
 		"read":   {"memcache.Get": 1},
 		"visit":  {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Put": 1},
-		"logout": {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
+		"logout": {"memcache.Get": 1, "datastore_v3.Put": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
 	}},
 	{"merge", &MemcacheStoreOptions{MergeConcurrentUpdates: true}, map[string]map[string]int64{
 		"login":  {"memcache.Set": 1, "datastore_v3.Put": 1},
 		"read":   {"memcache.Get": 1},
 		"visit":  {"memcache.Get": 2, "memcache.Set": 1, "datastore_v3.Put": 1},
-		"logout": {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
+		"logout": {"memcache.Get": 1, "datastore_v3.Put": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
 	}},
 	{"async", &MemcacheStoreOptions{AsyncDatastoreSave: true}, map[string]map[string]int64{
 		"login":  {"memcache.Set": 1, "datastore_v3.Put": 1, "memcache.Get": 1},
 		"read":   {"memcache.Get": 1},
 		"visit":  {"memcache.Get": 2, "memcache.Set": 1, "datastore_v3.Put": 1},
-		"logout": {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
+		"logout": {"memcache.Get": 1, "datastore_v3.Put": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
 	}},
 	{"negative slack", &MemcacheStoreOptions{ExpirySlack: -1}, map[string]map[string]int64{
 		"login":  {"memcache.Set": 1, "datastore_v3.Put": 1},
 		"read":   {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Put": 1},
 		"visit":  {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Put": 1},
-		"logout": {"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
+		"logout": {"memcache.Get": 1, "datastore_v3.Put": 1, "memcache.Set": 1, "datastore_v3.Delete": 1},
 	}},
 	{"only memcache", &MemcacheStoreOptions{OnlyMemcache: true}, map[string]map[string]int64{
 		"login":  {"memcache.Set": 1},
@@ -283,7 +283,18 @@ func TestMemcacheMissFallsBackToDatastore(t *testing.T) {
 		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
 	})
 	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1, "memcache.Set": 1}, e.rpcs(),
-		"a session found in the datastore is put back into memcache, and nothing else is written")
+		"a session found in the datastore leaves a placeholder in memcache (an add), and nothing else is written")
+	item, err := memcache.Get(e.ctx(), id)
+	require.NoError(t, err)
+	assert.Equal(t, seeDatastoreValue, item.Value, "no add writes a session copy (tombstone.go)")
+	e.rpcs()
+
+	e.request(nil, func(st session.Store) {
+		require.NotNil(t, st.Get(id))
+		assert.Equal(t, OriginDatastore, SessionOrigin(st, id))
+	})
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1, "memcache.Set": 1}, e.rpcs(),
+		"the next Get finds the placeholder, reads the datastore and writes the copy over it (a compare-and-swap)")
 
 	e.request(nil, func(st session.Store) {
 		require.NotNil(t, st.Get(id))
@@ -368,8 +379,9 @@ func TestSeveralSessionsAreWrittenInOneBatch(t *testing.T) {
 	})
 }
 
-// Remove replaces the Memcache copy with a tombstone, which lives the
-// session's Timeout and a minute more, and deletes the Datastore entity.
+// Remove writes a removal marker into the Datastore, replaces the Memcache
+// copy with a tombstone, both living the session's Timeout and a minute
+// more, and deletes the Datastore entity.
 func TestRemoveDeletesBothTiers(t *testing.T) {
 	e := newTestEnv(t)
 	id := e.newSession(nil, time.Hour)
@@ -377,7 +389,11 @@ func TestRemoveDeletesBothTiers(t *testing.T) {
 	lo := e.srv.Now()
 	e.request(nil, func(st session.Store) { st.Remove(st.Get(id)) })
 	hi := e.srv.Now()
-	assert.Equal(t, map[string]int64{"memcache.Get": 1, "memcache.Set": 1, "datastore_v3.Delete": 1}, e.rpcs())
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Put": 1, "memcache.Set": 1, "datastore_v3.Delete": 1}, e.rpcs(),
+		"the removal marker, the tombstone, the delete")
+	var marker removalMarker
+	require.NoError(t, datastore.Get(e.ctx(), datastore.NewKey(e.ctx(), "sess_", "removed:"+id, 0, nil), &marker))
+	assert.True(t, between(marker.Expires, lo.Add(time.Hour+time.Minute), hi.Add(time.Hour+time.Minute)), "the marker expires %v", marker.Expires)
 	item, err := memcache.Peek(e.ctx(), id)
 	require.NoError(t, err)
 	assert.Equal(t, tombstoneValue, item.Value)

@@ -256,35 +256,31 @@ func TestLogoutOvertakesAsyncSaveOfNewSession(t *testing.T) {
 	assert.Len(t, e.logged("INFO", LogID(id), "removed by another request while this one saved it"), 1, "%v", e.allLogs())
 }
 
-// The window that remains: Memcache evicts the tombstone before a request
-// that loaded the session earlier writes it back. That write succeeds and
-// the session is back, but only until the writer's own access plus
-// Timeout: no longer than it would have lived had the user simply stopped
-// using it (RELIABILITY.md).
-func TestLogoutWindowWhenTombstoneIsEvicted(t *testing.T) {
+// OnlyMemcache has no second tier: if Memcache evicts the tombstone before
+// a request that loaded the session earlier writes it back, that write
+// stores the session again, and Gets serve it (and, refreshing it, keep it
+// alive while it is used). Every mode with a Datastore keeps it out: see
+// TestLogoutFinalWhenMemcacheEvicts.
+func TestOnlyMemcacheLogoutLostWithItsTombstone(t *testing.T) {
 	for _, mode := range storeModes {
 		t.Run(mode.name, func(t *testing.T) {
 			e := newTestEnv(t)
-			clock := e.fakeClock()
 			o := mode.opts
-			const timeout = time.Hour
-			id := e.newSession(o, timeout)
+			id := e.newSession(o, time.Hour)
 			b := NewMemcacheStoreOptions(e.ctx(), o)
 			require.NotNil(t, b.Get(id))
 			b.Get(id).SetAttr("n", 2)
-			loaded := clock.Now()
 			logout(t, e, o, id)
 			e.srv.FlushMemcache() // the tombstone is evicted
 			b.Close()
 			require.NoError(t, WaitForAsyncSaves(context.Background()))
-
-			e.request(o, func(st session.Store) { assert.NotNil(t, st.Get(id), "back, within the window") })
-			clock.Advance(loaded.Add(timeout).Sub(clock.Now()) + time.Second)
 			e.request(o, func(st session.Store) {
-				assert.Nil(t, st.Get(id), "gone once idle past the writer's access plus Timeout")
+				if newConfig(o).onlyMemcache {
+					assert.NotNil(t, st.Get(id), "OnlyMemcache: back, with nothing to tell it was removed")
+				} else {
+					assert.Nil(t, st.Get(id), "the removal marker keeps it out")
+				}
 			})
-			e.srv.FlushMemcache()
-			e.request(o, func(st session.Store) { assert.Nil(t, st.Get(id)) })
 		})
 	}
 }
@@ -363,4 +359,46 @@ func TestAddOfLoadedSession(t *testing.T) {
 			assert.Empty(t, e.logged("ERROR"))
 		})
 	}
+}
+
+// The purge deletes removal markers once they expire, with the sessions:
+// they are entities of the session kind with an "exp", so the purge's wait
+// (ExpiredFor) applies to them too.
+func TestPurgeDeletesExpiredRemovalMarkers(t *testing.T) {
+	e := newTestEnv(t)
+	clock := e.fakeClock()
+	id := e.newSession(nil, time.Hour)
+	logout(t, e, nil, id)
+	markerKey := datastore.NewKey(e.ctx(), "sess_", "removed:"+id, 0, nil)
+	require.NoError(t, datastore.Get(e.ctx(), markerKey, &removalMarker{}))
+
+	purge := PurgeExpiredSessFromDSFunc("")
+	callPurge(t, e.srv, purge, nil, nil)
+	require.NoError(t, datastore.Get(e.ctx(), markerKey, &removalMarker{}), "a live marker stays")
+
+	clock.Advance(2 * time.Hour)
+	callPurge(t, e.srv, purge, nil, nil)
+	require.NoError(t, datastore.Get(e.ctx(), markerKey, &removalMarker{}), "an expired marker stays for ExpiredFor, as sessions do")
+
+	clock.Advance(defaultExpiredFor)
+	r := callPurge(t, e.srv, purge, nil, nil)
+	assert.Equal(t, 1, r.resp.Deleted)
+	assert.Equal(t, datastore.ErrNoSuchEntity, datastore.Get(e.ctx(), markerKey, &removalMarker{}), "the expired marker is purged")
+}
+
+// While the marker lives, the logout holds in the Datastore even past the
+// tombstone (which Memcache may drop at once): a Get that goes to the
+// Datastore finds the marker, answers nil, and puts the tombstone back, so
+// the next Get costs one Memcache get again.
+func TestRemovalMarkerRestoresTombstone(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.newSession(nil, time.Hour)
+	logout(t, e, nil, id)
+	e.srv.FlushMemcache()
+	e.rpcs()
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1, "datastore_v3.Get": 1, "memcache.Set": 1}, e.rpcs(),
+		"a miss, the lookup (entity and marker in one RPC), the tombstone added back")
+	e.request(nil, func(st session.Store) { assert.Nil(t, st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Get": 1}, e.rpcs())
 }

@@ -70,10 +70,10 @@ type memcacheStore struct {
 // entry is a session accessed through the store, with what is needed to
 // decide on Close whether it must be written back, and how.
 type entry struct {
-	id     string
-	sess   session.Session
-	origin Origin
-	added  bool // new in this request: written unconditionally
+	id           string
+	sess         session.Session
+	origin       Origin
+	newUnwritten bool // new in this request and not yet written: written unconditionally
 	// existing: Get loaded the session, so other requests know its ID and
 	// may log it out at any time; every write of it is conditional, even
 	// after Add and after a first write in this request.
@@ -95,13 +95,15 @@ type entry struct {
 	// could be made.
 	print []byte
 
-	// casItem is the Memcache item as loaded (the session's copy, a
-	// datastore-only marker or an undecodable value), the basis of the
-	// compare-and-swap that writes the session back. refilled is set when
-	// the session came from the Datastore and this request added it back
-	// into Memcache, so that Memcache holds the very value loaded.
-	casItem  *memcache.Item
-	refilled bool
+	// casItem is the Memcache item as loaded (the session's copy, or a
+	// placeholder or an undecodable value read before the Datastore
+	// lookup that found no removal marker), the basis of the
+	// compare-and-swap that writes the session back. rereadFirst is set
+	// when Memcache holds something this request has no CAS id for (what
+	// its refill wrote, or an item it read after its Datastore lookup): a
+	// write reads it first.
+	casItem     *memcache.Item
+	rereadFirst bool
 
 	// written is set once the store has written the session in this
 	// request; timedOut once it turned out to be past its idle deadline,
@@ -334,7 +336,7 @@ func (s *memcacheStore) Add(sess session.Session) {
 		// what this request changed (merges diff against it).
 		e.sess, e.origin, e.accessed, e.timedOut = sess, OriginNew, timeNow(), false
 	} else {
-		e = &entry{id: id, sess: sess, origin: OriginNew, added: true, accessed: timeNow()}
+		e = &entry{id: id, sess: sess, origin: OriginNew, newUnwritten: true, accessed: timeNow()}
 		s.setEntry(e)
 	}
 	if s.flush([]*entry{e}) && s.entry(id) != nil {
@@ -342,13 +344,15 @@ func (s *memcacheStore) Add(sess session.Session) {
 	}
 }
 
-// Remove is to implement session.Store.Remove: a logout. It writes the
+// Remove is to implement session.Store.Remove: a logout. It writes a
+// removal marker into the Datastore (unless OnlyMemcache), then the
 // session's tombstone into Memcache, then deletes the Datastore entity;
 // after it returns no Get, on any instance, returns the session, whatever
-// requests that loaded it earlier do when they close (see tombstone.go).
-// If Memcache refuses the tombstone on every attempt, that is logged at
-// error level and reported by SaveError; the Datastore delete still
-// happens. RELIABILITY.md says what remains possible then.
+// requests that loaded it earlier do when they close and whatever Memcache
+// evicts (see tombstone.go). If a service refuses its part on every
+// attempt, that is logged at error level and reported by SaveError; the
+// other parts still happen. RELIABILITY.md says what remains possible
+// then.
 func (s *memcacheStore) Remove(sess session.Session) {
 	if sess == nil {
 		return
@@ -362,6 +366,17 @@ func (s *memcacheStore) Remove(sess session.Session) {
 		return // nothing can be stored under such an ID
 	}
 
+	ok := true
+	if !s.cfg.onlyMemcache {
+		// The marker first: once the tombstone is there, Memcache may
+		// evict it at once, and the marker must carry the removal then
+		// (see tombstone.go).
+		if err := s.putRemovalMarker(id, sess.Timeout()); err != nil {
+			ok = false
+			s.logf(levelError, "%s: logout incomplete: the datastore refused the removal marker: %s; the logout holds while memcache keeps its tombstone", logID(id), redact(err, id))
+			s.failure.set(newStoreError(id, "writing the removal marker to the datastore", err))
+		}
+	}
 	ttl := tombstoneTTL(sess.Timeout())
 	tomb := &memcache.Item{
 		Key:        s.cfg.memcacheKey(id),
@@ -369,7 +384,6 @@ func (s *memcacheStore) Remove(sess session.Session) {
 		Flags:      expiryFlags(timeNow().Add(ttl)),
 		Expiration: ttl,
 	}
-	ok := true
 	// A set, not a conditional write: the logout overwrites whatever copy
 	// is there, and is the last word on the session.
 	// The tombstone must be in place before the Datastore delete: a put by
@@ -418,7 +432,7 @@ func (s *memcacheStore) needsWrite(e *entry) bool {
 	if e.timedOut {
 		return false
 	}
-	if e.added || e.loaded == nil {
+	if e.newUnwritten || e.loaded == nil {
 		return true
 	}
 	// A session written earlier in this request (by Add) has a deadline

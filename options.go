@@ -29,7 +29,11 @@ type MemcacheStoreOptions struct {
 
 	// OnlyMemcache tells the store to keep sessions in Memcache only and
 	// not to back them up in the Datastore. Memcache may evict items at any
-	// time, so such sessions may be lost; default is false.
+	// time, so such sessions may be lost; default is false. A logout is
+	// then only as final as its tombstone lives: if Memcache evicts it
+	// before a request that loaded the session earlier writes it back, the
+	// session is stored again (with a Datastore, the removal marker keeps
+	// it out; see Remove).
 	OnlyMemcache bool
 
 	// AsyncDatastoreSave makes Close save to the Datastore in a new
@@ -157,3 +161,7 @@ func newConfig(o *MemcacheStoreOptions) config {
 	}
 	return c
 }
+
+// putFirst tells whether a flush puts to the Datastore before it writes
+// Memcache (the default mode; see flush).
+func (c *config) putFirst() bool { return !c.onlyMemcache && !c.async && !c.merge }

@@ -2,48 +2,117 @@ package gaesession
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"time"
+
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/memcache"
 )
 
-// Remove does not delete a session's Memcache item: it overwrites it with a
-// tombstone, a small marker value that lives longer than any copy of the
-// session could still be used. Every later write of a session that a
-// request loaded is conditional (a compare-and-swap on the item as loaded,
-// or an add), so no request that loaded the session before the logout can
-// store it again; Get reads the tombstone as "no session" without asking
-// the Datastore.
+// A logout is final: once Remove has returned, no Get returns the session
+// and no write brings it back, even if Memcache evicts any item at any
+// moment (in every mode with a Datastore; OnlyMemcache has no second tier,
+// see the end of this comment). Memcache may forget; the Datastore does
+// not, so the Datastore carries the removal and Memcache only caches it.
 //
-// The Datastore cannot be written conditionally without a transaction, so
-// the order of the calls carries the argument instead. Remove writes the
-// tombstone first and deletes the entity after it (never in parallel). A
-// writer that loaded the session earlier is in one of two positions:
+// Remove makes three writes, one after the other:
 //
-//   - Default mode puts the entity first and writes Memcache after the put
-//     returned. If that conditional write succeeds, the tombstone was not
-//     there yet, so Remove's delete comes later than the put and deletes
-//     it. If it fails on the tombstone, the put may have landed after the
-//     delete, and the writer deletes the entity itself.
-//   - AsyncDatastoreSave and MergeConcurrentUpdates write Memcache first (the
-//     response must not wait for the Datastore; merges are decided in
-//     Memcache), then put, then read the Memcache item once more. If the put
-//     landed after Remove's delete, the tombstone was written before that
-//     delete, so this read sees it, and the writer deletes the entity it
-//     just put.
+//  1. a removal marker in the Datastore: an entity of the session kind
+//     whose key name is "removed:" and the ID (removalKey), with an "exp"
+//     of the logout plus the session's Timeout and a minute;
+//  2. the tombstone in Memcache, a set over whatever is there;
+//  3. the delete of the session entity.
 //
-// Memcache may evict the tombstone itself. A writer that loaded the session
-// before the logout and writes after the eviction stores it again, in
-// Memcache and possibly in the Datastore; RELIABILITY.md bounds what that
-// allows. Every copy such a writer stores carries the writer's own last
-// access, so Get drops it at that access plus Timeout at the latest: the
-// session can outlive the logout only as long as it would have lived if the
-// user had simply stopped using it.
+// Every Datastore lookup of a session reads the marker in the same
+// GetMulti as the entity (no extra RPC), and a live marker means "no
+// session", whatever the entity says. The marker is written once and only
+// the purge deletes it (its "exp" puts it in the purge's query); no write
+// of a session touches it, so a put that lands after step 3 cannot undo it.
+//
+// Memcache is harder: Get serves a session copy from Memcache with one get
+// and no Datastore read, so a copy in Memcache must never be written after
+// a tombstone. The store keeps this invariant: every session copy in
+// Memcache was written before any tombstone of its session, or by an
+// instance of the original package (below). It holds because the store
+// writes a copy of a session that others may know only in these ways:
+//
+//   - A compare-and-swap over a session copy the request read. It succeeds
+//     only if no write came between that copy and it; the copy predates
+//     any tombstone (the invariant), and a tombstone is a write, so the
+//     compare-and-swap predates it too.
+//   - A compare-and-swap over any other item the request read (a
+//     placeholder, below, or a value that is no session), and only after a
+//     Datastore lookup made after that read found no marker. If a tombstone
+//     had been set before the compare-and-swap, either it came after the
+//     read, and the compare-and-swap fails, or before it: then the marker,
+//     written before the tombstone, was there for the lookup to see.
+//   - A set of a session created by this request (Add of a new session):
+//     its ID is known to no one until the response carries the cookie
+//     (RELIABILITY.md names the one window, a response streamed before
+//     Close).
+//
+// No add ever writes a session copy, in a mode with a Datastore: an add
+// succeeds on an empty key, and a key is empty as well after a tombstone
+// is evicted, so an add cannot tell "never removed" from "removed, and
+// the tombstone lost". A lookup before the add does not help: the whole
+// logout and the eviction may come between the two. Where the store would
+// add a copy (a Datastore load after a Memcache miss, a write whose item
+// vanished), it adds a placeholder instead (seeDatastoreValue, "the
+// Datastore has the current version"), which Get never serves: a Get that
+// finds it reads the Datastore, marker included, and replaces the
+// placeholder with the copy by the compare-and-swap of the second case. A
+// session that Memcache lost therefore costs two Datastore lookups (the
+// miss, then the placeholder) instead of one before its copy is back. A
+// writer whose item vanished, or that meets a placeholder, in the default
+// mode leaves the placeholder (its put came first, so the Datastore has its
+// version); with AsyncDatastoreSave or MergeConcurrentUpdates, whose put
+// comes later, it adds the placeholder, reads it back for its CAS id, looks
+// the marker up, and only then writes its copy.
+//
+// When a Datastore lookup finds the marker, the store puts the tombstone
+// back (compare-and-swap over what it read, or an add, both safe for a
+// tombstone), so that a logged-out cookie costs one Memcache get again;
+// and if the session entity is there too (a put that landed after
+// Remove's delete), it deletes it, so that instances of the original
+// package, which never read the marker, do not find it.
+//
+// The Datastore entity: the marker makes a late put harmless to this
+// package; the order of the calls also keeps the entity itself deleted in
+// the common cases, for the original package's instances. Remove writes
+// the tombstone before it deletes the entity. Default mode puts the entity
+// first and writes Memcache after the put returned: if that conditional
+// write succeeds, the tombstone was not there yet, so Remove's delete
+// comes after the put and deletes it; if the write meets the tombstone or
+// the marker, the writer deletes the entity itself. AsyncDatastoreSave and
+// MergeConcurrentUpdates write Memcache first (the response must not wait
+// for the Datastore; merges are decided in Memcache), then put, then read
+// the Memcache item once more: a tombstone there, or a marker found when
+// Memcache holds no session copy, makes the writer delete the entity it
+// just put.
+//
+// The marker lives as long as any copy written by a request that loaded
+// the session before the logout could: such a copy records that request's
+// access, before the logout, plus Timeout, and the marker's "exp" is the
+// logout plus Timeout plus tombstoneMargin. A request that writes later
+// than its own access plus Timeout writes nothing (the session timed out
+// during it).
+//
+// OnlyMemcache has no second tier: there the store adds copies as before,
+// and Memcache alone carries the logout. If Memcache evicts the tombstone
+// before a request that loaded the session earlier writes it back, that
+// write stores the session again, and readers refresh it like any other
+// session; RELIABILITY.md says what that allows and how often it happened.
 //
 // Old instances of the original package, during a rolling deploy, cannot
-// decode the tombstone (it is not valid gob, nor JSON): their Get retries
-// Memcache, logs the decode error and then asks the Datastore, which Remove
-// has emptied, so they answer "no session". An old instance's own writes
-// are unconditional sets and do overwrite a tombstone; nothing written by
-// this package can prevent that.
+// decode the tombstone or the placeholder (neither is valid gob, nor JSON):
+// their Get retries Memcache, logs the decode error and then asks the
+// Datastore, which Remove has emptied (a placeholder sends them to the
+// entity, which is what it stands for). They never read the marker, whose
+// key name is no session ID. An old instance's own writes are
+// unconditional sets and do overwrite a tombstone; nothing written by this
+// package can prevent that.
 
 // Marker values stored in Memcache in place of a session. The first byte,
 // 0xff, makes gob read a message length the value does not have, and is no
@@ -52,30 +121,32 @@ import (
 var (
 	// tombstoneValue marks a removed session.
 	tombstoneValue = []byte("\xffgaesession:removed")
-	// datastoreOnlyValue stands for a session too large for Memcache,
-	// whose current version only the Datastore holds. It replaces the
-	// session's older, smaller copy (so that copy is no longer served) and
-	// is written conditionally like a session, so it never overwrites a
-	// tombstone. Old instances cannot decode it either and ask the
-	// Datastore, which is what they should do.
-	datastoreOnlyValue = []byte("\xffgaesession:datastore-only")
+	// seeDatastoreValue is a placeholder: Memcache holds no copy of the
+	// session that Get may serve, and the Datastore has the current
+	// version. It stands for a session too large for Memcache (replacing
+	// its older, smaller copy, so that copy is no longer served), and for
+	// a session Memcache lost, in place of the copy that no add may write
+	// (see above). The bytes are those of the earlier "datastore-only"
+	// marker, which meant the same. Old instances cannot decode it either
+	// and ask the Datastore, which is what they should do.
+	seeDatastoreValue = []byte("\xffgaesession:datastore-only")
 )
 
 // valueKind classifies a Memcache value of a session key.
 type valueKind int
 
 const (
-	kindSession       valueKind = iota // a session's encoding (or garbage)
-	kindRemoved                        // tombstoneValue
-	kindDatastoreOnly                  // datastoreOnlyValue
+	kindSession      valueKind = iota // a session's encoding (or garbage)
+	kindRemoved                       // tombstoneValue
+	kindSeeDatastore                  // seeDatastoreValue
 )
 
 func kindOf(v []byte) valueKind {
 	switch {
 	case bytes.Equal(v, tombstoneValue):
 		return kindRemoved
-	case bytes.Equal(v, datastoreOnlyValue):
-		return kindDatastoreOnly
+	case bytes.Equal(v, seeDatastoreValue):
+		return kindSeeDatastore
 	}
 	return kindSession
 }
@@ -98,4 +169,123 @@ func tombstoneTTL(timeout time.Duration) time.Duration {
 		return maxMemcacheTTL
 	}
 	return timeout + tombstoneMargin
+}
+
+// removalKeyPrefix begins the key name of a removal marker. ':' is no
+// character of a session ID (see ValidID), so no session entity has such a
+// name and the original package, which reads only the key named by the ID,
+// never reads a marker.
+const removalKeyPrefix = "removed:"
+
+// removalKey is the Datastore key of the removal marker of the session id,
+// in the session kind: the purge, which deletes entities of that kind whose
+// "exp" has passed, deletes expired markers with the sessions, and so does
+// the original package's purge.
+func removalKey(ctx context.Context, kind, id string) *datastore.Key {
+	return datastore.NewKey(ctx, kind, removalKeyPrefix+id, 0, nil)
+}
+
+// removalExpiry is the "exp" of the marker of a session with the given
+// timeout removed at now: later than the deadline of any copy that a
+// request which loaded the session before the logout can write.
+func removalExpiry(now time.Time, timeout time.Duration) time.Time {
+	if timeout < 0 {
+		timeout = 0
+	}
+	return idleDeadline(now, timeout).Add(tombstoneMargin)
+}
+
+// removalMarker is the entity of a removal marker: only "exp", indexed,
+// which the purge queries.
+type removalMarker struct {
+	Expires time.Time `datastore:"exp"`
+}
+
+// datastoreLookup is what one Datastore lookup of a session found.
+type datastoreLookup struct {
+	entity       *SessEntity // nil if there is none (or it was not asked for)
+	removedUntil time.Time   // "exp" of a live removal marker; zero if none
+}
+
+func (l datastoreLookup) removed() bool { return !l.removedUntil.IsZero() }
+
+// lookupDatastore reads the removal marker of the session id and, if
+// entity is set, its entity, in one Get RPC. An expired marker counts as
+// none.
+func (s *memcacheStore) lookupDatastore(ctx context.Context, id string, entity bool) (datastoreLookup, error) {
+	keys := []*datastore.Key{removalKey(ctx, s.cfg.kind, id)}
+	if entity {
+		keys = append(keys, s.cfg.datastoreKey(ctx, id))
+	}
+	var ents []SessEntity
+	err := s.retry(ctx, func() error {
+		ents = make([]SessEntity, len(keys))
+		return datastore.GetMulti(ctx, keys, ents)
+	})
+	found := make([]bool, len(keys))
+	var me appengine.MultiError
+	switch {
+	case err == nil:
+		for i := range found {
+			found[i] = true
+		}
+	case errors.As(err, &me) && len(me) == len(keys):
+		for i, e := range me {
+			switch {
+			case e == nil:
+				found[i] = true
+			case !errors.Is(e, datastore.ErrNoSuchEntity):
+				return datastoreLookup{}, err
+			}
+		}
+	default:
+		return datastoreLookup{}, err
+	}
+	var l datastoreLookup
+	if found[0] && !timeNow().After(ents[0].Expires) {
+		l.removedUntil = ents[0].Expires
+	}
+	if entity && found[1] {
+		l.entity = &ents[1]
+	}
+	return l, nil
+}
+
+// putRemovalMarker writes the removal marker of the session id.
+func (s *memcacheStore) putRemovalMarker(id string, timeout time.Duration) error {
+	m := &removalMarker{Expires: removalExpiry(timeNow(), timeout)}
+	return s.retry(s.ctx, func() error {
+		_, err := datastore.Put(s.ctx, removalKey(s.ctx, s.cfg.kind, id), m)
+		return err
+	})
+}
+
+// restoreTombstone runs when a Datastore lookup found the removal marker
+// of the session id: it puts the tombstone back into Memcache, over
+// mcItem, what the request read there before the lookup (nil for a miss),
+// so that the next Get of the ID costs one Memcache get again; and it
+// deletes the session entity if the lookup found one (a put that landed
+// after the logout's delete), for the original package's instances, which
+// do not read the marker. A failure of either is logged only: the marker
+// keeps the session out.
+func (s *memcacheStore) restoreTombstone(id string, mcItem *memcache.Item, l datastoreLookup) {
+	now := timeNow()
+	tomb := &memcache.Item{Key: s.cfg.memcacheKey(id), Value: tombstoneValue, Flags: expiryFlags(l.removedUntil), Expiration: memcacheTTL(l.removedUntil, now)}
+	var err error
+	if mcItem != nil {
+		cur := *mcItem // keeps the CAS id, which is unexported
+		cur.Value, cur.Flags, cur.Expiration, cur.Object = tomb.Value, tomb.Flags, tomb.Expiration, nil
+		err = memcache.CompareAndSwap(s.ctx, &cur)
+	} else {
+		err = memcache.Add(s.ctx, tomb)
+	}
+	if err != nil && !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrNotStored) {
+		s.logf(levelWarning, "%s: putting the tombstone of a removed session back into memcache failed: %s", logID(id), redact(err, id))
+	}
+	if l.entity != nil {
+		s.logf(levelInfo, "%s: the datastore holds a copy of a removed session, put after the logout; it is deleted", logID(id))
+		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(id), redact(err, id))
+		}
+	}
 }
