@@ -13,6 +13,7 @@ func (s *Server) initServices() {
 	s.mail = &mailService{maxBytes: mailMaxKeptBytes}
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
+	s.search = newSearchService()
 }
 
 // configureServices applies the options that concern those services. It
