@@ -340,13 +340,22 @@ func (e *xenv) snippet(n *xnode) (xval, error) {
 	if err != nil {
 		return xval{}, err
 	}
-	max := searchSnippetChars
+	limit := searchSnippetChars
 	if len(n.kids) == 3 {
 		x, err := e.number(n.kids[2])
 		if err != nil {
 			return xval{}, err
 		}
-		max = int(x)
+		// A length below one word (or NaN) or past a field's size means
+		// the shortest or the whole snippet.
+		switch {
+		case !(x > 0):
+			limit = 0
+		case x > searchMaxTextBytes:
+			limit = searchMaxTextBytes
+		default:
+			limit = int(x)
+		}
 	}
 	terms := map[string]bool{}
 	for _, w := range strings.Fields(q.str) {
@@ -383,7 +392,7 @@ func (e *xenv) snippet(n *xnode) (xval, error) {
 		}
 	}
 	if hit < 0 {
-		cut := searchCut(text, max)
+		cut := searchCut(text, limit)
 		s := html.EscapeString(cut)
 		if len(cut) < len(text) {
 			s += "..."
@@ -393,11 +402,11 @@ func (e *xenv) snippet(n *xnode) (xval, error) {
 	lo, hi := hit, hit
 	for {
 		grown := false
-		if hi+1 < len(words) && words[hi+1].end-words[lo].start <= max {
+		if hi+1 < len(words) && words[hi+1].end-words[lo].start <= limit {
 			hi++
 			grown = true
 		}
-		if lo > 0 && words[hi].end-words[lo-1].start <= max {
+		if lo > 0 && words[hi].end-words[lo-1].start <= limit {
 			lo--
 			grown = true
 		}
@@ -426,12 +435,12 @@ func (e *xenv) snippet(n *xnode) (xval, error) {
 }
 
 // searchCut returns at most max bytes of s, cut at a rune boundary.
-func searchCut(s string, max int) string {
-	if len(s) <= max {
+func searchCut(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	for max > 0 && max < len(s) && s[max]&0xC0 == 0x80 {
-		max--
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
 	}
-	return s[:max]
+	return s[:n]
 }

@@ -219,7 +219,7 @@ func (m *searchMatcher) matchField(f *searchField, cmp string, v qval) bool {
 		if cmp != ":" && cmp != "=" {
 			return false
 		}
-		return m.matchWords(f.words, searchTokens(v.text), v.stem)
+		return m.matchWords(f.words, v.terms, v.stem)
 	case sfAtom:
 		return (cmp == ":" || cmp == "=") && searchAtomNorm(f.str) == searchAtomNorm(v.text)
 	case sfNumber:
@@ -272,7 +272,7 @@ func queryTerms(n *qnode, into map[string]bool) {
 		return
 	}
 	if n.fn == nil {
-		for _, t := range searchTokens(n.val.text) {
+		for _, t := range n.val.terms {
 			into[t] = true
 		}
 	}

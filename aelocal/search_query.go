@@ -37,9 +37,10 @@ const (
 
 // qval is a value written in a query.
 type qval struct {
-	text   string // without quotes and escapes
-	phrase bool   // written in double quotes
-	stem   bool   // written ~word: match words with the same stem
+	text   string   // without quotes and escapes
+	phrase bool     // written in double quotes
+	stem   bool     // written ~word: match words with the same stem
+	terms  []string // text tokenized, as text and HTML fields are
 }
 
 // qfn is a function written in a query: distance(...) or geopoint(...).
@@ -403,6 +404,7 @@ func (p *qparser) comparable() (qarg, error) {
 	}
 	p.i++
 	v.text, v.phrase = t.text, t.kind == qtPhrase
+	v.terms = searchTokens(v.text)
 	if t.kind == qtText && !v.stem && p.peek().kind == qtLParen {
 		return p.function(t)
 	}

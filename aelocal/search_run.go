@@ -262,7 +262,9 @@ func sortResults(results []*searchResult, req *searchRequest) error {
 }
 
 // fillSearchResult writes one result: the document (its ID only for
-// keys_only; the fields asked for), its score, cursor and expressions.
+// keys_only; else its language, rank and the fields asked for), its score,
+// cursor and expressions. Facets come back from Get and List, not with
+// search results, as in the SDK stub.
 func fillSearchResult(res pmsg, r *searchResult, pos int, req *searchRequest) error {
 	doc := res.Mutable("document")
 	doc.Set("id", r.doc.id)
@@ -274,9 +276,6 @@ func fillSearchResult(res pmsg, r *searchResult, pos int, req *searchRequest) er
 			if req.names == nil || req.names[f.Str("name")] {
 				doc.AppendMsg("field").CopyFrom(f)
 			}
-		}
-		for _, f := range r.doc.pb.Msgs("facet") {
-			doc.AppendMsg("facet").CopyFrom(f)
 		}
 		doc.Set("order_id", r.doc.rank)
 	}
