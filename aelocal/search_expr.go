@@ -26,9 +26,10 @@ type xnode struct {
 
 // xparser parses one expression.
 type xparser struct {
-	s   []rune
-	i   int
-	src string
+	s     []rune
+	i     int
+	src   string
+	depth int // of parentheses and calls, at most searchMaxDepth
 }
 
 func (p *xparser) fail() error {
@@ -101,12 +102,19 @@ func (p *xparser) unary() (*xnode, error) {
 }
 
 func (p *xparser) atom() (*xnode, error) {
+	if p.depth++; p.depth > searchMaxDepth {
+		return nil, &qerr{fmt.Sprintf("expression nests deeper than %d", searchMaxDepth)}
+	}
+	defer func() { p.depth-- }()
 	c := p.peek()
 	switch {
 	case c == '(':
 		p.i++
 		n, err := p.sum()
-		if err != nil || p.peek() != ')' {
+		if err != nil {
+			return nil, err
+		}
+		if p.peek() != ')' {
 			return nil, p.fail()
 		}
 		p.i++

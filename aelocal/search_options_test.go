@@ -256,6 +256,11 @@ func TestSearchFacets(t *testing.T) {
 	if strings.Join(ids, " ") != "a" {
 		t.Errorf("refined by [4,8): %v", ids)
 	}
+	// Search results carry no facets (Get and List do), as in the SDK stub.
+	var doc searchFLS
+	if _, err := idx.Search(ctx, "item", nil).Next(&doc); err != nil || doc.meta == nil || len(doc.meta.Facets) != 0 || doc.meta.Rank != 10 {
+		t.Errorf("search result: %+v %v", doc.meta, err)
+	}
 	// The depth bounds the documents counted.
 	_, fr = facets(&search.SearchOptions{Facets: []search.FacetSearchOption{search.FacetDiscovery("type"), search.FacetDocumentDepth(2)}})
 	if len(fr) != 1 || len(fr[0]) != 1 || fr[0][0].Count != 2 {

@@ -172,8 +172,9 @@ func lexQuery(q string) ([]qtok, error) {
 
 // qparser is a recursive-descent parser over the tokens.
 type qparser struct {
-	toks []qtok
-	i    int
+	toks  []qtok
+	i     int
+	depth int // of parentheses and function calls
 }
 
 func (p *qparser) peek() qtok { return p.toks[p.i] }
@@ -308,7 +309,15 @@ func (p *qparser) primitive() (*qnode, error) {
 	return &qnode{op: qRestrict, cmp: ":", val: lhs.val}, nil
 }
 
+// searchMaxDepth bounds the nesting of parentheses in a query, so that a
+// query of 2,000 parentheses costs no deep recursion.
+const searchMaxDepth = 100
+
 func (p *qparser) composite() (*qnode, error) {
+	if p.depth++; p.depth > searchMaxDepth {
+		return nil, &qerr{fmt.Sprintf("parentheses nest deeper than %d", searchMaxDepth)}
+	}
+	defer func() { p.depth-- }()
 	p.i++ // (
 	p.skipWS()
 	n, err := p.expression()
@@ -418,6 +427,10 @@ func (p *qparser) function(name qtok) (qarg, error) {
 	default:
 		return qarg{}, &qerr{fmt.Sprintf("unknown function '%s'", name.text)}
 	}
+	if p.depth++; p.depth > searchMaxDepth {
+		return qarg{}, &qerr{fmt.Sprintf("parentheses nest deeper than %d", searchMaxDepth)}
+	}
+	defer func() { p.depth-- }()
 	p.i++ // (
 	f := &qfn{name: name.text}
 	p.skipWS()

@@ -215,6 +215,8 @@ func TestSearchQueryLanguage(t *testing.T) {
 			{"name:(code:x)", "Restriction on name and code"},
 			{"distance(where, geopoint(1, 2)) = 5", "Equality comparison not available for Geo type"},
 			{strings.Repeat("a", 2001), "query must be under 2000 bytes"},
+			// aelocal's own bound, so that no query recurses deeply.
+			{strings.Repeat("(", 101) + "a" + strings.Repeat(")", 101), "nest deeper than 100"},
 		}
 		for _, c := range errs {
 			_, err := searchIDs(ctx, idx, c.query, nil)

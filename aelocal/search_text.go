@@ -1,6 +1,7 @@
 package aelocal
 
 import (
+	"bytes"
 	"html"
 	"strings"
 	"unicode"
@@ -152,7 +153,7 @@ func searchSplitKeep(s string, seps ...byte) []searchPart {
 	var parts []searchPart
 	start := 0
 	for i := 0; i <= len(s); i++ {
-		if i == len(s) || strings.IndexByte(string(seps), s[i]) >= 0 {
+		if i == len(s) || bytes.IndexByte(seps, s[i]) >= 0 {
 			if i > start {
 				parts = append(parts, searchPart{s[start:i], start})
 			}
@@ -187,8 +188,20 @@ func searchNumberLike(w string) bool {
 	return true
 }
 
-// searchNormalize lowers the case of w and removes its accents.
+// searchNormalize lowers the case of w and removes its accents. A word
+// that is already lower-case ASCII is returned as it is, sharing the
+// field's text.
 func searchNormalize(w string) string {
+	plain := true
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; c >= 0x80 || c >= 'A' && c <= 'Z' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return w
+	}
 	var b strings.Builder
 	for _, r := range w {
 		if unicode.IsMark(r) {
