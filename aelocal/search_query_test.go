@@ -105,6 +105,109 @@ func searchCorpus(t *testing.T, ctx context.Context, idx *search.Index) {
 	}
 }
 
+// searchQueryCases are the query-language cases: what production's
+// documentation (and the SDK stub where it agrees) says each query matches
+// in searchCorpus, IDs in result order.
+var searchQueryCases = []struct {
+	query string
+	want  string // IDs in result order, space separated
+}{
+	// Global values: words in text and HTML fields, whole atoms,
+	// numbers and dates.
+	{"", "p1 p2 p3 p4"},
+	{"brown", "p1 p4"},
+	{"BROWN", "p1 p4"},
+	{"quick brown", "p1"},
+	{"blue guitar", "p1"}, // the atom, whole
+	{"blue", ""},          // atoms are not tokenized
+	{"bg-1", "p3"},
+	{"100", "p3"},
+	{"2020-01-15", "p1"},
+	// Boolean operators: NOT binds tighter than OR, OR than AND.
+	{"quick OR lazy", "p1 p2"},
+	{"quick or lazy", ""}, // lower-case "or" is a word
+	{"NOT brown", "p2 p3"},
+	{"-brown", "p2 p3"},
+	{"brown AND NOT dog", "p1"},
+	{"quick OR lazy brown", "p1"},
+	{"(quick OR lazy) AND NOT fox", "p2"},
+	{"NOT name:brown OR price:100", "p2 p3"},
+	// Phrases.
+	{`"quick brown"`, "p1"},
+	{`"brown quick"`, ""},
+	{`name:"brown fox"`, "p1"},
+	// Field restrictions.
+	{"name:fox", "p1"},
+	{"name=fox", "p1"},
+	{"code:fox", ""},
+	{"code:red", "p2"},
+	{"code:RED", "p2"},
+	{`code:"blue guitar"`, "p1"},
+	{"code:blue", ""},
+	{"name:(quick OR lazy)", "p1 p2"},
+	{"name:(quick lazy)", ""},
+	{"nosuchfield:brown", ""},
+	{"NOT nosuchfield:brown", "p1 p2 p3 p4"},
+	// Numbers.
+	{"price < 20", "p1 p4"},
+	{"price<=10", "p1 p4"},
+	{"price >= 25.5", "p2 p3"},
+	{"price > 100", ""},
+	{"price:100", "p3"},
+	{"price = 100", "p3"},
+	{"price < 20 price > 8", "p1"},
+	{"price:abc", ""},
+	// Dates compare by the day.
+	{"released < 2020-01-01", "p3"},
+	{"released >= 2020-01-15", "p1 p2"},
+	{"released:2021-06-01", "p2"},
+	{"released > 2020-1-15", "p2"},
+	// Geo points: distance in meters.
+	{"distance(where, geopoint(52.52, 13.405)) < 1000", "p1"},
+	{"distance(where, geopoint(52.52, 13.405)) < 900000", "p1 p2"},
+	{"distance(geopoint(52.52, 13.405), where) > 900000", "p3"},
+	// Tokenizing: hyphens break words, markup is not text, "_"
+	// and "&" do not break, c++ and c# and acronyms are words,
+	// accents do not count, an inner apostrophe stays.
+	{"time", "p1"},
+	{"real-time", "p1"},
+	{"strong", ""},
+	{"class", ""},
+	{"c++", "p3"},
+	{"c#", "p3"},
+	{"ibm", "p3"},
+	{"i.b.m.", "p3"},
+	{"cafe", "p3"},
+	{"CAFÉ", "p3"},
+	{"john's", "p3"},
+	{"farmer_market", "p3"},
+	{"farmer", ""},
+	// Stemming with ~.
+	{"dog", "p4"},
+	{"~dogs", "p2 p4"},
+	{"~dog", "p2 p4"},
+	{"~cat", "p2"},
+	{"cat", ""},
+	{"~care", "p2"},
+	{"name:~dog", "p2 p4"},
+}
+
+// searchQueryErrors are queries production refuses, with what the error
+// says.
+var searchQueryErrors = []struct{ query, want string }{
+	{"price != 5", "!= comparison operator is not available"},
+	{"name < abc", `Unable to compare "name" with "abc"`},
+	{"foo(bar)", "unknown function 'foo'"},
+	{"(quick", "missing )"},
+	{"quick AND", "Failed to parse search request"},
+	{"2020-01-01:x", "Invalid field name"},
+	{"name:(code:x)", "Restriction on name and code"},
+	{"distance(where, geopoint(1, 2)) = 5", "Equality comparison not available for Geo type"},
+	{strings.Repeat("a", 2001), "query must be under 2000 bytes"},
+	// aelocal's own bound, so that no query recurses deeply.
+	{strings.Repeat("(", 101) + "a" + strings.Repeat(")", 101), "nest deeper than 100"},
+}
+
 // TestSearchQueryLanguage is the table of query-language cases: what
 // production's documentation (and the SDK stub where it agrees) says each
 // query matches, run through the real client.
@@ -112,89 +215,7 @@ func TestSearchQueryLanguage(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
 		idx := openIndex(t, "corpus")
 		searchCorpus(t, ctx, idx)
-		cases := []struct {
-			query string
-			want  string // IDs in result order, space separated
-		}{
-			// Global values: words in text and HTML fields, whole atoms,
-			// numbers and dates.
-			{"", "p1 p2 p3 p4"},
-			{"brown", "p1 p4"},
-			{"BROWN", "p1 p4"},
-			{"quick brown", "p1"},
-			{"blue guitar", "p1"}, // the atom, whole
-			{"blue", ""},          // atoms are not tokenized
-			{"bg-1", "p3"},
-			{"100", "p3"},
-			{"2020-01-15", "p1"},
-			// Boolean operators: NOT binds tighter than OR, OR than AND.
-			{"quick OR lazy", "p1 p2"},
-			{"quick or lazy", ""}, // lower-case "or" is a word
-			{"NOT brown", "p2 p3"},
-			{"-brown", "p2 p3"},
-			{"brown AND NOT dog", "p1"},
-			{"quick OR lazy brown", "p1"},
-			{"(quick OR lazy) AND NOT fox", "p2"},
-			{"NOT name:brown OR price:100", "p2 p3"},
-			// Phrases.
-			{`"quick brown"`, "p1"},
-			{`"brown quick"`, ""},
-			{`name:"brown fox"`, "p1"},
-			// Field restrictions.
-			{"name:fox", "p1"},
-			{"name=fox", "p1"},
-			{"code:fox", ""},
-			{"code:red", "p2"},
-			{"code:RED", "p2"},
-			{`code:"blue guitar"`, "p1"},
-			{"code:blue", ""},
-			{"name:(quick OR lazy)", "p1 p2"},
-			{"name:(quick lazy)", ""},
-			{"nosuchfield:brown", ""},
-			{"NOT nosuchfield:brown", "p1 p2 p3 p4"},
-			// Numbers.
-			{"price < 20", "p1 p4"},
-			{"price<=10", "p1 p4"},
-			{"price >= 25.5", "p2 p3"},
-			{"price > 100", ""},
-			{"price:100", "p3"},
-			{"price = 100", "p3"},
-			{"price < 20 price > 8", "p1"},
-			{"price:abc", ""},
-			// Dates compare by the day.
-			{"released < 2020-01-01", "p3"},
-			{"released >= 2020-01-15", "p1 p2"},
-			{"released:2021-06-01", "p2"},
-			{"released > 2020-1-15", "p2"},
-			// Geo points: distance in meters.
-			{"distance(where, geopoint(52.52, 13.405)) < 1000", "p1"},
-			{"distance(where, geopoint(52.52, 13.405)) < 900000", "p1 p2"},
-			{"distance(geopoint(52.52, 13.405), where) > 900000", "p3"},
-			// Tokenizing: hyphens break words, markup is not text, "_"
-			// and "&" do not break, c++ and c# and acronyms are words,
-			// accents do not count, an inner apostrophe stays.
-			{"time", "p1"},
-			{"real-time", "p1"},
-			{"strong", ""},
-			{"class", ""},
-			{"c++", "p3"},
-			{"c#", "p3"},
-			{"ibm", "p3"},
-			{"i.b.m.", "p3"},
-			{"cafe", "p3"},
-			{"CAFÉ", "p3"},
-			{"john's", "p3"},
-			{"farmer_market", "p3"},
-			{"farmer", ""},
-			// Stemming with ~.
-			{"dog", "p4"},
-			{"~dogs", "p2 p4"},
-			{"~dog", "p2 p4"},
-			{"~cat", "p2"},
-			{"cat", ""},
-			{"~care", "p2"},
-			{"name:~dog", "p2 p4"},
-		}
+		cases := searchQueryCases
 		for _, c := range cases {
 			ids, err := searchIDs(ctx, idx, c.query, nil)
 			if err != nil {
@@ -205,19 +226,7 @@ func TestSearchQueryLanguage(t *testing.T) {
 				t.Errorf("%q: [%s], want [%s]", c.query, got, c.want)
 			}
 		}
-		errs := []struct{ query, want string }{
-			{"price != 5", "!= comparison operator is not available"},
-			{"name < abc", `Unable to compare "name" with "abc"`},
-			{"foo(bar)", "unknown function 'foo'"},
-			{"(quick", "missing )"},
-			{"quick AND", "Failed to parse search request"},
-			{"2020-01-01:x", "Invalid field name"},
-			{"name:(code:x)", "Restriction on name and code"},
-			{"distance(where, geopoint(1, 2)) = 5", "Equality comparison not available for Geo type"},
-			{strings.Repeat("a", 2001), "query must be under 2000 bytes"},
-			// aelocal's own bound, so that no query recurses deeply.
-			{strings.Repeat("(", 101) + "a" + strings.Repeat(")", 101), "nest deeper than 100"},
-		}
+		errs := searchQueryErrors
 		for _, c := range errs {
 			_, err := searchIDs(ctx, idx, c.query, nil)
 			if err == nil || !strings.Contains(err.Error(), "INVALID_REQUEST") || !strings.Contains(err.Error(), c.want) {
