@@ -312,3 +312,49 @@ func TestSearchRawRequestLimits(t *testing.T) {
 		t.Fatalf("refused puts made an index")
 	}
 }
+
+// TestSearchListIndexesAndDeleteSchema drives the two administrative
+// methods the Go client does not expose, as another client would.
+func TestSearchListIndexesAndDeleteSchema(t *testing.T) {
+	s := RunT(t)
+	ctx := middlewareContext(t, s)
+	for _, name := range []string{"b", "a"} {
+		if _, err := openIndex(t, name).Put(ctx, "d", &searchFLS{fields: []search.Field{{Name: "t", Value: "x"}, {Name: "t", Value: search.Atom("y")}, {Name: "n", Value: 1.0}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, _ := appengine.Namespace(ctx, "other")
+	if _, err := openIndex(t, "c").Put(other, "d", &searchFLS{fields: []search.Field{{Name: "t", Value: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	list := func() pmsg {
+		req, _ := newMsg("search.v2.ListIndexesRequest")
+		req.Mutable("params").Set("fetch_schema", true)
+		resp, _ := newMsg("search.v2.ListIndexesResponse")
+		if err := appengine.APICall(ctx, "search", "ListIndexes", protoV1(req), protoV1(resp)); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := list()
+	md := resp.Msgs("index_metadata")
+	if len(md) != 2 || md[0].Msg("index_spec").Str("name") != "a" || md[1].Msg("index_spec").Str("name") != "b" {
+		t.Fatalf("indexes of the default namespace: %v", resp.m)
+	}
+	fields := md[0].Msgs("field")
+	if len(fields) != 2 || fields[0].Str("name") != "n" || !reflect.DeepEqual(fields[1].IntList("type"), []int64{sfText, sfAtom}) {
+		t.Fatalf("schema: %v", md[0].m)
+	}
+	if md[0].Msg("storage").Int("amount_used") <= 0 || md[0].Msg("storage").Int("limit") != DefaultSearchLimit {
+		t.Fatalf("storage: %v", md[0].m)
+	}
+	req, _ := newMsg("search.v2.DeleteSchemaRequest")
+	req.Mutable("params").AppendMsg("index_spec").Set("name", "a")
+	dresp, _ := newMsg("search.v2.DeleteSchemaResponse")
+	if err := appengine.APICall(ctx, "search", "DeleteSchema", protoV1(req), protoV1(dresp)); err != nil || dresp.Msgs("status")[0].Int("code") != searchOK {
+		t.Fatalf("DeleteSchema: %v %v", err, dresp.m)
+	}
+	if f := list().Msgs("index_metadata")[0].Msgs("field"); len(f) != 0 {
+		t.Fatalf("schema after DeleteSchema: %d fields", len(f))
+	}
+}

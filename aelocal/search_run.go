@@ -224,7 +224,7 @@ func sortResults(results []*searchResult, req *searchRequest) error {
 			switch {
 			case errors.Is(err, errNoValue):
 			case err != nil:
-				return fmt.Errorf("Failed to parse search request \"%s\"; %v", req.query, err)
+				return err // "Failed to parse sort expression ...", as the SDK stub says
 			case v.typ == sfNumber || v.typ == sfDate:
 				k.num = v.num
 			case v.typ == sfGeo:
