@@ -223,11 +223,9 @@ func (m *searchMatcher) matchField(f *searchField, cmp string, v qval) bool {
 	case sfAtom:
 		return (cmp == ":" || cmp == "=") && searchAtomNorm(f.str) == searchAtomNorm(v.text)
 	case sfNumber:
-		x, err := strconv.ParseFloat(v.text, 64)
-		return err == nil && searchCompare(f.num, cmp, x)
+		return v.isNum && searchCompare(f.num, cmp, v.num)
 	case sfDate:
-		day, ok := searchParseDate(v.text)
-		return ok && searchCompare(searchDays(f.num), cmp, day)
+		return v.isDay && searchCompare(searchDays(f.num), cmp, v.day)
 	}
 	return false
 }

@@ -41,6 +41,10 @@ type qval struct {
 	phrase bool     // written in double quotes
 	stem   bool     // written ~word: match words with the same stem
 	terms  []string // text tokenized, as text and HTML fields are
+	num    float64  // text as a number, if isNum
+	day    float64  // text as a date, days since the epoch, if isDay
+	isNum  bool
+	isDay  bool
 }
 
 // qfn is a function written in a query: distance(...) or geopoint(...).
@@ -414,6 +418,10 @@ func (p *qparser) comparable() (qarg, error) {
 	p.i++
 	v.text, v.phrase = t.text, t.kind == qtPhrase
 	v.terms = searchTokens(v.text)
+	if x, err := strconv.ParseFloat(v.text, 64); err == nil {
+		v.num, v.isNum = x, true
+	}
+	v.day, v.isDay = searchParseDate(v.text)
 	if t.kind == qtText && !v.stem && p.peek().kind == qtLParen {
 		return p.function(t)
 	}
