@@ -177,6 +177,11 @@ func TestSearchCursorsOffsetsCounts(t *testing.T) {
 				t.Errorf("options %+v: %v", o, err)
 			}
 		}
+		// An injected failure is the service's transient error.
+		s.FailNext("search", "Search", 1)
+		if _, err := searchIDs(ctx, idx, "common", nil); err == nil || !strings.Contains(err.Error(), "TRANSIENT_ERROR") {
+			t.Fatalf("injected failure: %v", err)
+		}
 		// An index nobody put to is empty.
 		if ids, err := searchIDs(ctx, openIndex(t, "none"), "x", nil); err != nil || len(ids) != 0 {
 			t.Fatalf("empty index: %v %v", ids, err)
