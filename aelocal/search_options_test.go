@@ -172,7 +172,11 @@ func TestSearchCursorsOffsetsCounts(t *testing.T) {
 		if _, err := it.Next(nil); err != nil || it.Count() != 40 {
 			t.Fatalf("count: %d %v", it.Count(), err)
 		}
-		for _, o := range []*search.SearchOptions{{Limit: 1001}, {Offset: 1001}, {CountAccuracy: 25001}, {Sort: &search.SortOptions{Limit: 10001}}} {
+		tooMany := make([]string, 101)
+		for i := range tooMany {
+			tooMany[i] = fmt.Sprint("f", i)
+		}
+		for _, o := range []*search.SearchOptions{{Limit: 1001}, {Offset: 1001}, {CountAccuracy: 25001}, {Sort: &search.SortOptions{Limit: 10001}}, {Fields: tooMany}} {
 			if _, err := searchIDs(ctx, idx, "common", o); err == nil || !strings.Contains(err.Error(), "INVALID_REQUEST") {
 				t.Errorf("options %+v: %v", o, err)
 			}
@@ -361,5 +365,52 @@ func TestSearchListIndexesAndDeleteSchema(t *testing.T) {
 	}
 	if f := list().Msgs("index_metadata")[0].Msgs("field"); len(f) != 0 {
 		t.Fatalf("schema after DeleteSchema: %d fields", len(f))
+	}
+}
+
+// TestSearchListPagesAndConcurrency lists an index of more documents than
+// a ListDocuments call returns, while other goroutines put and search.
+func TestSearchListPagesAndConcurrency(t *testing.T) {
+	s := RunT(t)
+	ctx := middlewareContext(t, s)
+	idx := openIndex(t, "pages")
+	var ids []string
+	var docs []any
+	for i := 0; i < 250; i++ {
+		ids = append(ids, fmt.Sprintf("d%03d", i))
+		docs = append(docs, &searchFLS{fields: []search.Field{{Name: "t", Value: "hello"}}})
+	}
+	if _, err := idx.PutMulti(ctx, ids[:200], docs[:200]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idx.PutMulti(ctx, ids[200:], docs[200:]); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() {
+		for i := 0; i < 20; i++ {
+			if _, err := openIndex(t, "pages").Put(ctx, fmt.Sprint("z", i), &searchFLS{fields: []search.Field{{Name: "t", Value: "other"}}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		for i := 0; i < 20; i++ {
+			if _, err := searchIDs(ctx, openIndex(t, "pages"), "hello", &search.SearchOptions{Limit: 5}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if got := listIDs(t, ctx, idx, nil); len(got) < 250 || !reflect.DeepEqual(got[:250], ids) {
+		t.Fatalf("list of 250: %d ids", len(got))
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
