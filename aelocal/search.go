@@ -12,13 +12,11 @@ import (
 )
 
 // Codes of the search service (SearchServiceError.ErrorCode), used both as
-// per-document statuses and as application errors.
+// per-document statuses and as application errors. An injected failure
+// (FailNext) answers TRANSIENT_ERROR, 2.
 const (
-	searchOK               = 0
-	searchInvalidRequest   = 1
-	searchTransientError   = 2
-	searchInternalError    = 3
-	searchPermissionDenied = 4
+	searchOK             = 0
+	searchInvalidRequest = 1
 )
 
 // DefaultSearchLimit bounds the bytes the search indexes of a server may
