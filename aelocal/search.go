@@ -47,6 +47,11 @@ type searchService struct {
 	limit   int // DefaultSearchLimit; tests lower it
 }
 
+// overLimit is the status detail of a document the budget has no room for.
+func (x *searchService) overLimit() error {
+	return fmt.Errorf("aelocal: the search indexes would pass their memory limit of %d bytes", x.limit)
+}
+
 func newSearchService() *searchService {
 	return &searchService{indexes: make(map[searchIndexKey]*searchIndex), limit: DefaultSearchLimit}
 }
@@ -94,23 +99,45 @@ func searchIndexDocument(s *Server, in, out pmsg) error {
 	if len(docs) > searchMaxDocsPerCall {
 		return errorf(searchInvalidRequest, "too many documents to index: %d, the maximum is %d", len(docs), searchMaxDocsPerCall)
 	}
-	// Decode outside the lock: tokenizing a megabyte of text takes a while.
-	decoded := make([]*searchDoc, len(docs))
-	errs := make([]error, len(docs))
+	// Decode outside the lock: tokenizing a megabyte of text takes a
+	// while. The decoded documents, tokens and all, may together take no
+	// more room than the budget had when the call began (the documents
+	// they replace given back), so that a request of many small words does
+	// not make the server hold many times its size before the budget is
+	// checked; the check under the lock below is the exact one.
+	x := s.search
+	pbs := make([]pmsg, len(docs))
 	for i, d := range docs {
-		pb := d.Clone()
-		if !pb.Has("id") || pb.Str("id") == "" {
-			pb.Set("id", newSearchID())
+		pbs[i] = d.Clone()
+		if !pbs[i].Has("id") || pbs[i].Str("id") == "" {
+			pbs[i].Set("id", newSearchID())
 		}
-		if !pb.Has("order_id") {
-			pb.Set("order_id", searchDefaultRank(s.Now()))
-		}
-		decoded[i], errs[i] = decodeSearchDoc(pb)
-		if errs[i] == nil {
-			decoded[i].cost = searchDocCost(decoded[i])
+		if !pbs[i].Has("order_id") {
+			pbs[i].Set("order_id", searchDefaultRank(s.Now()))
 		}
 	}
-	x := s.search
+	x.mu.RLock()
+	room := x.limit - x.cost
+	if idx := x.indexes[key]; idx != nil {
+		for _, pb := range pbs {
+			if old := idx.docs[pb.Str("id")]; old != nil {
+				room += old.cost
+			}
+		}
+	}
+	x.mu.RUnlock()
+	decoded := make([]*searchDoc, len(docs))
+	errs := make([]error, len(docs))
+	for i, pb := range pbs {
+		decoded[i], errs[i] = decodeSearchDoc(pb)
+		if errs[i] != nil {
+			continue
+		}
+		decoded[i].cost = searchDocCost(decoded[i])
+		if room -= decoded[i].cost; room < 0 {
+			decoded[i], errs[i] = nil, x.overLimit()
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	idx := x.indexes[key]
@@ -126,7 +153,7 @@ func searchIndexDocument(s *Server, in, out pmsg) error {
 			old = idx.docs[d.id].cost
 		}
 		if x.cost-old+d.cost > x.limit {
-			setStatus(st, searchInvalidRequest, fmt.Sprintf("aelocal: the search indexes would pass their memory limit of %d bytes", x.limit))
+			setStatus(st, searchInvalidRequest, x.overLimit().Error())
 			out.Append("doc_id", "")
 			continue
 		}

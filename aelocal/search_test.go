@@ -249,6 +249,18 @@ func TestSearchMemoryBound(t *testing.T) {
 	if ids := listIDs(t, ctx, idx, nil); len(ids) != stored {
 		t.Fatalf("%d stored, list has %d", stored, len(ids))
 	}
+	// In one batch, the documents past the room left are refused, before
+	// the server holds them all tokenized.
+	ids, docs := []string{}, []any{}
+	for i := 0; i < 5; i++ {
+		ids = append(ids, fmt.Sprint("b", i))
+		docs = append(docs, &searchFLS{fields: []search.Field{{Name: "t", Value: body}}})
+	}
+	_, err := idx.PutMulti(ctx, ids, docs)
+	var me appengine.MultiError
+	if !errors.As(err, &me) || me[0] == nil || !strings.Contains(me[0].Error(), "memory limit") {
+		t.Fatalf("batch past the budget: %v", err)
+	}
 	// Deleting frees the budget.
 	if err := idx.Delete(ctx, "d0"); err != nil {
 		t.Fatal(err)
