@@ -10,3 +10,5 @@ require (
 	google.golang.org/appengine/v2 v2.0.6
 	google.golang.org/protobuf v1.30.0
 )
+
+require golang.org/x/net v0.0.0-20220722155237-a158d28d115b // indirect

@@ -250,6 +250,10 @@ module, "default", version "1"; every capability is enabled, and
 IsEnabled lists each one asked about in its config field, as the SDK's
 stub does.
 
+Search indexes live in memory (256 MiB in all) and are not persisted;
+documents, queries, sorting, expressions, cursors and facets follow
+production's documented rules and limits.
+
 Requests aelocal does not implement, such as the search and geo queries
 the appengine/v2 client cannot send, answer with an error that says so; a call
 aelocal does not serve answers "aelocal does not serve service.Method".

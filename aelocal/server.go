@@ -59,6 +59,7 @@ type Server struct {
 	mail      *mailService
 	users     *userService
 	fetch     *urlfetchService
+	search    *searchService
 	appURL    string    // Options.AppURL
 	frontAddr string    // Options.FrontAddr
 	front     *frontEnd // the app's front end, if any; under mu

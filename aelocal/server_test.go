@@ -27,8 +27,8 @@ func TestUnknownMethod(t *testing.T) {
 			t.Fatalf("got %v, want a not-implemented error", err)
 		}
 		// Services App Engine has and aelocal does not emulate say so.
-		err = appengine.APICall(ctx, "search", "IndexDocument", protoV1(req), protoV1(resp))
-		if err == nil || !strings.Contains(err.Error(), "aelocal does not serve search.IndexDocument: the search service is not emulated locally") {
+		err = appengine.APICall(ctx, "xmpp", "SendMessage", protoV1(req), protoV1(resp))
+		if err == nil || !strings.Contains(err.Error(), "aelocal does not serve xmpp.SendMessage: the xmpp service is not emulated locally") {
 			t.Fatalf("got %v, want a not-served error", err)
 		}
 	})

@@ -13,6 +13,7 @@ func (s *Server) initServices() {
 	s.mail = &mailService{maxBytes: mailMaxKeptBytes}
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
+	s.search = newSearchService()
 }
 
 // configureServices applies the options that concern those services. It
@@ -75,7 +76,7 @@ func (s *Server) appHost() string {
 // notServed completes the error of a call aelocal does not serve.
 func notServed(service string) string {
 	switch service {
-	case "search", "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+	case "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
 		return ": the " + service + " service is not emulated locally"
 	}
 	return ""
@@ -90,4 +91,5 @@ var serviceFailureCodes = map[string]int32{
 	"urlfetch":             9,    // INTERNAL_TRANSIENT_ERROR
 	"app_identity_service": 1003, // UNKNOWN_ERROR
 	"modules":              4,    // TRANSIENT_ERROR
+	"search":               2,    // TRANSIENT_ERROR
 }
