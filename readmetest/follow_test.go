@@ -300,8 +300,11 @@ func (f *follower) start(t *testing.T, b block, dir string, ports map[string]str
 func (f *follower) standalone(t *testing.T, b block) {
 	ports := f.ports(t)
 	// The app's line sets no PORT: the app takes 8080, the test's stand-in.
-	f.start(t, b, f.app, ports, "PORT="+ports["8080"])
+	procs := f.start(t, b, f.app, ports, "PORT="+ports["8080"])
 	f.wantVisits(t, "http://127.0.0.1:"+ports["8080"]+"/")
+	if !strings.Contains(procs[0].out.String(), noAppIDError) {
+		t.Errorf("aelocal's first lines do not name %q:\n%s", noAppIDError, procs[0].out.String())
+	}
 	if fi, err := os.Stat(filepath.Join(f.tmp, "ae.db")); err != nil || fi.Size() == 0 {
 		t.Errorf("the datastore file: %v, %v", fi, err)
 	}
