@@ -94,8 +94,7 @@ func TestReadmeFollowed(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	app := filepath.Join(tmp, "yourapp")
-	f := &follower{t: t, bash: bash, tmp: tmp, app: app,
-		env: goEnv(t, "GOPATH="+filepath.Join(tmp, "gopath"))}
+	f := &follower{bash: bash, tmp: tmp, app: app, env: goEnv(t, "GOPATH="+filepath.Join(tmp, "gopath"))}
 
 	t.Run("ci", func(t *testing.T) {
 		ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
@@ -150,7 +149,6 @@ func TestReadmeFollowed(t *testing.T) {
 
 // follower runs README blocks for TestReadmeFollowed.
 type follower struct {
-	t    *testing.T
 	bash string
 	tmp  string   // the test's temporary directory; README's /tmp/
 	app  string   // the scratch app's directory
