@@ -39,7 +39,7 @@ import (
 // is compared by identity (locations are immutable, and following one
 // would print a whole zone table); funcs and channels are compared by
 // identity, as map keys are. Cycles are printed as references to the
-// enclosing value. A value whose print would exceed printLimit bytes gets
+// enclosing value (for a slice, one with the same array and length). A value whose print would exceed printLimit bytes gets
 // no print, and its session is written on Close whether it changed or
 // not.
 
@@ -67,9 +67,16 @@ type printer struct {
 	path []pathElem // pointers, maps and slices being printed, for cycles
 }
 
+// pathElem is a value being printed. A pointer or map is the same value
+// as another with its address and type. A slice needs its length too: a
+// longer view of the same array shares the data pointer and type, yet
+// reaches elements the shorter one does not, so it is no cycle and must be
+// printed in full (its own elements then lead back to it, which ends the
+// walk: a slice's length is bounded by its capacity).
 type pathElem struct {
 	ptr uintptr
 	typ reflect.Type
+	len int // a slice's length; 0 for pointers and maps
 }
 
 // printAttrs returns the print of attrs, nil if it cannot be made. size is
@@ -376,6 +383,9 @@ func (p *printer) value(v reflect.Value, key bool) {
 // (and a reference printed instead) if v is already being printed.
 func (p *printer) enter(v reflect.Value) bool {
 	el := pathElem{ptr: v.Pointer(), typ: v.Type()}
+	if v.Kind() == reflect.Slice {
+		el.len = v.Len()
+	}
 	for i, x := range p.path {
 		if x == el {
 			p.byte1(3)

@@ -246,6 +246,35 @@ func TestPrintCycles(t *testing.T) {
 	assert.True(t, matchesPrint(p, attrs))
 }
 
+// A slice and a longer view of the same array share their data pointer and
+// type; only their lengths tell them apart. Taking the longer view for a
+// cycle back to the shorter one left its extra elements out of the print,
+// so a change there went unseen.
+func TestPrintSliceAliasOfOtherLength(t *testing.T) {
+	arr := make([]interface{}, 3)
+	short, long := arr[:1], arr[:3]
+	short[0] = long // short holds a longer view of its own array
+	arr[1], arr[2] = "b", "c"
+	attrs := map[string]interface{}{"s": short}
+	p := printAttrs(attrs, 0)
+	require.NotNil(t, p)
+	assert.True(t, matchesPrint(p, attrs))
+	arr[2] = "changed"
+	assert.False(t, matchesPrint(p, attrs), "an element only the longer view reaches changed")
+	arr[2] = "c"
+	assert.True(t, matchesPrint(p, attrs))
+
+	// The other way round: a longer slice that holds a shorter view of
+	// itself, and a view of the same length (a true cycle).
+	long[1] = arr[:2]
+	long[0] = arr[:3]
+	p = printAttrs(map[string]interface{}{"s": long}, 0)
+	require.NotNil(t, p)
+	assert.True(t, matchesPrint(p, map[string]interface{}{"s": long}))
+	arr[2] = "changed again"
+	assert.False(t, matchesPrint(p, map[string]interface{}{"s": long}))
+}
+
 // Floats compare by their bits: an unchanged NaN is no change (DeepEqual
 // would call it one), NaN map keys print alike in any order, and -0 is not
 // +0.

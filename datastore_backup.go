@@ -68,9 +68,12 @@ func markDatastore(ws []*sessWrite, writes []dsWrite) {
 }
 
 // loadDatastore looks the session up in the Datastore backup. A timed-out
-// entity is deleted and reported as no session. mcItem is what Memcache
-// holds under the session's key instead of a usable copy (a datastore-only
-// marker, a value that does not decode, a timed-out copy), nil if nothing.
+// entity is no session; it is deleted once it has been timed out for
+// defaultExpiredFor, not before, since a request that loaded the session
+// just before its deadline may save it between this get and the delete
+// (see expiredBefore). mcItem is what Memcache holds under the session's
+// key instead of a usable copy (a datastore-only marker, a value that does
+// not decode, a timed-out copy), nil if nothing.
 func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 	key := s.cfg.datastoreKey(s.ctx, id)
 	var ent SessEntity
@@ -84,7 +87,10 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 		}
 		return nil
 	}
-	if timeNow().After(ent.Expires) {
+	if now := timeNow(); now.After(ent.Expires) {
+		if !ent.Expires.Before(expiredBefore(now, defaultExpiredFor)) {
+			return nil // the purge deletes it later
+		}
 		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
 			s.logf(levelError, "%s: deleting the timed-out session from the datastore failed: %s", logID(id), redact(err, id))
 		}

@@ -114,6 +114,13 @@ refuses requests that do not come from App Engine cron or a task queue:
 	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFuncOptions(
 		&gaesession.PurgeOptions{CronOnly: true}))
 
+The purge deletes only sessions that have been expired for longer than
+PurgeOptions.ExpiredFor, 49 hours by default, and a request that finds an
+expired session in the Datastore deletes it only after that long too: a
+request that loaded a session just before its deadline may save it after,
+and its save is kept as long as no request holds a session for more than
+half of ExpiredFor (App Engine's longest request deadline is 24 hours).
+
 # Limits
 
 Session IDs may be at most 256 characters. A session whose Memcache key and

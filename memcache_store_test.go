@@ -64,13 +64,15 @@ func TestAsyncSaveIsBoundedByItsTimeout(t *testing.T) {
 	assert.Equal(t, int64(1), e.srv.Stats()["datastore_v3.Put"], "a timed-out save is not retried")
 }
 
+// An entity timed out for longer than a request can run is deleted by the
+// request that finds it (TestLoadCleanupWaitsExpiredFor: not before).
 func TestExpiredDatastoreEntityIsDeleted(t *testing.T) {
 	e := newTestEnv(t)
 	id := session.NewSession().ID()
 	key := datastore.NewKey(e.ctx(), "sess_", id, 0, nil)
 	b, err := memcache.Gob.Marshal(session.NewSession())
 	require.NoError(t, err)
-	_, err = datastore.Put(e.ctx(), key, &SessEntity{Expires: time.Now().Add(-time.Minute), Value: b})
+	_, err = datastore.Put(e.ctx(), key, &SessEntity{Expires: time.Now().Add(-defaultExpiredFor - time.Minute), Value: b})
 	require.NoError(t, err)
 
 	e.request(nil, func(st session.Store) {

@@ -38,6 +38,31 @@ type PurgeOptions struct {
 	// context ends before Deadline does.
 	SafetyMargin time.Duration
 
+	// ExpiredFor is how long a session entity must have been expired
+	// before the handler deletes it; default is 49 hours. A negative value
+	// means no wait: every entity whose expiry has passed is deleted.
+	//
+	// The wait is what keeps a late save: a request that loaded a session
+	// just before its deadline saves it after, and that put may land
+	// between this handler's query, which found the expired entity, and its
+	// delete. An entity expired for longer than ExpiredFor cannot meet such
+	// a put, as long as ExpiredFor is at least twice the longest a request
+	// may hold a session: its request deadline, plus AsyncSaveTimeout for
+	// each asynchronous save still in flight when it ends. (Twice, because
+	// concurrent requests' puts may land in either order, leaving the
+	// Datastore with a deadline up to one request's length older than the
+	// one another request loaded; purge.go argues it.) App Engine standard
+	// lets a request run 10 minutes with automatic scaling and 24 hours
+	// with basic or manual scaling: the default, 2 x (24h + 30s) rounded
+	// up, covers both with the default AsyncSaveTimeout. An app whose
+	// session requests all run on automatically scaled instances may lower
+	// it to 21 minutes (2 x (10m + 30s)). Expired entities wait this long
+	// in the Datastore, where they are never served: a store reads an
+	// entity's expiry before its value. The store's own cleanup, which
+	// deletes the expired entity a request happens to read, waits the
+	// default ExpiredFor too.
+	ExpiredFor time.Duration
+
 	// CronOnly makes the handler serve only App Engine cron and task queue
 	// requests: those carrying the header "X-Appengine-Cron: true" or a
 	// non-empty "X-AppEngine-QueueName". Any other request is answered 403
@@ -58,6 +83,12 @@ const (
 	maxPurgeBatch            = 500 // DeleteMulti's limit
 	defaultPurgeSafetyMargin = 30 * time.Second
 
+	// defaultExpiredFor is the default of PurgeOptions.ExpiredFor, and
+	// how long the store waits before it deletes an expired entity it
+	// read (loadDatastore): 2 x (24 hours, App Engine's longest request
+	// deadline, + 30s, the default AsyncSaveTimeout), rounded up.
+	defaultExpiredFor = 49 * time.Hour
+
 	// purgeDeleteAttempts is how many times one batch's DeleteMulti is
 	// sent when it fails with an error that another attempt may fix.
 	purgeDeleteAttempts = 2
@@ -65,11 +96,12 @@ const (
 
 // purgeConfig is PurgeOptions with the defaults applied.
 type purgeConfig struct {
-	kind     string
-	deadline time.Duration
-	batch    int
-	margin   time.Duration
-	cronOnly bool
+	kind       string
+	deadline   time.Duration
+	batch      int
+	margin     time.Duration
+	expiredFor time.Duration
+	cronOnly   bool
 }
 
 func newPurgeConfig(o *PurgeOptions) purgeConfig {
@@ -77,11 +109,12 @@ func newPurgeConfig(o *PurgeOptions) purgeConfig {
 		o = &PurgeOptions{}
 	}
 	c := purgeConfig{
-		kind:     o.DSEntityName,
-		deadline: o.Deadline,
-		batch:    o.BatchSize,
-		margin:   o.SafetyMargin,
-		cronOnly: o.CronOnly,
+		kind:       o.DSEntityName,
+		deadline:   o.Deadline,
+		batch:      o.BatchSize,
+		margin:     o.SafetyMargin,
+		expiredFor: o.ExpiredFor,
+		cronOnly:   o.CronOnly,
 	}
 	if c.kind == "" {
 		c.kind = defaultDSEntityName
@@ -98,6 +131,12 @@ func newPurgeConfig(o *PurgeOptions) purgeConfig {
 	case c.margin < 0:
 		c.margin = 0
 	}
+	switch {
+	case c.expiredFor == 0:
+		c.expiredFor = defaultExpiredFor
+	case c.expiredFor < 0:
+		c.expiredFor = 0
+	}
 	return c
 }
 
@@ -110,9 +149,10 @@ func newPurgeConfig(o *PurgeOptions) purgeConfig {
 //
 //	http.HandleFunc("/demo/purge", gaesession.PurgeExpiredSessFromDSFunc(""))
 //
-// The handler deletes the entities whose expiry is before the moment the
-// request started, in batches of 500 keys, and stops starting batches after
-// 8 minutes (cron requests may run for 10). It answers with JSON telling
+// The handler deletes the entities that had been expired for 49 hours when
+// the request started (see PurgeOptions.ExpiredFor for why it waits), in
+// batches of 500 keys, and stops starting batches after 8 minutes (cron
+// requests may run for 10). It answers with JSON telling
 // whether every expired session is gone:
 //
 //	{"completed":true,"deleted":1234,"failed":0}
@@ -133,8 +173,10 @@ func PurgeExpiredSessFromDSFunc(dsEntityName string) http.HandlerFunc {
 // expired sessions from the Datastore, configured by o; nil o means the
 // defaults listed in PurgeOptions.
 //
-// Each run deletes the entities whose expiry ("exp") is before the moment
-// the request started, so sessions saved during the run are never touched.
+// Each run deletes the entities whose expiry ("exp") is more than
+// ExpiredFor before the moment the request started: sessions saved during
+// the run are never touched, nor are those saved by a request that loaded
+// them just before their deadline and saved them after.
 // It queries keys only, BatchSize at a time, each query going on from where
 // the previous one ended, and deletes each batch with one DeleteMulti while
 // it queries the next. It stops at the earliest of: no more expired
@@ -225,10 +267,11 @@ func (p *purge) run(start time.Time) (res purgeResponse, err error) {
 			stopAt = d
 		}
 	}
-	// The cutoff is fixed for the run: a session written during the purge
-	// expires later than it and is never matched.
+	// The cutoff is fixed for the run, so a session written during the
+	// run is never matched; see expiredBefore for why it lies expiredFor
+	// before the start.
 	q := datastore.NewQuery(p.kind).
-		Filter("exp <", timeNow()).
+		Filter("exp <", expiredBefore(timeNow(), p.expiredFor)).
 		KeysOnly().
 		Limit(p.batch).
 		BatchSize(p.batch)
@@ -298,6 +341,53 @@ func (p *purge) run(start time.Time) (res purgeResponse, err error) {
 	}
 	res.Completed = res.Failed == 0
 	return res, nil
+}
+
+// expiredBefore is the cutoff of a delete of expired session entities
+// made at now: only entities whose expiry ("exp") is before it are
+// deleted. It lies expiredFor (M below) before now, so that no put lands
+// between the read that found an entity expired (the purge's query, or
+// loadDatastore's get) and the delete that follows, which would delete
+// that put with it: a late save, by a request that loaded the session
+// just before its deadline and saved it after.
+//
+// Let D be the longest a request holds a session: from its Get to the
+// landing of its last put, asynchronous saves included. A request puts
+// only a session it found live (or a new one, whose random ID no read
+// before it can have found), and a copy's deadline is the access (a Get)
+// it was written with plus the session's Timeout; a request's own puts
+// carry its own access, made at most D before they land. Then M >= 2D
+// closes the window. Say the read, at r, found a copy v whose deadline is
+// before now - M, hence before r - 2D, and a put P lands after r. P's
+// request made its Get after r - D and found a copy l live: l's deadline
+// is after r - D, more than D after v's, so l is not v.
+//   - If l's put landed before r, v's put landed after it (the Datastore
+//     held v at r). v's access came at most D before v's put landed, so
+//     less than D before l's put landed, which is no earlier than l's
+//     access: v's deadline is less than D before l's. A contradiction.
+//   - Else l's put had not landed at r: it lands later, made by a request
+//     that ran at r too and made its Get after r - D, and the same holds
+//     for it. Each step goes back to an earlier Get, so the chain ends, in
+//     the first case; or in a put that failed (SaveError reported it),
+//     which left the Datastore with an older copy than Memcache's: losing
+//     the session is then that failure's doing, which M does not repair.
+//
+// Hence the 2D: concurrent requests' puts may land in either order, so
+// the Datastore may hold a deadline up to D older than one another
+// request saw. One put does not carry its own request's access:
+// MergeConcurrentUpdates' settle step (settleDatastore) re-puts the newer
+// version another request wrote to Memcache; it repeats until the
+// Datastore holds Memcache's newest, which restores the first case's
+// order, unless it gives up after three rounds lost to concurrent writes.
+// defaultExpiredFor takes D from App Engine's longest request deadline;
+// instances' clocks agree to well within its rounding up.
+//
+// A delete of entities that expired long ago costs no RPC more than one of
+// entities that just did. The alternative, a transaction that reads each
+// entity again before deleting it, would cost three RPCs more per batch
+// and hold 500 sessions locked against the requests that use them.
+func expiredBefore(now time.Time, expiredFor time.Duration) time.Time {
+	return now.Add(-expiredFor)
 }
 
 // deleteBatch deletes keys with one DeleteMulti, sent a second time if the

@@ -91,7 +91,7 @@ func purgeBench(b *testing.B, purge purgeBenchFunc) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		purgePutSessions(b, ctx, "sess_", "expired", purgeBenchExpired, time.Now().Add(-time.Second))
+		purgePutSessions(b, ctx, "sess_", "expired", purgeBenchExpired, purgeDue(time.Now()))
 		srv.ResetStats()
 		b.StartTimer()
 		t0 := time.Now()

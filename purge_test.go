@@ -47,6 +47,10 @@ func purgePutSessions(t testing.TB, ctx context.Context, kind, prefix string, n 
 	return keys
 }
 
+// purgeDue returns an expiry that the purge acts on at now, with the
+// default PurgeOptions.ExpiredFor.
+func purgeDue(now time.Time) time.Time { return now.Add(-defaultExpiredFor - time.Second) }
+
 // purgeExisting returns how many of keys are still stored, and fails the test if
 // one that is stored does not hold what purgePutSessions put there.
 func purgeExisting(t testing.TB, ctx context.Context, keys []*datastore.Key) int {
@@ -170,8 +174,10 @@ func TestPurgeDeletesExpiredKeepsLive(t *testing.T) {
 			srv := newPurgeServer(t)
 			ctx := purgeCtx(srv)
 			now := time.Now()
-			exp := purgePutSessions(t, ctx, "sess_", "expired", expired, now.Add(-time.Second))
+			exp := purgePutSessions(t, ctx, "sess_", "expired", expired, purgeDue(now))
 			liv := purgePutSessions(t, ctx, "sess_", "live", live, now.Add(time.Hour))
+			// Expired, but not for ExpiredFor yet: kept.
+			recent := purgePutSessions(t, ctx, "sess_", "recent", live, now.Add(-time.Second))
 			srv.ResetStats()
 			logs := captureLogs(t)
 
@@ -195,6 +201,9 @@ func TestPurgeDeletesExpiredKeepsLive(t *testing.T) {
 			if n := purgeExisting(t, ctx, liv); n != live {
 				t.Errorf("%d live sessions left, want %d", n, live)
 			}
+			if n := purgeExisting(t, ctx, recent); n != live {
+				t.Errorf("%d recently expired sessions left, want %d", n, live)
+			}
 			if got := logs.with("INFO", "deleted 2000 expired sessions, 0 failed", "completed: true"); len(got) != 1 {
 				t.Errorf("summary lines: %q", logs.with())
 			}
@@ -207,8 +216,8 @@ func TestPurgeLegacyFuncKind(t *testing.T) {
 	srv := newPurgeServer(t)
 	ctx := purgeCtx(srv)
 	now := time.Now()
-	mine := purgePutSessions(t, ctx, "mysess", "expired", 700, now.Add(-time.Minute))
-	other := purgePutSessions(t, ctx, "sess_", "expired", 50, now.Add(-time.Minute))
+	mine := purgePutSessions(t, ctx, "mysess", "expired", 700, purgeDue(now))
+	other := purgePutSessions(t, ctx, "sess_", "expired", 50, purgeDue(now))
 	srv.ResetStats()
 
 	// No cron header: the legacy handler serves anyone, as the original.
@@ -241,7 +250,7 @@ func TestPurgeNothingToDo(t *testing.T) {
 func TestPurgeDeadline(t *testing.T) {
 	srv := newPurgeServer(t)
 	ctx := purgeCtx(srv)
-	keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, time.Now().Add(-time.Second))
+	keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, purgeDue(time.Now()))
 	srv.ResetStats()
 
 	// A Deadline of 1ns has passed before the first batch could start, or
@@ -266,7 +275,7 @@ func TestPurgeDeadline(t *testing.T) {
 func TestPurgeDeadlineWithLatency(t *testing.T) {
 	srv := newPurgeServer(t)
 	ctx := purgeCtx(srv)
-	keys := purgePutSessions(t, ctx, "sess_", "expired", 1000, time.Now().Add(-time.Second))
+	keys := purgePutSessions(t, ctx, "sess_", "expired", 1000, purgeDue(time.Now()))
 	srv.ResetStats()
 	// The first query alone outlasts the Deadline: the run stops after the
 	// first batch (whose delete it waits for) instead of going on.
@@ -286,7 +295,7 @@ func TestPurgeDeadlineWithLatency(t *testing.T) {
 func TestPurgeContextDeadlineMargin(t *testing.T) {
 	srv := newPurgeServer(t)
 	ctx := purgeCtx(srv)
-	keys := purgePutSessions(t, ctx, "sess_", "expired", 1000, time.Now().Add(-time.Second))
+	keys := purgePutSessions(t, ctx, "sess_", "expired", 1000, purgeDue(time.Now()))
 	srv.ResetStats()
 
 	// 10s left in the request is within the default 30s margin: no batch.
@@ -307,7 +316,7 @@ func TestPurgeContextDeadlineMargin(t *testing.T) {
 	}
 
 	// A request whose context has ended does nothing.
-	purgePutSessions(t, ctx, "sess_", "expired", 10, time.Now().Add(-time.Second))
+	purgePutSessions(t, ctx, "sess_", "expired", 10, purgeDue(time.Now()))
 	cancelled := func(ctx context.Context) context.Context {
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
@@ -320,7 +329,7 @@ func TestPurgeContextDeadlineMargin(t *testing.T) {
 func TestPurgeQueryError(t *testing.T) {
 	srv := newPurgeServer(t)
 	ctx := purgeCtx(srv)
-	keys := purgePutSessions(t, ctx, "sess_", "expired", 300, time.Now().Add(-time.Second))
+	keys := purgePutSessions(t, ctx, "sess_", "expired", 300, purgeDue(time.Now()))
 	srv.ResetStats()
 	logs := captureLogs(t)
 
@@ -352,7 +361,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 	t.Run("retried", func(t *testing.T) {
 		srv := newPurgeServer(t)
 		ctx := purgeCtx(srv)
-		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, time.Now().Add(-time.Second))
+		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, purgeDue(time.Now()))
 		srv.ResetStats()
 		logs := captureLogs(t)
 
@@ -373,7 +382,7 @@ func TestPurgeDeleteFailure(t *testing.T) {
 	t.Run("given up", func(t *testing.T) {
 		srv := newPurgeServer(t)
 		ctx := purgeCtx(srv)
-		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, time.Now().Add(-time.Second))
+		keys := purgePutSessions(t, ctx, "sess_", "expired", 2000, purgeDue(time.Now()))
 		live := purgePutSessions(t, ctx, "sess_", "live", 100, time.Now().Add(time.Hour))
 		srv.ResetStats()
 		logs := captureLogs(t)
@@ -411,6 +420,35 @@ func TestPurgeDeleteFailure(t *testing.T) {
 	})
 }
 
+// ExpiredFor sets how long an entity must have been expired before the
+// purge deletes it; a negative value deletes every expired entity.
+func TestPurgeExpiredFor(t *testing.T) {
+	srv := newPurgeServer(t)
+	ctx := purgeCtx(srv)
+	now := time.Now()
+	older := purgePutSessions(t, ctx, "sess_", "expired", 30, now.Add(-30*time.Minute))
+	newer := purgePutSessions(t, ctx, "sess_", "recent", 20, now.Add(-10*time.Minute))
+	live := purgePutSessions(t, ctx, "sess_", "live", 10, now.Add(time.Minute))
+
+	r := callPurge(t, srv, PurgeExpiredSessFromDSFunc(""), nil, nil)
+	purgeWantResponse(t, r, true, 0, 0) // the default waits 49 hours
+
+	r = callPurge(t, srv, PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{ExpiredFor: 21 * time.Minute}), nil, nil)
+	purgeWantResponse(t, r, true, 30, 0)
+	if n := purgeExisting(t, ctx, older); n != 0 {
+		t.Errorf("%d sessions expired for 30 minutes left", n)
+	}
+	if n := purgeExisting(t, ctx, newer); n != 20 {
+		t.Errorf("%d sessions expired for 10 minutes left, want 20", n)
+	}
+
+	r = callPurge(t, srv, PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{ExpiredFor: -1}), nil, nil)
+	purgeWantResponse(t, r, true, 20, 0)
+	if n := purgeExisting(t, ctx, live); n != 10 {
+		t.Errorf("%d live sessions left, want 10", n)
+	}
+}
+
 func TestPurgeCronOnly(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -429,7 +467,7 @@ func TestPurgeCronOnly(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv := newPurgeServer(t)
 			ctx := purgeCtx(srv)
-			keys := purgePutSessions(t, ctx, "sess_", "expired", 20, time.Now().Add(-time.Second))
+			keys := purgePutSessions(t, ctx, "sess_", "expired", 20, purgeDue(time.Now()))
 			srv.ResetStats()
 
 			h := PurgeExpiredSessFromDSFuncOptions(&PurgeOptions{CronOnly: true})
@@ -464,12 +502,12 @@ func TestPurgeOptionsDefaults(t *testing.T) {
 		in   *PurgeOptions
 		want purgeConfig
 	}{
-		{nil, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500, margin: 30 * time.Second}},
-		{&PurgeOptions{BatchSize: -1, Deadline: -1}, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500, margin: 30 * time.Second}},
-		{&PurgeOptions{BatchSize: 501, SafetyMargin: -1}, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500}},
+		{nil, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500, margin: 30 * time.Second, expiredFor: 49 * time.Hour}},
+		{&PurgeOptions{BatchSize: -1, Deadline: -1}, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500, margin: 30 * time.Second, expiredFor: 49 * time.Hour}},
+		{&PurgeOptions{BatchSize: 501, SafetyMargin: -1, ExpiredFor: -1}, purgeConfig{kind: "sess_", deadline: 8 * time.Minute, batch: 500}},
 		{
-			&PurgeOptions{DSEntityName: "k", Deadline: time.Minute, BatchSize: 1, SafetyMargin: time.Second, CronOnly: true},
-			purgeConfig{kind: "k", deadline: time.Minute, batch: 1, margin: time.Second, cronOnly: true},
+			&PurgeOptions{DSEntityName: "k", Deadline: time.Minute, BatchSize: 1, SafetyMargin: time.Second, ExpiredFor: 21 * time.Minute, CronOnly: true},
+			purgeConfig{kind: "k", deadline: time.Minute, batch: 1, margin: time.Second, expiredFor: 21 * time.Minute, cronOnly: true},
 		},
 	}
 	for _, c := range cases {

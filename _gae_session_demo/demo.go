@@ -56,6 +56,9 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 
 	data := pageData{Local: !env.onAppEngine, APIServer: env.apiServer, Instance: instanceName()}
 	sess := mgr.Get(r)
+	// A fixed notice, only when nobody is logged in: a link cannot make
+	// the page say anything else, nor say it to someone logged in.
+	data.LoggedOut = sess == nil && r.Method != http.MethodPost && r.URL.Query().Get("loggedout") != ""
 
 	if r.Method == http.MethodPost {
 		switch {
@@ -80,7 +83,13 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 		if !data.InvalidLogin {
 			mgr.Close()
 			logSaveError(store)
-			http.Redirect(w, r, "/demo", http.StatusSeeOther)
+			to := "/demo"
+			if r.PostFormValue("Logout") != "" {
+				// The page after a logout says so: without a word it
+				// would look just as it did before the login.
+				to = "/demo?loggedout=1"
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
 	}
@@ -149,9 +158,12 @@ func sameOrigin(r *http.Request) bool {
 }
 
 // flushHandler serves POST /demo/flush, registered only when running
-// locally: it empties Memcache, as if App Engine had evicted everything,
-// and sends the browser back to /demo, which then finds the session in the
-// Datastore.
+// locally: it drops the visitor's own session from Memcache, as if App
+// Engine had evicted it, and sends the browser back to /demo, which then
+// finds the session in the Datastore. It deletes that one item and
+// nothing else: the Memcache of a local API server may be shared by
+// other apps and namespaces (a standalone cmd/aelocal serves them all),
+// and a flush would empty it for every one of them.
 func flushHandler(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -162,13 +174,28 @@ func flushHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: the form was posted from another site", http.StatusForbidden)
 		return
 	}
-	if err := memcache.Flush(appengine.NewContext(r)); err != nil {
-		log.Printf("emptying memcache: %v", err)
-		http.Error(w, "emptying memcache failed", http.StatusInternalServerError)
-		return
+	// The store keeps a session under its ID (KeyPrefix is empty, and
+	// the IDs icza/session makes are far below Memcache's 250-byte key
+	// limit, past which the store would hash the key). A session cookie
+	// of a session that is gone leaves a tombstone under the same key;
+	// dropping that too shows the Datastore no longer has the session.
+	if c, err := r.Cookie(sessionCookie); err == nil && gaesession.ValidID(c.Value) && len(c.Value) <= maxMemcacheKey {
+		err := memcache.Delete(appengine.NewContext(r), c.Value)
+		if err != nil && err != memcache.ErrCacheMiss {
+			log.Printf("dropping the session from memcache: %v", err)
+			http.Error(w, "dropping the session from memcache failed", http.StatusInternalServerError)
+			return
+		}
 	}
 	http.Redirect(w, r, "/demo", http.StatusSeeOther)
 }
+
+// sessionCookie is the name of icza/session's cookie (CookieManager's
+// default), and maxMemcacheKey Memcache's limit on a key.
+const (
+	sessionCookie  = "sessid"
+	maxMemcacheKey = 250
+)
 
 // count returns the session's visit counter, 0 if it has none.
 func count(sess session.Session) int {
@@ -219,6 +246,7 @@ const timeLayout = "2006-01-02 15:04:05 MST"
 
 type pageData struct {
 	InvalidLogin bool
+	LoggedOut    bool      // the page after a logout
 	Sess         *sessData // nil when not logged in
 	Local        bool
 	APIServer    string
@@ -248,6 +276,7 @@ th { text-align: left; padding-right: 1em; font-weight: normal; color: #555; ver
 label { display: inline-block; width: 7em; }
 input[type=text], input[type=password] { max-width: 100%; }
 .error { color: #b00; }
+.notice { background: #e6f4ea; border: 1px solid #b7dfc3; padding: .5em .75em; }
 .note { color: #555; font-size: 90%; }
 form { margin: 1em 0; }
 </style>
@@ -268,6 +297,7 @@ form { margin: 1em 0; }
 <input type="submit" name="Logout" value="Logout">
 </form>
 {{else}}
+{{if .LoggedOut}}<p class="notice" id="logged-out">You are logged out: the session is deleted from Memcache and the Datastore. Log in again below.</p>{{end}}
 <form method="post" action="/demo" id="login">
 <label for="UserName">User name:</label> <input type="text" name="UserName" id="UserName" maxlength="100" autofocus><br>
 <label for="Password">Password:</label> <input type="password" name="Password" id="Password">
@@ -277,10 +307,10 @@ form { margin: 1em 0; }
 {{end}}
 {{if .Local}}
 <p class="note" id="rpcs" data-rpcs="{{.RPCs.Data}}">This request cost {{.RPCs.Text}}.</p>
-<form method="post" action="/demo/flush">
-<input type="submit" value="Empty memcache">
-<span class="note">The session survives in the Datastore: the next page says where it was loaded from.</span>
-</form>
+{{if .Sess}}<form method="post" action="/demo/flush">
+<input type="submit" value="Drop the session from Memcache">
+<span class="note">As if Memcache had evicted it: it survives in the Datastore, and the next page says where it was loaded from. Nothing else in Memcache is touched.</span>
+</form>{{end}}
 <p class="note">Running locally. App Engine API server: <a href="{{.APIServer}}/">{{.APIServer}}</a>.</p>
 {{end}}
 <p class="note">Served by {{.Instance}}.</p>

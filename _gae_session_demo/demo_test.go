@@ -4,9 +4,17 @@ package main
 // directory out (its name starts with "_"), so e2e/e2e_test.go runs them.
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/icza/gaesession/v2/aelocal"
+	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/memcache"
 )
 
 func TestWithSameSiteLax(t *testing.T) {
@@ -152,5 +160,90 @@ func TestGuardedRefusesForeignHostLocally(t *testing.T) {
 				t.Errorf("Host %q: status %d, want %d", host, rec.Code, http.StatusMisdirectedRequest)
 			}
 		}
+	}
+}
+
+// demoVisit serves one request of the demo against srv, carrying cookies,
+// and returns the answer.
+func demoVisit(t *testing.T, srv *aelocal.Server, h http.HandlerFunc, method, target string, form url.Values, cookies []*http.Cookie) *httptest.ResponseRecorder {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	r := srv.NewRequest(method, target, body)
+	if form != nil {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	h(rec, r)
+	return rec
+}
+
+// The button that drops the session from Memcache drops that one item:
+// another namespace's and another key's items stay (a flush would empty a
+// Memcache other apps share). It is offered only to someone logged in,
+// and the page after a logout says so.
+func TestDropSessionFromMemcache(t *testing.T) {
+	defer func(saved bool) { env.onAppEngine = saved }(env.onAppEngine)
+	env.onAppEngine = false
+	srv := aelocal.RunT(t)
+	ctx := appengine.NewContext(srv.NewRequest("GET", "/", nil))
+	nsCtx, _ := appengine.Namespace(ctx, "other-app")
+	for _, c := range []context.Context{ctx, nsCtx} {
+		if err := memcache.Set(c, &memcache.Item{Key: "not-the-demos", Value: []byte("keep me")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	page := demoVisit(t, srv, demoHandler, "GET", "/demo", nil, nil).Body.String()
+	if strings.Contains(page, "/demo/flush") || strings.Contains(page, "logged out") {
+		t.Fatalf("logged out, the page offers the button or speaks of a logout:\n%s", page)
+	}
+	login := demoVisit(t, srv, demoHandler, "POST", "/demo", url.Values{"UserName": {"ann"}, "Password": {"a"}, "Login": {"Login"}}, nil)
+	cookies := login.Result().Cookies()
+	if login.Code != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login: %d, cookies %v", login.Code, cookies)
+	}
+	page = demoVisit(t, srv, demoHandler, "GET", "/demo", nil, cookies).Body.String()
+	if !strings.Contains(page, `action="/demo/flush"`) || !strings.Contains(page, "Drop the session from Memcache") {
+		t.Fatalf("logged in, no button:\n%s", page)
+	}
+	if _, ok := srv.MemcacheItem("", cookies[0].Value); !ok {
+		t.Fatal("the session is not in memcache under its ID")
+	}
+
+	if rec := demoVisit(t, srv, flushHandler, "POST", "/demo/flush", url.Values{}, cookies); rec.Code != http.StatusSeeOther {
+		t.Fatalf("drop: %d", rec.Code)
+	}
+	if _, ok := srv.MemcacheItem("", cookies[0].Value); ok {
+		t.Fatal("the session is still in memcache")
+	}
+	for _, ns := range []string{"", "other-app"} {
+		if it, ok := srv.MemcacheItem(ns, "not-the-demos"); !ok || string(it.Value) != "keep me" {
+			t.Fatalf("namespace %q: another item was dropped too", ns)
+		}
+	}
+	page = demoVisit(t, srv, demoHandler, "GET", "/demo", nil, cookies).Body.String()
+	if !strings.Contains(page, `data-origin="datastore"`) {
+		t.Fatalf("after the drop the session did not come from the datastore:\n%s", page)
+	}
+
+	logout := demoVisit(t, srv, demoHandler, "POST", "/demo", url.Values{"Logout": {"Logout"}}, cookies)
+	if loc := logout.Header().Get("Location"); logout.Code != http.StatusSeeOther || loc != "/demo?loggedout=1" {
+		t.Fatalf("logout: %d to %q", logout.Code, loc)
+	}
+	page = demoVisit(t, srv, demoHandler, "GET", "/demo?loggedout=1", nil, nil).Body.String()
+	if !strings.Contains(page, `id="logged-out"`) || strings.Contains(page, "/demo/flush") {
+		t.Fatalf("after logout:\n%s", page)
+	}
+	// Logged in, a link cannot make the page say logged out.
+	again := demoVisit(t, srv, demoHandler, "POST", "/demo", url.Values{"UserName": {"ann"}, "Password": {"a"}, "Login": {"Login"}}, nil)
+	page = demoVisit(t, srv, demoHandler, "GET", "/demo?loggedout=1", nil, again.Result().Cookies()).Body.String()
+	if strings.Contains(page, `id="logged-out"`) || !strings.Contains(page, `id="user"`) {
+		t.Fatalf("logged in again, /demo?loggedout=1 shows:\n%s", page)
 	}
 }

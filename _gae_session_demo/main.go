@@ -20,10 +20,11 @@ Locally it listens on 127.0.0.1 only, on PORT (default 8080), answers only
 requests addressed to localhost or a loopback address (so that a web page
 of another site cannot reach it through DNS rebinding), sends its
 session cookie over plain HTTP, shows under each page the App Engine RPCs
-the request made, and offers an "Empty memcache" button that lets you watch
-the session come back from the Datastore.
+the request made, and, while you are logged in, offers a button that drops
+your session (and nothing else) from Memcache, so that you can watch it
+come back from the Datastore.
 
-It is meant to be copied: login, logout and emptying Memcache happen on
+It is meant to be copied: login, logout and dropping the session happen on
 POST only (answered with a 303; a page view only counts a visit in the
 session), the cookie is SameSite=Lax, and every response forbids sniffing
 and framing. See README.md.

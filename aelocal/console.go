@@ -78,6 +78,7 @@ type console struct {
 	cronRuns  map[string]cronRun        // job ID -> its last run from the console
 	taskRuns  map[string]taskRunOutcome // queue -> its last task run from the console
 	propTypes map[propTypeKey]string
+	columns   columnChoices
 }
 
 func newConsole(s *Server) *console {
@@ -242,9 +243,58 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 }
 
-// fail shows err on a page of its own.
+// fail shows err on a page of its own, with the ways back: to the page
+// the browser came from, and to the section's first page.
 func (c *console) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
-	c.render(w, r, status, "error", &consolePage{Title: http.StatusText(status), Error: err.Error()})
+	c.failBack(w, r, status, err, nil)
+}
+
+// consoleLink is a link of an error page.
+type consoleLink struct{ Text, URL string }
+
+// errorPage is the data of an error page.
+type errorPage struct {
+	Heading string
+	Message string
+	Links   []consoleLink
+}
+
+// errorHeadings say in words what a status means to the person who asked.
+var errorHeadings = map[int]string{
+	http.StatusBadRequest:            "That cannot be done",
+	http.StatusForbidden:             "Refused",
+	http.StatusNotFound:              "Not found",
+	http.StatusMethodNotAllowed:      "Only the console's own buttons do that",
+	http.StatusConflict:              "It changed meanwhile",
+	http.StatusRequestEntityTooLarge: "Too large",
+}
+
+// failBack is fail with more links back: the most specific first.
+func (c *console) failBack(w http.ResponseWriter, r *http.Request, status int, err error, links []consoleLink) {
+	d := &errorPage{Heading: errorHeadings[status], Message: err.Error()}
+	if d.Heading == "" {
+		d.Heading = "Something went wrong"
+	}
+	// The message is the page's own content, under its heading, not the
+	// layout's error notice above it: said once.
+	page := &consolePage{Title: d.Heading, Data: d}
+	// The page the browser came from, if it is one of the console's
+	// (Referrer-Policy: same-origin keeps it on other sites' requests).
+	// A path that a browser could read as another host's ("//x", "/\x")
+	// is not offered.
+	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && strings.HasPrefix(ref.Path, "/") &&
+		!strings.HasPrefix(ref.Path, "//") && !strings.Contains(ref.Path, "\\") && ref.RequestURI() != r.URL.RequestURI() {
+		d.Links = append(d.Links, consoleLink{"the previous page", ref.RequestURI()})
+	}
+	d.Links = append(d.Links, links...)
+	for _, sec := range c.nav {
+		if r.URL.Path == sec.Path || strings.HasPrefix(r.URL.Path, sec.Path+"/") {
+			page.Section = sec.Name
+			d.Links = append(d.Links, consoleLink{sec.Name, sec.Path})
+		}
+	}
+	d.Links = append(d.Links, consoleLink{"the console's home page", "/"})
+	c.render(w, r, status, "error", page)
 }
 
 // consoleFlashes are the notices a redirect after an action may ask for
@@ -255,6 +305,9 @@ var consoleFlashes = map[string]string{
 	"created":     "Entity created.",
 	"deleted":     "Deleted.",
 	"propdel":     "Property removed.",
+	"valuedel":    "Value removed from the list.",
+	"colssaved":   "Columns saved for this kind.",
+	"colsreset":   "Every column shown again, in alphabetical order.",
 	"mcdeleted":   "Memcache key deleted.",
 	"mcmissing":   "The key was not in memcache (nothing deleted).",
 	"flushed":     "Memcache flushed: every item of every namespace is gone.",

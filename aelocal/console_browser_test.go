@@ -40,6 +40,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			w.Write([]byte("cleaned 3 sessions"))
 		case "/work/report":
 			taskHeaders = append(taskHeaders, r.Header.Clone())
+			w.Write([]byte("report for week 12 queued"))
 		default:
 			http.NotFound(w, r)
 		}
@@ -218,6 +219,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.see("Tasks 1–3 of 3, in the order they would run.", "/work/report", "/work/reminder", "/work/digest")
 	b.find(`button[aria-label="run report now"]`).click()
 	b.see("Task run; the app", "200 OK", "The task is deleted.", "Tasks 1–2 of 2")
+	if got := b.find("#last-run-body").text(); got != "report for week 12 queued" {
+		t.Fatalf("after Run now the page shows the app's answer as %q", got)
+	}
 	mu.Lock()
 	if len(taskHeaders) != 1 || taskHeaders[0].Get("X-AppEngine-TaskName") != "report" || taskHeaders[0].Get("X-AppEngine-QueueName") != "default" {
 		t.Fatalf("the app got %d task requests: %v; want report's", len(taskHeaders), taskHeaders)
@@ -240,15 +244,119 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Mail: the message, its attachment by name and size, the HTML as text.
 	b.findText("a", "Mail").click()
 	b.see("Messages 1–1 of 1", "Weekly report", "reports@example.com", "boss@example.com",
-		"figures.csv", "3.0 KB (3000 bytes)", "See the attached figures.", "<p>See the <b>attached</b> figures.</p>")
+		"figures.csv", "2.9 KiB (3000 bytes)", "See the attached figures.", "<p>See the <b>attached</b> figures.</p>")
 	if n := b.count("article.mail b"); n != 0 {
 		t.Fatal("the HTML body was rendered, not shown as text")
 	}
 
 	// RPCs: the app's calls (the test's own client calls), not the console's.
+	s.FailNext("memcache", "Get", 1)
+	memcache.Get(ctx, "greeting")
 	b.findText("a", "RPCs").click()
 	b.see("datastore_v3", "Put", "Get", "memcache", "Set")
 	b.notSee("RunQuery", "FlushAll", "Stats")
+	// A failure is counted for its method and found with one click, its
+	// error code named.
+	b.find(`a[aria-label="failed calls of memcache.Get"]`).click()
+	b.see("shown: failed calls of memcache.Get", "UNSPECIFIED_ERROR: aelocal: injected failure of memcache.Get")
+	if n := b.count("#rpc-log tbody tr"); n != 1 {
+		t.Fatalf("the failed calls of memcache.Get are %d rows, want 1", n)
+	}
+	b.findText("a", "All calls").click()
+	b.see("datastore_v3.Put")
+
+	// An error page says what is wrong once, and leads back.
+	b.findText("a", "Datastore").click()
+	b.find(`input[name="key"]`).fill("abcd")
+	b.findText("button", "Open").click()
+	b.see("That cannot be done", `"abcd" is not an encoded key`)
+	b.notSee("wire-format", "Bad Request")
+	b.findText("a", "the previous page").click()
+	b.see("Namespaces", "Kinds in the default namespace")
+
+	// A list property: Remove on one item removes that item only.
+	b.open(s.URL() + "/datastore/entity?key=" + datastore.NewKey(ctx, "Book", "", 1, nil).Encode())
+	b.find(`button[aria-label="remove Tags [0]"]`).click()
+	b.see("Value removed from the list.", "programming")
+	var first consoleBook
+	if err := datastore.Get(ctx, datastore.NewKey(ctx, "Book", "", 1, nil), &first); err != nil || len(first.Tags) != 1 || first.Tags[0] != "programming" {
+		t.Fatalf("after removing Tags [0] the app reads %+v, %v", first.Tags, err)
+	}
+
+	// A long value: the entity's page shows its start, and a link shows
+	// it all.
+	text := strings.Repeat("All work and no play makes Jack a dull boy.\n", 12000)
+	docKey := datastore.NewKey(ctx, "Doc", "shining", 0, nil)
+	if _, err := datastore.Put(ctx, docKey, &datastore.PropertyList{{Name: "Body", Value: text, NoIndex: true}}); err != nil {
+		t.Fatal(err)
+	}
+	b.open(s.URL() + "/datastore/entity?key=" + docKey.Encode())
+	b.see("more (515.6 KiB in all)")
+	var height int
+	b.script("return document.documentElement.scrollHeight", &height)
+	if height > 3000 {
+		t.Fatalf("the page of an entity with a 528 KB text is %d px tall", height)
+	}
+	b.findText("a", "Show it all").click()
+	var shown int
+	b.script("return document.body.innerText.length", &shown)
+	if shown < len(text)-100 {
+		t.Fatalf("Show it all shows %d of %d characters", shown, len(text))
+	}
+
+	// Columns: pick three, in an order; the choice holds when the kind
+	// is opened again; sorting by another property shows it too.
+	b.open(s.URL() + "/datastore/kind?kind=Book")
+	b.find("details.columns summary").click()
+	for _, p := range []string{"Added", "Cover", "InPrint", "Price", "Publisher", "Shelf", "Summary", "Tags"} {
+		b.find(`input[aria-label="show ` + p + `"]`).click()
+	}
+	b.find(`input[aria-label="position of Year"]`).fill("1")
+	b.find(`input[aria-label="position of Title"]`).fill("2")
+	b.find(`input[aria-label="position of Author"]`).fill("3")
+	b.findText("button", "Save columns").click()
+	b.see("Columns saved for this kind.")
+	headers := func() string {
+		var hs []string
+		b.script(`return Array.from(document.querySelectorAll("table.entities th")).slice(2).map(th => th.textContent.replace(/[▲▼]/g, "").trim())`, &hs)
+		return strings.Join(hs, ",")
+	}
+	if got := headers(); got != "Year,Title,Author" {
+		t.Fatalf("the chosen columns show as %s", got)
+	}
+	b.findText("a", "Datastore").click()
+	b.findText("a", "Book").click()
+	b.see("Entities 1–6 of 6")
+	if got := headers(); got != "Year,Title,Author" {
+		t.Fatalf("opened again, the columns are %s", got)
+	}
+	b.find(`select[name="sort"]`).choose("Price")
+	b.findText("button", "Filter").click()
+	b.see("Sorted by Price.")
+	if got := headers(); got != "Price,Year,Title,Author" {
+		t.Fatalf("sorted by Price, the columns are %s", got)
+	}
+
+	// A task with a long name and URL at 1280 px: its Run now and Delete
+	// buttons are on screen, and the page is no wider than the window.
+	long := &taskqueue.Task{Name: "nightly-export-" + strings.Repeat("0123456789", 5), Path: "/work/export?tenant=" + strings.Repeat("abcdefghij", 8), Delay: time.Hour}
+	if _, err := taskqueue.Add(ctx, long, ""); err != nil {
+		t.Fatal(err)
+	}
+	b.open(s.URL() + "/taskqueues/queue?name=default")
+	for _, button := range []string{"run " + long.Name + " now", "delete " + long.Name} {
+		var fits bool
+		b.script(`const r = document.querySelector('button[aria-label="`+button+`"]').getBoundingClientRect();
+			return r.left >= 0 && r.right <= document.documentElement.clientWidth`, &fits)
+		if !fits {
+			t.Fatalf("at 1280 px the button %q is off screen", button)
+		}
+	}
+	var wide bool
+	b.script("return document.documentElement.scrollWidth > document.documentElement.clientWidth", &wide)
+	if wide {
+		t.Fatal("at 1280 px the task list is wider than the window")
+	}
 
 	// A narrow window: the listing fits without scrolling sideways.
 	b.resize(390, 844)

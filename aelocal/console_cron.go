@@ -24,8 +24,9 @@ import (
 // automatically scaled service 10 minutes.
 const cronTimeout = 10 * time.Minute
 
-// cronBodyExcerpt is how much of a job's response the page shows.
-const cronBodyExcerpt = 2048
+// answerExcerpt is how much of the app's answer to a cron job or a task
+// run from the console the page shows.
+const answerExcerpt = 2048
 
 // cronFile is cron.yaml.
 type cronFile struct {
@@ -170,13 +171,19 @@ func (c *console) runCron(ctx context.Context, job cronJob) cronRun {
 		return run
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, cronBodyExcerpt+1))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, answerExcerpt+1))
 	run.Duration = time.Since(run.At)
 	run.Status, run.OK = resp.Status, resp.StatusCode/100 == 2
-	text, _ := showBytes(body[:min(len(body), cronBodyExcerpt)])
-	if len(body) > cronBodyExcerpt {
+	run.Body = bodyExcerpt(body, answerExcerpt)
+	return run
+}
+
+// bodyExcerpt shows the first n bytes of an answer's body read with a
+// limit of n+1, and marks a longer one as cut.
+func bodyExcerpt(body []byte, n int) string {
+	text, _ := showBytes(body[:min(len(body), n)])
+	if len(body) > n {
 		text += "\n..."
 	}
-	run.Body = text
-	return run
+	return text
 }

@@ -26,6 +26,11 @@ const (
 	countBatch = 1 << 30
 )
 
+var (
+	errNoKind         = errors.New("no kind given: pick one on the datastore page")
+	errTooManyColumns = fmt.Errorf("at most %d columns can be shown", maxChosenColumns)
+)
+
 // filterOps maps the operators of the filter form to datastore_v3's.
 var filterOps = []struct{ Name, Symbol string }{
 	{"eq", "="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="},
@@ -37,12 +42,14 @@ func (c *console) datastoreRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /datastore", c.serveDatastore)
 	mux.HandleFunc("GET /datastore/kind", c.serveKind)
 	mux.HandleFunc("GET /datastore/entity", c.serveEntity)
+	mux.HandleFunc("GET /datastore/value", c.serveValue)
 	mux.HandleFunc("GET /datastore/edit", c.serveEdit)
 	mux.HandleFunc("GET /datastore/new", c.serveNew)
 	c.post(mux, "/datastore/edit", c.postEdit)
 	c.post(mux, "/datastore/delprop", c.postDeleteProperty)
 	c.post(mux, "/datastore/delete", c.postDelete)
 	c.post(mux, "/datastore/new", c.postNew)
+	c.post(mux, "/datastore/columns", c.postColumns)
 }
 
 // datastoreApps lists the apps that have entities. No datastore_v3 call
@@ -285,8 +292,12 @@ type kindPage struct {
 	FTypeUsed     string // the type the filter's value was read as
 	Offset, N     int
 	Total         int64
-	Note          string
+	Order         string // the order of the results, in words; "" for by key
+	Failed        bool   // the query failed: there are no results to speak of
 	Columns       []string
+	Picked        bool        // Columns are a person's choice
+	ColumnForm    []columnRow // what the Columns form offers, in order
+	ineq          bool        // the filter is an inequality
 	Indexed       map[string]bool
 	Properties    []string // every indexed property of the kind
 	Rows          []entityRow
@@ -401,12 +412,12 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	k.Back = "/datastore/kind?" + back.Encode()
 	page := &consolePage{Title: "Datastore: " + k.Kind, Section: "Datastore", Data: k}
 	if k.Kind == "" {
-		c.fail(w, r, http.StatusBadRequest, errors.New("no kind given: pick one on the datastore page"))
+		c.fail(w, r, http.StatusBadRequest, errNoKind)
 		return
 	}
 	fill, err := c.kindFilter(sp, k)
 	if err != nil {
-		page.Error = err.Error()
+		page.Error, k.Failed = err.Error(), true
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
 	}
@@ -422,7 +433,7 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 	results, more, total, err := c.query(fill, k.Offset, k.N, true)
 	k.Total = total
 	if err != nil {
-		page.Error = err.Error()
+		page.Error, k.Failed = err.Error(), true
 		c.render(w, r, http.StatusBadRequest, "kind", page)
 		return
 	}
@@ -446,10 +457,15 @@ func (c *console) serveKind(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	found := make([]string, 0, len(cols))
 	for name := range cols {
-		k.Columns = append(k.Columns, name)
+		found = append(found, name)
 	}
-	slices.Sort(k.Columns)
+	for _, p := range k.Properties {
+		k.Indexed[p] = true
+	}
+	chosen, picked := c.chosenColumns(sp.app, k.Kind)
+	k.arrangeColumns(found, chosen, picked)
 	for i, e := range results {
 		ref := e.Msg("key")
 		row := entityRow{Key: encodeKey(ref), Path: pathText(refPath(ref))}
@@ -501,9 +517,8 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 		}
 	}
 	ineq := op != 0 && op != opEqual
-	if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
-		k.Note = fmt.Sprintf("Sorted by %s first: the datastore sorts a query with an inequality filter by that property before any other order.", k.FProp)
-	}
+	k.ineq = ineq
+	k.Order = orderText(k, ineq)
 	return func(q pmsg) {
 		base(q)
 		if op != 0 {
@@ -529,6 +544,26 @@ func (c *console) kindFilter(sp nsKey, k *kindPage) (func(q pmsg), error) {
 			order(keyProp, true)
 		}
 	}, nil
+}
+
+// orderText says in one sentence how the listing is ordered, the
+// inequality filter's property first if the datastore puts it first.
+func orderText(k *kindPage, ineq bool) string {
+	sort := k.Sort
+	if sort == "" {
+		sort = "key"
+	}
+	dir := ""
+	if k.Desc {
+		dir = ", descending"
+	}
+	if ineq && k.FProp != k.Sort && !(k.FProp == keyProp && k.Sort == "") {
+		return fmt.Sprintf("Sorted by %s, then by %s%s: the datastore sorts a query with an inequality filter by that property before any other order.", k.FProp, sort, dir)
+	}
+	if k.Sort == "" && !k.Desc {
+		return ""
+	}
+	return fmt.Sprintf("Sorted by %s%s.", sort, dir)
 }
 
 // propertyType is the type a filter value gets when the form leaves it to

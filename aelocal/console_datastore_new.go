@@ -149,7 +149,7 @@ func (d *newPage) entity() (pmsg, error) {
 	ep.Mutable("entity_group")
 	counts := map[string]int{}
 	for _, row := range d.Rows {
-		if row.Name != "" && (row.Value != "" || row.Type == "null") {
+		if row.Name != "" && row.Value != "" {
 			counts[row.Name]++
 		}
 	}
@@ -160,8 +160,11 @@ func (d *newPage) entity() (pmsg, error) {
 			}
 			continue
 		}
-		if row.Value == "" && row.Type != "null" {
-			continue // a prefilled row left empty
+		if row.Value == "" {
+			// A prefilled row left empty, whatever its type: the form
+			// offers the kind's null properties too, and nobody entered
+			// one. A null is written as the word null.
+			continue
 		}
 		p, err := buildProperty(row.Name, row.Type, row.Value, sp)
 		if err != nil {

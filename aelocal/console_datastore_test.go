@@ -82,7 +82,7 @@ func TestConsoleKindListing(t *testing.T) {
 	}
 	// An inequality filter sorts by its property first.
 	_, page = getPage(t, s, "/datastore/kind?kind=Thing&sort=Name&fprop=N&fop=gt&fval=2340")
-	mustContain(t, page, "Entities 1–5 of 5", "Sorted by N first")
+	mustContain(t, page, "Entities 1–5 of 5", "Sorted by N, then by Name: the datastore sorts")
 	// Filters on the key, and typed values.
 	_, page = getPage(t, s, "/datastore/kind?kind=Thing&fprop=__key__&fop=ge&fval=/Thing,2344")
 	if got := listedKeys(page); len(got) != 2 || got[1] != "/Thing,2345" {
@@ -93,14 +93,14 @@ func TestConsoleKindListing(t *testing.T) {
 		t.Fatalf("Name = thing-0042: %v", got)
 	}
 	_, page = getPage(t, s, "/datastore/kind?kind=Thing&fprop=N&fop=eq&fval=42&ftype=string")
-	mustContain(t, page, "No entities match the filter")
+	mustContain(t, page, "No entities matching N = 42 (string).")
 	// Bad filters say what is wrong.
 	for q, want := range map[string]string{
 		"fprop=N&fop=eq&fval=many&ftype=int":       `filter N: &#34;many&#34; is not an integer`,
 		"fprop=N&fop=like&fval=1":                  `unknown filter operator &#34;like&#34;`,
 		"fprop=__key__&fop=eq&fval=Thing":          `is not an encoded key`,
 		"fprop=N&fop=gt&fval=1&fprop=N":            "Entities 1–20 of 2344",
-		"sort=N&fprop=Mod&fop=gt&fval=1&ftype=int": "Sorted by Mod first",
+		"sort=N&fprop=Mod&fop=gt&fval=1&ftype=int": "Sorted by Mod, then by N: ",
 	} {
 		_, page := getPage(t, s, "/datastore/kind?kind=Thing&"+q)
 		mustContain(t, page, want)
@@ -458,7 +458,7 @@ func TestConsoleQueriesNeedNoIndex(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("%+v: %d\n%s", o, code, page)
 		}
-		mustContain(t, page, "Entities 1–4 of 4", "Sorted by Year first")
+		mustContain(t, page, "Entities 1–4 of 4", "Sorted by Year, then by Title, descending: ")
 		if got := s.IndexYAML(); strings.Contains(got, "Book") {
 			t.Fatalf("%+v: the console's query was recorded:\n%s", o, got)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -35,6 +36,79 @@ type valueRow struct {
 	Index   int
 	Indexed bool
 	V       valueView
+	Size    int // bytes of a string or binary value
+	Cut     int // bytes of it the entity's page leaves out
+}
+
+// How much of one value the entity's page shows: a page of several
+// hundred kilobytes of text helps nobody, and the whole value is one
+// click away (/datastore/value). Text is cut as the mail list cuts a
+// body; binary values show as a hex dump of 32 lines.
+const (
+	entityTextShown   = 2000
+	entityBinaryShown = 512
+	entityLinesShown  = 40
+)
+
+// nthIndex is the index of the n-th c in s, or -1.
+func nthIndex(s string, c byte, n int) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			if n--; n == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// cutForPage shortens the value's Display for the entity's page.
+func (v *valueRow) cutForPage(raw []byte, hasRaw bool) {
+	if !hasRaw {
+		return
+	}
+	v.Size = len(raw)
+	switch {
+	case v.V.Type == "key":
+	case v.V.Mono || binaryTypes[v.V.Type]:
+		if len(raw) > entityBinaryShown {
+			v.V.Display, v.V.Mono = showBytesN(raw, entityBinaryShown, false)
+			v.Cut = len(raw) - entityBinaryShown
+			if !v.V.Mono {
+				v.Cut = len(raw) - len(v.V.Display)
+			}
+		}
+	default:
+		shown := v.V.Display
+		if len(shown) > entityTextShown {
+			shown, _ = cutText(shown, entityTextShown)
+		}
+		// Nor a column of thousands of short lines.
+		if i := nthIndex(shown, '\n', entityLinesShown); i >= 0 {
+			shown = shown[:i]
+		}
+		if len(shown) < len(v.V.Display) {
+			v.V.Display, v.Cut = shown, len(v.V.Display)-len(shown)
+		}
+	}
+}
+
+// Binary reports whether the value is bytes shown as a hex dump or text.
+func (v valueRow) Binary() bool { return v.V.Mono || binaryTypes[v.V.Type] }
+
+// Shown is how many bytes of the value the page shows.
+func (v valueRow) Shown() int { return v.Size - v.Cut }
+
+// binaryTypes are the value types held as bytes that are not text.
+var binaryTypes = map[string]bool{"bytes": true, "bytestring": true, "entity": true}
+
+// rawValue returns the bytes of a string-held value of Property p.
+func rawValue(p pmsg) ([]byte, bool) {
+	v := p.Msg("value")
+	if !v.Has("stringValue") {
+		return nil, false
+	}
+	return []byte(v.Str("stringValue")), true
 }
 
 // entityVersion identifies an entity's content, so that an edit made from
@@ -47,13 +121,15 @@ func entityVersion(ep pmsg) string {
 
 // propValues returns the values of property name in ep: the indexed ones
 // first, in order, then the unindexed ones. Index i of the console means
-// the i-th of these.
+// the i-th of these. Display is cut for the entity's page; Text is whole.
 func propValues(ep pmsg, name string, sp nsKey) []valueRow {
 	var out []valueRow
 	for _, list := range []string{"property", "raw_property"} {
 		for _, p := range ep.Msgs(list) {
 			if p.Str("name") == name {
-				out = append(out, valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)})
+				row := valueRow{Index: len(out), Indexed: list == "property", V: viewValue(p, sp)}
+				row.cutForPage(rawValue(p))
+				out = append(out, row)
 			}
 		}
 	}
@@ -84,6 +160,21 @@ func (e noEntityError) Error() string {
 
 func errNoEntity(path dsPath) error { return noEntityError{path} }
 
+// kindLinks links an error page to the listing of the entity's kind,
+// when the key named one.
+func kindLinks(sp nsKey, path dsPath) []consoleLink {
+	if len(path) == 0 {
+		return nil
+	}
+	kind := path[len(path)-1].kind
+	return []consoleLink{{"the list of " + kind, "/datastore/kind" + string(queryString("app", sp.app, "ns", sp.ns, "kind", kind))}}
+}
+
+// entityLinks links an error page to the entity, then its kind's list.
+func entityLinks(ep pmsg, sp nsKey, path dsPath) []consoleLink {
+	return append([]consoleLink{{"the entity " + pathText(path), "/datastore/entity" + string(queryString("key", encodeKey(ep.Msg("key"))))}}, kindLinks(sp, path)...)
+}
+
 func statusOf(err error) int {
 	if errors.As(err, new(noEntityError)) {
 		return http.StatusNotFound
@@ -94,7 +185,7 @@ func statusOf(err error) int {
 func (c *console) serveEntity(w http.ResponseWriter, r *http.Request) {
 	ep, sp, path, err := c.getEntity(r.URL.Query().Get("key"))
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d := c.entityPageOf(ep, sp, path)
@@ -127,6 +218,56 @@ func (c *console) entityPageOf(ep pmsg, sp nsKey, path dsPath) *entityPage {
 	return d
 }
 
+// serveValue answers with one value of a property whole, as plain text
+// (text, string, and the like) or as bytes (bytes, bytestring, an
+// embedded entity), for reading in the browser or, with download=1, as a
+// file. The page's headers (nosniff, a CSP without script) keep the
+// browser from running anything in it.
+func (c *console) serveValue(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ep, sp, path, err := c.getEntity(q.Get("key"))
+	if err != nil {
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
+		return
+	}
+	prop := q.Get("prop")
+	i, err := strconv.Atoi(q.Get("i"))
+	vals := propValues(ep, prop, sp)
+	if err != nil || i < 0 || i >= len(vals) {
+		c.failBack(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %s of property %q", path, q.Get("i"), prop), entityLinks(ep, sp, path))
+		return
+	}
+	v := vals[i].V
+	body, ext := []byte(v.Text), ".txt"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if vals[i].Binary() {
+		body, _ = hex.DecodeString(v.Text) // these types' Text is hex
+		ext = ".bin"
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	if q.Get("download") != "" || ext == ".bin" {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fileName(prop) + ext}))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// fileName makes a property's name a safe file name.
+func fileName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || len(b) > 100 {
+		return "value"
+	}
+	return string(b)
+}
+
 // The edit form: one value of one property, or a new property (Index -1).
 
 type editPage struct {
@@ -145,7 +286,7 @@ func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ep, sp, path, err := c.getEntity(q.Get("key"))
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d := &editPage{Key: q.Get("key"), Path: pathText(path), Kind: path[len(path)-1].kind, Prop: q.Get("prop"), Index: -1, Type: "string", Indexed: true, Ver: entityVersion(ep), Types: valueTypes}
@@ -156,13 +297,13 @@ func (c *console) serveEdit(w http.ResponseWriter, r *http.Request) {
 	d.Count = len(vals)
 	if d.Index >= 0 {
 		if d.Index >= len(vals) {
-			c.fail(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop))
+			c.failBack(w, r, http.StatusNotFound, fmt.Errorf("entity %s has no value %d of property %q", path, d.Index, d.Prop), entityLinks(ep, sp, path))
 			return
 		}
 		v := vals[d.Index]
 		d.Type, d.Value, d.Indexed = v.V.Type, v.V.Text, v.Indexed
 		if d.Type == "entity" {
-			c.fail(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"))
+			c.failBack(w, r, http.StatusBadRequest, errors.New("embedded entities cannot be edited in the console"), entityLinks(ep, sp, path))
 			return
 		}
 	}
@@ -184,7 +325,7 @@ func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
 	page := &consolePage{Title: "Edit " + d.Prop, Section: "Datastore", Data: d}
 	ep, sp, path, err := c.getEntity(d.Key)
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	d.Path, d.Kind = pathText(path), path[len(path)-1].kind
@@ -217,27 +358,38 @@ func (c *console) postEdit(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/datastore/entity", url.Values{"key": {d.Key}}, "saved")
 }
 
+// postDeleteProperty removes one value of a property (the form's i), or
+// the whole property when the form names no value: on a list, the Remove
+// of one item removes that item only.
 func (c *console) postDeleteProperty(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	key, name := f.Get("key"), f.Get("prop")
-	ep, _, _, err := c.getEntity(key)
+	index := -1
+	if i, err := strconv.Atoi(f.Get("i")); err == nil && i >= 0 {
+		index = i
+	}
+	ep, sp, path, err := c.getEntity(key)
 	if err != nil {
-		c.fail(w, r, statusOf(err), err)
+		c.failBack(w, r, statusOf(err), err, kindLinks(sp, path))
 		return
 	}
 	if entityVersion(ep) != f.Get("ver") {
-		c.fail(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"))
+		c.failBack(w, r, http.StatusConflict, errors.New("the entity changed since the page was loaded; nothing was removed: reload it and try again"), entityLinks(ep, sp, path))
 		return
 	}
-	if err := setPropertyValue(ep, name, -1, nil, false); err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
+	if err := setPropertyValue(ep, name, index, nil, false); err != nil {
+		c.failBack(w, r, http.StatusBadRequest, err, entityLinks(ep, sp, path))
 		return
 	}
 	if err := c.putEntity(ep); err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
+		c.failBack(w, r, http.StatusBadRequest, err, entityLinks(ep, sp, path))
 		return
 	}
-	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, "propdel")
+	done := "propdel"
+	if index >= 0 && len(propValues(ep, name, nsKey{})) > 0 {
+		done = "valuedel"
+	}
+	redirect(w, r, "/datastore/entity", url.Values{"key": {key}}, done)
 }
 
 // buildProperty makes a Property from a form's name, type and value.
@@ -262,8 +414,9 @@ func buildProperty(name, typ, text string, sp nsKey) (pmsg, error) {
 }
 
 // setPropertyValue changes the values of property name in ep: with prop
-// nil it removes every value; with index -1 it appends prop as a new
-// value; otherwise it replaces value index. A replacement of the same type
+// nil it removes value index, or every value if index is -1; with index
+// -1 it appends prop as a new value; otherwise it replaces value index.
+// A list that loses values stays a list (multiple), as the app wrote it. A replacement of the same type
 // keeps the old value's meaning (a Python link stays a link).
 func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool) error {
 	type entry struct {
@@ -285,10 +438,16 @@ func setPropertyValue(ep pmsg, name string, index int, prop *pmsg, indexed bool)
 	}
 	switch {
 	case prop == nil:
-		if len(vals) == 0 {
+		switch {
+		case len(vals) == 0:
 			return fmt.Errorf("the entity has no property %q", name)
+		case index >= len(vals):
+			return fmt.Errorf("property %q has no value %d any more; reload the entity", name, index)
+		case index >= 0:
+			vals = slices.Delete(vals, index, index+1)
+		default:
+			vals = nil
 		}
-		vals = nil
 	case index < 0:
 		vals = append(vals, entry{*prop, indexed})
 	case index >= len(vals):

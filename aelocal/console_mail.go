@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -153,14 +154,19 @@ func cutText(s string, limit int) (string, int) {
 	return s[:cut], len(s) - cut
 }
 
-// fmtSize shows a byte count as people read it: "812 B", "12.3 KB",
-// "4.0 MB".
+// fmtSize shows a byte count as people read it, in the binary units the
+// README and App Engine's documentation use for limits ("1 MiB",
+// "256 MiB"): "812 B", "12.1 KiB", "256 MiB".
 func fmtSize(n int) string {
-	switch {
-	case n < 1000:
-		return fmt.Sprintf("%d B", n)
-	case n < 1000*1000:
-		return fmt.Sprintf("%.1f KB", float64(n)/1000)
+	units := []string{"B", "KiB", "MiB", "GiB"}
+	f, u := float64(n), 0
+	for f >= 1024 && u < len(units)-1 {
+		f /= 1024
+		u++
 	}
-	return fmt.Sprintf("%.1f MB", float64(n)/(1000*1000))
+	if u == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	s := strconv.FormatFloat(f, 'f', 1, 64)
+	return strings.TrimSuffix(s, ".0") + " " + units[u]
 }

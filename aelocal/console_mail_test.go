@@ -17,7 +17,8 @@ func TestConsoleMail(t *testing.T) {
 	s := newTestServer(t)
 	ctx := middlewareContext(t, s)
 	_, page := getPage(t, s, "/mail")
-	mustContain(t, page, "No mail sent yet.")
+	// The bound in the same unit as the README's "at most 256 MiB".
+	mustContain(t, page, "No mail sent yet.", "fewer if they pass 256 MiB")
 	if strings.Contains(page, "Clear all") {
 		t.Fatal("an empty list offers to clear it")
 	}
@@ -49,7 +50,7 @@ func TestConsoleMail(t *testing.T) {
 	mustContain(t, page, "Messages 1–3 of 3.",
 		"Your &lt;b&gt;invoice&lt;/b&gt;", "Juliet &lt;juliet@example.org&gt;", "nurse@example.org", "friar@example.org", "help@example.com",
 		"List-Id", "invoices",
-		`<span class="name">invoice.pdf</span> <span class="note">12.3 KB (12345 bytes)`, `<span class="name">logo.png</span> <span class="note">3 B, Content-ID &lt;logo&gt;`,
+		`<span class="name">invoice.pdf</span> <span class="note">12.1 KiB (12345 bytes)`, `<span class="name">logo.png</span> <span class="note">3 B, Content-ID &lt;logo&gt;`,
 		"&lt;script&gt;alert(1)&lt;/script&gt;", "(its source, shown as text)",
 		"with <code>SendToAdmins</code>", "the app's administrators")
 	// Nothing of the HTML body is live on the page.
@@ -107,4 +108,13 @@ func TestConsoleMail(t *testing.T) {
 	}
 	_, page = getPage(t, s, "/mail?done=mailcleared")
 	mustContain(t, page, "Every message kept was removed.", "No mail sent yet.")
+}
+
+// TestFmtSize: sizes in the binary units App Engine's limits are given in.
+func TestFmtSize(t *testing.T) {
+	for n, want := range map[int]string{0: "0 B", 1023: "1023 B", 1024: "1 KiB", 3000: "2.9 KiB", 12345: "12.1 KiB", 1 << 20: "1 MiB", 256 << 20: "256 MiB", 31<<20 + 512<<10: "31.5 MiB"} {
+		if got := fmtSize(n); got != want {
+			t.Errorf("fmtSize(%d) = %q, want %q", n, got, want)
+		}
+	}
 }

@@ -76,7 +76,9 @@ func (c *console) serveMemcache(w http.ResponseWriter, r *http.Request) {
 	if _, looked := q["key"]; looked {
 		d.Looked = true
 		if d.Item, err = c.peek(d.NS, d.Key); err != nil {
-			page.Error, status = err.Error(), http.StatusBadRequest
+			// Nothing was looked up: the page says why, and not also
+			// that there is no item.
+			page.Error, status, d.Looked = err.Error(), http.StatusBadRequest, false
 		}
 	}
 	c.render(w, r, status, "memcache", page)

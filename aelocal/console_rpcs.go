@@ -2,6 +2,7 @@ package aelocal
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,18 +18,52 @@ const rpcsPerPage = 50
 
 type rpcCount struct {
 	Service, Method string
-	Count           int64
+	Count, Failed   int64
+}
+
+// Name is the call's "service.Method", as the log names it.
+func (c rpcCount) Name() string {
+	if c.Method == "" {
+		return c.Service
+	}
+	return c.Service + "." + c.Method
 }
 
 type rpcsPage struct {
 	Since   time.Time
 	Total   int64
+	Failed  int64
 	Counts  []rpcCount
 	Calls   []rpcRecord
 	Older   uint64 // ?before= for the next page of older calls, 0 if none
 	Newest  bool   // this page starts at the newest call
 	LogSize int
+	// The log's filter: only failed calls, only calls of one method.
+	OnlyFailed bool
+	Call       string
 }
+
+// Query is the URL of the log with this page's filter, before seq (0:
+// from the newest call).
+func (d *rpcsPage) Query(before uint64) string {
+	q := url.Values{}
+	if d.OnlyFailed {
+		q.Set("failed", "1")
+	}
+	if d.Call != "" {
+		q.Set("call", d.Call)
+	}
+	if before != 0 {
+		q.Set("before", strconv.FormatUint(before, 10))
+	}
+	if len(q) == 0 {
+		return "/rpcs"
+	}
+	return "/rpcs?" + q.Encode()
+}
+
+// Filtered reports whether the log is filtered.
+func (d *rpcsPage) Filtered() bool { return d.OnlyFailed || d.Call != "" }
 
 func (c *console) rpcRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /rpcs", c.serveRPCs)
@@ -36,11 +71,14 @@ func (c *console) rpcRoutes(mux *http.ServeMux) {
 }
 
 func (c *console) serveRPCs(w http.ResponseWriter, r *http.Request) {
-	d := &rpcsPage{Since: c.s.rpcs.countsSince(), LogSize: rpcLogSize}
+	q := r.URL.Query()
+	d := &rpcsPage{Since: c.s.rpcs.countsSince(), LogSize: rpcLogSize, OnlyFailed: q.Get("failed") != "", Call: q.Get("call")}
+	fails := c.s.rpcs.failures()
 	for name, n := range c.s.Stats() {
 		svc, method, _ := strings.Cut(name, ".")
-		d.Counts = append(d.Counts, rpcCount{svc, method, n})
+		d.Counts = append(d.Counts, rpcCount{svc, method, n, fails[name]})
 		d.Total += n
+		d.Failed += fails[name]
 	}
 	slices.SortFunc(d.Counts, func(a, b rpcCount) int {
 		if c := strings.Compare(a.Service, b.Service); c != 0 {
@@ -48,9 +86,15 @@ func (c *console) serveRPCs(w http.ResponseWriter, r *http.Request) {
 		}
 		return strings.Compare(a.Method, b.Method)
 	})
-	before, _ := strconv.ParseUint(r.URL.Query().Get("before"), 10, 64)
+	before, _ := strconv.ParseUint(q.Get("before"), 10, 64)
 	d.Newest = before == 0
-	d.Calls = c.s.rpcs.latest(before, rpcsPerPage+1)
+	var keep func(*rpcRecord) bool
+	if d.Filtered() {
+		keep = func(rec *rpcRecord) bool {
+			return (!d.OnlyFailed || !rec.OK) && (d.Call == "" || rec.Name == d.Call)
+		}
+	}
+	d.Calls = c.s.rpcs.latestMatching(before, rpcsPerPage+1, keep)
 	if len(d.Calls) > rpcsPerPage {
 		d.Calls = d.Calls[:rpcsPerPage]
 		d.Older = d.Calls[len(d.Calls)-1].Seq

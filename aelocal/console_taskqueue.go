@@ -39,6 +39,7 @@ type taskRunOutcome struct {
 	Status     string // "200 OK"; "" when no answer came
 	OK         bool   // a 2xx answer
 	Err        string // why no answer came
+	Body       string // the start of the app's answer
 	Deleted    bool   // the task is gone: it succeeded, or its retries ran out
 	RetryCount int32  // otherwise its retry count and when it runs again
 	NextETA    time.Time
@@ -183,7 +184,7 @@ func (c *console) postTaskRun(w http.ResponseWriter, r *http.Request) {
 	}
 	out := taskRunOutcome{Task: name, At: time.Now()}
 	ctx, cancel := context.WithTimeout(r.Context(), tqTaskDeadline)
-	status, err := run.send(ctx, appClient, c.appURL)
+	status, body, err := run.send(ctx, appClient, c.appURL, answerExcerpt+1)
 	cancel()
 	out.Duration = time.Since(out.At)
 	c.s.taskqueue.finish(run, status)
@@ -191,6 +192,7 @@ func (c *console) postTaskRun(w http.ResponseWriter, r *http.Request) {
 		out.Err = err.Error()
 	} else {
 		out.Status, out.OK = strconv.Itoa(status)+" "+http.StatusText(status), status/100 == 2
+		out.Body = bodyExcerpt(body, answerExcerpt)
 	}
 	if _, t, err := c.s.queueTask(queue, name); err != nil {
 		out.Deleted = true

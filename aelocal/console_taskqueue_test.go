@@ -28,6 +28,9 @@ func (a *taskApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	if code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/")); err == nil {
 		w.WriteHeader(code)
+		if code == http.StatusInternalServerError {
+			w.Write([]byte("database <down>"))
+		}
 	}
 }
 
@@ -107,12 +110,14 @@ func TestConsoleTaskQueues(t *testing.T) {
 	}
 	wantNames(t, s, "", "fails", "binary")
 	_, page = getPage(t, s, "/taskqueues/queue?name=default&done=taskran")
-	mustContain(t, page, "Task run; the app", "Task <code>ok</code> at", `<span class="ok">200 OK</span>`, "The task is deleted.")
+	mustContain(t, page, "Task run; the app", "Task <code>ok</code> at", `<span class="ok">200 OK</span>`, "The task is deleted.",
+		`<p class="note" id="last-run-body">The app's answer had no body.</p>`)
 
 	// A failure schedules the retry, as a run of the dispatcher would.
 	post("/taskqueues/run", url.Values{"queue": {"default"}, "task": {"fails"}})
 	_, page = getPage(t, s, "/taskqueues/queue?name=default")
-	mustContain(t, page, `<span class="bad">500 Internal Server Error</span>`, "It stays in the queue: retry 1, due", "(last 500)")
+	mustContain(t, page, `<span class="bad">500 Internal Server Error</span>`, "It stays in the queue: retry 1, due", "(last 500)",
+		`<pre class="text" id="last-run-body">database &lt;down&gt;</pre>`)
 	if ts := s.Tasks(""); len(ts) != 2 || ts[0].Name != "fails" || ts[0].RetryCount != 1 || time.Until(ts[0].ETA) > time.Minute {
 		t.Fatalf("after a failed run the queue holds %+v", ts)
 	}

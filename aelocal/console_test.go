@@ -141,7 +141,7 @@ func mustContain(t *testing.T, page string, want ...string) {
 
 // consolePosts are the console's actions with a valid form for each, given
 // a page that carries their tokens.
-var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
+var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/datastore/columns", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
 	"/taskqueues/run", "/taskqueues/delete", "/taskqueues/purge", "/mail/clear"}
 
 func TestConsoleGETChangesNothing(t *testing.T) {
@@ -342,11 +342,30 @@ func TestConsoleRPCs(t *testing.T) {
 	datastore.Get(ctx, datastore.NewKey(ctx, "K", "x", 0, nil), &datastore.PropertyList{})
 
 	_, page := getPage(t, s, "/rpcs")
-	mustContain(t, page, "4 calls since",
-		`<td data-label="Service">memcache</td><td data-label="Method">Get</td><td data-label="Calls" class="num">1</td>`,
-		`<td data-label="Service">datastore_v3</td><td data-label="Method">Get</td><td data-label="Calls" class="num">1</td>`,
-		"application error 1: aelocal: injected failure of memcache.Get")
-	calls := s.rpcs.latest(0, 10)
+	// Failures per method, with the error code's name.
+	mustContain(t, page, "4 calls since", `1 failed</a>`,
+		`<td data-label="Service">memcache</td><td data-label="Method">Get</td><td data-label="Calls" class="num">1</td><td data-label="Failed" class="num"><a href="/rpcs?call=memcache.Get&amp;failed=1#rpc-log" aria-label="failed calls of memcache.Get">1</a></td>`,
+		`<td data-label="Service">datastore_v3</td><td data-label="Method">Get</td><td data-label="Calls" class="num">1</td><td data-label="Failed" class="num">0</td>`,
+		"UNSPECIFIED_ERROR: aelocal: injected failure of memcache.Get (application error 1)")
+	s.FailNext("datastore_v3", "Put", 1)
+	datastore.Put(ctx, datastore.NewKey(ctx, "K", "x", 0, nil), &datastore.PropertyList{})
+	datastore.Put(ctx, datastore.NewKey(ctx, "K", "y", 0, nil), &datastore.PropertyList{})
+	// The failed calls alone, of every method and of one.
+	_, page = getPage(t, s, "/rpcs?failed=1")
+	mustContain(t, page, "2 failed", "INTERNAL_ERROR: aelocal: injected failure of datastore_v3.Put (application error 3)", "UNSPECIFIED_ERROR", "shown: failed calls.")
+	if n := strings.Count(page, `<td data-label="#">`); n != 2 {
+		t.Fatalf("the failed calls are %d rows, want 2", n)
+	}
+	_, page = getPage(t, s, "/rpcs?failed=1&call=datastore_v3.Put")
+	if n := strings.Count(page, `<td data-label="#">`); n != 1 || !strings.Contains(page, "INTERNAL_ERROR") {
+		t.Fatalf("the failed calls of datastore_v3.Put are %d rows", n)
+	}
+	_, page = getPage(t, s, "/rpcs?failed=1&call=memcache.Set")
+	mustContain(t, page, "No such calls in the log.")
+	if got := s.rpcs.failures(); len(got) != 2 || got["memcache.Get"] != 1 || got["datastore_v3.Put"] != 1 {
+		t.Fatalf("failures: %v", got)
+	}
+	calls := s.rpcs.latest(0, 10)[2:]
 	if len(calls) != 4 || calls[0].Name != "datastore_v3.Get" || calls[3].Name != "memcache.Set" || calls[2].OK || !calls[0].OK {
 		t.Fatalf("the log: %+v", calls)
 	}
@@ -360,7 +379,7 @@ func TestConsoleRPCs(t *testing.T) {
 	}
 	_, page = getPage(t, s, "/rpcs?done=reset")
 	mustContain(t, page, "0 calls since", "No calls yet.", "No calls logged.", "RPC counts and the call log were reset.")
-	if len(s.Stats()) != 0 || len(s.rpcs.latest(0, 10)) != 0 {
+	if len(s.Stats()) != 0 || len(s.rpcs.latest(0, 10)) != 0 || len(s.rpcs.failures()) != 0 {
 		t.Fatal("reset left counts or calls")
 	}
 	// The log keeps the last rpcLogSize calls and pages through them.

@@ -150,10 +150,25 @@ func viewValue(p pmsg, sp nsKey) valueView {
 // showBytes returns b as text if it is printable UTF-8, else a hex dump,
 // and whether it is a dump. Both are cut at maxDisplayBytes.
 func showBytes(b []byte) (string, bool) {
+	return showBytesN(b, maxDisplayBytes, true)
+}
+
+// showBytesN is showBytes cut at limit bytes, saying how many more there
+// are if note is set.
+func showBytesN(b []byte, limit int, note bool) (string, bool) {
 	cut := ""
-	if len(b) > maxDisplayBytes {
-		cut = fmt.Sprintf("\n... %d more bytes", len(b)-maxDisplayBytes)
-		b = b[:maxDisplayBytes]
+	if len(b) > limit {
+		all := len(b)
+		b = b[:limit]
+		// A cut in the middle of a character would make text look binary.
+		for i := 1; i < utf8.UTFMax && !utf8.Valid(b) && i < len(b); i++ {
+			if utf8.Valid(b[:len(b)-i]) {
+				b = b[:len(b)-i]
+			}
+		}
+		if note {
+			cut = fmt.Sprintf("\n... %d more bytes", all-len(b))
+		}
 	}
 	if printable(b) {
 		return string(b) + cut, false
@@ -296,8 +311,8 @@ func parseTypedValue(typ, text string, v pmsg, sp nsKey) (meaning int64, err err
 			}
 		}
 	case "null":
-		if t != "" {
-			return 0, fmt.Errorf("a null value has no text: leave the value empty, or pick another type")
+		if t != "" && t != "null" {
+			return 0, fmt.Errorf("a null value has no text: leave the value empty or write null, or pick another type")
 		}
 	case "entity":
 		return 0, fmt.Errorf("embedded entities cannot be edited in the console")
@@ -344,14 +359,16 @@ func decodeKey(s string) (pmsg, nsKey, dsPath, error) {
 	s = strings.TrimRight(strings.TrimSpace(s), "=")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key", shorten(s))
+		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: such keys use only letters, digits, - and _. Copy the key from an entity's page, or as Key.Encode() writes it", shorten(s))
 	}
 	ref, err := newMsg("appengine.v2.Reference")
 	if err != nil {
 		return pmsg{}, nsKey{}, nil, err
 	}
 	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, ref.m.Interface()); err != nil {
-		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: %v", shorten(s), err)
+		// The decoder's own words (wire-format data) say nothing to
+		// a person who pasted a key.
+		return pmsg{}, nsKey{}, nil, fmt.Errorf("%q is not an encoded key: it does not decode to one. Copy the key from an entity's page, or as Key.Encode() writes it", shorten(s))
 	}
 	sp, path, err := parseKey(ref, "key", false)
 	if err != nil {

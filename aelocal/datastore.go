@@ -24,7 +24,6 @@ const (
 	maxPutEntities        = 500     // entities in one Put
 	maxDeleteKeys         = 500     // keys in one Delete
 	maxGetKeys            = 1000    // keys in one Get
-	maxTxGroups           = 25      // entity groups in one XG transaction
 	maxAllocateSize       = 1000000000
 	maxAllocateMax        = 1 << 62
 )
@@ -76,6 +75,12 @@ type datastoreService struct {
 	handle   uint64 // last transaction or cursor handle given out
 	cached   int    // query results held in cursor caches
 	swept    time.Time
+
+	// The bytes of entity versions history holds, and their bound
+	// (datastore_txhistory.go); why the server ended transactions early.
+	historyBytes int64
+	historyLimit int64 // 0 means DefaultTxHistoryLimit
+	txEnded      map[uint64]string
 
 	indexes *dsIndexes // composite indexes queries needed; its own lock
 
@@ -402,6 +407,9 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	var tx *dsTx
 	if in.Has("transaction") {
 		var err error
@@ -447,7 +455,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 			return err
 		}
 		if tx != nil {
-			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+			if err := d.useGroupLocked(tx, it.sp, it.path); err != nil {
 				return err
 			}
 		}
@@ -456,13 +464,16 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	ws := make([]dsWrite, len(ents))
 	for i, e := range ents {
 		ws[i] = dsWrite{e.sp, e.path, e}
-		if tx != nil {
-			tx.buffer(ws[i])
-		}
-		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
 	}
-	if tx == nil {
+	if tx != nil {
+		if err := tx.bufferAll(ws); err != nil {
+			return err
+		}
+	} else {
 		d.applyLocked(ws)
+	}
+	for _, e := range ents {
+		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
 	}
 	return nil
 }
@@ -479,6 +490,9 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 	}
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	if in.Has("transaction") {
 		tx, _, err := d.txLocked(in.Msg("transaction"))
 		if err != nil {
@@ -487,15 +501,14 @@ func dsDelete(s *Server, in, out pmsg) (err error) {
 		if tx.readOnly {
 			return badRequest("cannot write in a read-only transaction")
 		}
-		for _, it := range items {
-			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
+		ws := make([]dsWrite, len(items))
+		for i, it := range items {
+			if err := d.useGroupLocked(tx, it.sp, it.path); err != nil {
 				return err
 			}
+			ws[i] = dsWrite{it.sp, it.path, nil}
 		}
-		for _, it := range items {
-			tx.buffer(dsWrite{it.sp, it.path, nil})
-		}
-		return nil
+		return tx.bufferAll(ws)
 	}
 	ws := make([]dsWrite, len(items))
 	for i, it := range items {
@@ -540,6 +553,9 @@ func dsAllocateIds(s *Server, in, out pmsg) (err error) {
 
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	for _, path := range reserve {
 		for _, el := range path {
 			d.noteIDLocked(sp.app, el.id)

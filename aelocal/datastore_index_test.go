@@ -337,7 +337,7 @@ func TestIndexYAMLRecordsNeededIndexes(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if !strings.Contains(string(body), "# needed by 2 queries\n- kind: Task\n  properties:\n  - name: Owner\n") ||
-			!strings.Contains(string(body), "Composite indexes that queries needed and index.yaml lacks: 3\n# needed by 1 queries\n- kind: Note\n") {
+			!strings.Contains(string(body), "Composite indexes that queries needed and index.yaml lacks: 3\n# needed by 1 query\n- kind: Note\n") {
 			t.Fatalf("status page:\n%s", body)
 		}
 	})

@@ -351,6 +351,10 @@ func (s *Server) writeIndexStatus(w io.Writer) {
 	slices.SortFunc(missing, func(a, b dsIndexUse) int { return compareIndex(a.index, b.index) })
 	fmt.Fprintf(w, "\nComposite indexes that queries needed and index.yaml lacks: %d\n", len(missing))
 	for _, u := range missing {
-		fmt.Fprintf(w, "# needed by %d queries\n%s", u.count, u.index.yaml())
+		queries := "queries"
+		if u.count == 1 {
+			queries = "query"
+		}
+		fmt.Fprintf(w, "# needed by %d %s\n%s", u.count, queries, u.index.yaml())
 	}
 }

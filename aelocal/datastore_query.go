@@ -438,7 +438,7 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 			err = badRequest("transactional queries on %q not allowed", q.meta)
 		}
 		if err == nil {
-			err = d.touchLocked(tx, q.sp, q.ancestor)
+			err = d.touchQueryLocked(tx, q.sp, q.ancestor)
 		}
 		if err != nil {
 			d.mu.Unlock()

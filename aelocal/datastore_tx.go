@@ -18,33 +18,66 @@ import (
 // behaviour: snapshot at begin, conflicts detected at commit.
 //
 // Writes are buffered until Commit and are not visible to the
-// transaction's own reads, as in production. Commit fails with
-// CONCURRENT_TRANSACTION if anyone else wrote to an entity group the
-// transaction used (read or wrote) after its snapshot; a read-only
-// transaction never conflicts. Production ends a transaction that was idle
-// for 60 seconds or is older than 270 seconds; aelocal judges both by the
-// server's clock (Server.FastForward moves it), each time the transaction
-// is used.
+// transaction's own reads, as in production.
+//
+// Conflicts come from what a transaction read, as in Firestore in Datastore
+// mode, which is every App Engine app's datastore today ("the documents
+// retrieved by its read operations must remain unmodified by operations
+// outside the transaction"): Commit fails with CONCURRENT_TRANSACTION if
+// anyone else wrote, after the snapshot, an entity the transaction got (a
+// key it found missing included) or anything in the entity group of an
+// ancestor query it ran (a coarser range than production's, which errs
+// towards a conflict, never away from one). A blind write, a Put or
+// Delete of a key the transaction never read, never conflicts: the
+// transaction's write simply lands last, as in production and the SDK's
+// stub (which takes the snapshot of a group it only wrote at commit). A
+// read-only transaction never conflicts. aelocal detects conflicts
+// optimistically, at commit; a Firestore database in pessimistic mode
+// would instead make the other writer wait for the transaction's lock,
+// which a single-process local server has no need to copy.
+//
+// What a transaction touched (read or wrote) is held to the rules that
+// still apply: one app, and one entity group unless the transaction is
+// cross-group (XG). The old limit of 25 entity groups in an XG
+// transaction is gone, as Firestore in Datastore mode removed it; what
+// production bounds instead is a transaction's size, 10 MiB, which aelocal
+// checks on the writes it buffers.
+//
+// Production ends a transaction that was idle for 60 seconds or is older
+// than 270 seconds; aelocal judges both by the server's clock
+// (Server.FastForward moves it), each time the transaction is used.
 
 // Transaction limits of production.
 const (
 	txIdleLimit = 60 * time.Second
 	txAgeLimit  = 270 * time.Second
+	maxTxBytes  = 10 << 20 // the writes of one transaction
 )
+
+// maxTxReads bounds the keys and groups a transaction's read set lists
+// (aelocal's own bound, so that no client can grow it without end). Past
+// it the transaction conflicts with any write made after its snapshot:
+// more conflicts than production, never fewer.
+const maxTxReads = 10000
 
 // dsTx is an open transaction.
 type dsTx struct {
 	app      string
 	xg       bool
 	readOnly bool
-	snap     uint64              // datastore seq of the snapshot it reads
-	groups   map[string]struct{} // entity groups used
-	writes   map[string]int      // fullKey -> index in order
-	order    []dsWrite
-	begun    time.Time
-	lastUsed time.Time
-	actions  []func() // run once the commit applied: transactional tasks
-	nTasks   int      // tasks the actions add
+	snap     uint64 // datastore seq of the snapshot it reads
+	group    string // the entity group of a non-XG transaction, once used
+	// The read set, which decides conflicts at commit.
+	readKeys   map[string]struct{} // fullKeys of the entities Get read
+	readGroups map[string]struct{} // entity groups ancestor queries read
+	readAll    bool                // the read set outgrew maxTxReads
+	writes     map[string]int      // fullKey -> index in order
+	order      []dsWrite
+	writeBytes int // encoded size of order, against maxTxBytes
+	begun      time.Time
+	lastUsed   time.Time
+	actions    []func() // run once the commit applied: transactional tasks
+	nTasks     int      // tasks the actions add
 }
 
 // dsWrite is one write of a batch: an entity to store, or a key to delete.
@@ -82,6 +115,7 @@ func (d *datastoreService) applyLocked(ws []dsWrite) {
 	for _, w := range ws {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
+	d.boundHistoryLocked() // datastore_txhistory.go
 	if len(d.history) > 0 {
 		d.sweepLocked(d.now())
 	}
@@ -98,7 +132,9 @@ func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
 			h = &dsHist{sp: sp, path: path}
 			d.history[fk] = h
 		}
-		h.olds = append(h.olds, dsOld{until: d.seq, e: d.lookupLocked(sp, path)})
+		old := dsOld{until: d.seq, e: d.lookupLocked(sp, path)}
+		h.olds = append(h.olds, old)
+		d.historyBytes += old.cost()
 	}
 	if e != nil {
 		e.ver = d.seq
@@ -189,6 +225,10 @@ func (d *datastoreService) txLocked(t pmsg) (*dsTx, uint64, error) {
 func (d *datastoreService) useTxLocked(h uint64) (*dsTx, error) {
 	tx := d.txs[h]
 	if tx == nil {
+		if why, ok := d.txEnded[h]; ok {
+			delete(d.txEnded, h)
+			return nil, badRequest("the transaction has expired or is no longer valid: %s", why)
+		}
 		return nil, badRequest("transaction %d is unknown: it was already committed or rolled back, or it expired", h)
 	}
 	now := d.now()
@@ -211,25 +251,107 @@ func (tx *dsTx) expired(now time.Time) string {
 	return ""
 }
 
-// touchLocked records that tx uses the entity group of path.
-func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
-	g := groupKey(sp, path)
-	if _, ok := tx.groups[g]; ok {
-		return nil
-	}
+// useGroupLocked checks that tx may use (read or write) the entity group
+// of path: one app per transaction, and one group unless it is XG.
+func (d *datastoreService) useGroupLocked(tx *dsTx, sp nsKey, path dsPath) error {
 	// aelocal serves every app, and outside transactions lets a call name
 	// any; a transaction belongs to one, as in production and the SDK's
 	// stub (whose message this is).
 	if sp.app != tx.app {
 		return badRequest("Transactions cannot span applications (expected %s, got %s)", tx.app, sp.app)
 	}
-	if !tx.xg && len(tx.groups) >= 1 {
+	if tx.xg {
+		return nil
+	}
+	g := groupKey(sp, path)
+	switch tx.group {
+	case "":
+		tx.group = g
+	case g:
+	default:
 		return badRequest("cross-group transaction need to be explicitly specified: entity group %s is the second one of this transaction (use datastore.TransactionOptions{XG: true})", path[:1])
 	}
-	if len(tx.groups) >= maxTxGroups {
-		return badRequest("operating on too many entity groups in a single transaction: the limit is %d", maxTxGroups)
+	return nil
+}
+
+// touchLocked records that tx reads the entity at path (a Get): a write of
+// it by anyone else after the snapshot makes the commit conflict.
+func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
+	if err := d.useGroupLocked(tx, sp, path); err != nil {
+		return err
 	}
-	tx.groups[g] = struct{}{}
+	tx.addRead(tx.readKeys, fullKey(sp, path))
+	return nil
+}
+
+// touchQueryLocked records that tx runs a query with ancestor path: a
+// write anywhere in its entity group by anyone else after the snapshot
+// makes the commit conflict.
+func (d *datastoreService) touchQueryLocked(tx *dsTx, sp nsKey, ancestor dsPath) error {
+	if err := d.useGroupLocked(tx, sp, ancestor); err != nil {
+		return err
+	}
+	tx.addRead(tx.readGroups, groupKey(sp, ancestor))
+	return nil
+}
+
+func (tx *dsTx) addRead(set map[string]struct{}, k string) {
+	if tx.readAll {
+		return
+	}
+	set[k] = struct{}{}
+	if len(tx.readKeys)+len(tx.readGroups) > maxTxReads {
+		tx.readAll = true
+		tx.readKeys, tx.readGroups = nil, nil
+	}
+}
+
+// conflictLocked reports whether a write by someone else since tx's
+// snapshot touched what tx read.
+func (d *datastoreService) conflictLocked(tx *dsTx) bool {
+	if tx.readOnly {
+		return false
+	}
+	if tx.readAll {
+		return d.seq > tx.snap
+	}
+	for g := range tx.readGroups {
+		if d.groupVer[g] > tx.snap {
+			return true
+		}
+	}
+	// Every write since the oldest open snapshot is in the history.
+	for fk := range tx.readKeys {
+		if h := d.history[fk]; h != nil && h.olds[len(h.olds)-1].until > tx.snap {
+			return true
+		}
+	}
+	return false
+}
+
+// size is what w counts against a transaction's maxTxBytes.
+func (w dsWrite) size() int {
+	if w.ent != nil {
+		return w.ent.size
+	}
+	return len(w.path.encode()) + len(w.sp.app) + len(w.sp.ns)
+}
+
+// bufferAll queues writes for commit, unless they would take the
+// transaction past production's size limit; then it queues none.
+func (tx *dsTx) bufferAll(ws []dsWrite) error {
+	total := tx.writeBytes
+	for _, w := range ws {
+		total += w.size()
+	}
+	if total > maxTxBytes {
+		// Counting replaced writes twice only errs in a corner case
+		// (the same key rewritten near the limit), towards refusing.
+		return badRequest("transaction too big: its writes come to %d bytes; the limit is %d bytes (10 MiB)", total, maxTxBytes)
+	}
+	for _, w := range ws {
+		tx.buffer(w)
+	}
 	return nil
 }
 
@@ -237,7 +359,9 @@ func (d *datastoreService) touchLocked(tx *dsTx, sp nsKey, path dsPath) error {
 // an earlier one.
 func (tx *dsTx) buffer(w dsWrite) {
 	k := fullKey(w.sp, w.path)
+	tx.writeBytes += w.size()
 	if i, ok := tx.writes[k]; ok {
+		tx.writeBytes -= tx.order[i].size()
 		tx.order[i] = w
 		return
 	}
@@ -261,6 +385,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 		// Versions and history only matter to open transactions.
 		clear(d.groupVer)
 		clear(d.history)
+		d.historyBytes = 0
 		return
 	}
 	minSnap := d.seq
@@ -275,6 +400,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 	for fk, h := range d.history {
 		i := 0
 		for i < len(h.olds) && h.olds[i].until <= minSnap {
+			d.historyBytes -= h.olds[i].cost()
 			i++
 		}
 		if i == len(h.olds) {
@@ -311,14 +437,15 @@ func dsBeginTransaction(s *Server, in, out pmsg) error {
 	d.handle++
 	h := d.handle
 	d.txs[h] = &dsTx{
-		app:      app,
-		xg:       in.Bool("allow_multiple_eg"),
-		readOnly: in.Int("mode") == 1, // READ_ONLY
-		snap:     d.seq,
-		groups:   make(map[string]struct{}),
-		writes:   make(map[string]int),
-		begun:    now,
-		lastUsed: now,
+		app:        app,
+		xg:         in.Bool("allow_multiple_eg"),
+		readOnly:   in.Int("mode") == 1, // READ_ONLY
+		snap:       d.seq,
+		readKeys:   make(map[string]struct{}),
+		readGroups: make(map[string]struct{}),
+		writes:     make(map[string]int),
+		begun:      now,
+		lastUsed:   now,
 	}
 	out.Set("handle", h)
 	out.Set("app", app)
@@ -333,18 +460,21 @@ func dsCommit(s *Server, in, out pmsg) (err error) {
 	if err != nil {
 		return err
 	}
-	if !tx.readOnly {
-		for g := range tx.groups {
-			if d.groupVer[g] > tx.snap {
-				d.dropTxLocked(h)
-				return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity group of this transaction committed first; please try again")
-			}
+	if len(tx.order) > 0 {
+		if err := d.writableLocked(); err != nil {
+			d.dropTxLocked(h)
+			return err
 		}
 	}
-	// Writes of this commit must still count against the other open
-	// transactions, so apply them before this one stops being open.
-	d.applyLocked(tx.order)
+	if d.conflictLocked(tx) {
+		d.dropTxLocked(h)
+		return errorf(dsConcurrentTransaction, "too much contention on these datastore entities: another write to an entity this transaction read committed first; please try again")
+	}
+	// Ended first, so that the history bound that applying may enforce
+	// cannot pick this transaction; the other open ones still see the
+	// writes (writeLocked records them while any transaction is open).
 	d.dropTxLocked(h)
+	d.applyLocked(tx.order)
 	for _, a := range tx.actions {
 		a()
 	}

@@ -121,10 +121,21 @@ lives in a file as well as in memory, and that file is what it promises:
     memory. A rewrite interrupted by a kill leaves a temporary file
     beside the datastore file, which the next start removes.
   - Exclusive: a second server on the same file is refused (on Unix).
+  - One file for the server's life: the path is resolved once, at start.
+    A symbolic link is followed to its target (the log says so), which is
+    the file locked, appended to and rewritten from then on; a link to
+    nothing is refused with a message that says so.
+  - A refused write changes nothing: once a write to the file has failed,
+    every later write (Put, Delete, Commit, AllocateIds) fails with
+    INTERNAL_ERROR before it changes anything, in memory or on disk, and
+    reads go on until a restart. The writes whose sync failed were already
+    visible; like production's INTERNAL_ERROR, their outcome is unknown.
 
 Memcache is not kept, as on App Engine, where it may be emptied at any
 time. SaveDatastore and LoadDatastore write and read the same format
-(LoadDatastore also reads the gob files of earlier versions).
+(LoadDatastore also reads the gob files of earlier versions). A stream
+given to LoadDatastore must be whole: one that ends inside a record is
+refused, as a torn tail is forgiven only in the server's own file.
 
 # Safety
 
@@ -143,13 +154,14 @@ implemented methods get a counter of their own in Stats.
 
 Every Server serves a console at its root, URL()+"/", for a person: the
 datastore (namespaces, kinds with counts, a kind's entities in pages,
-sorted and filtered; an entity's typed properties; edit, create, delete),
+sorted and filtered, with columns a person picks; an entity's typed
+properties, long values cut; edit, create, delete),
 memcache (statistics, look up, delete, flush), the task queues (a queue's
 tasks in pages; run a push task now against Options.AppURL, delete one,
 purge a queue), the mail sent (newest first, bodies shown as text,
 attachments by name and size), the cron jobs of Options.CronYAML, run on
-request against Options.AppURL, and the RPCs served (counts and the latest
-calls with their duration and outcome). It is plain
+request against Options.AppURL, and the RPCs served (counts and failures
+per method, and the latest calls with their duration and outcome). It is plain
 server-rendered HTML; no GET changes anything and every form is protected
 against cross-site requests. The console calls the services as an app
 would, but its calls do not count in Stats, and its queries neither need
@@ -191,13 +203,39 @@ production's default policy gives them, with dev_appserver's exact values;
 AllocateIds gives sequential ones. Negative IDs are accepted, as in
 production.
 
-Transactions are isolated until commit and roll back on error or panic;
-their reads (Get and ancestor queries) see one snapshot of the datastore,
-taken at BeginTransaction; a commit after another write to an entity group
-the transaction used fails with CONCURRENT_TRANSACTION, which
-RunInTransaction retries; read-only transactions never conflict; up to 25
-entity groups with XG. A transaction idle for 60 seconds, or begun 270
-seconds ago, has expired, by the server's clock.
+Transactions follow Firestore in Datastore mode, which is every App
+Engine app's datastore today, point by point:
+
+  - Isolated until commit, and rolled back on error or panic; reads (Get
+    and ancestor queries) see one snapshot, taken at BeginTransaction, and
+    not the transaction's own writes.
+  - Conflicts come from what the transaction read: a commit fails with
+    CONCURRENT_TRANSACTION (which RunInTransaction retries) if someone
+    else wrote, since the snapshot, an entity it got (or found missing) or
+    anything in the entity group of an ancestor query it ran (production
+    tracks the query's range; the group is coarser, so aelocal may
+    conflict where production would not, never the reverse). A blind
+    write (a Put or Delete of a key it never read) never conflicts: the
+    transaction's write lands last, as in production and the SDK's stub.
+    Read-only transactions never conflict. Conflicts are found at commit
+    (optimistic concurrency); a database in pessimistic mode makes the
+    other writer wait for the lock instead.
+  - One app per transaction, and one entity group unless it is
+    cross-group (XG), as the App Engine API has it. No limit on the number
+    of entity groups: Firestore removed Cloud Datastore's limit of 25.
+    Production's 10 MiB limit on a transaction applies to its
+    writes (BAD_REQUEST "transaction too big").
+  - A transaction idle for 60 seconds, or begun 270 seconds ago, has
+    expired, by the server's clock.
+  - Only ancestor queries run in a transaction, as the App Engine
+    datastore API required; the SDK's stub refuses others too.
+  - aelocal's own bounds, which production does not have: an open
+    transaction's snapshot may keep at most Options.TxHistoryLimit
+    (default 64 MiB) of entity versions that later writes replaced; past
+    it, the transaction with the oldest snapshot expires, and its next
+    call says why. A read set of more than 10,000 keys and groups is
+    replaced by "anything written since the snapshot" (more conflicts,
+    never fewer), and at most 10,000 transactions are open at once.
 
 Composite indexes: every query's composite index, by production's rules,
 is recorded; Server.IndexYAML returns them as index.yaml text, and
@@ -219,7 +257,9 @@ front end) gives later requests that user's headers, as aetest.Login
 does. URL fetch makes the request with the caller's deadline and
 production's limits and error codes. App identity signs with a key made on
 first use, whose certificate PublicCertificates returns. Modules report one
-module, "default", version "1"; every capability is enabled.
+module, "default", version "1"; every capability is enabled, and
+IsEnabled lists each one asked about in its config field, as the SDK's
+stub does.
 
 Requests aelocal does not implement, such as the search and geo queries
 the appengine/v2 client cannot send, answer with an error that says so; a call

@@ -74,6 +74,16 @@ type Options struct {
 	// format; LoadDatastore also reads files of older aelocal versions.
 	DatastorePath string
 
+	// TxHistoryLimit bounds, in bytes, the entity versions the datastore
+	// keeps for the snapshots of open transactions: a version replaced
+	// while a transaction is open is kept until no open snapshot needs
+	// it. Past the limit the transaction with the oldest snapshot ends as
+	// expired, and its next call fails with a message that says so.
+	// Production has no such bound; it keeps one long transaction from
+	// pinning memory without end while other clients overwrite entities.
+	// Default DefaultTxHistoryLimit (64 MiB).
+	TxHistoryLimit int64
+
 	// AllowedHosts are host names (or IP addresses), besides loopback
 	// ones, that requests may name in their Host header, for a server
 	// reached by another name, say from a container. Ports are ignored.

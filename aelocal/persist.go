@@ -352,7 +352,10 @@ func (s *Server) SaveDatastore(w io.Writer) error {
 // LoadDatastore replaces the whole datastore with one read from r: what
 // SaveDatastore wrote, a datastore file (Options.DatastorePath), or a file
 // in the gob format that earlier versions of aelocal wrote. Every checksum
-// is verified; a stream that fails one is refused with a *CorruptFileError.
+// is verified; a stream that fails one, or that ends inside a record (cut
+// short), is refused with a *CorruptFileError. (A datastore file cut
+// exactly between two records of its log is a shorter valid file, and
+// cannot be told from one.)
 // Open transactions and query cursors are discarded: committing such a
 // transaction or continuing such a query fails. On error the datastore is
 // left unchanged.
@@ -360,7 +363,12 @@ func (s *Server) SaveDatastore(w io.Writer) error {
 // On a server with a DatastorePath, the loaded datastore replaces the
 // file's contents before LoadDatastore returns.
 func (s *Server) LoadDatastore(r io.Reader) error {
-	im, _, err := readImage(r)
+	im, info, err := readImage(r)
+	if err == nil && info.torn {
+		// The reader forgives a torn last record because the server's own
+		// file ends so after a kill; a stream handed in was cut short.
+		err = &CorruptFileError{Offset: info.good, Reason: "the stream ends inside a record: it was cut short"}
+	}
 	if err != nil {
 		return fmt.Errorf("aelocal: reading datastore: %w", err)
 	}

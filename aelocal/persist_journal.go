@@ -84,11 +84,10 @@ var errJournalClosed = errors.New("the datastore file is closed")
 // loads it into d and attaches a journal. Nothing is served before it
 // returns.
 func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
-	abs, err := filepath.Abs(path)
+	path, err := resolveDatastorePath(path)
 	if err != nil {
-		return nil, fmt.Errorf("aelocal: datastore path %q: %w", path, err)
+		return nil, err
 	}
-	path = abs
 	dir := filepath.Dir(path)
 	switch st, err := os.Stat(dir); {
 	case errors.Is(err, fs.ErrNotExist):
@@ -181,6 +180,46 @@ func openDatastoreFile(d *datastoreService, path string) (*journal, error) {
 	return j, nil
 }
 
+// resolveDatastorePath returns the absolute path, free of symbolic links,
+// of the datastore file that path names, once, at start: from then on the
+// server locks, appends to and replaces (at each compaction, by a rename)
+// that one file for its whole life. Renaming over a link would replace the
+// link and leave its target stale and unlocked; a link whose target is
+// missing would make creating the file fail forever. So a link is
+// followed to its target now (and the log says so), and a link to nothing
+// is refused.
+func resolveDatastorePath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("aelocal: datastore path %q: %w", path, err)
+	}
+	st, err := os.Lstat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A new file: only its directory may involve links. A missing
+		// directory is reported by the caller.
+		dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+		if err != nil {
+			return abs, nil
+		}
+		return filepath.Join(dir, filepath.Base(abs)), nil
+	case err != nil:
+		return "", fmt.Errorf("aelocal: datastore path %s: %w", abs, err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		if st.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(abs)
+			return "", fmt.Errorf("aelocal: datastore path %s is a symbolic link to %s, which does not resolve to a file (%v): give the path of the datastore file itself, or create the link's target", abs, target, err)
+		}
+		return "", fmt.Errorf("aelocal: datastore path %s: %w", abs, err)
+	}
+	if resolved != abs && st.Mode()&fs.ModeSymlink != 0 {
+		log.Printf("aelocal: datastore path %s is a symbolic link: the server uses its target, %s, for its whole life", abs, resolved)
+	}
+	return resolved, nil
+}
+
 // openAndLock opens the file at j.path for reading and appending, creating
 // an empty datastore file if there is none, and takes the lock that keeps
 // a second aelocal from writing to it.
@@ -188,6 +227,13 @@ func (j *journal) openAndLock() (*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := os.OpenFile(j.path, os.O_RDWR, 0)
 		if errors.Is(err, fs.ErrNotExist) {
+			// Created here unless someone else creates it meanwhile;
+			// either way the next round opens it. Something that both
+			// exists and cannot be opened (a link made to nowhere since
+			// the path was resolved) must not make this loop forever.
+			if attempt >= 10 {
+				return nil, fmt.Errorf("aelocal: datastore file %s cannot be created: something else keeps that name (a symbolic link to nowhere?)", j.path)
+			}
 			if err = j.createEmpty(); err == nil || errors.Is(err, fs.ErrExist) {
 				continue
 			}
@@ -325,6 +371,29 @@ func (d *datastoreService) unlockDurable(errp *error) {
 	}
 }
 
+// writableLocked refuses a write before it changes anything once the
+// datastore file has failed: the server then keeps what it has, in memory
+// and on disk, and answers reads, until a restart. d.mu must be held.
+//
+// The writes whose records were being synced when the file failed (and any
+// sharing their sync) were already visible in memory; they answer
+// INTERNAL_ERROR ("may not survive a restart"), which, as in production,
+// leaves their outcome unknown: they stay in memory and may be missing
+// from the file.
+func (d *datastoreService) writableLocked() error {
+	j := d.journal
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	err := j.err
+	j.mu.Unlock()
+	if err != nil {
+		return errorf(dsInternalError, "aelocal: the write was refused and changed nothing: %v", err)
+	}
+	return nil
+}
+
 // sealLocked turns the pending writes and moved ID counters into one batch
 // record and queues it. It returns the record's ticket for wait, or 0 if
 // there was nothing to log. d.mu must be held.
@@ -374,9 +443,13 @@ func (j *journal) sealLocked() uint64 {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.sealed++
+	if j.err != nil {
+		// Never to be written: wait fails the ticket with j.err.
+		return j.sealed
+	}
 	j.buf = append(j.buf, rec...)
 	j.end += int64(len(rec))
-	j.sealed++
 	if j.sealedSignal != nil {
 		select {
 		case j.sealedSignal <- struct{}{}:
@@ -490,6 +563,9 @@ func (j *journal) failLocked(err error) {
 		j.err = fmt.Errorf("writing the datastore file %s failed (%v); every later write fails until the server restarts", j.path, err)
 		log.Printf("aelocal: %v", j.err)
 	}
+	// Records sealed meanwhile will never be written: drop them, so that
+	// the buffer cannot grow.
+	j.buf = nil
 }
 
 // maybeCompactLocked starts a compaction when the log behind the snapshot

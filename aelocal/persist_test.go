@@ -461,6 +461,43 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 	if err := datastore.Get(ctx, k, &x); err != nil {
 		t.Fatalf("reads go on: %v", err)
 	}
+	// Later writes are refused before they change anything, in memory or
+	// on disk, and leave nothing behind in the journal's buffer.
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := saved(t, s)
+	big := strings.Repeat("x", 100<<10)
+	for i := 0; i < 50; i++ {
+		_, err := datastore.Put(ctx, datastore.NewKey(ctx, "W", fmt.Sprint("new", i), 0, nil), &fItem{V: big})
+		wantAPIError(t, err, "INTERNAL_ERROR", "refused")
+	}
+	_, err = datastore.Put(ctx, k, &fItem{V: "later"})
+	wantAPIError(t, err, "INTERNAL_ERROR", "refused")
+	_, err = datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "W", nil), &fItem{})
+	wantAPIError(t, err, "INTERNAL_ERROR", "refused")
+	wantAPIError(t, datastore.Delete(ctx, k), "INTERNAL_ERROR", "refused")
+	err = datastore.RunInTransaction(ctx, func(tc context.Context) error {
+		_, err := datastore.Put(tc, k, &fItem{V: "in a transaction"})
+		return err
+	}, nil)
+	wantAPIError(t, err, "INTERNAL_ERROR", "refused")
+	if after := saved(t, s); !bytes.Equal(after, before) {
+		t.Fatal("a refused write changed the datastore in memory")
+	}
+	if err := datastore.Get(ctx, k, &x); err != nil || x.V == "later" {
+		t.Fatalf("after a refused Put: %+v, %v", x, err)
+	}
+	if st2, err := os.Stat(path); err != nil || st2.Size() != st.Size() {
+		t.Fatalf("the file changed: %d bytes, was %d (%v)", st2.Size(), st.Size(), err)
+	}
+	j.mu.Lock()
+	buffered := len(j.buf)
+	j.mu.Unlock()
+	if buffered != 0 {
+		t.Fatalf("refused writes left %d bytes in the journal's buffer", buffered)
+	}
 }
 
 // A transaction handle a client kept from before a restart must not name

@@ -101,6 +101,9 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.MemcacheLimit > 0 {
 		s.SetMemcacheLimit(o.MemcacheLimit)
 	}
+	if o.TxHistoryLimit > 0 {
+		s.datastore.historyLimit = o.TxHistoryLimit // nothing is served yet
+	}
 	if err := s.console.configure(o); err != nil {
 		ln.Close()
 		return nil, err

@@ -363,23 +363,28 @@ func (q *tqQueue) refill(now time.Time) {
 // send makes a run's request to the app and returns the status; 0 when no
 // answer came, which counts as a failure.
 func (d *dispatcher) send(run taskRun) int {
-	status, _ := run.send(d.ctx, d.client, d.base.String())
+	status, _, err := run.send(d.ctx, d.client, d.base.String(), 0)
+	if err != nil {
+		return 0
+	}
 	return status
 }
 
 // send makes the run's request to the app at base with client and returns
-// the status of the answer, or 0 and why none came.
-func (r taskRun) send(ctx context.Context, client *http.Client, base string) (int, error) {
+// the status of the answer and up to keep bytes of its body, or 0 and why
+// no answer came.
+func (r taskRun) send(ctx context.Context, client *http.Client, base string, keep int) (int, []byte, error) {
 	req, err := r.request(ctx, base)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.RequestURI = ""
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, int64(keep)))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, body, nil
 }

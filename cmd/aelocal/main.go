@@ -23,6 +23,9 @@
 //	                 write survives kill -9, a crash or closing the terminal.
 //	-memcache_limit  memcache memory cap in bytes (namespaces, keys, values
 //	                 and a per-item overhead); LRU items are evicted past it
+//	-tx_history_limit bytes of entity versions kept for the snapshots of
+//	                 open transactions (default 64 MiB); past it the
+//	                 transaction with the oldest snapshot expires
 //	-allowed_hosts   comma-separated host names, besides loopback ones, that
 //	                 requests may name in their Host header (for a server
 //	                 reached by another name, from a container say)
@@ -107,6 +110,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:10001", "host:port to listen on")
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts; every acknowledged write is on disk (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes (namespaces, keys, values and per-item overhead)")
+	txHistory := flag.Int64("tx_history_limit", aelocal.DefaultTxHistoryLimit, "bytes of replaced entity versions kept for open transactions' snapshots; past it the oldest transaction expires")
 	allowed := flag.String("allowed_hosts", "", "comma-separated host names, besides loopback ones, that requests may name in their Host header")
 	queueYAML := flag.String("queue_yaml", "", "the app's queue.yaml (empty: only the default queue)")
 	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks and the console's cron runs are sent there (empty: tasks wait)")
@@ -123,6 +127,7 @@ func main() {
 	opts := aelocal.Options{
 		Addr:           *addr,
 		MemcacheLimit:  *mcLimit,
+		TxHistoryLimit: *txHistory,
 		DatastorePath:  *dsPath,
 		QueueYAML:      *queueYAML,
 		AppURL:         *appURL,
