@@ -121,6 +121,17 @@ func init() {
 
 func badRequest(format string, args ...any) error { return errorf(dsBadRequest, format, args...) }
 
+// noAppFix ends the error for a request without an app ID. The App Engine
+// clients take the ID from GAE_APPLICATION; without it they ask a Google
+// Cloud metadata server and fail before anything reaches aelocal, so a
+// request that arrives without one comes from a client that sent an empty
+// ID of its own, and the fix is the same.
+const noAppFix = " (the app ID comes from GAE_APPLICATION where the app runs: export GAE_APPLICATION=" + DefaultAppID + ")"
+
+// noApp is the error for a request without an app ID; what names the
+// request or the key.
+func noApp(what string) error { return badRequest("%s has no app%s", what, noAppFix) }
+
 // fullKey identifies an entity across the whole datastore.
 func fullKey(sp nsKey, path dsPath) string {
 	var b strings.Builder
@@ -144,7 +155,7 @@ func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
 func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
 	if sp.app == "" {
-		return sp, nil, badRequest("%s has no app", what)
+		return sp, nil, noApp(what)
 	}
 	els := r.Msg("path").Msgs("element")
 	if len(els) == 0 {

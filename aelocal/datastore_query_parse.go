@@ -20,7 +20,7 @@ const maxQueryComponents = 100
 func parseQuery(in pmsg) (*dsQuery, error) {
 	app := in.Str("app")
 	if app == "" {
-		return nil, badRequest("query has no app")
+		return nil, noApp("query")
 	}
 	if in.Str("search_query") != "" {
 		return nil, badRequest("search queries are not supported by aelocal")

@@ -428,7 +428,7 @@ func dsBeginTransaction(s *Server, in, out pmsg) error {
 	d := s.datastore
 	app := in.Str("app")
 	if app == "" {
-		return badRequest("BeginTransaction needs an app")
+		return noApp("BeginTransaction")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

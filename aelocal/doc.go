@@ -18,7 +18,7 @@ context is already an App Engine context:
 	srv := aelocal.RunT(t)
 
 	rec := httptest.NewRecorder()
-	srv.Middleware(myHandler).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	srv.Middleware(http.HandlerFunc(myHandler)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 
 	ctx := appengine.NewContext(srv.NewRequest("GET", "/", nil))
 	memcache.Set(ctx, &memcache.Item{Key: "k", Value: []byte("v")})
@@ -42,20 +42,26 @@ handler as App Engine would and keeps the failed ones for their retry, and
 Mail returns the messages the app sent:
 
 	taskqueue.Add(ctx, taskqueue.NewPOSTTask("/work", nil), "")
-	n, err := srv.RunTasks("", appHandler) // appengine.NewContext works inside
-	srv.FastForward(time.Minute)           // failed tasks come due again
+	n, err := srv.RunTasks("", http.HandlerFunc(work)) // appengine.NewContext works inside
+	srv.FastForward(time.Minute)                        // failed tasks come due again
 	msgs := srv.Mail()
 
 # With aetest
 
 Command github.com/icza/gaesession/v2/cmd/aelocal, given dev_appserver's
 flags, is the program aetest starts in place of dev_appserver.py, so an
-existing aetest suite runs unchanged:
+existing aetest suite runs unchanged. From the app's module, whose go.mod
+points github.com/icza/gaesession/v2 at this code with a replace line:
 
-	go install github.com/icza/gaesession/v2/cmd/aelocal@latest
-	APPENGINE_DEV_APPSERVER_BINARY=$(go env GOPATH)/bin/aelocal go test ./...
+	go install github.com/icza/gaesession/v2/cmd/aelocal
+	export APPENGINE_DEV_APPSERVER_BINARY=$(go env GOPATH)/bin/aelocal
+	export APPENGINE_DEV_APPSERVER=$(go env GOPATH)/bin/aelocal
+	go test ./...
 
-(appengine v1.6.8 reads APPENGINE_DEV_APPSERVER instead.)
+(appengine/v2 starts the program APPENGINE_DEV_APPSERVER_BINARY names,
+v1.6.8 the one APPENGINE_DEV_APPSERVER names.) Give no @version: go
+install of a version ignores replace lines and fetches the original
+module, which has no cmd/aelocal.
 
 # appengine v1
 
@@ -72,10 +78,15 @@ both clients register protobuf files of the same names.
 An app that reads API_HOST and API_PORT, as every appengine/v2 app does,
 reaches a Server over HTTP at URL()+"/rpc_http", exactly as it reaches App
 Engine's service bridge. Command github.com/icza/gaesession/v2/cmd/aelocal
-runs one on 127.0.0.1:10001, the client's default port:
+runs one on 127.0.0.1:10001, the client's default port; from the app's
+module, in two terminals:
 
 	go run github.com/icza/gaesession/v2/cmd/aelocal
-	API_HOST=127.0.0.1 API_PORT=10001 go run ./myapp
+	API_HOST=127.0.0.1 API_PORT=10001 GAE_APPLICATION=dev~aelocal go run .
+
+The app needs GAE_APPLICATION too: without it the App Engine client asks
+a Google Cloud metadata server for the app's ID and fails ("Metadata fetch
+failed for 'instance/attributes/gae_project'") before calling the server.
 
 Given the app's address (Options.AppURL, flag -app_url) the server sends
 due push tasks to the app by itself, at each queue's rate from queue.yaml

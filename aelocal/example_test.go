@@ -81,9 +81,11 @@ func Example_bridge() {
 }
 
 // An existing aetest suite runs unchanged with cmd/aelocal as its
-// dev_appserver. Usually the variable is set on the command line:
+// dev_appserver. Usually the variable is set on the command line, in the
+// app's module (whose go.mod has the replace line; an @version would
+// ignore it):
 //
-//	go install github.com/icza/gaesession/v2/cmd/aelocal@latest
+//	go install github.com/icza/gaesession/v2/cmd/aelocal
 //	APPENGINE_DEV_APPSERVER_BINARY=$(go env GOPATH)/bin/aelocal go test ./...
 func Example_aetest() {
 	// In a test of the app (here set by hand; appengine v1.6.8 reads

@@ -4,7 +4,10 @@
 // second-generation runtimes.
 //
 // Start it, then run an unchanged App Engine Go app with the environment
-// lines it prints:
+// lines it prints (all three: without GAE_APPLICATION the app's client asks
+// a Google Cloud metadata server for its ID and fails). The go run works
+// in a module that requires github.com/icza/gaesession/v2 and points it at
+// this code with a replace line, such as the app's:
 //
 //	go run github.com/icza/gaesession/v2/cmd/aelocal
 //	export API_HOST=127.0.0.1 API_PORT=10001 GAE_APPLICATION=dev~aelocal
@@ -96,6 +99,10 @@ import (
 // shutdownTimeout bounds the wait for calls in progress at shutdown.
 const shutdownTimeout = 10 * time.Second
 
+// noAppIDError starts the panic of appengine v1 and v2 in an app run
+// without GAE_APPLICATION (internal.mustGetMetadata).
+const noAppIDError = "Metadata fetch failed for 'instance/attributes/gae_project'"
+
 func main() {
 	if isDevAppserver(os.Args[1:]) {
 		os.Exit(devAppserverMain(os.Args[1:]))
@@ -176,6 +183,10 @@ func run(ctx context.Context, opts aelocal.Options, ready func(*aelocal.Server))
 	host, port := s.Addr()
 	fmt.Printf("aelocal: App Engine API server at %s\n", s.URL())
 	fmt.Printf("export API_HOST=%s API_PORT=%s GAE_APPLICATION=%s\n", host, port, os.Getenv("GAE_APPLICATION"))
+	// The App Engine clients fail without GAE_APPLICATION before they call
+	// aelocal (they ask a metadata server for the ID), so only this line
+	// can point from their message to the fix.
+	fmt.Printf("aelocal: run the app with all three; without GAE_APPLICATION it fails with %q\n", noAppIDError)
 	fmt.Printf("aelocal: console at %s/\n", s.URL())
 	if opts.AppURL != "" {
 		fmt.Printf("aelocal: push tasks go to %s\n", opts.AppURL)
