@@ -10,3 +10,5 @@ require (
 	google.golang.org/appengine/v2 v2.0.6
 	google.golang.org/protobuf v1.30.0
 )
+
+require golang.org/x/text v0.3.8 // indirect

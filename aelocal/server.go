@@ -63,6 +63,8 @@ type Server struct {
 	frontAddr string    // Options.FrontAddr
 	front     *frontEnd // the app's front end, if any; under mu
 
+	blobstore *blobstoreService // blobstore.go
+
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
 }
@@ -129,6 +131,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
+	mux.HandleFunc(uploadPath, serveUploadWithoutFront)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
 		ReadHeaderTimeout: readHeaderTimeout,

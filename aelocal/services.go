@@ -13,12 +13,16 @@ func (s *Server) initServices() {
 	s.mail = &mailService{maxBytes: mailMaxKeptBytes}
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
+	s.blobstore = newBlobstoreService()
 }
 
 // configureServices applies the options that concern those services. It
 // runs before the server listens, so a bad queue.yaml or app URL stops it
 // from starting.
 func (s *Server) configureServices(o *Options) error {
+	if err := s.configureBlobstore(o); err != nil {
+		return err
+	}
 	if o.QueueYAML != "" {
 		qs, err := loadQueueYAML(o.QueueYAML)
 		if err != nil {
