@@ -132,6 +132,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	mux.HandleFunc(uploadPath, serveUploadWithoutFront)
+	mux.HandleFunc(imgPath, s.serveImage)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
