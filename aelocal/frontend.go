@@ -118,7 +118,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 				http.Error(w, fmt.Sprintf("aelocal front end: refused: Host %q does not name this machine; open %s", r.Host, f.url), http.StatusMisdirectedRequest)
 				return
 			}
-			mux.ServeHTTP(w, r)
+			s.logRequests(mux).ServeHTTP(w, r) // request logs (logservice.go)
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       s.http.IdleTimeout,
@@ -151,6 +151,7 @@ func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 		h.Set("X-AppEngine-User-IP", ip)
 	}
 	h.Set("X-AppEngine-Country", "ZZ")
+	setRequestLogHeaders(pr.In, h) // logservice.go
 }
 
 // fromAppSite reports whether a browser on App Engine would have sent the

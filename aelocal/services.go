@@ -14,6 +14,7 @@ func (s *Server) initServices() {
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
 	s.blobstore = newBlobstoreService()
+	s.logs = newLogService()
 }
 
 // configureServices applies the options that concern those services. It
