@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -276,7 +277,12 @@ func (s *Server) blobInfo(app, key string) *blobInfoRecord {
 	if e == nil {
 		return nil
 	}
-	bi := &blobInfoRecord{key: key}
+	return blobInfoOf(e)
+}
+
+// blobInfoOf reads a __BlobInfo__ entity.
+func blobInfoOf(e *dsEntity) *blobInfoRecord {
+	bi := &blobInfoRecord{key: e.path[len(e.path)-1].name}
 	for _, field := range []string{"property", "raw_property"} {
 		for _, p := range e.ep.Msgs(field) {
 			v := p.Msg("value")
@@ -297,6 +303,26 @@ func (s *Server) blobInfo(app, key string) *blobInfoRecord {
 		}
 	}
 	return bi
+}
+
+// blobInfos returns the blob infos of app, newest first.
+func (s *Server) blobInfos(app string) []*blobInfoRecord {
+	d := s.datastore
+	d.mu.Lock()
+	var out []*blobInfoRecord
+	if sp := d.spaces[nsKey{app: app}]; sp != nil {
+		for _, e := range sp.kinds[blobInfoKind] {
+			out = append(out, blobInfoOf(e))
+		}
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b *blobInfoRecord) int {
+		if c := b.creation.Compare(a.creation); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	return out
 }
 
 // putBlobInfos stores the __BlobInfo__ entities of an upload in one write.

@@ -139,6 +139,9 @@ func TestBlobstoreUploadSendReadDelete(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("__BlobInfo__ query: %d, %v", n, err)
 	}
+	// The console lists it.
+	_, page := getPage(t, s, "/blobstore")
+	mustContain(t, page, "Blobs 1–1 of 1.", "<td data-label=\"File name\">fox.txt</td>", "<code>"+string(key)+"</code>", "19 B")
 
 	// BlobReader reads it, seeks and reads at offsets.
 	r := blobstore.NewReader(ctx, key)

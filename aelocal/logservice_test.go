@@ -206,6 +206,9 @@ func TestLogRead(t *testing.T) {
 	if ls := l.Msgs("line"); len(ls) != 2 || ls[0].Str("log_message") != "info line" || ls[1].Int("level") != 3 || ls[0].Int("time") != now {
 		t.Errorf("its app lines: %v", l.m)
 	}
+	// The console shows the requests and their lines.
+	_, page := getPage(t, s, "/logs")
+	mustContain(t, page, `<tr id="req-`+ids["/status/404"]+`">`, "GET /status/404", "INFO info line", "ERROR error line", "CRITICAL critical line", "agent /status/201")
 	out, _ = readLogs(t, s, with(v1, func(in pmsg) { in.Append("request_id", ids["/status/404"]) }))
 	if n := out.Msgs("log")[0].Len("line"); n != 0 {
 		t.Errorf("%d app lines without include_app_logs", n)
