@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -114,6 +115,14 @@ func TestImageServingURL(t *testing.T) {
 	}
 	if code, ctype, m := fetchImage(t, ju.String()); code != 200 || ctype != "image/jpeg" || m.Bounds().Dx() != 32 || m.Bounds().Dy() != 32 {
 		t.Errorf("JPEG =s32-c: %d %s %v", code, ctype, m)
+	}
+	// A GIF is served as PNG.
+	var gifData bytes.Buffer
+	gif.Encode(&gifData, twoColours(40, 20), nil)
+	gkey := uploadBlob(t, s, gifData.String())
+	gu, _ := aeimage.ServingURL(ctx, gkey, &aeimage.ServingURLOptions{Size: 10})
+	if code, ctype, m := fetchImage(t, gu.String()); code != 200 || ctype != "image/png" || m.Bounds().Dx() != 10 || m.Bounds().Dy() != 5 {
+		t.Errorf("GIF =s10: %d %s %v", code, ctype, m)
 	}
 	// Not an image: the URL is given (production does not look), the
 	// image is not served.
