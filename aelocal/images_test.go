@@ -2,6 +2,7 @@ package aelocal
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/color"
 	"image/gif"
@@ -160,4 +161,42 @@ func TestImageServingURL(t *testing.T) {
 	if code, _, _ := fetchImage(t, ju.String()); code != http.StatusNotFound {
 		t.Errorf("after the blob's Delete: %d", code)
 	}
+}
+
+// TestBlobsBothPaths: the blobstore and images clients on both of a test's
+// ways to the server.
+func TestBlobsBothPaths(t *testing.T) {
+	bothPathsWith(t, func(t *testing.T) *Options {
+		app := blobTestApp()
+		t.Cleanup(app.Close)
+		return &Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"}
+	}, func(t *testing.T, s *Server, ctx context.Context) {
+		u, err := blobstore.UploadURL(ctx, "/uploaded", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got := postFiles(t, u.String(), [3]string{"f", "a.txt", "both ways"})
+		key := appengine.BlobKey(strings.Fields(strings.Split(got, "\n")[1])[1])
+		if bi, err := blobstore.Stat(ctx, key); err != nil || bi.Size != 9 {
+			t.Fatalf("Stat: %+v, %v", bi, err)
+		}
+		if b, err := io.ReadAll(blobstore.NewReader(ctx, key)); err != nil || string(b) != "both ways" {
+			t.Fatalf("read: %q, %v", b, err)
+		}
+		if _, err := aeimage.ServingURL(ctx, key, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := aeimage.ServingURL(ctx, "missing", nil); !isAPIError(err, "images", 8) {
+			t.Errorf("ServingURL of a missing blob: %v", err)
+		}
+		if err := aeimage.DeleteServingURL(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := blobstore.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(blobstore.NewReader(ctx, key)); !isAPIError(err, "blobstore", 4) {
+			t.Errorf("read after Delete: %v", err)
+		}
+	})
 }
