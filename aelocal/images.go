@@ -109,6 +109,9 @@ func imagesDeleteURLBase(s *Server, in, out pmsg) (err error) {
 	return nil
 }
 
+// imageScaling admits one image decoding at a time, across servers.
+var imageScaling = make(chan struct{}, 1)
+
 // servingOptions are production's suffixes this server knows: s and c.
 var servingOptions = regexp.MustCompile(`^s(\d{1,4})(-c)?$`)
 
@@ -153,6 +156,14 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer br.Close()
+	// One image at a time: a 50-megapixel image takes some 300 MB to
+	// decode and scale, and concurrent requests must not multiply that.
+	select {
+	case imageScaling <- struct{}{}:
+		defer func() { <-imageScaling }()
+	case <-r.Context().Done():
+		return
+	}
 	body, ctype, code, err := scaleImage(io.NewSectionReader(br, 0, n), size, crop)
 	if err != nil {
 		http.Error(w, "aelocal: "+err.Error(), code)

@@ -3,6 +3,8 @@ package aelocal
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/gif"
@@ -124,6 +126,18 @@ func TestImageServingURL(t *testing.T) {
 	gu, _ := aeimage.ServingURL(ctx, gkey, &aeimage.ServingURLOptions{Size: 10})
 	if code, ctype, m := fetchImage(t, gu.String()); code != 200 || ctype != "image/png" || m.Bounds().Dx() != 10 || m.Bounds().Dy() != 5 {
 		t.Errorf("GIF =s10: %d %s %v", code, ctype, m)
+	}
+	// Past production's 50 megapixels: refused before decoding. A PNG's
+	// header alone says its size.
+	ihdr := []byte("IHDR\x00\x00\x27\x10\x00\x00\x27\x10\x08\x06\x00\x00\x00") // 10000 x 10000, RGBA
+	var huge bytes.Buffer
+	huge.WriteString("\x89PNG\r\n\x1a\n\x00\x00\x00\x0d")
+	huge.Write(ihdr)
+	binary.Write(&huge, binary.BigEndian, crc32.ChecksumIEEE(ihdr))
+	hkey := uploadBlob(t, s, huge.String())
+	hu, _ := aeimage.ServingURL(ctx, hkey, nil)
+	if code, _, _ := fetchImage(t, hu.String()); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 100-megapixel image: %d", code)
 	}
 	// Not an image: the URL is given (production does not look), the
 	// image is not served.
