@@ -3,6 +3,7 @@ package aelocal
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -393,7 +394,9 @@ func (s *Server) configureBlobstore(o *Options) error {
 		return nil
 	}
 	dir := o.DatastorePath + ".blobs"
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Mkdir, not MkdirAll: a datastore path in a directory that does not
+	// exist is a mistake the datastore file reports; this must not hide it.
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("aelocal: the blobstore's directory: %v", err)
 	}
 	s.blobstore.bytes = newBlobBytes(dir)

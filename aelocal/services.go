@@ -80,7 +80,7 @@ func (s *Server) appHost() string {
 // notServed completes the error of a call aelocal does not serve.
 func notServed(service string) string {
 	switch service {
-	case "search", "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+	case "search", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
 		return ": the " + service + " service is not emulated locally"
 	}
 	return ""
