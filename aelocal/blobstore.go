@@ -3,8 +3,6 @@ package aelocal
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -388,17 +386,10 @@ func (s *Server) deleteBlobInfo(app, key string) (err error) {
 }
 
 // configureBlobstore keeps the blobs' bytes beside the datastore file, if
-// there is one.
+// there is one, in a directory made with the first blob.
 func (s *Server) configureBlobstore(o *Options) error {
-	if o.DatastorePath == "" {
-		return nil
+	if o.DatastorePath != "" {
+		s.blobstore.bytes = newBlobBytes(o.DatastorePath + ".blobs")
 	}
-	dir := o.DatastorePath + ".blobs"
-	// Mkdir, not MkdirAll: a datastore path in a directory that does not
-	// exist is a mistake the datastore file reports; this must not hide it.
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("aelocal: the blobstore's directory: %v", err)
-	}
-	s.blobstore.bytes = newBlobBytes(dir)
 	return nil
 }

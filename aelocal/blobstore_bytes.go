@@ -88,6 +88,10 @@ func (b *blobBytes) create(key string, r io.Reader, limit int64) (int64, string,
 // createFile writes the blob to a temporary file and renames it into
 // place once complete and synced, so a blob file is always whole.
 func (b *blobBytes) createFile(key string, r io.Reader, limit int64) (n int64, err error) {
+	// Mkdir, not MkdirAll: the datastore file is in the directory above.
+	if err := os.Mkdir(b.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return 0, err
+	}
 	f, err := os.CreateTemp(b.dir, ".upload-*")
 	if err != nil {
 		return 0, err
