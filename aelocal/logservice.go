@@ -140,7 +140,7 @@ type loggingWriter struct {
 }
 
 func (w *loggingWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && code >= 200 { // 1xx are interim answers
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
