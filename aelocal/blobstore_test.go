@@ -260,6 +260,11 @@ func TestBlobstoreUploadLimits(t *testing.T) {
 			t.Errorf("UploadURL(%q): %v", path, err)
 		}
 	}
+	for _, o := range []blobstore.UploadURLOptions{{MaxUploadBytes: 5, MaxUploadBytesPerBlob: 6}, {MaxUploadBytes: -1}, {MaxUploadBytesPerBlob: -1}} {
+		if _, err := blobstore.UploadURL(ctx, "/uploaded", &o); !isAPIError(err, "blobstore", 8) {
+			t.Errorf("UploadURL with %+v: %v", o, err)
+		}
+	}
 	if _, err := blobstore.UploadURL(ctx, "/"+strings.Repeat("x", 3000), nil); !isAPIError(err, "blobstore", 2) {
 		t.Errorf("a long success path: %v", err)
 	}
