@@ -22,7 +22,10 @@ import (
 // blobTestApp is an app with a success path that reports what
 // blobstore.ParseUpload found, and a path that sends a blob. Neither
 // makes an API call, so it needs no server of its own.
-func blobTestApp() *httptest.Server {
+func blobTestApp() *httptest.Server { return httptest.NewServer(blobTestMux()) }
+
+// blobTestMux is blobTestApp's handler.
+func blobTestMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/uploaded", func(w http.ResponseWriter, r *http.Request) {
 		blobs, other, err := blobstore.ParseUpload(r)
@@ -46,7 +49,7 @@ func blobTestApp() *httptest.Server {
 		}
 		blobstore.Send(w, appengine.BlobKey(r.URL.Query().Get("key")))
 	})
-	return httptest.NewServer(mux)
+	return mux
 }
 
 // blobServer starts blobTestApp behind a server with a front end.
@@ -181,6 +184,17 @@ func TestBlobstoreUploadSendReadDelete(t *testing.T) {
 	}
 	if resp, _ = get("", http.Header{"Range": {"bytes=100-"}}); resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 		t.Fatalf("Send past the end: %d", resp.StatusCode)
+	}
+
+	// An app behind Middleware alone sends blobs too.
+	inproc := httptest.NewServer(s.Middleware(blobTestMux()))
+	defer inproc.Close()
+	req, _ := http.NewRequest("GET", inproc.URL+"/serve?key="+string(key), nil)
+	req.Header.Set("Range", "bytes=4-")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 206 || string(b) != content[4:] || resp.Header.Get("X-AppEngine-BlobKey") != "" {
+		t.Fatalf("Send behind Middleware: %d %q %v", resp.StatusCode, b, resp.Header)
 	}
 
 	// Delete: gone everywhere.

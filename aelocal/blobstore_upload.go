@@ -219,27 +219,42 @@ func serveUploadWithoutFront(w http.ResponseWriter, r *http.Request) {
 }
 
 // sendBlob is the front end's part of blobstore.Send: a response of the
-// app with X-AppEngine-BlobKey leaves with the blob as its body, the
-// blob's Content-Type unless the app chose one, and the range the app
-// (X-AppEngine-BlobRange) or the browser (Range) asked for.
+// app with X-AppEngine-BlobKey leaves with the blob as its body
+// (blobAnswer).
 func (s *Server) sendBlob(resp *http.Response) error {
-	key := resp.Header.Get(blobKeyHeader)
-	if key == "" {
+	if resp.Header.Get(blobKeyHeader) == "" {
 		return nil
 	}
-	resp.Header.Del(blobKeyHeader)
-	rng := resp.Header.Get(blobRangeHeader)
-	resp.Header.Del(blobRangeHeader)
-	if rng == "" && resp.Request != nil {
+	rng := ""
+	if resp.Request != nil {
 		rng = resp.Request.Header.Get("Range")
 	}
 	resp.Body.Close()
-	empty := func(code int) error {
-		resp.StatusCode, resp.Status = code, fmt.Sprintf("%d %s", code, http.StatusText(code))
-		resp.Body, resp.ContentLength = http.NoBody, 0
-		resp.Header.Del("Content-Type")
-		resp.Header.Set("Content-Length", "0")
-		return nil
+	code, body, n := s.blobAnswer(resp.Header, rng, resp.StatusCode)
+	resp.StatusCode, resp.Status = code, fmt.Sprintf("%d %s", code, http.StatusText(code))
+	resp.Body, resp.ContentLength, resp.TransferEncoding = body, n, nil
+	return nil
+}
+
+// blobAnswer turns the header h of a response that names a blob
+// (X-AppEngine-BlobKey) into the answer App Engine sends: the blob as the
+// body, the blob's Content-Type unless the app chose one, and the range
+// the app (X-AppEngine-BlobRange) or the browser (Range, reqRange) asked
+// for. It returns the status and the body, of n bytes.
+func (s *Server) blobAnswer(h http.Header, reqRange string, status int) (code int, body io.ReadCloser, n int64) {
+	key := h.Get(blobKeyHeader)
+	h.Del(blobKeyHeader)
+	rng := h.Get(blobRangeHeader)
+	h.Del(blobRangeHeader)
+	if rng == "" {
+		rng = reqRange
+	}
+	h.Del("Content-Encoding")
+	h.Del("Transfer-Encoding")
+	empty := func(code int) (int, io.ReadCloser, int64) {
+		h.Del("Content-Type")
+		h.Set("Content-Length", "0")
+		return code, http.NoBody, 0
 	}
 	bi := s.blobInfo(blobApp(), key)
 	if bi == nil {
@@ -250,34 +265,81 @@ func (s *Server) sendBlob(resp *http.Response) error {
 		return empty(http.StatusInternalServerError)
 	}
 	start, n := int64(0), size
-	partial := false
 	if rng != "" {
 		var ok bool
 		if start, n, ok = parseByteRange(rng, size); !ok {
 			r.Close()
-			resp.Header.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 			return empty(http.StatusRequestedRangeNotSatisfiable)
 		}
-		partial = true
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+n-1, size))
 	}
-	if ct := resp.Header.Get("Content-Type"); ct == "" || ct == autoContentType {
-		resp.Header.Set("Content-Type", bi.contentType)
+	if ct := h.Get("Content-Type"); ct == "" || ct == autoContentType {
+		h.Set("Content-Type", bi.contentType)
 	}
-	if partial {
-		resp.StatusCode, resp.Status = http.StatusPartialContent, "206 Partial Content"
-		resp.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+n-1, size))
-	}
-	resp.Header.Del("Content-Encoding")
-	resp.Header.Del("Transfer-Encoding")
-	resp.Header.Set("Content-Length", strconv.FormatInt(n, 10))
-	resp.ContentLength = n
-	resp.TransferEncoding = nil
-	resp.Body = struct {
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	return status, struct {
 		io.Reader
 		io.Closer
-	}{io.NewSectionReader(r, start, n), r}
-	return nil
+	}{io.NewSectionReader(r, start, n), r}, n
 }
+
+// serveWithBlobs serves r with h, an app behind Middleware, and answers
+// as the front end does when the app sends a blob (blobstore.Send), so
+// that apps tested with Middleware alone serve their blobs too.
+// appengine.Middleware holds the whole response and writes it at the end,
+// so the answer is known when its header is written.
+func (s *Server) serveWithBlobs(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	bw := &blobSendWriter{ResponseWriter: w, s: s, r: r}
+	h.ServeHTTP(bw, r)
+	if !bw.decided && w.Header().Get(blobKeyHeader) != "" {
+		bw.WriteHeader(http.StatusOK)
+	}
+}
+
+// blobSendWriter replaces a response that names a blob with the blob.
+type blobSendWriter struct {
+	http.ResponseWriter
+	s       *Server
+	r       *http.Request
+	decided bool // the header was written
+	blob    bool // and the body is the blob's
+}
+
+func (w *blobSendWriter) WriteHeader(code int) {
+	if w.decided {
+		if !w.blob {
+			w.ResponseWriter.WriteHeader(code)
+		}
+		return
+	}
+	w.decided = true
+	if w.Header().Get(blobKeyHeader) == "" {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.blob = true
+	code, body, _ := w.s.blobAnswer(w.Header(), w.r.Header.Get("Range"), code)
+	defer body.Close()
+	w.ResponseWriter.WriteHeader(code)
+	if w.r.Method != http.MethodHead {
+		io.Copy(w.ResponseWriter, body)
+	}
+}
+
+func (w *blobSendWriter) Write(b []byte) (int, error) {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.blob {
+		return len(b), nil // the app's own body gives way to the blob
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (w *blobSendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // parseByteRange reads one range "bytes=a-b", "bytes=a-" or "bytes=-n" of
 // a blob of size bytes and returns its start and length.
