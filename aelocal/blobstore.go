@@ -53,15 +53,22 @@ const (
 
 // Blobstore error codes (appengine.v2.BlobstoreServiceError.ErrorCode).
 const (
-	blobInternalError          = 1
-	blobURLTooLong             = 2
-	blobNotFound               = 4
-	blobDataIndexOutOfRange    = 5
-	blobFetchSizeTooLarge      = 6
-	blobArgumentOutOfRange     = 8
-	blobInvalidBlobKey         = 9
-	maxSuccessPathBytes        = 2048
-	maxBlobKeyBytes            = 500
+	blobInternalError       = 1
+	blobURLTooLong          = 2
+	blobNotFound            = 4
+	blobDataIndexOutOfRange = 5
+	blobFetchSizeTooLarge   = 6
+	blobArgumentOutOfRange  = 8
+	blobInvalidBlobKey      = 9
+)
+
+// Bounds of the blobstore's requests.
+const (
+	// maxSuccessPathBytes: a longer success path is URL_TOO_LONG.
+	maxSuccessPathBytes = 2048
+	// maxBlobKeyBytes: longer blob keys are none aelocal made.
+	maxBlobKeyBytes = 500
+	// blobUploadURLExpiryMaxSecs bounds url_expiry_time_seconds.
 	blobUploadURLExpiryMaxSecs = 24 * 60 * 60
 )
 
