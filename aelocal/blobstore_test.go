@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/blobstore"
@@ -281,6 +282,12 @@ func TestBlobstoreUploadLimits(t *testing.T) {
 	}
 	if _, err := blobstore.UploadURL(ctx, "/"+strings.Repeat("x", 3000), nil); !isAPIError(err, "blobstore", 2) {
 		t.Errorf("a long success path: %v", err)
+	}
+	// An upload URL expires (after a day here).
+	u, _ = blobstore.UploadURL(ctx, "/uploaded", nil)
+	s.FastForward(uploadSessionTTL + time.Second)
+	if code, _ := postFiles(t, u.String(), [3]string{"f", "late", "x"}); code != http.StatusNotFound {
+		t.Errorf("an expired upload URL: %d", code)
 	}
 	u, _ = blobstore.UploadURL(ctx, "/uploaded", nil)
 	if resp, err := http.Post(u.String(), "text/plain", strings.NewReader("x")); err != nil || resp.StatusCode != 400 {
