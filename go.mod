@@ -11,4 +11,7 @@ require (
 	google.golang.org/protobuf v1.30.0
 )
 
-require golang.org/x/net v0.0.0-20220722155237-a158d28d115b // indirect
+require (
+	golang.org/x/net v0.0.0-20220722155237-a158d28d115b // indirect
+	golang.org/x/text v0.3.8 // indirect
+)

@@ -57,6 +57,8 @@ var consoleSections = []consoleSection{
 	{"Task queues", "/taskqueues", (*console).taskqueueRoutes},
 	{"Mail", "/mail", (*console).mailRoutes},
 	{"Cron", "/cron", (*console).cronRoutes},
+	{"Blobstore", "/blobstore", (*console).blobstoreRoutes}, // console_blobstore.go
+	{"Logs", "/logs", (*console).logRoutes},                 // console_logs.go
 	{"RPCs", "/rpcs", (*console).rpcRoutes},
 }
 

@@ -101,11 +101,13 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 			log.Printf("aelocal: front end: %s %s: the app at %s did not answer: %v", r.Method, r.URL.Path, app, err)
 			http.Error(w, fmt.Sprintf("aelocal front end: the app at %s did not answer (%v). Is it running?", app, err), http.StatusBadGateway)
 		},
+		ModifyResponse: s.sendBlob, // blobstore.Send (blobstore_upload.go)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
 	mux.Handle("/", proxy)
+	mux.HandleFunc(uploadPath, s.serveUpload(proxy)) // blobstore uploads (blobstore_upload.go)
 	// The same bounds on connections as the API server's; bodies stream
 	// through to the app, which sets its own limits, as on App Engine.
 	limiter := newConnLimiter(ln, cap(s.limiter.slots))
@@ -116,7 +118,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 				http.Error(w, fmt.Sprintf("aelocal front end: refused: Host %q does not name this machine; open %s", r.Host, f.url), http.StatusMisdirectedRequest)
 				return
 			}
-			mux.ServeHTTP(w, r)
+			s.logRequests(mux).ServeHTTP(w, r) // request logs (logservice.go)
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       s.http.IdleTimeout,
@@ -149,6 +151,7 @@ func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 		h.Set("X-AppEngine-User-IP", ip)
 	}
 	h.Set("X-AppEngine-Country", "ZZ")
+	setRequestLogHeaders(pr.In, h) // logservice.go
 }
 
 // fromAppSite reports whether a browser on App Engine would have sent the

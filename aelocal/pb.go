@@ -12,8 +12,10 @@ import (
 	// aelocal decodes requests with those descriptors instead of carrying
 	// generated code of its own.
 	_ "google.golang.org/appengine/v2"
+	_ "google.golang.org/appengine/v2/blobstore"
 	_ "google.golang.org/appengine/v2/capability"
 	_ "google.golang.org/appengine/v2/datastore"
+	_ "google.golang.org/appengine/v2/image"
 	_ "google.golang.org/appengine/v2/mail"
 	_ "google.golang.org/appengine/v2/memcache"
 	_ "google.golang.org/appengine/v2/module"

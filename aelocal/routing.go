@@ -159,7 +159,8 @@ func (s *Server) Route(ctx context.Context, apiCall APICallFunc) (context.Contex
 //
 // A request that carries the cookie of the login page user.LoginURL points
 // at, and no X-AppEngine-User-Email of its own, gets the headers of that
-// user, as behind App Engine's front end.
+// user, as behind App Engine's front end. A response that sends a blob
+// (blobstore.Send) carries the blob, as from App Engine's front end.
 func (s *Server) Middleware(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, err := s.Route(r.Context(), appengine.APICall)
@@ -172,7 +173,7 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	})
 	mw := appengine.Middleware(inner)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+		s.serveWithBlobs(mw, w, withLoginHeaders(r)) // the user the login page signed in; blobstore.Send (blobstore_upload.go)
 	})
 }
 

@@ -64,6 +64,9 @@ type Server struct {
 	frontAddr string    // Options.FrontAddr
 	front     *frontEnd // the app's front end, if any; under mu
 
+	blobstore *blobstoreService // blobstore.go
+	logs      *logService       // logservice.go
+
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
 }
@@ -133,6 +136,8 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	mux.Handle("/", s.console)
 	mux.HandleFunc("/_ah/login", s.serveLogin)
 	mux.HandleFunc("/_ah/logout", s.serveLogout)
+	mux.HandleFunc(uploadPath, serveUploadWithoutFront)
+	mux.HandleFunc(imgPath, s.serveImage)
 	s.http = &http.Server{
 		Handler:           s.frontDoor(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -331,6 +336,7 @@ type methodFunc func(s *Server, in, out pmsg) error
 type methodSpec struct {
 	req, resp string // full message names in the protobuf registry
 	fn        methodFunc
+	ctxFn     func(ctx context.Context, s *Server, in, out pmsg) error // instead of fn, for a method that needs the call's context
 }
 
 var methods = map[string]methodSpec{}
@@ -338,6 +344,12 @@ var methods = map[string]methodSpec{}
 // register adds a method to the dispatch table; services call it from init.
 func register(service, method, req, resp string, fn methodFunc) {
 	methods[service+"."+method] = methodSpec{req: req, resp: resp, fn: fn}
+}
+
+// registerCtx adds a method that reads the call's context (registerCtx's
+// callers: logservice.go).
+func registerCtx(service, method, req, resp string, fn func(ctx context.Context, s *Server, in, out pmsg) error) {
+	methods[service+"."+method] = methodSpec{req: req, resp: resp, ctxFn: fn}
 }
 
 // Implemented returns the "service.Method" names aelocal serves, sorted.
@@ -467,7 +479,12 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 			resp, err = nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("internal error serving %s: %v", name, p)}
 		}
 	}()
-	if err := spec.fn(s, in, out); err != nil {
+	if spec.ctxFn != nil {
+		err = spec.ctxFn(ctx, s, in, out)
+	} else {
+		err = spec.fn(s, in, out)
+	}
+	if err != nil {
 		return nil, err
 	}
 	resp, err = out.Marshal()
@@ -519,6 +536,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(max(d, 0)*float64(time.Second)))
 		defer cancel()
 	}
+	ctx = withAPITicket(ctx, req.Str("request_id")) // which request's app log lines a logservice.Flush carries
 	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
 	var se *serviceError
 	var re *rpcError

@@ -14,12 +14,17 @@ func (s *Server) initServices() {
 	s.users = newUserService()
 	s.fetch = newURLFetchService()
 	s.search = newSearchService()
+	s.blobstore = newBlobstoreService()
+	s.logs = newLogService()
 }
 
 // configureServices applies the options that concern those services. It
 // runs before the server listens, so a bad queue.yaml or app URL stops it
 // from starting.
 func (s *Server) configureServices(o *Options) error {
+	if err := s.configureBlobstore(o); err != nil {
+		return err
+	}
 	if o.QueueYAML != "" {
 		qs, err := loadQueueYAML(o.QueueYAML)
 		if err != nil {
@@ -76,7 +81,7 @@ func (s *Server) appHost() string {
 // notServed completes the error of a call aelocal does not serve.
 func notServed(service string) string {
 	switch service {
-	case "blobstore", "images", "logservice", "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+	case "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
 		return ": the " + service + " service is not emulated locally"
 	}
 	return ""

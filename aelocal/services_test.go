@@ -15,7 +15,6 @@ import (
 	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/capability"
-	"google.golang.org/appengine/v2/image"
 	"google.golang.org/appengine/v2/mail"
 	"google.golang.org/appengine/v2/module"
 	"google.golang.org/appengine/v2/taskqueue"
@@ -84,16 +83,13 @@ func recordServiceCalls(tb testing.TB) []recordedCall {
 }
 
 // Services aelocal does not emulate fail each call with an error that
-// names it. (appengine/v2 has no log reads, and its search and blobstore
-// clients need modules this one does not: those go raw.)
+// names it. (appengine/v2 has no XMPP client: the call goes raw.)
 func TestUnservedServices(t *testing.T) {
 	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
 		req, _ := newMsg("appengine.base.v2.VoidProto")
 		resp, _ := newMsg("appengine.base.v2.VoidProto")
-		err := appengine.APICall(ctx, "logservice", "Read", protoV1(req), protoV1(resp))
-		wantAPIError(t, err, "", "aelocal does not serve logservice.Read: the logservice service is not emulated locally")
-		_, err = image.ServingURL(ctx, appengine.BlobKey("k"), nil)
-		wantAPIError(t, err, "", "aelocal does not serve images.GetUrlBase: the images service is not emulated locally")
+		err := appengine.APICall(ctx, "xmpp", "SendMessage", protoV1(req), protoV1(resp))
+		wantAPIError(t, err, "", "aelocal does not serve xmpp.SendMessage: the xmpp service is not emulated locally")
 	})
 }
 
