@@ -22,7 +22,6 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +32,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/icza/gaesession/v2/aelocal"
+	"github.com/icza/gaesession/v2/internal/proctest"
 	"github.com/icza/session"
-	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/memcache"
 )
 
@@ -99,23 +97,6 @@ func waitAnswers(port string, done <-chan struct{}) error {
 	return errors.New("no answer")
 }
 
-// bridgeContext returns an App Engine context whose calls go to the
-// server on port. The test must not be parallel: the environment is
-// process-wide.
-func bridgeContext(t *testing.T, port string) context.Context {
-	t.Helper()
-	if os.Getenv("GAE_APPLICATION") == "" {
-		t.Setenv("GAE_APPLICATION", aelocal.DefaultAppID)
-	}
-	t.Setenv("API_HOST", "127.0.0.1")
-	t.Setenv("API_PORT", port)
-	var ctx context.Context
-	appengine.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx = appengine.NewContext(r)
-	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-	return ctx
-}
-
 // pressureResult counts what one mode's trials saw.
 type pressureResult struct {
 	requests     int64 // Gets that started after the logout returned
@@ -134,7 +115,7 @@ func TestLogoutUnderMemcachePressure(t *testing.T) {
 		trials = n
 	}
 	port := pressureProcess(t, "-memcache_limit", "20480")
-	ctx := bridgeContext(t, port)
+	ctx := proctest.BridgeContext(t, port)
 
 	// Two junk writers keep Memcache evicting for the whole test.
 	stop := make(chan struct{})

@@ -21,10 +21,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/icza/gaesession/v2/internal/proctest"
 )
 
 const (
@@ -471,7 +472,7 @@ func exeSuffix() string {
 type process struct {
 	name, port, url string
 	cmd             *exec.Cmd
-	out             *lockedBuffer
+	out             *proctest.LockedBuffer
 	done            chan struct{} // closed when the process has exited
 	waitErr         error         // valid once done is closed
 }
@@ -517,7 +518,7 @@ func startProcess(t *testing.T, name, bin string, argsEnv func(port string) (arg
 			name: name,
 			port: port,
 			url:  "http://127.0.0.1:" + port,
-			out:  &lockedBuffer{},
+			out:  &proctest.LockedBuffer{},
 			done: make(chan struct{}),
 		}
 		p.cmd = exec.Command(bin, args...)
@@ -612,23 +613,4 @@ func childEnv() []string {
 		}
 	}
 	return append(env, "GAE_APPLICATION="+appID)
-}
-
-// lockedBuffer collects a process's output; it is written by the process's
-// copying goroutine and read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

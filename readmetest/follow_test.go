@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/icza/gaesession/v2/internal/proctest"
 )
 
 const (
@@ -412,7 +413,7 @@ func checkExcerpt(t *testing.T, b block, path string) {
 type proc struct {
 	line string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *proctest.LockedBuffer
 	done chan struct{}
 	err  error
 }
@@ -421,7 +422,7 @@ type proc struct {
 // go run's program stops with it.
 func (f *follower) startLine(t *testing.T, line, dir string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{line: line, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{line: line, out: &proctest.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(f.bash, "-c", line)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(append([]string{}, f.env...), extra...)
@@ -504,22 +505,4 @@ func (p *proc) waitHTTP(t *testing.T, url string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

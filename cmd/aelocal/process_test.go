@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/icza/gaesession/v2/aelocal"
+	"github.com/icza/gaesession/v2/internal/proctest"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 )
@@ -37,30 +37,12 @@ const (
 	processExit  = 60 * time.Second
 )
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running aelocal process.
 type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	port string
-	out  *syncBuffer
+	out  *proctest.LockedBuffer
 	done chan struct{}
 	err  error // valid once done is closed
 }
@@ -83,7 +65,7 @@ func launch(t *testing.T, args ...string) *proc {
 	if runtime.GOOS == "windows" {
 		t.Skip("signals and kill -9 are Unix")
 	}
-	p := &proc{t: t, port: freePort(t), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, port: freePort(t), out: &proctest.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(aelocalBinary(t), append([]string{"-addr", "127.0.0.1:" + p.port}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	dieWithTest(p.cmd)
@@ -181,17 +163,7 @@ func (p *proc) waitOutput(s string) {
 // process-wide.
 func clientContext(t *testing.T, p *proc) context.Context {
 	t.Helper()
-	// The client builds keys with the application ID from here.
-	if os.Getenv("GAE_APPLICATION") == "" {
-		t.Setenv("GAE_APPLICATION", aelocal.DefaultAppID)
-	}
-	t.Setenv("API_HOST", "127.0.0.1")
-	t.Setenv("API_PORT", p.port)
-	var ctx context.Context
-	appengine.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx = appengine.NewContext(r)
-	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-	return ctx
+	return proctest.BridgeContext(t, p.port)
 }
 
 // blob is an entity with a long, unindexed value.
