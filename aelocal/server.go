@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,6 +27,14 @@ const DefaultAppID = "dev~aelocal"
 // an API call is far lower; this only keeps a hostile client from making the
 // server buffer without end.
 const maxRequestBytes = 64 << 20
+
+// maxResponseBytes bounds one bridge response: past it a call fails with
+// RESPONSE_TOO_LARGE, without the response being built where the service
+// can tell in advance (datastore_v3.Get, see datastore_get.go). 50 MiB is
+// the largest datastore Get answer known to pass in production; memcache
+// batches (32 MB), urlfetch responses (32 MiB) and query batches stay
+// below it.
+const maxResponseBytes = 50 << 20
 
 // Server is a local App Engine API server: memcache and datastore_v3 behind
 // the HTTP service bridge that second-generation runtimes use.
@@ -373,6 +382,7 @@ const (
 	rpcCallNotFound     = 1
 	rpcParseError       = 2
 	rpcRequestTooLarge  = 5
+	rpcResponseTooLarge = 9
 	rpcCancelled        = 10
 	rpcDeadlineExceeded = 12
 )
@@ -470,6 +480,9 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	if err != nil {
 		return nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
 	}
+	if len(resp) > maxResponseBytes {
+		return nil, &rpcError{code: rpcResponseTooLarge, detail: fmt.Sprintf("The response from API call %s() was too large: %d bytes; aelocal answers at most %d", name, len(resp), maxResponseBytes)}
+	}
 	return resp, nil
 }
 
@@ -482,27 +495,41 @@ func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, _ := newMsg("remote_api.v2.Response")
+	var out []byte
 	body, release, rerr := s.readBridgeBody(w, r)
 	if rerr != nil {
 		setRPCError(resp, rerr)
 	} else {
 		defer release()
-		s.bridgeCall(r, body, resp)
+		out = s.bridgeCall(r, body, resp)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if out != nil {
+		// A remote_api.Response whose only field is response (1): its
+		// header, then the service's answer as it is, rather than a copy
+		// of the answer inside a second buffer.
+		hdr := protowire.AppendTag(nil, 1, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(len(out)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(out)))
+		w.Write(hdr)
+		w.Write(out)
+		return
 	}
 	b, err := resp.Marshal()
 	if err != nil {
 		http.Error(w, "aelocal: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(b)
 }
 
-func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
+// bridgeCall serves the call in body. It returns the service's encoded
+// answer, or nil with the error set in resp.
+func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) []byte {
 	req, _ := newMsg("remote_api.v2.Request")
 	if err := proto.Unmarshal(body, req.m.Interface()); err != nil {
 		setRPCError(resp, &rpcError{code: rpcParseError, detail: "cannot parse remote_api.Request: " + err.Error()})
-		return
+		return nil
 	}
 	ctx := r.Context()
 	// A deadline of 0 or less has passed: the client computes it from its
@@ -520,7 +547,10 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 	var re *rpcError
 	switch {
 	case err == nil:
-		resp.Set("response", out)
+		if out == nil {
+			out = []byte{} // an empty answer is still an answer
+		}
+		return out
 	case errors.As(err, &se):
 		ae := resp.Mutable("application_error")
 		ae.Set("code", se.code)
@@ -534,6 +564,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
 	}
+	return nil
 }
 
 func setRPCError(resp pmsg, e *rpcError) {
