@@ -172,7 +172,7 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	})
 	mw := appengine.Middleware(inner)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mw.ServeHTTP(w, withLoginHeaders(r)) // the user the login page signed in
+		mw.ServeHTTP(w, s.withLoginHeaders(r)) // the user the login page signed in
 	})
 }
 
