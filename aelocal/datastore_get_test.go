@@ -1,13 +1,18 @@
 package aelocal
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
@@ -194,4 +199,77 @@ func (w *discardingWriter) WriteHeader(int)     {}
 func (w *discardingWriter) Write(b []byte) (int, error) {
 	w.n += len(b)
 	return len(b), nil
+}
+
+// TestBridgeAnswersShareAByteBudget: encoded answers not yet sent hold a
+// share of a byte budget, so parallel large answers wait instead of all
+// being held at once. A client that stops reading a 48 MB answer keeps
+// its share; a second 48 MB answer must wait, and gets it once the first
+// is read.
+func TestBridgeAnswersShareAByteBudget(t *testing.T) {
+	s, err := NewServerOptions(&Options{answerBudget: 60 << 20, bodyTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := bridgeContext(t, s)
+	const size, n = 1000000, 48
+	k := putBig(t, ctx, "one", size)
+
+	// The first call, over a connection that does not read its answer.
+	req, _ := newMsg("appengine.v2.GetRequest")
+	ref, _ := newMsg("appengine.v2.Reference")
+	ref.Set("app", k.AppID())
+	e := ref.Mutable("path").AppendMsg("element")
+	e.Set("type", k.Kind())
+	e.Set("name", k.StringID())
+	for i := 0; i < n; i++ {
+		req.AppendMsg("key").CopyFrom(ref)
+	}
+	call, _ := newMsg("remote_api.v2.Request")
+	call.Set("service_name", "datastore_v3")
+	call.Set("method", "Get")
+	b, _ := req.Marshal()
+	call.Set("request", b)
+	body, _ := call.Marshal()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /rpc_http HTTP/1.1\r\nHost: %s\r\nX-Google-RPC-Service-Endpoint: app-engine-apis\r\nX-Google-RPC-Service-Method: /VMRemoteAPI.CallRemoteAPI\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", strings.TrimPrefix(s.URL(), "http://"), len(body))
+	conn.Write(body)
+	for start := time.Now(); ; {
+		if time.Since(start) > time.Minute { // only stops a test that would hang
+			t.Fatal("the first answer never held a share of the budget")
+		}
+		s.answers.mu.Lock()
+		free := s.answers.free
+		s.answers.mu.Unlock()
+		if free < 60<<20-n*size {
+			break // the first answer holds its share
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The second waits for its share until its deadline.
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := datastore.GetMulti(short, repeatKey(k, n), make([]bigEntity, n)); err == nil {
+		t.Fatal("a second 48 MB answer was served while the first one held the budget")
+	}
+
+	// Once the first is read, the second is served.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got) < n*size {
+		t.Fatalf("the first answer has %d bytes", len(got))
+	}
+	if err := datastore.GetMulti(ctx, repeatKey(k, n), make([]bigEntity, n)); err != nil {
+		t.Fatal(err)
+	}
 }

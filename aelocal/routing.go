@@ -231,7 +231,7 @@ func (s *Server) apiCall(ctx context.Context, service, method string, in, out gp
 	if err != nil {
 		return err
 	}
-	resp, err := s.call(ctx, service, method, req)
+	resp, release, err := s.call(ctx, service, method, req)
 	if err != nil {
 		var se *serviceError
 		if errors.As(err, &se) {
@@ -239,6 +239,7 @@ func (s *Server) apiCall(ctx context.Context, service, method string, in, out gp
 		}
 		return err
 	}
+	defer release()
 	return gproto.Unmarshal(resp, out)
 }
 

@@ -36,6 +36,12 @@ const maxRequestBytes = 64 << 20
 // below it.
 const maxResponseBytes = 50 << 20
 
+// defaultAnswerBudget is the encoded answers held at once, across calls,
+// from the moment one is encoded until it is sent: two of the largest, or
+// many small ones. A call waits for its share, as request bodies do for
+// theirs (defaultBodyBudget).
+const defaultAnswerBudget = 2 * maxResponseBytes
+
 // Server is a local App Engine API server: memcache and datastore_v3 behind
 // the HTTP service bridge that second-generation runtimes use.
 //
@@ -50,6 +56,7 @@ type Server struct {
 	listenIP     net.IP // the address listened on, unless unspecified
 	allowedHosts []string
 	budget       *byteBudget
+	answers      *byteBudget // encoded answers not yet sent
 	limiter      *connLimiter
 	bodyTimeout  time.Duration
 
@@ -129,6 +136,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.allowedHosts = normalizeHosts(o.AllowedHosts)
 	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
+	s.answers = newByteBudget(max(cmpOr(o.answerBudget, defaultAnswerBudget), maxResponseBytes))
 	s.bodyTimeout = cmpOr(o.bodyTimeout, bodyReadTimeout)
 	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
 	// The front door (frontdoor.go) checks every request first and sends
@@ -169,6 +177,7 @@ func newServer() *Server {
 		rpcs:     newRPCLog(),
 	}
 	s.budget = newByteBudget(defaultBodyBudget)
+	s.answers = newByteBudget(defaultAnswerBudget)
 	s.bodyTimeout = bodyReadTimeout
 	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
@@ -403,8 +412,19 @@ func failureCode(service string) int32 {
 // is logged and quoted.
 const maxUnknownName = 200
 
-// call serves one API call given its encoded request.
-func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
+// call serves one API call given its encoded request. The caller must call
+// release once it has sent or decoded the answer resp: the answer counts
+// against the server's budget of answers until then.
+func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, release func(), err error) {
+	resp, n, err := s.callUnbudgeted(ctx, service, method, reqBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, func() { s.answers.release(n) }, nil
+}
+
+// callUnbudgeted serves call; n is the share of the answer budget it holds.
+func (s *Server) callUnbudgeted(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, n int64, err error) {
 	name := service + "." + method
 	spec, ok := methods[name]
 	if !ok && len(name) > maxUnknownName {
@@ -439,7 +459,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
+		return nil, 0, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -447,23 +467,23 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 	if inject {
-		return nil, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
+		return nil, 0, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
 	}
 
 	in, err := newMsg(spec.req)
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+		return nil, 0, &rpcError{code: rpcUnknown, detail: err.Error()}
 	}
 	if err := proto.Unmarshal(reqBytes, in.m.Interface()); err != nil {
-		return nil, &rpcError{code: rpcParseError, detail: fmt.Sprintf("cannot parse %s request: %v", name, err)}
+		return nil, 0, &rpcError{code: rpcParseError, detail: fmt.Sprintf("cannot parse %s request: %v", name, err)}
 	}
 	out, err := newMsg(spec.resp)
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+		return nil, 0, &rpcError{code: rpcUnknown, detail: err.Error()}
 	}
 	defer func() {
 		// A request can be well-formed protobuf yet absurd in ways a
@@ -474,16 +494,25 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 		}
 	}()
 	if err := spec.fn(s, in, out); err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	// The answer's size is known before it is encoded (a Get's holds
+	// stored entities, not copies), so a call past the bound costs
+	// nothing, and one within it waits for its share of the budget.
+	size := out.Size()
+	if size > maxResponseBytes {
+		return nil, 0, &rpcError{code: rpcResponseTooLarge, detail: fmt.Sprintf("The response from API call %s() was too large: %d bytes; aelocal answers at most %d", name, size, maxResponseBytes)}
+	}
+	n = int64(size)
+	if err := s.answers.acquire(ctx, n); err != nil {
+		return nil, 0, err
 	}
 	resp, err = out.Marshal()
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
+		s.answers.release(n)
+		return nil, 0, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
 	}
-	if len(resp) > maxResponseBytes {
-		return nil, &rpcError{code: rpcResponseTooLarge, detail: fmt.Sprintf("The response from API call %s() was too large: %d bytes; aelocal answers at most %d", name, len(resp), maxResponseBytes)}
-	}
-	return resp, nil
+	return resp, n, nil
 }
 
 // serveBridge answers a bridge call (a POST with the bridge headers, on any
@@ -501,18 +530,28 @@ func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 		setRPCError(resp, rerr)
 	} else {
 		defer release()
-		out = s.bridgeCall(r, body, resp)
+		var sent func()
+		out, sent = s.bridgeCall(r, body, resp)
+		if sent != nil {
+			defer sent()
+		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if out != nil {
 		// A remote_api.Response whose only field is response (1): its
 		// header, then the service's answer as it is, rather than a copy
-		// of the answer inside a second buffer.
+		// of the answer inside a second buffer. A client that stops
+		// reading must not keep the answer's share of the budget.
+		rc := http.NewResponseController(w)
+		deadline := rc.SetWriteDeadline(time.Now().Add(s.bodyTimeout)) == nil
 		hdr := protowire.AppendTag(nil, 1, protowire.BytesType)
 		hdr = protowire.AppendVarint(hdr, uint64(len(out)))
 		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(out)))
 		w.Write(hdr)
-		w.Write(out)
+		if _, err := w.Write(out); err == nil && deadline {
+			rc.Flush()
+			rc.SetWriteDeadline(time.Time{}) // the connection's next request has its own
+		}
 		return
 	}
 	b, err := resp.Marshal()
@@ -524,12 +563,13 @@ func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 }
 
 // bridgeCall serves the call in body. It returns the service's encoded
-// answer, or nil with the error set in resp.
-func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) []byte {
+// answer and the function that releases its share of the answer budget,
+// or nil with the error set in resp.
+func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) ([]byte, func()) {
 	req, _ := newMsg("remote_api.v2.Request")
 	if err := proto.Unmarshal(body, req.m.Interface()); err != nil {
 		setRPCError(resp, &rpcError{code: rpcParseError, detail: "cannot parse remote_api.Request: " + err.Error()})
-		return nil
+		return nil, nil
 	}
 	ctx := r.Context()
 	// A deadline of 0 or less has passed: the client computes it from its
@@ -542,7 +582,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) []byte {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(max(d, 0)*float64(time.Second)))
 		defer cancel()
 	}
-	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
+	out, release, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
 	var se *serviceError
 	var re *rpcError
 	switch {
@@ -550,7 +590,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) []byte {
 		if out == nil {
 			out = []byte{} // an empty answer is still an answer
 		}
-		return out
+		return out, release
 	case errors.As(err, &se):
 		ae := resp.Mutable("application_error")
 		ae.Set("code", se.code)
@@ -564,7 +604,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) []byte {
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
 	}
-	return nil
+	return nil, nil
 }
 
 func setRPCError(resp pmsg, e *rpcError) {
