@@ -416,15 +416,15 @@ const maxUnknownName = 200
 // release once it has sent or decoded the answer resp: the answer counts
 // against the server's budget of answers until then.
 func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, release func(), err error) {
-	resp, n, err := s.callUnbudgeted(ctx, service, method, reqBytes)
+	resp, share, err := s.serveCall(ctx, service, method, reqBytes)
 	if err != nil {
 		return nil, nil, err
 	}
-	return resp, func() { s.answers.release(n) }, nil
+	return resp, func() { s.answers.release(share) }, nil
 }
 
-// callUnbudgeted serves call; n is the share of the answer budget it holds.
-func (s *Server) callUnbudgeted(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, n int64, err error) {
+// serveCall is call; share is what the answer holds of the answer budget.
+func (s *Server) serveCall(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, share int64, err error) {
 	name := service + "." + method
 	spec, ok := methods[name]
 	if !ok && len(name) > maxUnknownName {
@@ -491,6 +491,10 @@ func (s *Server) callUnbudgeted(ctx context.Context, service, method string, req
 		// the server.
 		if p := recover(); p != nil {
 			resp, err = nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("internal error serving %s: %v", name, p)}
+			if share != 0 {
+				s.answers.release(share)
+				share = 0
+			}
 		}
 	}()
 	if err := spec.fn(s, in, out); err != nil {
@@ -503,16 +507,16 @@ func (s *Server) callUnbudgeted(ctx context.Context, service, method string, req
 	if size > maxResponseBytes {
 		return nil, 0, &rpcError{code: rpcResponseTooLarge, detail: fmt.Sprintf("The response from API call %s() was too large: %d bytes; aelocal answers at most %d", name, size, maxResponseBytes)}
 	}
-	n = int64(size)
-	if err := s.answers.acquire(ctx, n); err != nil {
+	share = int64(size)
+	if err := s.answers.acquire(ctx, share); err != nil {
 		return nil, 0, err
 	}
 	resp, err = out.Marshal()
 	if err != nil {
-		s.answers.release(n)
+		s.answers.release(share)
 		return nil, 0, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
 	}
-	return resp, n, nil
+	return resp, share, nil
 }
 
 // serveBridge answers a bridge call (a POST with the bridge headers, on any
