@@ -533,9 +533,12 @@ func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 	if rerr != nil {
 		setRPCError(resp, rerr)
 	} else {
-		defer release()
 		var sent func()
 		out, sent = s.bridgeCall(r, body, resp)
+		// The request is decoded (copied) and served: its bytes go back to
+		// the budget before the answer is sent, which the client may see
+		// before this handler returns.
+		release()
 		if sent != nil {
 			defer sent()
 		}
