@@ -436,7 +436,9 @@ func (s *Server) consoleCall(service, method string, fill func(in pmsg)) (out pm
 		}
 		return pmsg{}, err
 	}
-	return out, nil
+	// An answer may hold stored entities themselves (datastore_get.go),
+	// and the console edits what it gets before it puts it back.
+	return out.Clone(), nil
 }
 
 // consoleMethods serve the console in place of the app's methods where the

@@ -407,7 +407,17 @@ func TestLoginInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.open(login)
-	b.see("Log in", "You are not signed in.")
+	b.see("Log in", "You are not signed in.", "Back to the app", "Then you go to "+front+"/after")
+	// The console's style, inlined on the front end's origin, applies
+	// (the header's dark bar), and only the action that applies is offered.
+	var bg string
+	b.script(`return getComputedStyle(document.querySelector("header")).backgroundColor`, &bg)
+	if bg != "rgb(32, 33, 36)" {
+		t.Errorf("the login page's header has background %q: the console's style did not apply", bg)
+	}
+	if n := b.count("button"); n != 1 {
+		t.Errorf("the login page offers %d buttons, want only Log in", n)
+	}
 	b.find(`input[name="email"]`).fill("juliet@example.org")
 	b.find(`input[name="admin"]`).click()
 	b.findText("button", "Log in").click()
@@ -420,8 +430,24 @@ func TestLoginInBrowser(t *testing.T) {
 	b.open(front + "/check")
 	b.see("juliet@example.org admin=true", "path=/check")
 	b.open(logout)
+	if n := b.count("button"); n != 1 {
+		t.Errorf("the logout page offers %d buttons, want only Log out", n)
+	}
 	b.findText("button", "Log out").click()
 	b.see("nobody", "path=/bye")
+	// Signed out, the logout page has nothing to do but lead back.
+	b.open(logout)
+	b.see("There is nobody to log out.")
+	b.findText("a", "Back to the app").click()
+	b.see("nobody", "path=/bye")
+
+	// A login link that would send the user elsewhere afterwards stops
+	// at the page, which says why.
+	b.open(front + "/_ah/login?continue=" + url.QueryEscape("https://elsewhere.example/"))
+	b.see("https://elsewhere.example/", "not this app's")
+	if n := b.count("form"); n != 0 {
+		t.Errorf("the login page offers %d forms for a foreign continue URL", n)
+	}
 
 	// The server's own login page, sending the browser on to the app.
 	b.open(s.URL() + "/_ah/login?continue=" + url.QueryEscape(front+"/back"))

@@ -363,15 +363,7 @@ func dsGet(s *Server, in, out pmsg) error {
 		found[i] = d.readLocked(view, it.sp, it.path)
 	}
 	d.mu.Unlock()
-	for i, e := range found {
-		g := out.AppendMsg("entity")
-		if e != nil {
-			g.Mutable("entity").CopyFrom(e.ep)
-		} else {
-			g.Mutable("key").CopyFrom(refs[i])
-		}
-	}
-	return nil
+	return getResponse(in, refs, found, out)
 }
 
 func dsPut(s *Server, in, out pmsg) (err error) {

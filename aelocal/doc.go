@@ -254,7 +254,9 @@ and user.LogoutURL have dev_appserver's shapes, /_ah/login?continue=... and
 /_ah/logout?continue=...; the login page signs anyone in, with no
 password, the logout page asks before it signs out, and Middleware (or the
 front end) gives later requests that user's headers, as aetest.Login
-does. URL fetch makes the request with the caller's deadline and
+does. Its cookie is signed with the server's secret, so no other local page
+can forge one, and both pages send the browser on only to the app's own
+origins. URL fetch makes the request with the caller's deadline and
 production's limits and error codes. App identity signs with a key made on
 first use, whose certificate PublicCertificates returns. Modules report one
 module, "default", version "1"; every capability is enabled, and

@@ -96,7 +96,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 	transport := newAppTransport()
 	proxy := &httputil.ReverseProxy{
 		Transport: transport,
-		Rewrite:   func(pr *httputil.ProxyRequest) { frontRewrite(pr, app) },
+		Rewrite:   func(pr *httputil.ProxyRequest) { s.frontRewrite(pr, app) },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Printf("aelocal: front end: %s %s: the app at %s did not answer: %v", r.Method, r.URL.Path, app, err)
 			http.Error(w, fmt.Sprintf("aelocal front end: the app at %s did not answer (%v). Is it running?", app, err), http.StatusBadGateway)
@@ -134,7 +134,7 @@ func (s *Server) startFrontEnd(addr string, app *url.URL) error {
 
 // frontRewrite makes the request the app gets from one that reached the
 // front end.
-func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
+func (s *Server) frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 	pr.SetURL(app)
 	pr.Out.Host = pr.In.Host // the app sees the name it is browsed by
 	pr.SetXForwarded()
@@ -144,7 +144,7 @@ func frontRewrite(pr *httputil.ProxyRequest, app *url.URL) {
 		}
 	}
 	h := pr.Out.Header
-	if u := loginUser(pr.In); u != nil && fromAppSite(pr.In) {
+	if u := s.loginUser(pr.In); u != nil && fromAppSite(pr.In) {
 		setUserHeaders(h, u)
 	}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {

@@ -204,7 +204,7 @@ func TestFrontEnd(t *testing.T) {
 func TestFrontEndWithholdsUserFromOtherSites(t *testing.T) {
 	_, s := echoBehindFront(t)
 	front := s.FrontURL()
-	cookie := &http.Cookie{Name: loginCookie, Value: "juliet@example.org:True:" + loginUserID("juliet@example.org")}
+	cookie := &http.Cookie{Name: loginCookie, Value: s.loginCookieValue("juliet@example.org", true)}
 	for _, tc := range []struct {
 		name, method string
 		header       http.Header

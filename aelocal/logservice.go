@@ -113,7 +113,7 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 			rec.ip = ip
 		}
-		if u := loginUser(r); u != nil && fromAppSite(r) {
+		if u := s.loginUser(r); u != nil && fromAppSite(r) {
 			rec.nickname = u.Email
 		}
 		s.logs.add(rec)

@@ -276,8 +276,16 @@ func init() {
 	register("memcache", "Stats", p+"StatsRequest", p+"StatsResponse", mcStats)
 }
 
+// mcGetMaxBytes bounds the keys and values of one Get's answer. App Engine
+// caps a memcache batch at 32 MB, and a GetMulti whose items pass it was
+// seen to return only the items that fit, without an error, the others
+// being found by asking again (the goon library, which does so, measured
+// it in production in 2019). The SDK's stub has no such bound.
+const mcGetMaxBytes = 32 << 20
+
 // mcGet answers Get. A key over the limit fails the call. Each distinct key
-// is answered once. for_cas adds cas_id; for_peek adds the timestamps, shows
+// is answered once. Items past mcGetMaxBytes are left out of the answer
+// (the first item always comes back), as in production. for_cas adds cas_id; for_peek adds the timestamps, shows
 // delete-locked keys (is_delete_locked, no value), and neither moves the
 // item in the LRU order, updates its last access time nor counts in the
 // hit and miss statistics.
@@ -298,6 +306,7 @@ func mcGet(s *Server, in, out pmsg) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := make(map[string]bool, len(keys))
+	size := 0
 	for _, kb := range keys {
 		key := string(kb)
 		if seen[key] {
@@ -305,6 +314,12 @@ func mcGet(s *Server, in, out pmsg) error {
 		}
 		seen[key] = true
 		e := m.lookup(mcKey{ns, key}, now)
+		if e != nil && out.Len("item") > 0 && size+len(kb)+len(e.value) > mcGetMaxBytes {
+			break
+		}
+		if e != nil {
+			size += len(kb) + len(e.value)
+		}
 		if e == nil || (e.locked() && !peek) {
 			if !peek {
 				m.misses++

@@ -117,3 +117,45 @@ func TestMemcacheLimitCountsEverything(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes under a %d-byte cap", grew, limit)
 	}
 }
+
+// TestMemcacheGetAnswerIsBounded: a GetMulti whose items pass 32 MiB
+// brings back those that fit, without an error, as in production; asking
+// again for the others brings them.
+func TestMemcacheGetAnswerIsBounded(t *testing.T) {
+	bothPaths(t, func(t *testing.T, s *Server, ctx context.Context) {
+		const n, size = 40, 1000000
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("k%02d", i)
+			v := []byte(strings.Repeat(string(rune('a'+i%26)), size))
+			if err := memcache.Set(ctx, &memcache.Item{Key: keys[i], Value: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := memcache.GetMulti(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fit := mcGetMaxBytes / (size + 3); len(got) != fit {
+			t.Fatalf("GetMulti of %d items of 1 MB: %d items, want the %d that fit in 32 MiB", n, len(got), fit)
+		}
+		var rest []string
+		for _, k := range keys {
+			if _, ok := got[k]; !ok {
+				rest = append(rest, k)
+			}
+		}
+		more, err := memcache.GetMulti(ctx, rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(more) != len(rest) {
+			t.Fatalf("asked again for %d items: %d", len(rest), len(more))
+		}
+		for k, it := range more {
+			if len(it.Value) != size {
+				t.Fatalf("%s: %d bytes", k, len(it.Value))
+			}
+		}
+	})
+}

@@ -96,6 +96,8 @@ type Options struct {
 	bodyTimeout time.Duration
 	maxConns    int
 	bodyBudget  int64
+	// answerBudget bounds the encoded answers held at once.
+	answerBudget int64
 }
 
 // NewServerOptions starts a Server configured by o; nil o means the

@@ -154,6 +154,13 @@ func (p pmsg) CopyFrom(src pmsg) {
 	proto.Merge(p.m.Interface(), src.m.Interface())
 }
 
+// Share sets a message field to src itself, without copying it. Neither
+// may be modified afterwards; for stored entities, which never change, and
+// for a request's parts put into its answer.
+func (p pmsg) Share(name string, src pmsg) {
+	p.m.Set(p.fd(name), protoreflect.ValueOfMessage(src.m))
+}
+
 // Clone returns a deep copy.
 func (p pmsg) Clone() pmsg { return pmsg{proto.Clone(p.m.Interface()).ProtoReflect()} }
 

@@ -173,7 +173,7 @@ func (s *Server) Middleware(h http.Handler) http.Handler {
 	})
 	mw := appengine.Middleware(inner)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.serveWithBlobs(mw, w, withLoginHeaders(r)) // the user the login page signed in; blobstore.Send (blobstore_upload.go)
+		s.serveWithBlobs(mw, w, s.withLoginHeaders(r)) // the user the login page signed in; blobstore.Send (blobstore_upload.go)
 	})
 }
 
@@ -232,7 +232,7 @@ func (s *Server) apiCall(ctx context.Context, service, method string, in, out gp
 	if err != nil {
 		return err
 	}
-	resp, err := s.call(ctx, service, method, req)
+	resp, release, err := s.call(ctx, service, method, req)
 	if err != nil {
 		var se *serviceError
 		if errors.As(err, &se) {
@@ -240,6 +240,7 @@ func (s *Server) apiCall(ctx context.Context, service, method string, in, out gp
 		}
 		return err
 	}
+	defer release()
 	return gproto.Unmarshal(resp, out)
 }
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,6 +27,20 @@ const DefaultAppID = "dev~aelocal"
 // an API call is far lower; this only keeps a hostile client from making the
 // server buffer without end.
 const maxRequestBytes = 64 << 20
+
+// maxResponseBytes bounds one bridge response: past it a call fails with
+// RESPONSE_TOO_LARGE, without the response being built where the service
+// can tell in advance (datastore_v3.Get, see datastore_get.go). 50 MiB is
+// the largest datastore Get answer known to pass in production; memcache
+// batches (32 MB), urlfetch responses (32 MiB) and query batches stay
+// below it.
+const maxResponseBytes = 50 << 20
+
+// defaultAnswerBudget is the encoded answers held at once, across calls,
+// from the moment one is encoded until it is sent: two of the largest, or
+// many small ones. A call waits for its share, as request bodies do for
+// theirs (defaultBodyBudget).
+const defaultAnswerBudget = 2 * maxResponseBytes
 
 // Server is a local App Engine API server: memcache and datastore_v3 behind
 // the HTTP service bridge that second-generation runtimes use.
@@ -41,6 +56,7 @@ type Server struct {
 	listenIP     net.IP // the address listened on, unless unspecified
 	allowedHosts []string
 	budget       *byteBudget
+	answers      *byteBudget // encoded answers not yet sent
 	limiter      *connLimiter
 	bodyTimeout  time.Duration
 
@@ -127,6 +143,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	}
 	s.allowedHosts = normalizeHosts(o.AllowedHosts)
 	s.budget = newByteBudget(max(cmpOr(o.bodyBudget, defaultBodyBudget), maxRequestBytes))
+	s.answers = newByteBudget(max(cmpOr(o.answerBudget, defaultAnswerBudget), maxResponseBytes))
 	s.bodyTimeout = cmpOr(o.bodyTimeout, bodyReadTimeout)
 	s.limiter = newConnLimiter(ln, cmpOr(o.maxConns, defaultMaxConns))
 	// The front door (frontdoor.go) checks every request first and sends
@@ -169,6 +186,7 @@ func newServer() *Server {
 		rpcs:     newRPCLog(),
 	}
 	s.budget = newByteBudget(defaultBodyBudget)
+	s.answers = newByteBudget(defaultAnswerBudget)
 	s.bodyTimeout = bodyReadTimeout
 	s.console = newConsole(s)
 	s.memcache = newMemcacheService(s.Now)
@@ -389,6 +407,7 @@ const (
 	rpcCallNotFound     = 1
 	rpcParseError       = 2
 	rpcRequestTooLarge  = 5
+	rpcResponseTooLarge = 9
 	rpcCancelled        = 10
 	rpcDeadlineExceeded = 12
 )
@@ -409,8 +428,19 @@ func failureCode(service string) int32 {
 // is logged and quoted.
 const maxUnknownName = 200
 
-// call serves one API call given its encoded request.
-func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, err error) {
+// call serves one API call given its encoded request. The caller must call
+// release once it has sent or decoded the answer resp: the answer counts
+// against the server's budget of answers until then.
+func (s *Server) call(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, release func(), err error) {
+	resp, share, err := s.serveCall(ctx, service, method, reqBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, func() { s.answers.release(share) }, nil
+}
+
+// serveCall is call; share is what the answer holds of the answer budget.
+func (s *Server) serveCall(ctx context.Context, service, method string, reqBytes []byte) (resp []byte, share int64, err error) {
 	name := service + "." + method
 	spec, ok := methods[name]
 	if !ok && len(name) > maxUnknownName {
@@ -445,7 +475,7 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 	s.mu.Unlock()
 
 	if !ok {
-		return nil, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
+		return nil, 0, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -453,23 +483,23 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 	if inject {
-		return nil, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
+		return nil, 0, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
 	}
 
 	in, err := newMsg(spec.req)
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+		return nil, 0, &rpcError{code: rpcUnknown, detail: err.Error()}
 	}
 	if err := proto.Unmarshal(reqBytes, in.m.Interface()); err != nil {
-		return nil, &rpcError{code: rpcParseError, detail: fmt.Sprintf("cannot parse %s request: %v", name, err)}
+		return nil, 0, &rpcError{code: rpcParseError, detail: fmt.Sprintf("cannot parse %s request: %v", name, err)}
 	}
 	out, err := newMsg(spec.resp)
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: err.Error()}
+		return nil, 0, &rpcError{code: rpcUnknown, detail: err.Error()}
 	}
 	defer func() {
 		// A request can be well-formed protobuf yet absurd in ways a
@@ -477,6 +507,10 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 		// the server.
 		if p := recover(); p != nil {
 			resp, err = nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("internal error serving %s: %v", name, p)}
+			if share != 0 {
+				s.answers.release(share)
+				share = 0
+			}
 		}
 	}()
 	if spec.ctxFn != nil {
@@ -485,13 +519,25 @@ func (s *Server) call(ctx context.Context, service, method string, reqBytes []by
 		err = spec.fn(s, in, out)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	// The answer's size is known before it is encoded (a Get's holds
+	// stored entities, not copies), so a call past the bound costs
+	// nothing, and one within it waits for its share of the budget.
+	size := out.Size()
+	if size > maxResponseBytes {
+		return nil, 0, &rpcError{code: rpcResponseTooLarge, detail: fmt.Sprintf("The response from API call %s() was too large: %d bytes; aelocal answers at most %d", name, size, maxResponseBytes)}
+	}
+	share = int64(size)
+	if err := s.answers.acquire(ctx, share); err != nil {
+		return nil, 0, err
 	}
 	resp, err = out.Marshal()
 	if err != nil {
-		return nil, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
+		s.answers.release(share)
+		return nil, 0, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
 	}
-	return resp, nil
+	return resp, share, nil
 }
 
 // serveBridge answers a bridge call (a POST with the bridge headers, on any
@@ -503,27 +549,55 @@ func (s *Server) serveBridge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, _ := newMsg("remote_api.v2.Response")
+	var out []byte
 	body, release, rerr := s.readBridgeBody(w, r)
 	if rerr != nil {
 		setRPCError(resp, rerr)
 	} else {
-		defer release()
-		s.bridgeCall(r, body, resp)
+		var sent func()
+		out, sent = s.bridgeCall(r, body, resp)
+		// The request is decoded (copied) and served: its bytes go back to
+		// the budget before the answer is sent, which the client may see
+		// before this handler returns.
+		release()
+		if sent != nil {
+			defer sent()
+		}
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if out != nil {
+		// A remote_api.Response whose only field is response (1): its
+		// header, then the service's answer as it is, rather than a copy
+		// of the answer inside a second buffer. A client that stops
+		// reading must not keep the answer's share of the budget.
+		rc := http.NewResponseController(w)
+		deadline := rc.SetWriteDeadline(time.Now().Add(s.bodyTimeout)) == nil
+		hdr := protowire.AppendTag(nil, 1, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(len(out)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(out)))
+		w.Write(hdr)
+		if _, err := w.Write(out); err == nil && deadline {
+			rc.Flush()
+			rc.SetWriteDeadline(time.Time{}) // the connection's next request has its own
+		}
+		return
 	}
 	b, err := resp.Marshal()
 	if err != nil {
 		http.Error(w, "aelocal: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(b)
 }
 
-func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
+// bridgeCall serves the call in body. It returns the service's encoded
+// answer and the function that releases its share of the answer budget,
+// or nil with the error set in resp.
+func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) ([]byte, func()) {
 	req, _ := newMsg("remote_api.v2.Request")
 	if err := proto.Unmarshal(body, req.m.Interface()); err != nil {
 		setRPCError(resp, &rpcError{code: rpcParseError, detail: "cannot parse remote_api.Request: " + err.Error()})
-		return
+		return nil, nil
 	}
 	ctx := r.Context()
 	// A deadline of 0 or less has passed: the client computes it from its
@@ -537,12 +611,15 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 		defer cancel()
 	}
 	ctx = withAPITicket(ctx, req.Str("request_id")) // which request's app log lines a logservice.Flush carries
-	out, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
+	out, release, err := s.call(ctx, req.Str("service_name"), req.Str("method"), req.Bytes("request"))
 	var se *serviceError
 	var re *rpcError
 	switch {
 	case err == nil:
-		resp.Set("response", out)
+		if out == nil {
+			out = []byte{} // an empty answer is still an answer
+		}
+		return out, release
 	case errors.As(err, &se):
 		ae := resp.Mutable("application_error")
 		ae.Set("code", se.code)
@@ -556,6 +633,7 @@ func (s *Server) bridgeCall(r *http.Request, body []byte, resp pmsg) {
 	default:
 		setRPCError(resp, &rpcError{code: rpcUnknown, detail: err.Error()})
 	}
+	return nil, nil
 }
 
 func setRPCError(resp pmsg, e *rpcError) {

@@ -201,7 +201,8 @@ func TestLoginPage(t *testing.T) {
 	if got := body(client.PostForm(s.URL()+"/_ah/logout", form)); got != "nobody" {
 		t.Fatalf("after logout: %q", got)
 	}
-	// The login page's own "Log out" button signs out too.
+	// dev_appserver's logout through the login form (action=logout) signs
+	// out too, though the page no longer offers it.
 	body(client.PostForm(s.URL()+"/_ah/login", url.Values{"csrf": {loginToken}, "continue": {app.URL}, "email": {"a@example.org"}, "action": {"login"}}))
 	if got := body(client.PostForm(s.URL()+"/_ah/login", url.Values{"csrf": {loginToken}, "continue": {app.URL}, "action": {"logout"}})); got != "nobody" {
 		t.Fatalf("after the login page's logout: %q", got)
@@ -210,6 +211,8 @@ func TestLoginPage(t *testing.T) {
 	for _, bad := range []url.Values{
 		{"continue": {"javascript:alert(1)"}, "action": {"logout"}},
 		{"continue": {"//evil.example/"}, "action": {"logout"}},
+		{"continue": {"https://evil.example/"}, "action": {"logout"}},
+		{"continue": {"/\\evil.example/"}, "action": {"logout"}},
 		{"continue": {"/"}, "action": {"login"}, "email": {"not an email"}},
 		{"continue": {"/"}, "action": {"other"}},
 	} {
