@@ -22,10 +22,13 @@ import (
 // The interfaces are unexported while each has one implementation: the
 // second (Redis, Cloud Datastore) is to prove their shape, and lives in a
 // nested module, since go-redis and the Cloud client are dependencies this
-// module must not pull in. That module needs exported names to reach the
-// core (a constructor taking the two tiers, and these interfaces, exported
-// with their item types); until then nothing here is an API promise. Two
-// details will change then: durableTier.putMulti takes the core's dsWrite
+// module must not pull in. That module reaches the core in one of two
+// ways: the core moves to an internal package of this module (the go
+// command lets a nested module import it, as gopls imports x/tools'
+// internal packages), which keeps the seam out of the public API; or this
+// package exports a constructor taking the two tiers and the interfaces
+// with their item types. Either way nothing here is an API promise yet.
+// Two details change then: durableTier.putMulti takes the core's dsWrite
 // (so that the bundled tier builds its key and entity slices exactly as the
 // store did before the seam, without a slice more), and the errors are
 // memcache's and datastore's sentinels, which a Redis tier can return as

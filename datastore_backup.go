@@ -210,14 +210,14 @@ func (s *memcacheStore) deleteEntity(ctx context.Context, id string) error {
 // tombstone.go); with MergeConcurrentUpdates, a newer merged version there
 // is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
-	n := 0 // writes put in one call, the others in a transaction each
+	batched := 0 // writes put in one call, the others in a transaction each
 	for i := range writes {
 		if writes[i].merge == nil {
-			n++
+			batched++
 		}
 	}
 	var err error
-	if n > 0 {
+	if batched > 0 {
 		err = s.retry(ctx, func() error { return s.durable.putMulti(ctx, writes) })
 	}
 	j := 0
@@ -228,7 +228,7 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 				continue // removed meanwhile: nothing was put
 			}
 		} else {
-			w.err = errorOf(err, j, n)
+			w.err = errorOf(err, j, batched)
 			j++
 		}
 		n := len(w.entity.Value)
@@ -262,10 +262,9 @@ func idsOf(writes []dsWrite) []string {
 // checkAfterPut reads the Memcache items of sessions just put; see
 // saveDatastore.
 func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
-	readBack := func(w *dsWrite) bool { return w.err == nil && w.check }
 	var put []*dsWrite
 	for i := range writes {
-		if readBack(&writes[i]) {
+		if writes[i].err == nil && writes[i].check {
 			put = append(put, &writes[i])
 		}
 	}
