@@ -91,10 +91,12 @@ func TestRequestAllocations(t *testing.T) {
 		"login":  login - set - encode,
 	}
 	// read: the store, the entry, the print. modify: the same, and the
-	// write (its batch, its record, the items of the compare-and-swap).
-	// login: the store, the entry, the print and the write, and the "session
-	// added" log line (8, mostly formatting).
-	want := map[string]float64{"read": 3, "modify": 8, "login": 15}
+	// write (its batch, its record, the item of the compare-and-swap; the
+	// batch's slice of one lives in the store, writeBuf, since the cache
+	// tier's seam, issue 23: 8 before it). login: the store, the entry,
+	// the print and the write, and the "session added" log line (8,
+	// mostly formatting).
+	want := map[string]float64{"read": 3, "modify": 7, "login": 15}
 	if raceEnabled {
 		// sync.Pool drops objects at random under -race.
 		for k, v := range own {

@@ -11,8 +11,6 @@ import (
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2"
-	"google.golang.org/appengine/v2/datastore"
-	"google.golang.org/appengine/v2/memcache"
 )
 
 // dsWrite is one session entity to put, and the outcome of the put. The
@@ -21,8 +19,9 @@ import (
 type dsWrite struct {
 	id, key string // session ID and Memcache key
 	entity  SessEntity
-	check   bool  // read Memcache after the put (see saveDatastore)
-	err     error // the put failed
+	check   bool      // read Memcache after the put (see saveDatastore)
+	err     error     // the put failed
+	after   cacheRead // what that read found
 
 	// merge is set for a merged session too large for Memcache, which
 	// cannot arbitrate between concurrent writers: its put is a
@@ -52,22 +51,6 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 	return out
 }
 
-// savedEntity is SessEntity as the store puts it: the properties that
-// datastore.SaveStruct makes of a SessEntity ("exp" indexed; "val"
-// unindexed, as every []byte is), without the reflection that costs.
-type savedEntity SessEntity
-
-func (e *savedEntity) Save() ([]datastore.Property, error) {
-	return []datastore.Property{
-		{Name: "exp", Value: e.Expires},
-		{Name: "val", Value: e.Value, NoIndex: true},
-	}, nil
-}
-
-func (e *savedEntity) Load(ps []datastore.Property) error {
-	return datastore.LoadStruct((*SessEntity)(e), ps)
-}
-
 // markDatastore copies the outcome of a synchronous Datastore stage back
 // to the writes it was made of.
 func markDatastore(ws []*sessWrite, writes []dsWrite) {
@@ -85,9 +68,9 @@ func markDatastore(ws []*sessWrite, writes []dsWrite) {
 // that loaded the session just before its deadline may save it between
 // this get and the delete (see expiredBefore). mcItem is what Memcache
 // holds under the session's key instead of a usable copy (a placeholder, a
-// value that does not decode, a timed-out copy), nil if nothing; it was
+// value that does not decode, a timed-out copy), none if nothing; it was
 // read before this lookup.
-func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
+func (s *memcacheStore) loadDatastore(id string, mcItem cacheRead) *entry {
 	found, err := s.lookupDatastore(s.ctx, id, true)
 	if err != nil {
 		s.logf(levelError, "%s: datastore get failed: %s", logID(id), redact(err, id))
@@ -105,7 +88,7 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 		if !ent.Expires.Before(expiredBefore(now, defaultExpiredFor)) {
 			return nil // the purge deletes it later
 		}
-		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+		if err := s.deleteEntity(s.ctx, id); err != nil {
 			s.logf(levelError, "%s: deleting the timed-out session from the datastore failed: %s", logID(id), redact(err, id))
 		}
 		return nil
@@ -152,29 +135,28 @@ func (s *memcacheStore) loadDatastore(id string, mcItem *memcache.Item) *entry {
 // stands, with no marker. Under eviction pressure that is common
 // (TestLoadUnderMemcachePressure meets it), and answering nil there would
 // log users out.
-func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem *memcache.Item) *entry {
+func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem cacheRead) *entry {
 	key := s.cfg.memcacheKey(id)
 	now := timeNow()
 	var err error
-	if mcItem != nil {
+	if mcItem.held() {
 		if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
 			// The item stays until this request writes the session.
 			e.casItem = mcItem
 			return e
 		}
-		item := *mcItem // keeps the CAS id, which is unexported
-		item.Value, item.Flags, item.Expiration, item.Object = ent.Value, expiryFlags(ent.Expires), memcacheTTL(ent.Expires, now), nil
-		err = s.retry(s.ctx, func() error { return memcache.CompareAndSwap(s.ctx, &item) })
+		item := cacheWrite{key: key, value: ent.Value, flags: expiryFlags(ent.Expires), ttl: memcacheTTL(ent.Expires, now), token: mcItem.token}
+		err = s.retry(s.ctx, func() error { return s.cache.compareAndSwap(s.ctx, item) })
 	} else {
-		item := &memcache.Item{Key: key, Value: seeDatastoreValue, Flags: expiryFlags(ent.Expires), Expiration: memcacheTTL(ent.Expires, now)}
-		err = s.retry(s.ctx, func() error { return memcache.Add(s.ctx, item) })
+		item := cacheWrite{key: key, value: seeDatastoreValue, flags: expiryFlags(ent.Expires), ttl: memcacheTTL(ent.Expires, now)}
+		err = s.retry(s.ctx, func() error { return s.cache.add(s.ctx, item) })
 	}
 	switch {
 	case err == nil:
 		// Memcache holds what this request wrote, without a CAS id.
 		e.rereadFirst = true
 		return e
-	case !errors.Is(err, memcache.ErrNotStored) && !errors.Is(err, memcache.ErrCASConflict):
+	case !errors.Is(err, errNotStored) && !errors.Is(err, errCASConflict):
 		s.logf(levelError, "%s: putting the session back into memcache failed: %s", logID(id), redact(err, id))
 		e.casItem = mcItem
 		return e
@@ -184,10 +166,10 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem *memc
 	case err != nil:
 		s.logf(levelWarning, "%s: memcache refused to take the session back, and what it holds instead could not be read back: it may have been removed meanwhile, so this request gets no session", logID(id))
 		return nil
-	case held == nil:
+	case !held.held():
 		return e
 	}
-	switch kindOf(held.Value) {
+	switch kindOf(held.value) {
 	case kindRemoved:
 		return nil
 	case kindSession:
@@ -203,12 +185,19 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem *memc
 
 // deleteDatastore deletes session entities; a missing one is no failure.
 func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error {
-	keys := make([]*datastore.Key, len(ids))
-	for i, id := range ids {
-		keys[i] = s.cfg.datastoreKey(ctx, id)
+	err := s.retry(ctx, func() error { return s.durable.deleteMulti(ctx, ids) })
+	if err != nil && !allAre(err, errNoSuchEntity) {
+		return err
 	}
-	err := s.retry(ctx, func() error { return datastore.DeleteMulti(ctx, keys) })
-	if err != nil && !allAre(err, datastore.ErrNoSuchEntity) {
+	return nil
+}
+
+// deleteEntity deletes the entity of the session id; a missing one is no
+// failure. (deleteDatastore of one ID, without a slice that would escape
+// through the tier's interface.)
+func (s *memcacheStore) deleteEntity(ctx context.Context, id string) error {
+	err := s.retry(ctx, func() error { return s.durable.delete(ctx, id) })
+	if err != nil && !allAre(err, errNoSuchEntity) {
 		return err
 	}
 	return nil
@@ -221,20 +210,15 @@ func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error
 // tombstone.go); with MergeConcurrentUpdates, a newer merged version there
 // is put in its place (settleDatastore).
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
-	var keys []*datastore.Key
-	var ents []*savedEntity
+	batched := 0 // writes put in one call, the others in a transaction each
 	for i := range writes {
 		if writes[i].merge == nil {
-			keys = append(keys, s.cfg.datastoreKey(ctx, writes[i].id))
-			ents = append(ents, (*savedEntity)(&writes[i].entity))
+			batched++
 		}
 	}
 	var err error
-	if len(keys) > 0 {
-		err = s.retry(ctx, func() error {
-			_, err := datastore.PutMulti(ctx, keys, ents)
-			return err
-		})
+	if batched > 0 {
+		err = s.retry(ctx, func() error { return s.durable.putMulti(ctx, writes) })
 	}
 	j := 0
 	for i := range writes {
@@ -244,7 +228,7 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 				continue // removed meanwhile: nothing was put
 			}
 		} else {
-			w.err = errorOf(err, j, len(keys))
+			w.err = errorOf(err, j, batched)
 			j++
 		}
 		n := len(w.entity.Value)
@@ -279,21 +263,34 @@ func idsOf(writes []dsWrite) []string {
 // saveDatastore.
 func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 	var put []*dsWrite
-	var keys []string
 	for i := range writes {
 		if writes[i].err == nil && writes[i].check {
 			put = append(put, &writes[i])
-			keys = append(keys, writes[i].key)
 		}
 	}
-	if len(put) == 0 {
+	var err error
+	switch len(put) {
+	case 0:
 		return
+	case 1:
+		// One session, the rule: a get is the same RPC as a batch of
+		// one, and passes no slice through the tier's interface.
+		w := put[0]
+		err = s.retry(ctx, func() (err error) {
+			w.after, err = s.cache.get(ctx, w.key)
+			if errors.Is(err, errCacheMiss) {
+				w.after, err = cacheRead{}, nil
+			}
+			return err
+		})
+	default:
+		keys := make([]string, len(put))
+		into := make([]*cacheRead, len(put))
+		for i, w := range put {
+			keys[i], into[i] = w.key, &w.after
+		}
+		err = s.retry(ctx, func() error { return s.cache.getMulti(ctx, keys, into) })
 	}
-	var items map[string]*memcache.Item
-	err := s.retry(ctx, func() (err error) {
-		items, err = memcache.GetMulti(ctx, keys)
-		return err
-	})
 	if err != nil {
 		ids := make([]string, len(put))
 		for i, w := range put {
@@ -304,17 +301,17 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 	}
 	var gone, unsure []string
 	for _, w := range put {
-		item := items[w.key]
+		item := w.after
 		switch {
-		case item == nil:
+		case !item.held():
 			unsure = append(unsure, w.id)
-		case kindOf(item.Value) == kindRemoved:
+		case kindOf(item.value) == kindRemoved:
 			gone = append(gone, w.id)
-		case kindOf(item.Value) == kindSession:
+		case kindOf(item.value) == kindSession:
 			// A session copy after the put means no tombstone came
 			// since this request's Memcache write (tombstone.go), so a
 			// logout's delete comes after the put.
-			if s.cfg.merge && !bytes.Equal(item.Value, w.entity.Value) {
+			if s.cfg.merge && !bytes.Equal(item.value, w.entity.Value) {
 				s.settleDatastore(ctx, w, item)
 			}
 		default:
@@ -342,12 +339,11 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 	if len(ids) == 0 {
 		return nil
 	}
-	keys := make([]*datastore.Key, len(ids))
-	for i, id := range ids {
-		keys[i] = removalKey(ctx, s.cfg.kind, id)
-	}
-	markers := make([]removalMarker, len(ids))
-	err := s.retry(ctx, func() error { return datastore.GetMulti(ctx, keys, markers) })
+	var markers []removalMarker
+	err := s.retry(ctx, func() (err error) {
+		markers, err = s.durable.markers(ctx, ids)
+		return err
+	})
 	var me appengine.MultiError
 	if err != nil && !errors.As(err, &me) || me != nil && len(me) != len(ids) {
 		s.logf(levelError, "looking up the removal markers of %d session(s) after their put failed: %s; a logout that overtook the put would go unnoticed", len(ids), redact(err, ids...))
@@ -356,7 +352,7 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 	var removed []string
 	for i, id := range ids {
 		if me != nil && me[i] != nil {
-			if !errors.Is(me[i], datastore.ErrNoSuchEntity) {
+			if !errors.Is(me[i], errNoSuchEntity) {
 				s.logf(levelError, "%s: looking up the removal marker after the put failed: %s", logID(id), redact(me[i], ids...))
 			}
 			continue
@@ -375,28 +371,27 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 // trip costs a Memcache get; it stops when the two agree, when Memcache no
 // longer holds a session copy (a tombstone there means a logout: the entity
 // is deleted), or after a few rounds.
-func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item *memcache.Item) {
-	key := s.cfg.datastoreKey(ctx, w.id)
+func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item cacheRead) {
 	for round := 0; round < 3; round++ {
-		if _, err := s.decodeSession(w.id, item.Value); err != nil {
+		if _, err := s.decodeSession(w.id, item.value); err != nil {
 			return // not a version of this session to keep
 		}
-		ent := SessEntity{Expires: w.entity.Expires, Value: item.Value}
-		if item.Flags != 0 && item.Flags != math.MaxUint32 {
-			ent.Expires = time.Unix(int64(item.Flags), 0)
+		ent := SessEntity{Expires: w.entity.Expires, Value: item.value}
+		if item.flags != 0 && item.flags != math.MaxUint32 {
+			ent.Expires = time.Unix(int64(item.flags), 0)
 		}
-		if _, err := datastore.Put(ctx, key, (*savedEntity)(&ent)); err != nil {
+		if err := s.durable.put(ctx, w.id, (*savedEntity)(&ent)); err != nil {
 			s.logf(levelError, "%s: saving the merged session to the datastore failed: %s", logID(w.id), redact(err, w.id))
 			return
 		}
-		written := item.Value
+		written := item.value
 		var err error
-		if item, err = memcache.Get(ctx, w.key); err != nil || bytes.Equal(item.Value, written) {
+		if item, err = s.cache.get(ctx, w.key); err != nil || bytes.Equal(item.value, written) {
 			return
 		}
-		switch kindOf(item.Value) {
+		switch kindOf(item.value) {
 		case kindRemoved:
-			if err := s.deleteDatastore(ctx, []string{w.id}); err != nil {
+			if err := s.deleteEntity(ctx, w.id); err != nil {
 				s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
 			}
 			return

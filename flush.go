@@ -11,7 +11,6 @@ import (
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"google.golang.org/appengine/v2"
-	"google.golang.org/appengine/v2/memcache"
 )
 
 // sessWrite is one session's new stored copy on its way to Memcache.
@@ -29,7 +28,7 @@ type sessWrite struct {
 	// the request's refill or an earlier write put there, without a CAS
 	// id).
 	created bool
-	cur     *memcache.Item
+	cur     cacheRead
 	reread  bool
 
 	// viaPlaceholder: an add writes the placeholder, never the copy (every
@@ -80,16 +79,16 @@ func (w *sessWrite) memcacheValue() []byte {
 }
 
 // item returns the Memcache item of the write, made at now.
-func (w *sessWrite) item(now time.Time) *memcache.Item {
-	return &memcache.Item{Key: w.key, Value: w.memcacheValue(), Flags: expiryFlags(w.deadline), Expiration: memcacheTTL(w.deadline, now)}
+func (w *sessWrite) item(now time.Time) cacheWrite {
+	return cacheWrite{key: w.key, value: w.memcacheValue(), flags: expiryFlags(w.deadline), ttl: memcacheTTL(w.deadline, now)}
 }
 
 // addItem returns what an add of w writes, made at now: the placeholder
 // if w.viaPlaceholder, the copy otherwise.
-func (w *sessWrite) addItem(now time.Time) *memcache.Item {
+func (w *sessWrite) addItem(now time.Time) cacheWrite {
 	item := w.item(now)
 	if w.viaPlaceholder {
-		item.Value = seeDatastoreValue
+		item.value = seeDatastoreValue
 	}
 	return item
 }
@@ -160,9 +159,9 @@ func (s *memcacheStore) flush(entries []*entry) bool {
 			s.dropEntry(w.id)
 			s.markAbsent(w.id)
 		case outcomeSuperseded:
-			e.loaded, e.casItem = nil, nil // nothing of this request's stands
+			e.loaded, e.casItem = nil, cacheRead{} // nothing of this request's stands
 		default:
-			e.loaded, e.storedExp, e.newUnwritten, e.casItem, e.rereadFirst, e.written = w.value, w.deadline, false, nil, false, true
+			e.loaded, e.storedExp, e.newUnwritten, e.casItem, e.rereadFirst, e.written = w.value, w.deadline, false, cacheRead{}, false, true
 			e.print = w.print
 		}
 		ok = ok && !w.failed
@@ -223,7 +222,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		// Added in this request; see setMemcache for why its writes,
 		// Close's too, need no condition.
 		w.created = true
-	case e.casItem != nil:
+	case e.casItem.held():
 		w.cur = e.casItem
 	default:
 		// Memcache holds what this request put there, a refill or an
@@ -320,7 +319,7 @@ func isCreated(w *sessWrite) bool { return w.created }
 // loaded with Get, whose ID others know, is never written here, even
 // after Add (see entry.existing).
 func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
-	var items []*memcache.Item
+	items := s.cacheWrites()
 	for _, w := range ws {
 		if w.created {
 			items = append(items, w.item(now))
@@ -329,7 +328,7 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	if len(items) == 0 {
 		return
 	}
-	err := s.retry(s.ctx, func() error { return memcache.SetMulti(s.ctx, items) })
+	err := s.retry(s.ctx, func() error { return s.cache.setMulti(s.ctx, items) })
 	i := 0
 	for _, w := range ws {
 		if !w.created {
@@ -354,10 +353,10 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 // call per kind; conflicts are then resolved one session at a time.
 func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
 	pending := func(w *sessWrite) bool { return !w.created && w.outcome == outcomePending }
-	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur != nil },
-		(*sessWrite).casItem, memcache.CompareAndSwapMulti, now)
-	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur == nil },
-		(*sessWrite).addItem, memcache.AddMulti, now)
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur.held() },
+		(*sessWrite).casItem, s.cache.compareAndSwapMulti, now)
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && !w.cur.held() },
+		(*sessWrite).addItem, s.cache.addMulti, now)
 	for _, w := range ws {
 		if pending(w) {
 			s.resolve(w, w.err, now)
@@ -367,8 +366,8 @@ func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
 
 // firstAttempts makes the first conditional write of the writes of ws
 // selected by which, in one batch call, and records each one's error.
-func (s *memcacheStore) firstAttempts(ws []*sessWrite, which func(*sessWrite) bool, item func(*sessWrite, time.Time) *memcache.Item, call func(context.Context, []*memcache.Item) error, now time.Time) {
-	var items []*memcache.Item
+func (s *memcacheStore) firstAttempts(ws []*sessWrite, which func(*sessWrite) bool, item func(*sessWrite, time.Time) cacheWrite, call func(context.Context, []cacheWrite) error, now time.Time) {
+	items := s.cacheWrites()
 	for _, w := range ws {
 		if which(w) {
 			items = append(items, item(w, now))
@@ -388,10 +387,20 @@ func (s *memcacheStore) firstAttempts(ws []*sessWrite, which func(*sessWrite) bo
 }
 
 // casItem is the compare-and-swap of w's copy over w.cur.
-func (w *sessWrite) casItem(now time.Time) *memcache.Item {
-	cur := *w.cur // keeps the CAS id, which is unexported
-	cur.Value, cur.Flags, cur.Expiration, cur.Object = w.memcacheValue(), expiryFlags(w.deadline), memcacheTTL(w.deadline, now), nil
-	return &cur
+func (w *sessWrite) casItem(now time.Time) cacheWrite {
+	item := w.item(now)
+	item.token = w.cur.token
+	return item
+}
+
+// cacheWrites returns an empty slice for the items of a batch write, in
+// room inside the store for the first one: most requests write one
+// session, and then the batch costs no allocation. Its items are valid
+// until the next call; batch writes are made one after the other (under
+// the store's lock).
+func (s *memcacheStore) cacheWrites() []cacheWrite {
+	s.writeBuf = [1]cacheWrite{}
+	return s.writeBuf[:0]
 }
 
 // batchIDs returns the IDs of the sessions of w's flush, which an error of
@@ -437,12 +446,12 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 			if !s.reread(w) {
 				return
 			}
-		case err == nil && w.cur == nil && w.placed() && s.putDone(w):
+		case err == nil && !w.cur.held() && w.placed() && s.putDone(w):
 			// The Datastore has this version (its put came first), and
 			// the placeholder sends readers there.
 			w.outcome = outcomeStored
 			return
-		case err == nil && w.cur == nil && w.placed():
+		case err == nil && !w.cur.held() && w.placed():
 			// The add put the placeholder in, and the put is still to
 			// come: read it back (for its CAS id) and write the copy
 			// over it once the Datastore shows no removal (reread).
@@ -459,12 +468,12 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 		case err == nil:
 			w.outcome = outcomeStored
 			return
-		case errors.Is(err, memcache.ErrNotStored) && w.cur != nil:
+		case errors.Is(err, errNotStored) && w.cur.held():
 			// The item as loaded is gone (evicted): add instead, which
 			// still fails on a tombstone (and, with a Datastore, adds
 			// only the placeholder).
-			w.cur = nil
-		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrNotStored):
+			w.cur = cacheRead{}
+		case errors.Is(err, errCASConflict), errors.Is(err, errNotStored):
 			conflicts++
 			if conflicts >= s.conflictBudget(w) {
 				s.giveUp(w)
@@ -507,35 +516,35 @@ func (s *memcacheStore) conflictBudget(w *sessWrite) int {
 
 // attempt makes one conditional write of w.
 func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
-	if w.cur != nil {
-		return memcache.CompareAndSwap(s.ctx, w.casItem(now))
+	if w.cur.held() {
+		return s.cache.compareAndSwap(s.ctx, w.casItem(now))
 	}
-	return memcache.Add(s.ctx, w.addItem(now))
+	return s.cache.add(s.ctx, w.addItem(now))
 }
 
 // reread reads the Memcache item of w after a conflict (or to learn the
 // CAS id of what this request put there) and decides what to write over
 // it; false if the write ends here.
 func (s *memcacheStore) reread(w *sessWrite) bool {
-	var current *memcache.Item
+	var current cacheRead
 	err := s.retry(s.ctx, func() (err error) {
-		current, err = memcache.Get(s.ctx, w.key)
+		current, err = s.cache.get(s.ctx, w.key)
 		return err
 	})
 	switch {
-	case errors.Is(err, memcache.ErrCacheMiss):
-		w.cur = nil
+	case errors.Is(err, errCacheMiss):
+		w.cur = cacheRead{}
 		return true
 	case err != nil:
 		s.memcacheFailed(w, err)
 		return false
 	}
-	switch kindOf(current.Value) {
+	switch kindOf(current.value) {
 	case kindRemoved:
 		w.outcome = outcomeRemoved
 		return false
 	case kindSession:
-		if bytes.Equal(current.Value, w.value) {
+		if bytes.Equal(current.value, w.value) {
 			// Memcache already holds this very version: another request
 			// put it back from the Datastore, which has it since this
 			// request's put.
@@ -543,12 +552,12 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 			return false
 		}
 		w.cur = current
-		if w.changes == nil || bytes.Equal(current.Value, w.e.loaded) {
+		if w.changes == nil || bytes.Equal(current.value, w.e.loaded) {
 			// Last writer wins; or Memcache holds the very copy this
 			// request loaded (its own refill), so no one else wrote.
 			return true
 		}
-		return s.mergeInto(w, current.Value)
+		return s.mergeInto(w, current.value)
 	}
 	// A placeholder (or the datastore-only marker of a session too large
 	// for Memcache): its bytes say nothing about which version the

@@ -16,9 +16,7 @@ import (
 	"github.com/icza/gaesession/v2/internal/gaelimits"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
-	"google.golang.org/appengine/v2/datastore"
 	aelog "google.golang.org/appengine/v2/log"
-	"google.golang.org/appengine/v2/memcache"
 )
 
 // NewMemcacheStore returns a new, GAE Memcache session Store with default
@@ -43,7 +41,10 @@ func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) sessi
 		ctx:    ctx,
 		logger: logger{ctx: ctx},
 		cfg:    newConfig(o),
+		cache:  memcacheTier{},
 	}
+	s.dsTier.kind = s.cfg.kind
+	s.durable = &s.dsTier
 	s.sessions = s.first[:0]
 	return s
 }
@@ -162,10 +163,6 @@ func (c *config) memcacheKey(id string) string {
 	return "gaesession-sha256:" + hex.EncodeToString(sum[:])
 }
 
-func (c *config) datastoreKey(ctx context.Context, id string) *datastore.Key {
-	return datastore.NewKey(ctx, c.kind, id, 0, nil)
-}
-
 // logID identifies a session in logs without revealing it: session IDs
 // are bearer secrets, so only a short hash is written. Hash a cookie value
 // the same way to find its log lines.
@@ -271,10 +268,10 @@ func retryable(ctx context.Context, err error) bool {
 		return false
 	}
 	switch {
-	case errors.Is(err, memcache.ErrCacheMiss),
-		errors.Is(err, memcache.ErrNotStored),
-		errors.Is(err, memcache.ErrCASConflict),
-		errors.Is(err, datastore.ErrNoSuchEntity),
+	case errors.Is(err, errCacheMiss),
+		errors.Is(err, errNotStored),
+		errors.Is(err, errCASConflict),
+		errors.Is(err, errNoSuchEntity),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
 		return false

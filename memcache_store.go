@@ -10,7 +10,6 @@ import (
 
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
-	"google.golang.org/appengine/v2/memcache"
 )
 
 // timeNow is the store's clock; tests move it together with aelocal's.
@@ -50,6 +49,15 @@ type memcacheStore struct {
 	ctx context.Context
 	cfg config
 	logger
+
+	// The tiers the core works through (cache.go, durable.go). durable
+	// points to dsTier, held in the store so that it costs no allocation.
+	cache   cacheTier
+	durable durableTier
+	dsTier  datastoreTier
+	// writeBuf is room for the one item of a request's batch write, so
+	// that a batch of one costs no slice (cacheWrites).
+	writeBuf [1]cacheWrite
 
 	mu sync.Mutex
 	// sessions were accessed in this request and are written on Close if
@@ -102,7 +110,7 @@ type entry struct {
 	// when Memcache holds something this request has no CAS id for (what
 	// its refill wrote, or an item it read after its Datastore lookup): a
 	// write reads it first.
-	casItem     *memcache.Item
+	casItem     cacheRead
 	rereadFirst bool
 
 	// written is set once the store has written the session in this
@@ -202,8 +210,8 @@ func (s *memcacheStore) markAbsent(id string) {
 // load finds a session in Memcache or, failing that, in the Datastore.
 func (s *memcacheStore) load(id string) *entry {
 	item := s.getMemcache(id)
-	if item != nil {
-		switch kindOf(item.Value) {
+	if item.held() {
+		switch kindOf(item.value) {
 		case kindRemoved:
 			// Logged out: the Datastore is not asked, whatever it
 			// still holds.
@@ -220,27 +228,27 @@ func (s *memcacheStore) load(id string) *entry {
 	return s.loadDatastore(id, item)
 }
 
-// getMemcache reads the Memcache item of a session; nil on a miss or a
+// getMemcache reads the Memcache item of a session; none on a miss or a
 // failure (the Datastore may still have the session).
-func (s *memcacheStore) getMemcache(id string) *memcache.Item {
+func (s *memcacheStore) getMemcache(id string) cacheRead {
 	item, _ := s.readMemcache(id)
 	return item
 }
 
-// readMemcache reads the Memcache item of a session: nil and no error on a
-// miss; a failure is logged and returned.
-func (s *memcacheStore) readMemcache(id string) (*memcache.Item, error) {
-	var item *memcache.Item
+// readMemcache reads the Memcache item of a session: none and no error on
+// a miss; a failure is logged and returned.
+func (s *memcacheStore) readMemcache(id string) (cacheRead, error) {
+	var item cacheRead
 	err := s.retry(s.ctx, func() (err error) {
-		item, err = memcache.Get(s.ctx, s.cfg.memcacheKey(id))
+		item, err = s.cache.get(s.ctx, s.cfg.memcacheKey(id))
 		return err
 	})
 	switch {
-	case errors.Is(err, memcache.ErrCacheMiss):
-		return nil, nil
+	case errors.Is(err, errCacheMiss):
+		return cacheRead{}, nil
 	case err != nil:
 		s.logf(levelError, "%s: memcache get failed: %s", logID(id), redact(err, id))
-		return nil, err
+		return cacheRead{}, err
 	}
 	return item, nil
 }
@@ -249,17 +257,17 @@ func (s *memcacheStore) readMemcache(id string) (*memcache.Item, error) {
 // if the item holds no usable copy: then the Datastore is asked (an
 // undecodable value may be a codec change, and a timed-out copy may have a
 // newer Datastore copy if a Memcache write failed); e is nil then.
-func (s *memcacheStore) fromMemcache(id string, item *memcache.Item) (e *entry, ok bool) {
-	sess, err := s.decodeSession(id, item.Value)
+func (s *memcacheStore) fromMemcache(id string, item cacheRead) (e *entry, ok bool) {
+	sess, err := s.decodeSession(id, item.value)
 	if err != nil {
-		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %s", logID(id), len(item.Value), redact(err, id))
+		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %s", logID(id), len(item.value), redact(err, id))
 		return nil, false
 	}
-	deadline, known := flagsDeadline(item.Flags, sess)
+	deadline, known := flagsDeadline(item.flags, sess)
 	if timeNow().After(deadline) || sess.Timeout() <= 0 {
 		return nil, false // timed out; Memcache with another clock kept it
 	}
-	e = &entry{id: id, sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
+	e = &entry{id: id, sess: sess, origin: OriginMemcache, loaded: item.value, casItem: item}
 	if known {
 		e.storedExp = deadline
 	}
@@ -378,24 +386,24 @@ func (s *memcacheStore) Remove(sess session.Session) {
 		}
 	}
 	ttl := tombstoneTTL(sess.Timeout())
-	tomb := &memcache.Item{
-		Key:        s.cfg.memcacheKey(id),
-		Value:      tombstoneValue,
-		Flags:      expiryFlags(timeNow().Add(ttl)),
-		Expiration: ttl,
+	tomb := cacheWrite{
+		key:   s.cfg.memcacheKey(id),
+		value: tombstoneValue,
+		flags: expiryFlags(timeNow().Add(ttl)),
+		ttl:   ttl,
 	}
 	// A set, not a conditional write: the logout overwrites whatever copy
 	// is there, and is the last word on the session.
 	// The tombstone must be in place before the Datastore delete: a put by
 	// a concurrent request that lands after the delete is then sure to
 	// find it (see tombstone.go). So the two calls are not parallel.
-	if err := s.retry(s.ctx, func() error { return memcache.Set(s.ctx, tomb) }); err != nil {
+	if err := s.retry(s.ctx, func() error { return s.cache.set(s.ctx, tomb) }); err != nil {
 		ok = false
 		s.logf(levelError, "%s: logout incomplete: memcache refused the removal mark: %s; a copy cached there stays usable until it is evicted or idle for its Timeout", logID(id), redact(err, id))
 		s.failure.set(newStoreError(id, "removing the session from memcache", err))
 	}
 	if !s.cfg.onlyMemcache {
-		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+		if err := s.deleteEntity(s.ctx, id); err != nil {
 			ok = false
 			s.logf(levelError, "%s: removing the session from the datastore failed: %s", logID(id), redact(err, id))
 			s.failure.set(newStoreError(id, "removing the session from the datastore", err))

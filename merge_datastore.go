@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-
-	"google.golang.org/appengine/v2/datastore"
 )
 
 // errRemovedMeanwhile ends the transaction of putMerged when the session's
@@ -25,9 +23,8 @@ var errRemovedMeanwhile = errors.New("removed meanwhile")
 // session was removed meanwhile (then nothing is put); a failure is left
 // in w.err.
 func (s *memcacheStore) putMerged(ctx context.Context, w *dsWrite) (removed bool) {
-	key := s.cfg.datastoreKey(ctx, w.id)
 	value := w.entity.Value
-	w.err = datastore.RunInTransaction(ctx, func(tc context.Context) error {
+	w.err = s.durable.runInTransaction(ctx, func(tc context.Context) error {
 		found, err := s.lookupDatastore(tc, w.id, true)
 		if err != nil {
 			return err
@@ -46,9 +43,8 @@ func (s *memcacheStore) putMerged(ctx context.Context, w *dsWrite) (removed bool
 					logID(w.id), len(w.merge.set), len(w.merge.deleted))
 			}
 		}
-		_, err = datastore.Put(tc, key, &savedEntity{Expires: w.entity.Expires, Value: value})
-		return err
-	}, &datastore.TransactionOptions{XG: true})
+		return s.durable.put(tc, w.id, &savedEntity{Expires: w.entity.Expires, Value: value})
+	})
 	if errors.Is(w.err, errRemovedMeanwhile) {
 		w.err = nil
 		s.logf(levelInfo, "%s: session was removed by another request meanwhile; this request's version was dropped", logID(w.id))

@@ -223,7 +223,7 @@ func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := time.Now()
-	p := purge{purgeConfig: c, ctx: ctx, log: l}
+	p := purge[*datastore.Key]{purgeConfig: c, ctx: ctx, log: l, tier: &datastorePurge{kind: c.kind}}
 	res, err := p.run(start)
 	elapsed := time.Since(start).Round(time.Millisecond)
 
@@ -242,11 +242,12 @@ func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// purge is the state of one run.
-type purge struct {
+// purge is the state of one run, over the durable tier's key type K.
+type purge[K any] struct {
 	purgeConfig
-	ctx context.Context
-	log *logger
+	ctx  context.Context
+	log  *logger
+	tier purgeTier[K]
 
 	batches int    // batches queried that held keys
 	stop    string // why the run ended, for the summary line
@@ -260,7 +261,7 @@ type deleteResult struct {
 // run deletes batch after batch until no expired entity is left or time is
 // up. It returns an error only if a query failed; the counts are valid
 // either way.
-func (p *purge) run(start time.Time) (res purgeResponse, err error) {
+func (p *purge[K]) run(start time.Time) (res purgeResponse, err error) {
 	stopAt := start.Add(p.deadline)
 	if d, ok := p.ctx.Deadline(); ok {
 		if d = d.Add(-p.margin); d.Before(stopAt) {
@@ -270,11 +271,7 @@ func (p *purge) run(start time.Time) (res purgeResponse, err error) {
 	// The cutoff is fixed for the run, so a session written during the
 	// run is never matched; see expiredBefore for why it lies expiredFor
 	// before the start.
-	q := datastore.NewQuery(p.kind).
-		Filter("exp <", expiredBefore(timeNow(), p.expiredFor)).
-		KeysOnly().
-		Limit(p.batch).
-		BatchSize(p.batch)
+	p.tier.start(expiredBefore(timeNow(), p.expiredFor), p.batch)
 
 	// At most one DeleteMulti is in flight, overlapping the next query.
 	var inflight chan deleteResult
@@ -299,32 +296,13 @@ func (p *purge) run(start time.Time) (res purgeResponse, err error) {
 			return res, nil
 		}
 
-		keys := make([]*datastore.Key, 0, p.batch)
-		it := q.Run(p.ctx)
-		for {
-			k, err := it.Next(nil)
-			if err == datastore.Done {
-				break
-			}
-			if err != nil {
-				p.stop = "query failed"
-				return res, err
-			}
-			keys = append(keys, k)
+		keys, err := p.tier.next(p.ctx)
+		if err != nil {
+			p.stop = "query failed"
+			return res, err
 		}
-		// A batch shorter than the limit is the last one: the iterator
-		// gathers up to the limit across as many Next calls as it takes.
-		if exhausted = len(keys) < p.batch; !exhausted {
-			cur, err := it.Cursor()
-			if err != nil {
-				p.stop = "query failed"
-				return res, err
-			}
-			// Going on from the cursor rather than from the start means
-			// that keys whose delete failed are not fetched again and
-			// again: each run visits every expired entity once.
-			q = q.Start(cur)
-		}
+		// A batch shorter than the limit is the last one.
+		exhausted = len(keys) < p.batch
 		if len(keys) == 0 {
 			break
 		}
@@ -393,17 +371,17 @@ func expiredBefore(now time.Time, expiredFor time.Duration) time.Time {
 // deleteBatch deletes keys with one DeleteMulti, sent a second time if the
 // first attempt failed with an error that may be transient and there is
 // still time. It logs failures without naming sessions.
-func (p *purge) deleteBatch(keys []*datastore.Key, stopAt time.Time) deleteResult {
+func (p *purge[K]) deleteBatch(keys []K, stopAt time.Time) deleteResult {
 	var err error
 	for attempt := 1; attempt <= purgeDeleteAttempts; attempt++ {
-		if err = datastore.DeleteMulti(p.ctx, keys); err == nil {
+		if err = p.tier.deleteKeys(p.ctx, keys); err == nil {
 			return deleteResult{deleted: len(keys)}
 		}
 		if attempt == purgeDeleteAttempts || !retryable(p.ctx, err) || !time.Now().Before(stopAt) {
 			break
 		}
 		p.log.logf(levelWarning, "purge of kind %q: deleting a batch of %d expired sessions failed, retrying: %v",
-			p.kind, len(keys), redactKeys(err, keys))
+			p.kind, len(keys), p.redactKeys(err, keys))
 	}
 	failed := len(keys)
 	var me appengine.MultiError
@@ -416,16 +394,16 @@ func (p *purge) deleteBatch(keys []*datastore.Key, stopAt time.Time) deleteResul
 		}
 	}
 	p.log.logf(levelError, "purge of kind %q: deleting %d of a batch of %d expired sessions failed: %v",
-		p.kind, failed, len(keys), redactKeys(err, keys))
+		p.kind, failed, len(keys), p.redactKeys(err, keys))
 	return deleteResult{deleted: len(keys) - failed, failed: failed}
 }
 
 // redactKeys returns err's text with every session ID of keys replaced by
 // its LogID (see redact).
-func redactKeys(err error, keys []*datastore.Key) string {
+func (p *purge[K]) redactKeys(err error, keys []K) string {
 	names := make([]string, len(keys))
 	for i, k := range keys {
-		names[i] = k.StringID()
+		names[i] = p.tier.name(k)
 	}
 	return redact(err, names...)
 }

@@ -521,7 +521,8 @@ func TestPurgeRedactKeys(t *testing.T) {
 	ctx := context.Background()
 	id := "AbCdEfGhIjKlMnOpQrStUvWx"
 	keys := []*datastore.Key{datastore.NewKey(ctx, "sess_", id, 0, nil), datastore.NewKey(ctx, "sess_", "x", 0, nil)}
-	got := redactKeys(errors.New("cannot delete sess_:"+id+" now x"), keys)
+	p := &purge[*datastore.Key]{tier: &datastorePurge{kind: "sess_"}}
+	got := p.redactKeys(errors.New("cannot delete sess_:"+id+" now x"), keys)
 	if strings.Contains(got, id) || !strings.Contains(got, LogID(id)) || !strings.Contains(got, " now x") {
 		t.Errorf("redactKeys: %q", got)
 	}

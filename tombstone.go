@@ -5,10 +5,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"google.golang.org/appengine/v2"
-	"google.golang.org/appengine/v2/datastore"
-	"google.golang.org/appengine/v2/memcache"
 )
 
 // A logout is final: once Remove has returned, no Get returns the session
@@ -177,14 +173,6 @@ func tombstoneTTL(timeout time.Duration) time.Duration {
 // never reads a marker.
 const removalKeyPrefix = "removed:"
 
-// removalKey is the Datastore key of the removal marker of the session id,
-// in the session kind: the purge, which deletes entities of that kind whose
-// "exp" has passed, deletes expired markers with the sessions, and so does
-// the original package's purge.
-func removalKey(ctx context.Context, kind, id string) *datastore.Key {
-	return datastore.NewKey(ctx, kind, removalKeyPrefix+id, 0, nil)
-}
-
 // removalExpiry is the "exp" of the marker of a session with the given
 // timeout removed at now: later than the deadline of any copy that a
 // request which loaded the session before the logout can write.
@@ -201,90 +189,47 @@ type removalMarker struct {
 	Expires time.Time `datastore:"exp"`
 }
 
-// datastoreLookup is what one Datastore lookup of a session found.
-type datastoreLookup struct {
-	entity       *SessEntity // nil if there is none (or it was not asked for)
-	removedUntil time.Time   // "exp" of a live removal marker; zero if none
-}
-
-func (l datastoreLookup) removed() bool { return !l.removedUntil.IsZero() }
-
 // lookupDatastore reads the removal marker of the session id and, if
-// entity is set, its entity, in one Get RPC. An expired marker counts as
-// none.
+// entity is set, its entity, in one RPC. An expired marker counts as none.
 func (s *memcacheStore) lookupDatastore(ctx context.Context, id string, entity bool) (datastoreLookup, error) {
-	keys := []*datastore.Key{removalKey(ctx, s.cfg.kind, id)}
-	if entity {
-		keys = append(keys, s.cfg.datastoreKey(ctx, id))
-	}
-	var ents []SessEntity
-	err := s.retry(ctx, func() error {
-		ents = make([]SessEntity, len(keys))
-		return datastore.GetMulti(ctx, keys, ents)
-	})
-	found := make([]bool, len(keys))
-	var me appengine.MultiError
-	switch {
-	case err == nil:
-		for i := range found {
-			found[i] = true
-		}
-	case errors.As(err, &me) && len(me) == len(keys):
-		for i, e := range me {
-			switch {
-			case e == nil:
-				found[i] = true
-			case !errors.Is(e, datastore.ErrNoSuchEntity):
-				return datastoreLookup{}, err
-			}
-		}
-	default:
-		return datastoreLookup{}, err
-	}
 	var l datastoreLookup
-	if found[0] && !timeNow().After(ents[0].Expires) {
-		l.removedUntil = ents[0].Expires
-	}
-	if entity && found[1] {
-		l.entity = &ents[1]
-	}
-	return l, nil
+	err := s.retry(ctx, func() (err error) {
+		l, err = s.durable.lookup(ctx, id, entity)
+		return err
+	})
+	return l, err
 }
 
 // putRemovalMarker writes the removal marker of the session id.
 func (s *memcacheStore) putRemovalMarker(id string, timeout time.Duration) error {
 	m := &removalMarker{Expires: removalExpiry(timeNow(), timeout)}
-	return s.retry(s.ctx, func() error {
-		_, err := datastore.Put(s.ctx, removalKey(s.ctx, s.cfg.kind, id), m)
-		return err
-	})
+	return s.retry(s.ctx, func() error { return s.durable.putMarker(s.ctx, id, m) })
 }
 
 // restoreTombstone runs when a Datastore lookup found the removal marker
 // of the session id: it puts the tombstone back into Memcache, over
-// mcItem, what the request read there before the lookup (nil for a miss),
+// mcItem, what the request read there before the lookup (zero for a miss),
 // so that the next Get of the ID costs one Memcache get again; and it
 // deletes the session entity if the lookup found one (a put that landed
 // after the logout's delete), for the original package's instances, which
 // do not read the marker. A failure of either is logged only: the marker
 // keeps the session out.
-func (s *memcacheStore) restoreTombstone(id string, mcItem *memcache.Item, l datastoreLookup) {
+func (s *memcacheStore) restoreTombstone(id string, mcItem cacheRead, l datastoreLookup) {
 	now := timeNow()
-	tomb := &memcache.Item{Key: s.cfg.memcacheKey(id), Value: tombstoneValue, Flags: expiryFlags(l.removedUntil), Expiration: memcacheTTL(l.removedUntil, now)}
+	tomb := cacheWrite{key: s.cfg.memcacheKey(id), value: tombstoneValue, flags: expiryFlags(l.removedUntil), ttl: memcacheTTL(l.removedUntil, now)}
 	var err error
-	if mcItem != nil {
-		cur := *mcItem // keeps the CAS id, which is unexported
-		cur.Value, cur.Flags, cur.Expiration, cur.Object = tomb.Value, tomb.Flags, tomb.Expiration, nil
-		err = memcache.CompareAndSwap(s.ctx, &cur)
+	if mcItem.held() {
+		tomb.token = mcItem.token
+		err = s.cache.compareAndSwap(s.ctx, tomb)
 	} else {
-		err = memcache.Add(s.ctx, tomb)
+		err = s.cache.add(s.ctx, tomb)
 	}
-	if err != nil && !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrNotStored) {
+	if err != nil && !errors.Is(err, errCASConflict) && !errors.Is(err, errNotStored) {
 		s.logf(levelWarning, "%s: putting the tombstone of a removed session back into memcache failed: %s", logID(id), redact(err, id))
 	}
 	if l.entity != nil {
 		s.logf(levelInfo, "%s: the datastore holds a copy of a removed session, put after the logout; it is deleted", logID(id))
-		if err := s.deleteDatastore(s.ctx, []string{id}); err != nil {
+		if err := s.deleteEntity(s.ctx, id); err != nil {
 			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(id), redact(err, id))
 		}
 	}
