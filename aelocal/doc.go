@@ -263,6 +263,10 @@ module, "default", version "1"; every capability is enabled, and
 IsEnabled lists each one asked about in its config field, as the SDK's
 stub does.
 
+The system service starts background requests (runtime.RunInBackground)
+by sending the app at AppURL a GET /_ah/background, at most 10 at once;
+runtime.Stats reads zeros, as from the SDK's stub.
+
 Search indexes live in memory (256 MiB in all) and are not persisted;
 documents, queries, sorting, expressions, cursors and facets follow
 production's documented rules and limits.

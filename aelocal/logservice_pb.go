@@ -1,54 +1,33 @@
 package aelocal
 
-import (
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
-	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
-)
+import "strings"
 
 // The log service's messages. appengine/v2 dropped the log service, so no
 // client package that aelocal links registers them; the v1 client
-// (google.golang.org/appengine/log) still calls it. aelocal describes the
-// messages itself, with the field numbers and types of v1's
-// internal/log/log_service.proto, under a package of its own
-// (aelocal.logservice), so that a binary linking v1 too registers no name
-// twice. The wire format depends only on numbers and types.
+// (google.golang.org/appengine/log) still calls it. aelocal describes them
+// (pb_described.go) with the field numbers and types of v1's
+// internal/log/log_service.proto.
 
 // logPkg is the package of the messages, as their full names start.
 const logPkg = "aelocal.logservice."
 
-// logField describes one field: name, number, type, repeated, and the
-// message type's short name for a message field.
-type logField struct {
-	name     string
-	num      int32
-	typ      descriptorpb.FieldDescriptorProto_Type
-	repeated bool
-	msg      string
-}
-
 func init() {
 	const (
-		i32 = descriptorpb.FieldDescriptorProto_TYPE_INT32
-		i64 = descriptorpb.FieldDescriptorProto_TYPE_INT64
-		str = descriptorpb.FieldDescriptorProto_TYPE_STRING
-		byt = descriptorpb.FieldDescriptorProto_TYPE_BYTES
-		bln = descriptorpb.FieldDescriptorProto_TYPE_BOOL
-		dbl = descriptorpb.FieldDescriptorProto_TYPE_DOUBLE
-		msg = descriptorpb.FieldDescriptorProto_TYPE_MESSAGE
+		i32 = pbInt32
+		i64 = pbInt64
+		str = pbString
+		byt = pbBytes
+		bln = pbBool
+		dbl = pbDouble
+		msg = pbMsg
 	)
-	messages := []struct {
-		name   string
-		fields []logField
-	}{
-		{"UserAppLogLine", []logField{{"timestamp_usec", 1, i64, false, ""}, {"level", 2, i64, false, ""}, {"message", 3, str, false, ""}}},
-		{"UserAppLogGroup", []logField{{"log_line", 2, msg, true, "UserAppLogLine"}}},
-		{"FlushRequest", []logField{{"logs", 1, byt, false, ""}}},
-		{"LogOffset", []logField{{"request_id", 1, byt, false, ""}}},
-		{"LogLine", []logField{{"time", 1, i64, false, ""}, {"level", 2, i32, false, ""}, {"log_message", 3, str, false, ""}}},
-		{"RequestLog", []logField{
+	registerDescribed(strings.TrimSuffix(logPkg, "."), []describedMessage{
+		{"UserAppLogLine", []describedField{{"timestamp_usec", 1, i64, false, ""}, {"level", 2, i64, false, ""}, {"message", 3, str, false, ""}}},
+		{"UserAppLogGroup", []describedField{{"log_line", 2, msg, true, "UserAppLogLine"}}},
+		{"FlushRequest", []describedField{{"logs", 1, byt, false, ""}}},
+		{"LogOffset", []describedField{{"request_id", 1, byt, false, ""}}},
+		{"LogLine", []describedField{{"time", 1, i64, false, ""}, {"level", 2, i32, false, ""}, {"log_message", 3, str, false, ""}}},
+		{"RequestLog", []describedField{
 			{"app_id", 1, str, false, ""}, {"module_id", 37, str, false, ""}, {"version_id", 2, str, false, ""},
 			{"request_id", 3, byt, false, ""}, {"offset", 35, msg, false, "LogOffset"}, {"ip", 4, str, false, ""},
 			{"nickname", 5, str, false, ""}, {"start_time", 6, i64, false, ""}, {"end_time", 7, i64, false, ""},
@@ -60,8 +39,8 @@ func init() {
 			{"finished", 27, bln, false, ""}, {"clone_key", 28, byt, false, ""}, {"line", 29, msg, true, "LogLine"},
 			{"lines_incomplete", 36, bln, false, ""}, {"app_engine_release", 38, byt, false, ""},
 		}},
-		{"LogModuleVersion", []logField{{"module_id", 1, str, false, ""}, {"version_id", 2, str, false, ""}}},
-		{"LogReadRequest", []logField{
+		{"LogModuleVersion", []describedField{{"module_id", 1, str, false, ""}, {"version_id", 2, str, false, ""}}},
+		{"LogReadRequest", []describedField{
 			{"app_id", 1, str, false, ""}, {"version_id", 2, str, true, ""}, {"module_version", 19, msg, true, "LogModuleVersion"},
 			{"start_time", 3, i64, false, ""}, {"end_time", 4, i64, false, ""}, {"offset", 5, msg, false, "LogOffset"},
 			{"request_id", 6, byt, true, ""}, {"minimum_log_level", 7, i32, false, ""}, {"include_incomplete", 8, bln, false, ""},
@@ -70,35 +49,6 @@ func init() {
 			{"host_regex", 15, str, false, ""}, {"replica_index", 16, i32, false, ""}, {"app_logs_per_request", 17, i32, false, ""},
 			{"num_shards", 18, i32, false, ""},
 		}},
-		{"LogReadResponse", []logField{{"log", 1, msg, true, "RequestLog"}, {"offset", 2, msg, false, "LogOffset"}, {"last_end_time", 3, i64, false, ""}}},
-	}
-	fd := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("aelocal/logservice.proto"),
-		Package: proto.String("aelocal.logservice"),
-		Syntax:  proto.String("proto2"),
-	}
-	for _, m := range messages {
-		dp := &descriptorpb.DescriptorProto{Name: proto.String(m.name)}
-		for _, f := range m.fields {
-			label := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-			if f.repeated {
-				label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
-			}
-			fp := &descriptorpb.FieldDescriptorProto{Name: proto.String(f.name), Number: proto.Int32(f.num), Type: f.typ.Enum(), Label: label.Enum()}
-			if f.msg != "" {
-				fp.TypeName = proto.String("." + logPkg + f.msg)
-			}
-			dp.Field = append(dp.Field, fp)
-		}
-		fd.MessageType = append(fd.MessageType, dp)
-	}
-	file, err := protodesc.NewFile(fd, protoregistry.GlobalFiles)
-	if err != nil {
-		panic("aelocal: the log service's descriptors: " + err.Error())
-	}
-	for i := 0; i < file.Messages().Len(); i++ {
-		if err := protoregistry.GlobalTypes.RegisterMessage(dynamicpb.NewMessageType(file.Messages().Get(i))); err != nil {
-			panic("aelocal: registering the log service's messages: " + err.Error())
-		}
-	}
+		{"LogReadResponse", []describedField{{"log", 1, msg, true, "RequestLog"}, {"offset", 2, msg, false, "LogOffset"}, {"last_end_time", 3, i64, false, ""}}},
+	})
 }

@@ -82,6 +82,7 @@ type Server struct {
 
 	blobstore *blobstoreService // blobstore.go
 	logs      *logService       // logservice.go
+	system    *systemService    // system.go
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root

@@ -16,6 +16,7 @@ func (s *Server) initServices() {
 	s.search = newSearchService()
 	s.blobstore = newBlobstoreService()
 	s.logs = newLogService()
+	s.system = newSystemService()
 }
 
 // configureServices applies the options that concern those services. It
@@ -67,6 +68,7 @@ func (s *Server) startServices() error {
 func (s *Server) stopServices() {
 	s.stopFrontEnd()
 	s.stopDispatcher()
+	s.system.close()
 }
 
 // appHost is the app's host:port: AppURL's, or dev_appserver's
@@ -81,7 +83,7 @@ func (s *Server) appHost() string {
 // notServed completes the error of a call aelocal does not serve.
 func notServed(service string) string {
 	switch service {
-	case "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket", "system":
+	case "xmpp", "channel", "conversion", "file", "prospective_search", "remote_socket":
 		return ": the " + service + " service is not emulated locally"
 	}
 	return ""
@@ -97,4 +99,5 @@ var serviceFailureCodes = map[string]int32{
 	"app_identity_service": 1003, // UNKNOWN_ERROR
 	"modules":              4,    // TRANSIENT_ERROR
 	"search":               2,    // TRANSIENT_ERROR
+	"system":               1,    // INTERNAL_ERROR
 }
