@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log"
 	"net/http"
@@ -232,17 +233,27 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if t == nil {
 		panic("aelocal: no console template " + name)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, p); err != nil {
+	if err := writePage(w, r, status, t, p); err != nil {
 		log.Printf("aelocal: console page %s: %v", name, err)
+	}
+}
+
+// writePage executes t with data and writes the page with status, its
+// body left out for HEAD. The page is executed in full before anything is
+// written, so a template error answers 500 instead of half a page; that
+// error is returned too.
+func writePage(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) error {
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
 		http.Error(w, "aelocal: cannot render the page: "+err.Error(), http.StatusInternalServerError)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		w.Write([]byte(b.String()))
+		io.WriteString(w, b.String())
 	}
+	return nil
 }
 
 // fail shows err on a page of its own, with the ways back: to the page

@@ -225,16 +225,7 @@ func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request, logout boo
 
 // renderAccount writes the login or logout page.
 func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status int, data *accountData) {
-	var b strings.Builder
-	if err := accountPage().Execute(&b, data); err != nil {
-		http.Error(w, "aelocal: cannot render the page: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write([]byte(b.String()))
-	}
+	writePage(w, r, status, accountPage(), data)
 }
 
 // sameOrigin reports whether a POST came from a page of this server, by the
