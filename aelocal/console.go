@@ -60,6 +60,7 @@ var consoleSections = []consoleSection{
 	{"Cron", "/cron", (*console).cronRoutes},
 	{"Blobstore", "/blobstore", (*console).blobstoreRoutes}, // console_blobstore.go
 	{"Logs", "/logs", (*console).logRoutes},                 // console_logs.go
+	{"Search", "/search", (*console).searchRoutes},          // console_search.go
 	{"RPCs", "/rpcs", (*console).rpcRoutes},
 }
 
@@ -331,6 +332,7 @@ var consoleFlashes = map[string]string{
 	"taskdeleted": "Task deleted.",
 	"purged":      "Queue purged: every task in it is deleted, and their names may be used again.",
 	"mailcleared": "Every message kept was removed.",
+	"docdeleted":  "Document deleted.",
 }
 
 // redirect answers an action with 303 See Other to path?query&done=flash.

@@ -142,7 +142,7 @@ func mustContain(t *testing.T, page string, want ...string) {
 // consolePosts are the console's actions with a valid form for each, given
 // a page that carries their tokens.
 var consoleActions = []string{"/datastore/edit", "/datastore/delprop", "/datastore/delete", "/datastore/new", "/datastore/columns", "/memcache/delete", "/memcache/flush", "/rpcs/reset", "/cron/run",
-	"/taskqueues/run", "/taskqueues/delete", "/taskqueues/purge", "/mail/clear"}
+	"/taskqueues/run", "/taskqueues/delete", "/taskqueues/purge", "/mail/clear", "/search/delete"}
 
 func TestConsoleGETChangesNothing(t *testing.T) {
 	s := newTestServer(t)
