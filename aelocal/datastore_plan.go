@@ -1,0 +1,135 @@
+package aelocal
+
+// The query planner (issue 25): it answers the common shapes of query from
+// the sorted indexes (datastore_index_store.go), reading about as many
+// index entries as the batch returns and skips, whatever the kind's size.
+// It works on dsQuery, the query as parseQuery made it from the
+// datastore_v3 request, and never on protobufs, so that a second API over
+// the same engine (the Cloud Datastore API, issue 22) can build a dsQuery
+// and share it.
+//
+// Shapes it plans, on the live data (not a transaction's snapshot):
+//
+//   - key order, ascending or descending (no sort order, or __key__),
+//     with or without an ancestor (ascending only) and any filters: read
+//     the kind index, from the ancestor or the start position on;
+//   - key order with an equality filter: read the single-property index
+//     of the first equality filter's property, the entries of that value,
+//     which lie in key order;
+//   - one sort order on a property (then the implicit key order), with
+//     any filters: read that property's index ascending, or value by
+//     value downwards for a descending order; inequality filters on the
+//     property bound where the read starts and stops.
+//
+// Every entry read is checked against the whole query (q.matches), and an
+// entity counts only at the entry where the full evaluation places it
+// (q.appendResults: its first entry after the start cursor), so a
+// multi-valued property yields each entity once and the answer is the
+// full evaluation's, in the same order with the same cursors. Filters the
+// index does not answer cost entries read, not correctness. Other shapes
+// (metadata, kindless, projection and distinct queries, two sort orders,
+// queries in transactions) still take the full evaluation,
+// remainingLocked.
+
+// dsPlan is how the indexes answer a query.
+type dsPlan struct {
+	prop string   // the property whose index is read; "" reads the kind index
+	eq   *dsValue // read only the entries of prop with this value (key order)
+	desc bool     // read downwards: keys for the kind index or eq, values otherwise
+}
+
+// planQuery returns the plan for q read through view v, or nil if the
+// indexes do not answer it yet.
+func planQuery(q *dsQuery, v dsView) *dsPlan {
+	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.proj) > 0 || len(q.groupBy) > 0 {
+		return nil
+	}
+	switch {
+	case len(q.orders) == 0 || (len(q.orders) == 1 && q.orders[0].key):
+		p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
+		for _, f := range q.filters {
+			if f.prop != keyProp && len(f.eqs) > 0 {
+				p.prop, p.eq = f.prop, &f.eqs[0]
+				return p
+			}
+		}
+		if p.desc && q.ancestor != nil {
+			return nil // TODO(issue 25): seek to the end of an ancestor's range
+		}
+		return p
+	case !q.orders[0].key && (len(q.orders) == 1 || (len(q.orders) == 2 && q.orders[1].key && !q.orders[1].desc)):
+		return &dsPlan{prop: q.orders[0].prop, desc: q.orders[0].desc}
+	}
+	return nil
+}
+
+// planLocked returns up to n of c's results after its position, read
+// from the indexes by plan p.
+func (d *datastoreService) planLocked(c *dsCursor, p *dsPlan, n int64) ([]dsCand, error) {
+	q := c.q
+	s := d.spaces[q.sp]
+	if s == nil {
+		return nil, nil
+	}
+	ki := s.indexLocked(q.kind)
+	if ki == nil {
+		return nil, nil
+	}
+	var out []dsCand
+	var err error
+	// visit takes the entry (v, e) of the index read; it reports whether
+	// to read on.
+	visit := func(e *dsEntity, v *dsValue) bool {
+		if !q.matches(e) {
+			return true
+		}
+		var cs []dsCand
+		if cs, err = q.appendResults(nil, e); err != nil {
+			return false
+		}
+		if len(cs) == 0 {
+			return true
+		}
+		x := cs[0]
+		if v != nil && p.eq == nil && compareValue(x.vals[0], *v) != 0 {
+			return true // the entity counts at another of its entries
+		}
+		if c.pos.set && !q.afterStart(x, c.pos) {
+			return true
+		}
+		if c.end != nil && !q.beforeEnd(x, *c.end) {
+			return false
+		}
+		out = append(out, x)
+		return int64(len(out)) < n
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	var from dsPath // the key to start from, in key order
+	if c.pos.set {
+		from = c.pos.key
+	}
+	switch {
+	case p.prop == "":
+		readKeys(ki, q.ancestor, from, p.desc, visit)
+	case p.eq != nil:
+		if t := ki.props[p.prop]; t != nil {
+			readEqual(t, *p.eq, from, p.desc, visit)
+		}
+	default:
+		if t := ki.props[p.prop]; t != nil {
+			readValues(t, q, c.pos, p.desc, visit)
+		}
+	}
+	return out, err
+}
+
+// planFor returns the plan for c's query, or nil where it takes the full
+// evaluation (remainingLocked).
+func (d *datastoreService) planFor(c *dsCursor) *dsPlan {
+	if d.noPlan {
+		return nil
+	}
+	return planQuery(c.q, c.view)
+}
