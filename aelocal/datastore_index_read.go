@@ -10,16 +10,32 @@ import "github.com/google/btree"
 type indexVisit func(e *dsEntity, v *dsValue) bool
 
 // readKeys reads the kind index in key order: from the start key from (nil
-// for the first or, with desc, the last), only the descendants of
+// for the first or, with desc, the last), within the bounds of the
+// __key__ inequality filters f (nil if none), and only the descendants of
 // ancestor if it is not nil (ascending only: they lie together from the
 // ancestor's own key on).
-func readKeys(ki *kindIndex, ancestor, from dsPath, desc bool, visit indexVisit) {
+func readKeys(ki *kindIndex, f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
+	// The __key__ filter's keys are in the query's app and namespace
+	// (parseQuery checks), so comparing paths compares the keys.
+	keyCmp := func(path dsPath) func(dsValue) int {
+		return func(v dsValue) int { return comparePath(path, v.ref.path) }
+	}
+	lowOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opGreater, opGreatEq) }
+	highOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opLess, opLessEq) }
 	if desc {
-		iter := func(e *dsEntity) bool { return visit(e, nil) }
-		if from == nil {
+		start := from
+		if f != nil {
+			for _, in := range f.ineqs {
+				if (in.op == opLess || in.op == opLessEq) && (start == nil || comparePath(in.v.ref.path, start) < 0) {
+					start = in.v.ref.path
+				}
+			}
+		}
+		iter := func(e *dsEntity) bool { return lowOK(e.path) && visit(e, nil) }
+		if start == nil {
 			ki.byKey.Descend(iter)
 		} else {
-			ki.byKey.DescendLessOrEqual(pathProbe(from), iter)
+			ki.byKey.DescendLessOrEqual(pathProbe(start), iter)
 		}
 		return
 	}
@@ -27,11 +43,25 @@ func readKeys(ki *kindIndex, ancestor, from dsPath, desc bool, visit indexVisit)
 	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
 		start = ancestor
 	}
+	var eq dsPath // the key an equality filter asks for
+	if f != nil {
+		for _, in := range f.ineqs {
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
+				start = in.v.ref.path
+			}
+		}
+		if len(f.eqs) > 0 {
+			eq = f.eqs[0].ref.path
+			if start == nil || comparePath(eq, start) > 0 {
+				start = eq
+			}
+		}
+	}
 	ki.byKey.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
-		if ancestor != nil && !e.path.hasPrefix(ancestor) {
+		if ancestor != nil && !e.path.hasPrefix(ancestor) || eq != nil && comparePath(e.path, eq) > 0 {
 			return false
 		}
-		return visit(e, nil)
+		return highOK(e.path) && visit(e, nil)
 	})
 }
 
@@ -39,20 +69,20 @@ func readKeys(ki *kindIndex, ancestor, from dsPath, desc bool, visit indexVisit)
 // order from the start key from.
 func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, visit indexVisit) {
 	iter := func(x propEntry) bool {
-		if compareValue(x.v, v) != 0 {
+		if compareValue(*x.v, v) != 0 {
 			return false
 		}
-		return visit(x.e, &x.v)
+		return visit(x.e, x.v)
 	}
 	if desc {
-		probe := propEntry{v: v, top: true}
+		probe := topOf(v)
 		if from != nil {
-			probe = propEntry{v: v, e: pathProbe(from)}
+			probe = entryAt(v, from)
 		}
 		t.DescendLessOrEqual(probe, iter)
 		return
 	}
-	t.AscendGreaterOrEqual(propEntry{v: v, e: pathProbe(from)}, iter)
+	t.AscendGreaterOrEqual(entryAt(v, from), iter)
 }
 
 // readValues reads a property's index in the order of q's first sort
@@ -63,19 +93,23 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 	f := q.byProp[q.orders[0].prop]
 	// lowOK and highOK report whether a value is within the lower and the
 	// upper bounds of the inequality filters.
-	lowOK := func(v dsValue) bool { return f == nil || boundOK(f, v, opGreater, opGreatEq) }
-	highOK := func(v dsValue) bool { return f == nil || boundOK(f, v, opLess, opLessEq) }
+	valueCmp := func(v dsValue) func(dsValue) int {
+		return func(w dsValue) int { return compareValue(v, w) }
+	}
+	lowOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opGreater, opGreatEq) }
+	highOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opLess, opLessEq) }
 	var at *propEntry // the start position as a probe
 	if pos.set && (pos.has == nil || pos.has[0]) {
-		at = &propEntry{v: pos.vals[0], e: pathProbe(pos.key)}
+		p := entryAt(pos.vals[0], pos.key)
+		at = &p
 	}
 	if !desc {
-		start := propEntry{v: dsValue{t: vNull}} // before every entry? see lowest
+		var start propEntry // the highest of the lower bounds, if first is false
 		first := true
 		if f != nil {
 			for _, in := range f.ineqs {
 				if in.op == opGreater || in.op == opGreatEq {
-					if p := (propEntry{v: in.v, e: pathProbe(nil)}); first || lessEntry(start, p) {
+					if p := entryAt(in.v, nil); first || lessEntry(start, p) {
 						start, first = p, false
 					}
 				}
@@ -85,10 +119,10 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 			start, first = *at, false
 		}
 		iter := func(x propEntry) bool {
-			if !highOK(x.v) {
+			if !highOK(*x.v) {
 				return false
 			}
-			return visit(x.e, &x.v)
+			return visit(x.e, x.v)
 		}
 		if first {
 			t.Ascend(iter)
@@ -104,14 +138,14 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 	if f != nil {
 		for _, in := range f.ineqs {
 			if in.op == opLess || in.op == opLessEq {
-				if p := (propEntry{v: in.v, top: true}); top == nil || lessEntry(p, *top) {
+				if p := topOf(in.v); top == nil || lessEntry(p, *top) {
 					top = &p
 				}
 			}
 		}
 	}
 	if at != nil {
-		if p := (propEntry{v: at.v, top: true}); top == nil || lessEntry(p, *top) {
+		if p := topOf(*at.v); top == nil || lessEntry(p, *top) {
 			top = &p
 		}
 	}
@@ -124,39 +158,39 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 		t.DescendLessOrEqual(*top, next)
 	}
 	for found {
-		v := cur.v
+		v := *cur.v
 		if !lowOK(v) {
 			return
 		}
-		from := propEntry{v: v, e: pathProbe(nil)}
-		if at != nil && compareValue(at.v, v) == 0 {
+		from := entryAt(v, nil)
+		if at != nil && compareValue(*at.v, v) == 0 {
 			from = *at
 		}
 		more := true
 		t.AscendGreaterOrEqual(from, func(x propEntry) bool {
-			if compareValue(x.v, v) != 0 {
+			if compareValue(*x.v, v) != 0 {
 				return false
 			}
-			more = visit(x.e, &x.v)
+			more = visit(x.e, x.v)
 			return more
 		})
 		if !more {
 			return
 		}
 		found = false
-		t.DescendLessOrEqual(propEntry{v: v, e: pathProbe(nil)}, next)
+		t.DescendLessOrEqual(entryAt(v, nil), next)
 	}
 }
 
-// boundOK reports whether v passes every inequality filter of f with
-// operator lt or le... that is, those of one side: opGreater/opGreatEq
-// for the lower bound, opLess/opLessEq for the upper.
-func boundOK(f *dsPropFilter, v dsValue, strict, inclusive int64) bool {
+// boundOK reports whether a value passes the inequality filters of f on
+// one side: opGreater and opGreatEq for the lower bound, opLess and
+// opLessEq for the upper. cmp compares the value with a filter's.
+func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bool {
 	for _, in := range f.ineqs {
 		if in.op != strict && in.op != inclusive {
 			continue
 		}
-		c := compareValue(v, in.v)
+		c := cmp(in.v)
 		switch in.op {
 		case opLess:
 			if c >= 0 {

@@ -45,24 +45,34 @@ type kindIndex struct {
 }
 
 // propEntry is one entry of a single-property index: one value of the
-// property and the entity that has it. top marks a probe that sorts after
-// every entry of its value (for seeks only).
+// property and the entity that has it. v points into the entity's own
+// props (never modified once stored), so an entry costs two pointers.
 type propEntry struct {
-	v   dsValue
-	e   *dsEntity
-	top bool
+	v *dsValue
+	e *dsEntity
 }
+
+// topOfValue, as the entity of a probe, sorts after every entry of the
+// probe's value (for seeks only).
+var topOfValue = &dsEntity{}
+
+// entryAt is a probe for the entry of value v and key path (nil: before
+// every key).
+func entryAt(v dsValue, path dsPath) propEntry { return propEntry{v: &v, e: pathProbe(path)} }
+
+// topOf is a probe after every entry of value v.
+func topOf(v dsValue) propEntry { return propEntry{v: &v, e: topOfValue} }
 
 func lessByKey(a, b *dsEntity) bool { return comparePath(a.path, b.path) < 0 }
 
 func lessEntry(a, b propEntry) bool {
-	if c := compareValue(a.v, b.v); c != 0 {
+	if c := compareValue(*a.v, *b.v); c != 0 {
 		return c < 0
 	}
 	switch {
-	case a.top:
+	case a.e == topOfValue:
 		return false
-	case b.top:
+	case b.e == topOfValue:
 		return true
 	}
 	return comparePath(a.e.path, b.e.path) < 0
@@ -79,15 +89,18 @@ func newKindIndex() *kindIndex {
 	}
 }
 
-// entryValues returns the distinct values of e's property name, in order:
-// the values it has index entries for.
-func entryValues(vals []dsValue) []dsValue {
-	if len(vals) <= 1 {
-		return vals
+// entryValues returns the distinct values among vals, in order, as
+// pointers into vals: the values a property has index entries for.
+func entryValues(vals []dsValue) []*dsValue {
+	out := make([]*dsValue, len(vals))
+	for i := range vals {
+		out[i] = &vals[i]
 	}
-	out := slices.Clone(vals)
-	slices.SortFunc(out, compareValue)
-	return slices.CompactFunc(out, func(a, b dsValue) bool { return compareValue(a, b) == 0 })
+	if len(out) <= 1 {
+		return out
+	}
+	slices.SortFunc(out, func(a, b *dsValue) int { return compareValue(*a, *b) })
+	return slices.CompactFunc(out, func(a, b *dsValue) bool { return compareValue(*a, *b) == 0 })
 }
 
 func (ki *kindIndex) add(e *dsEntity) {

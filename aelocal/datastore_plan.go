@@ -112,7 +112,7 @@ func (d *datastoreService) planLocked(c *dsCursor, p *dsPlan, n int64) ([]dsCand
 	}
 	switch {
 	case p.prop == "":
-		readKeys(ki, q.ancestor, from, p.desc, visit)
+		readKeys(ki, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
 	case p.eq != nil:
 		if t := ki.props[p.prop]; t != nil {
 			readEqual(t, *p.eq, from, p.desc, visit)

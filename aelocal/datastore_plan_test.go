@@ -95,6 +95,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		if r.IntN(4) == 0 {
 			q = q.Filter("B =", []string{"x", "y", "z"}[r.IntN(3)])
 		}
+		if r.IntN(10) == 0 {
+			q = q.Filter("__key__ =", randomKey())
+		}
 		ops := []string{" <", " <=", " >", " >="}
 		ineq := ""
 		switch r.IntN(5) {
