@@ -86,6 +86,9 @@ type datastoreService struct {
 	indexes *dsIndexes // composite indexes queries needed; its own lock
 	noPlan  bool       // every query takes the full evaluation (tests compare the planner with it)
 	planned int        // query batches the planner answered (tests count them)
+	// planReadHook, if set, runs in every planned read, without the lock
+	// (tests).
+	planReadHook func()
 
 	journal *journal  // keeps the datastore file; nil in memory only
 	pending []dsWrite // writes not yet sealed into the journal

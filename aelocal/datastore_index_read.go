@@ -9,12 +9,12 @@ import "github.com/google/btree"
 
 type indexVisit func(e *dsEntity, v *dsValue) bool
 
-// readKeys reads the kind index in key order: from the start key from (nil
+// readKeys reads the kind index t in key order: from the start key from (nil
 // for the first or, with desc, the last), within the bounds of the
 // __key__ inequality filters f (nil if none), and only the descendants of
 // ancestor if it is not nil (ascending only: they lie together from the
 // ancestor's own key on).
-func readKeys(ki *kindIndex, f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
+func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
 	keyCmp := func(path dsPath) func(dsValue) int {
@@ -33,9 +33,9 @@ func readKeys(ki *kindIndex, f *dsPropFilter, ancestor, from dsPath, desc bool, 
 		}
 		iter := func(e *dsEntity) bool { return lowOK(e.path) && visit(e, nil) }
 		if start == nil {
-			ki.byKey.Descend(iter)
+			t.Descend(iter)
 		} else {
-			ki.byKey.DescendLessOrEqual(pathProbe(start), iter)
+			t.DescendLessOrEqual(pathProbe(start), iter)
 		}
 		return
 	}
@@ -57,7 +57,7 @@ func readKeys(ki *kindIndex, f *dsPropFilter, ancestor, from dsPath, desc bool, 
 			}
 		}
 	}
-	ki.byKey.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
+	t.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
 		if ancestor != nil && !e.path.hasPrefix(ancestor) || eq != nil && comparePath(e.path, eq) > 0 {
 			return false
 		}

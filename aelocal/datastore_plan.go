@@ -31,6 +31,8 @@ package aelocal
 // queries in transactions) still take the full evaluation,
 // remainingLocked.
 
+import "github.com/google/btree"
+
 // dsPlan is how the indexes answer a query.
 type dsPlan struct {
 	prop string   // the property whose index is read; "" reads the kind index
@@ -63,18 +65,49 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 	return nil
 }
 
-// planLocked returns up to n of c's results after its position, read
-// from the indexes by plan p.
-func (d *datastoreService) planLocked(c *dsCursor, p *dsPlan, n int64) ([]dsCand, error) {
+// planRead is one read of an index by a plan: what it reads, taken under
+// the datastore's lock, and read without it. It reads a clone of the
+// index's B-tree: google/btree clones lazily (copy-on-write, O(1)), and a
+// clone may be read while the original is written, so a query reads a
+// consistent snapshot of the index while Puts go on; a write after the
+// clone copies the few nodes it changes.
+type planRead struct {
+	q      *dsQuery
+	p      *dsPlan
+	pos    dsPos  // the start position
+	end    *dsPos // the end position, if any
+	byKey  *btree.BTreeG[*dsEntity]
+	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
+	hook   func()                   // tests: runs during the read
+}
+
+// planReadLocked prepares the read of c's results after its position by
+// plan p; nil if the query's kind has no entity.
+func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	q := c.q
 	s := d.spaces[q.sp]
 	if s == nil {
-		return nil, nil
+		return nil
 	}
 	ki := s.indexLocked(q.kind)
 	if ki == nil {
-		return nil, nil
+		return nil
 	}
+	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
+	if p.prop == "" {
+		r.byKey = ki.byKey.Clone()
+	} else if t := ki.props[p.prop]; t != nil {
+		r.byProp = t.Clone()
+	}
+	return r
+}
+
+// read returns up to n results; it needs no lock.
+func (r *planRead) read(n int64) ([]dsCand, error) {
+	if r.hook != nil {
+		r.hook()
+	}
+	q, p := r.q, r.p
 	var out []dsCand
 	var err error
 	// visit takes the entry (v, e) of the index read; it reports whether
@@ -94,10 +127,10 @@ func (d *datastoreService) planLocked(c *dsCursor, p *dsPlan, n int64) ([]dsCand
 		if v != nil && p.eq == nil && compareValue(x.vals[0], *v) != 0 {
 			return true // the entity counts at another of its entries
 		}
-		if c.pos.set && !q.afterStart(x, c.pos) {
+		if r.pos.set && !q.afterStart(x, r.pos) {
 			return true
 		}
-		if c.end != nil && !q.beforeEnd(x, *c.end) {
+		if r.end != nil && !q.beforeEnd(x, *r.end) {
 			return false
 		}
 		out = append(out, x)
@@ -107,20 +140,17 @@ func (d *datastoreService) planLocked(c *dsCursor, p *dsPlan, n int64) ([]dsCand
 		return nil, nil
 	}
 	var from dsPath // the key to start from, in key order
-	if c.pos.set {
-		from = c.pos.key
+	if r.pos.set {
+		from = r.pos.key
 	}
 	switch {
 	case p.prop == "":
-		readKeys(ki, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
+		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
+	case r.byProp == nil:
 	case p.eq != nil:
-		if t := ki.props[p.prop]; t != nil {
-			readEqual(t, *p.eq, from, p.desc, visit)
-		}
+		readEqual(r.byProp, *p.eq, from, p.desc, visit)
 	default:
-		if t := ki.props[p.prop]; t != nil {
-			readValues(t, q, c.pos, p.desc, visit)
-		}
+		readValues(r.byProp, q, r.pos, p.desc, visit)
 	}
 	return out, err
 }

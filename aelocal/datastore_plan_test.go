@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,5 +224,108 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	t.Logf("planned %d, non-empty %d of 400 queries", planned, nonEmpty)
 	if planned < 200 || nonEmpty < 200 {
 		t.Errorf("planned %d and non-empty %d of 400 queries; want most", planned, nonEmpty)
+	}
+}
+
+// TestPlannedQueryLetsWritesThrough checks that a planned query reads its
+// index without the datastore's lock: a Put made while the read runs goes
+// through, and the read answers from the index as it was when it began.
+func TestPlannedQueryLetsWritesThrough(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	d := s.datastore
+	type W struct{ N int64 }
+	keys := make([]*datastore.Key, 50)
+	vals := make([]W, 50)
+	for i := range keys {
+		keys[i] = datastore.NewKey(ctx, "W", "", int64(100+i), nil)
+		vals[i] = W{int64(i)}
+	}
+	if _, err := datastore.PutMulti(ctx, keys, vals); err != nil {
+		t.Fatal(err)
+	}
+	reads, puts := 0, 0
+	d.mu.Lock()
+	d.planReadHook = func() {
+		reads++
+		if !d.mu.TryLock() {
+			t.Error("a planned read runs with the datastore's lock held")
+			return
+		}
+		d.mu.Unlock()
+		if puts == 0 {
+			puts++
+			if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "W", "", 1, nil), &W{-1}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	d.mu.Unlock()
+	got, err := datastore.NewQuery("W").KeysOnly().Limit(20).GetAll(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads != 1 || puts != 1 {
+		t.Fatalf("%d planned reads and %d puts during them; want 1 and 1", reads, puts)
+	}
+	// The Put's key sorts first, but the query's read began before it.
+	if len(got) != 20 || got[0].IntID() != 100 {
+		t.Errorf("got %d keys from %v; want 20 from /W,100", len(got), got[0])
+	}
+	n, err := datastore.NewQuery("W").KeysOnly().Count(ctx)
+	if err != nil || n != 51 {
+		t.Errorf("Count = %d, %v; want 51", n, err)
+	}
+}
+
+// TestNextRefusedWhileCursorBusy checks that a Next on a cursor whose
+// batch is being read (without the lock) is refused, not run at once on
+// the same cursor.
+func TestNextRefusedWhileCursorBusy(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	d := s.datastore
+	type W struct{ N int64 }
+	keys := make([]*datastore.Key, 30)
+	for i := range keys {
+		keys[i] = datastore.NewKey(ctx, "W", "", int64(1+i), nil)
+	}
+	if _, err := datastore.PutMulti(ctx, keys, make([]W, 30)); err != nil {
+		t.Fatal(err)
+	}
+	var refused error
+	d.mu.Lock()
+	d.planReadHook = func() {
+		d.mu.Lock()
+		var busy uint64
+		for h, c := range d.cursors {
+			if c.busy {
+				busy = h
+			}
+		}
+		d.mu.Unlock()
+		if busy == 0 || refused != nil {
+			return // the first batch: no cursor is registered yet
+		}
+		in, _ := newMsg("appengine.v2.NextRequest")
+		out, _ := newMsg("appengine.v2.QueryResult")
+		in.Mutable("cursor").Set("cursor", busy)
+		refused = dsNext(s, in, out)
+	}
+	d.mu.Unlock()
+	// Batches of 20 (the default): the second is a Next.
+	n := 0
+	for it := datastore.NewQuery("W").KeysOnly().Run(ctx); ; n++ {
+		if _, err := it.Next(nil); err == datastore.Done {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 30 {
+		t.Errorf("the query returned %d keys; want 30", n)
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "busy") {
+		t.Errorf("a concurrent Next on the busy cursor returned %v; want it refused as busy", refused)
 	}
 }

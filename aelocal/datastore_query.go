@@ -207,6 +207,8 @@ type dsCursor struct {
 	view      dsView // what the query reads
 	lastUsed  time.Time
 
+	busy bool // a batch reads the indexes without the lock (datastore_plan.go)
+
 	cached bool
 	ver    uint64
 	cands  []dsCand
@@ -316,7 +318,15 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			n = min(n, c.remaining)
 		}
 		d.planned++
-		list, err = d.planLocked(c, p, min(offset, maxSkip)+n+1)
+		if r := d.planReadLocked(c, p); r != nil {
+			// The read needs no lock, so writes need not wait for it.
+			// c is busy meanwhile: no other Next may move it.
+			c.busy = true
+			d.mu.Unlock()
+			list, err = r.read(min(offset, maxSkip) + n + 1)
+			d.mu.Lock()
+			c.busy = false
+		}
 	} else {
 		list, err = d.remainingLocked(c)
 	}
@@ -501,6 +511,12 @@ func dsNext(s *Server, in, out pmsg) error {
 	if c == nil {
 		d.mu.Unlock()
 		return badRequest("query cursor %d is unknown: the query ended or its cursor expired (resume from a compiled cursor, Iterator.Cursor, instead)", h)
+	}
+	if c.busy {
+		// An iterator is not safe for concurrent use; production would
+		// serialize the calls, aelocal refuses the second.
+		d.mu.Unlock()
+		return badRequest("query cursor %d is busy: another Next call on it has not returned", h)
 	}
 	if c.view.tx != 0 {
 		// A query of a transaction keeps it in use, and ends with it
