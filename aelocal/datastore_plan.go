@@ -26,12 +26,18 @@ package aelocal
 // (q.appendResults: its first entry after the start cursor), so a
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
-// index does not answer cost entries read, not correctness. Other shapes
-// (metadata, kindless, projection and distinct queries, two sort orders,
-// queries in transactions) still take the full evaluation,
-// remainingLocked.
+// index does not answer cost entries read, not correctness. A projection
+// on the one property it sorts by reads that property's index the same
+// way, a result per entry. Other shapes (metadata, kindless and distinct
+// queries, projections of several properties, two sort orders, a
+// descending key order with an ancestor, queries in transactions) still
+// take the full evaluation, remainingLocked.
 
-import "github.com/google/btree"
+import (
+	"slices"
+
+	"github.com/google/btree"
+)
 
 // dsPlan is how the indexes answer a query.
 type dsPlan struct {
@@ -43,10 +49,19 @@ type dsPlan struct {
 // planQuery returns the plan for q read through view v, or nil if the
 // indexes do not answer it yet.
 func planQuery(q *dsQuery, v dsView) *dsPlan {
-	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.proj) > 0 || len(q.groupBy) > 0 {
+	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.groupBy) > 0 {
 		return nil
 	}
 	switch {
+	case len(q.proj) > 0:
+		// A projection on the one property it sorts by (parseQuery makes
+		// a projected property a sort order) reads that property's index:
+		// a result per entry.
+		if len(q.proj) == 1 && q.nProp == 1 && !q.orders[0].key && q.orders[0].prop == q.proj[0] &&
+			(len(q.orders) == 1 || (len(q.orders) == 2 && q.orders[1].key && !q.orders[1].desc)) {
+			return &dsPlan{prop: q.orders[0].prop, desc: q.orders[0].desc}
+		}
+		return nil
 	case len(q.orders) == 0 || (len(q.orders) == 1 && q.orders[0].key):
 		p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
 		for _, f := range q.filters {
@@ -124,8 +139,14 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 			return true
 		}
 		x := cs[0]
-		if v != nil && p.eq == nil && compareValue(x.vals[0], *v) != 0 {
-			return true // the entity counts at another of its entries
+		if v != nil && p.eq == nil {
+			// Without a projection the entity counts at one of its
+			// entries; with one, at each, and this is one of them.
+			i := slices.IndexFunc(cs, func(c dsCand) bool { return compareValue(c.vals[0], *v) == 0 })
+			if i < 0 {
+				return true
+			}
+			x = cs[i]
 		}
 		if r.pos.set && !q.afterStart(x, r.pos) {
 			return true

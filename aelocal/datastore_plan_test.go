@@ -87,6 +87,26 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 
 	randomQuery := func(start *datastore.Cursor) *datastore.Query {
 		q := datastore.NewQuery("R")
+		if r.IntN(6) == 0 {
+			// A projection on one property, which reads its index.
+			q = q.Project("A")
+			if r.IntN(2) == 0 {
+				q = q.Filter("B =", []string{"x", "y", "z"}[r.IntN(3)])
+			}
+			if r.IntN(2) == 0 {
+				q = q.Filter([]string{"A <", "A >="}[r.IntN(2)], int64(r.IntN(6)))
+			}
+			if r.IntN(2) == 0 {
+				q = q.Order([]string{"A", "-A"}[r.IntN(2)])
+			}
+			if r.IntN(2) == 0 {
+				q = q.Limit(r.IntN(30))
+			}
+			if start != nil {
+				q = q.Start(*start)
+			}
+			return q
+		}
 		if r.IntN(5) == 0 {
 			q = q.Ancestor(parents[r.IntN(len(parents))])
 		}
