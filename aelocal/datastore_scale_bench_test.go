@@ -33,8 +33,9 @@ type scaleRow struct {
 //
 //	go test -run '^$' -bench QueryScale -benchtime 20x ./aelocal
 //
-// BENCH_SCALE_MAX (default 100000) caps the sizes run. The log gives the
-// time the load took per entity, which the index upkeep adds to.
+// BENCH_SCALE_MAX (default 100000) caps the sizes run. The log (-v) gives
+// the time the load took per entity, which the index upkeep adds to, and
+// the Go heap in use per entity after it (the indexes included).
 func BenchmarkQueryScale(b *testing.B) {
 	maxN := 100000
 	if s := os.Getenv("BENCH_SCALE_MAX"); s != "" {
@@ -44,6 +45,7 @@ func BenchmarkQueryScale(b *testing.B) {
 		if n > maxN {
 			break
 		}
+		heap0, _ := memoryInUse()
 		s, err := aelocal.NewServer()
 		if err != nil {
 			b.Fatal(err)
@@ -52,7 +54,9 @@ func BenchmarkQueryScale(b *testing.B) {
 		began := time.Now()
 		loadScaleRows(b, ctx, n)
 		took := time.Since(began)
-		b.Logf("n=%d: loaded in %v, %v per entity (PutMulti of 500)", n, took.Round(time.Millisecond), took/time.Duration(n))
+		heap1, _ := memoryInUse()
+		b.Logf("n=%d: loaded in %v, %v per entity (PutMulti of 500); Go heap %.0f bytes per entity",
+			n, took.Round(time.Millisecond), took/time.Duration(n), (heap1-heap0)*1e6/float64(n))
 		// A cursor at N/2, in key order.
 		it := datastore.NewQuery("Row").KeysOnly().Offset(n / 2).Limit(1).Run(ctx)
 		if _, err := it.Next(nil); err != nil {
