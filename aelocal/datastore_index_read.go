@@ -212,3 +212,57 @@ func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bo
 	}
 	return true
 }
+
+// joinTerm is one equality filter of a merge join: the entries of value v
+// in a property's index t.
+type joinTerm struct {
+	t *btree.BTreeG[propEntry]
+	v dsValue
+}
+
+// seek returns the first entry of the term with a key at or after key (nil:
+// the first), or strictly after it if strict.
+func (tm joinTerm) seek(key dsPath, strict bool) (propEntry, bool) {
+	var got propEntry
+	found := false
+	tm.t.AscendGreaterOrEqual(entryAt(tm.v, key), func(x propEntry) bool {
+		if compareValue(*x.v, tm.v) != 0 {
+			return false
+		}
+		if strict && comparePath(x.e.path, key) == 0 {
+			return true
+		}
+		got, found = x, true
+		return false
+	})
+	return got, found
+}
+
+// readJoin reads, in key order from the start key from, the entities that
+// have an entry in every term: a merge join of the terms' entries, each in
+// key order, seeking each term to the highest key another term reached
+// (production's zigzag join), so that it reads about as many entries as
+// the terms' smallest list has between the results, not every entry.
+func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
+	key, strict := from, false
+	for {
+		var e *dsEntity
+		// Cycle through the terms until all of them agree on one key.
+		for i, agree := 0, 0; agree < len(terms); i = (i + 1) % len(terms) {
+			x, ok := terms[i].seek(key, strict)
+			if !ok {
+				return
+			}
+			if key != nil && !strict && comparePath(x.e.path, key) == 0 {
+				agree++
+			} else {
+				key, strict, agree = x.e.path, false, 1
+			}
+			e = x.e
+		}
+		if !visit(e, nil) {
+			return
+		}
+		strict = true
+	}
+}

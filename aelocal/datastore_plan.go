@@ -14,8 +14,9 @@ package aelocal
 //     with or without an ancestor (ascending only) and any filters: read
 //     the kind index, from the ancestor or the start position on;
 //   - key order with an equality filter: read the single-property index
-//     of the first equality filter's property, the entries of that value,
-//     which lie in key order;
+//     of its property, the entries of that value, which lie in key order;
+//     with several (ascending), merge-join the entries of each by key
+//     (readJoin), as production does without a composite index;
 //   - one sort order on a property (then the implicit key order), with
 //     any filters: read that property's index ascending, or value by
 //     value downwards for a descending order; inequality filters on the
@@ -44,6 +45,16 @@ type dsPlan struct {
 	prop string   // the property whose index is read; "" reads the kind index
 	eq   *dsValue // read only the entries of prop with this value (key order)
 	desc bool     // read downwards: keys for the kind index or eq, values otherwise
+	// With two or more equality filters (key order, ascending), the
+	// entries of each, merge-joined by key as production does without a
+	// composite index; prop and eq are then unset.
+	join []eqTerm
+}
+
+// eqTerm is one equality filter: the entries of value v of prop's index.
+type eqTerm struct {
+	prop string
+	v    dsValue
 }
 
 // planQuery returns the plan for q read through view v, or nil if the
@@ -64,11 +75,24 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 		return nil
 	case len(q.orders) == 0 || (len(q.orders) == 1 && q.orders[0].key):
 		p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
+		var terms []eqTerm
 		for _, f := range q.filters {
-			if f.prop != keyProp && len(f.eqs) > 0 {
-				p.prop, p.eq = f.prop, &f.eqs[0]
-				return p
+			if f.prop == keyProp {
+				continue
 			}
+			for _, v := range f.eqs {
+				terms = append(terms, eqTerm{f.prop, v})
+			}
+		}
+		switch {
+		case len(terms) >= 2 && !p.desc:
+			p.join = terms
+			return p
+		case len(terms) >= 1:
+			// Downwards, the first equality filter's entries; the
+			// others are checked on each entity.
+			p.prop, p.eq = terms[0].prop, &terms[0].v
+			return p
 		}
 		if p.desc && q.ancestor != nil {
 			return nil // TODO(issue 25): seek to the end of an ancestor's range
@@ -93,6 +117,7 @@ type planRead struct {
 	end    *dsPos // the end position, if any
 	byKey  *btree.BTreeG[*dsEntity]
 	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
+	join   []joinTerm               // the terms of a merge join
 	hook   func()                   // tests: runs during the read
 }
 
@@ -109,10 +134,25 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		return nil
 	}
 	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
-	if p.prop == "" {
+	clones := make(map[string]*btree.BTreeG[propEntry])
+	for _, tm := range p.join {
+		t := ki.props[tm.prop]
+		if t == nil {
+			return nil // no entity has the property: none matches
+		}
+		if clones[tm.prop] == nil {
+			clones[tm.prop] = t.Clone()
+		}
+		r.join = append(r.join, joinTerm{clones[tm.prop], tm.v})
+	}
+	switch {
+	case p.join != nil:
+	case p.prop == "":
 		r.byKey = ki.byKey.Clone()
-	} else if t := ki.props[p.prop]; t != nil {
-		r.byProp = t.Clone()
+	default:
+		if t := ki.props[p.prop]; t != nil {
+			r.byProp = t.Clone()
+		}
 	}
 	return r
 }
@@ -165,6 +205,8 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		from = r.pos.key
 	}
 	switch {
+	case p.join != nil:
+		readJoin(r.join, from, visit)
 	case p.prop == "":
 		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
 	case r.byProp == nil:

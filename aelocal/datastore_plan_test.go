@@ -116,6 +116,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		if r.IntN(4) == 0 {
 			q = q.Filter("B =", []string{"x", "y", "z"}[r.IntN(3)])
 		}
+		if r.IntN(5) == 0 {
+			q = q.Filter("A =", int64(r.IntN(6))) // a second value of A, or the first
+		}
 		if r.IntN(10) == 0 {
 			q = q.Filter("__key__ =", randomKey())
 		}
