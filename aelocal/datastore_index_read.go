@@ -1,6 +1,11 @@
 package aelocal
 
-import "github.com/google/btree"
+import (
+	"slices"
+	"strings"
+
+	"github.com/google/btree"
+)
 
 // Reads of the sorted indexes for the planner (datastore_plan.go). Each
 // calls visit with the entries in the order the query reads them, from a
@@ -12,8 +17,8 @@ type indexVisit func(e *dsEntity, v *dsValue) bool
 // readKeys reads the kind index t in key order: from the start key from (nil
 // for the first or, with desc, the last), within the bounds of the
 // __key__ inequality filters f (nil if none), and only the descendants of
-// ancestor if it is not nil (ascending only: they lie together from the
-// ancestor's own key on).
+// ancestor if it is not nil (they lie together from the ancestor's own
+// key on).
 func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
@@ -24,6 +29,16 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 	highOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opLess, opLessEq) }
 	if desc {
 		start := from
+		if ancestor != nil {
+			// A key after every descendant of ancestor and before every
+			// other key after it: a kind longer than any valid one
+			// (maxKeyPartBytes) of the highest bytes sorts after every
+			// kind under ancestor.
+			end := append(slices.Clone(ancestor), dsElem{kind: strings.Repeat("\xff", maxKeyPartBytes+1)})
+			if start == nil || comparePath(end, start) < 0 {
+				start = end
+			}
+		}
 		if f != nil {
 			for _, in := range f.ineqs {
 				if (in.op == opLess || in.op == opLessEq) && (start == nil || comparePath(in.v.ref.path, start) < 0) {
@@ -31,7 +46,12 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 				}
 			}
 		}
-		iter := func(e *dsEntity) bool { return lowOK(e.path) && visit(e, nil) }
+		iter := func(e *dsEntity) bool {
+			if ancestor != nil && !e.path.hasPrefix(ancestor) {
+				return false
+			}
+			return lowOK(e.path) && visit(e, nil)
+		}
 		if start == nil {
 			t.Descend(iter)
 		} else {

@@ -11,7 +11,7 @@ package aelocal
 // Shapes it plans, on the live data (not a transaction's snapshot):
 //
 //   - key order, ascending or descending (no sort order, or __key__),
-//     with or without an ancestor (ascending only) and any filters: read
+//     with or without an ancestor and any filters: read
 //     the kind index, from the ancestor or the start position on;
 //   - key order with an equality filter: read the single-property index
 //     of its property, the entries of that value, which lie in key order;
@@ -30,8 +30,8 @@ package aelocal
 // index does not answer cost entries read, not correctness. A projection
 // on the one property it sorts by reads that property's index the same
 // way, a result per entry. Other shapes (metadata, kindless and distinct
-// queries, projections of several properties, two sort orders, a
-// descending key order with an ancestor, queries in transactions) still
+// queries, projections of several properties, two sort orders, queries
+// in transactions) still
 // take the full evaluation, remainingLocked.
 
 import (
@@ -93,9 +93,6 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 			// others are checked on each entity.
 			p.prop, p.eq = terms[0].prop, &terms[0].v
 			return p
-		}
-		if p.desc && q.ancestor != nil {
-			return nil // TODO(issue 25): seek to the end of an ancestor's range
 		}
 		return p
 	case !q.orders[0].key && (len(q.orders) == 1 || (len(q.orders) == 2 && q.orders[1].key && !q.orders[1].desc)):
