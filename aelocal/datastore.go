@@ -55,6 +55,7 @@ type dsEntity struct {
 type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
+	idx     map[string]*kindIndex           // kind -> its sorted indexes (datastore_index_store.go)
 	props   *propMemo                       // __property__ answers while version stays
 }
 
@@ -83,6 +84,11 @@ type datastoreService struct {
 	txEnded      map[uint64]string
 
 	indexes *dsIndexes // composite indexes queries needed; its own lock
+	noPlan  bool       // every query takes the full evaluation (tests compare the planner with it)
+	planned int        // query batches the planner answered (tests count them)
+	// planReadHook, if set, runs in every planned read, without the lock
+	// (tests).
+	planReadHook func()
 
 	journal *journal  // keeps the datastore file; nil in memory only
 	pending []dsWrite // writes not yet sealed into the journal
@@ -239,7 +245,11 @@ func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
 		}
 		s.version = d.seq
 		if m := s.kinds[kind]; m != nil {
-			delete(m, path.encode())
+			enc := path.encode()
+			if old := m[enc]; old != nil {
+				delete(m, enc)
+				s.reindexLocked(kind, old, nil)
+			}
 			if len(m) == 0 {
 				delete(s.kinds, kind)
 				if len(s.kinds) == 0 {
@@ -259,7 +269,10 @@ func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
 		m = make(map[string]*dsEntity)
 		s.kinds[kind] = m
 	}
-	m[path.encode()] = e
+	enc := path.encode()
+	old := m[enc]
+	m[enc] = e
+	s.reindexLocked(kind, old, e)
 }
 
 // allocLocked reserves n consecutive automatic IDs of app and returns the

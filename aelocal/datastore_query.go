@@ -207,6 +207,8 @@ type dsCursor struct {
 	view      dsView // what the query reads
 	lastUsed  time.Time
 
+	busy bool // a batch reads the indexes without the lock (datastore_plan.go)
+
 	cached bool
 	ver    uint64
 	cands  []dsCand
@@ -274,7 +276,10 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 }
 
 // remainingLocked returns c's results after its position, from its cache
-// while the data has not changed since.
+// while the data has not changed since: the full evaluation, for the
+// queries the planner does not answer yet. It reads every entity of the
+// kind. TODO(issue 25): plan every shape from the indexes, and drop this
+// path and its result cache.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	ver := d.viewVersionLocked(c.view, c.q)
 	if c.cached && c.ver == ver {
@@ -303,7 +308,28 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 // count. more reports whether results remain that the query may return or
 // skip.
 func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []dsCand, skipped int64, more bool, err error) {
-	list, err := d.remainingLocked(c)
+	var list []dsCand
+	if p := d.planFor(c); p != nil {
+		// The results this batch may skip or return, and one more to
+		// tell whether more remain: the same answer as below from the
+		// first entries of the indexes (datastore_plan.go).
+		n := min(count, maxBatch)
+		if c.remaining >= 0 {
+			n = min(n, c.remaining)
+		}
+		d.planned++
+		if r := d.planReadLocked(c, p); r != nil {
+			// The read needs no lock, so writes need not wait for it.
+			// c is busy meanwhile: no other Next may move it.
+			c.busy = true
+			d.mu.Unlock()
+			list, err = r.read(min(offset, maxSkip) + n + 1)
+			d.mu.Lock()
+			c.busy = false
+		}
+	} else {
+		list, err = d.remainingLocked(c)
+	}
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -485,6 +511,12 @@ func dsNext(s *Server, in, out pmsg) error {
 	if c == nil {
 		d.mu.Unlock()
 		return badRequest("query cursor %d is unknown: the query ended or its cursor expired (resume from a compiled cursor, Iterator.Cursor, instead)", h)
+	}
+	if c.busy {
+		// An iterator is not safe for concurrent use; production would
+		// serialize the calls, aelocal refuses the second.
+		d.mu.Unlock()
+		return badRequest("query cursor %d is busy: another Next call on it has not returned", h)
 	}
 	if c.view.tx != 0 {
 		// A query of a transaction keeps it in use, and ends with it

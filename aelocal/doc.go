@@ -201,7 +201,14 @@ again after one, as production documents. Entities are limited to
 property names like __x__ are refused. Automatic IDs are scattered, as
 production's default policy gives them, with dev_appserver's exact values;
 AllocateIds gives sequential ones. Negative IDs are accepted, as in
-production.
+production. Queries in key order (with an ancestor or equality filters,
+merge-joined, or neither) and queries with one sort order or inequality on a property
+(and projections of that one property) read sorted indexes kept on every
+write, production's kind index and built-in single-property indexes: about
+as many entries as they return and skip, from their start cursor on,
+whatever the kind's size, and without making writes wait; other shapes
+(two sort orders, projections of several properties, Distinct, queries in
+transactions) still read every entity of their kind.
 
 Transactions follow Firestore in Datastore mode, which is every App
 Engine app's datastore today, point by point:

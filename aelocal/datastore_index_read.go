@@ -1,0 +1,288 @@
+package aelocal
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/google/btree"
+)
+
+// Reads of the sorted indexes for the planner (datastore_plan.go). Each
+// calls visit with the entries in the order the query reads them, from a
+// start that a seek finds, until visit returns false or the range ends.
+// visit gets the entry's value, or nil for the kind index.
+
+type indexVisit func(e *dsEntity, v *dsValue) bool
+
+// readKeys reads the kind index t in key order: from the start key from (nil
+// for the first or, with desc, the last), within the bounds of the
+// __key__ inequality filters f (nil if none), and only the descendants of
+// ancestor if it is not nil (they lie together from the ancestor's own
+// key on).
+func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
+	// The __key__ filter's keys are in the query's app and namespace
+	// (parseQuery checks), so comparing paths compares the keys.
+	keyCmp := func(path dsPath) func(dsValue) int {
+		return func(v dsValue) int { return comparePath(path, v.ref.path) }
+	}
+	lowOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opGreater, opGreatEq) }
+	highOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opLess, opLessEq) }
+	if desc {
+		start := from
+		if ancestor != nil {
+			// A key after every descendant of ancestor and before every
+			// other key after it: a kind longer than any valid one
+			// (maxKeyPartBytes) of the highest bytes sorts after every
+			// kind under ancestor.
+			end := append(slices.Clone(ancestor), dsElem{kind: strings.Repeat("\xff", maxKeyPartBytes+1)})
+			if start == nil || comparePath(end, start) < 0 {
+				start = end
+			}
+		}
+		if f != nil {
+			for _, in := range f.ineqs {
+				if (in.op == opLess || in.op == opLessEq) && (start == nil || comparePath(in.v.ref.path, start) < 0) {
+					start = in.v.ref.path
+				}
+			}
+		}
+		iter := func(e *dsEntity) bool {
+			if ancestor != nil && !e.path.hasPrefix(ancestor) {
+				return false
+			}
+			return lowOK(e.path) && visit(e, nil)
+		}
+		if start == nil {
+			t.Descend(iter)
+		} else {
+			t.DescendLessOrEqual(pathProbe(start), iter)
+		}
+		return
+	}
+	start := from
+	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
+		start = ancestor
+	}
+	var eq dsPath // the key an equality filter asks for
+	if f != nil {
+		for _, in := range f.ineqs {
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
+				start = in.v.ref.path
+			}
+		}
+		if len(f.eqs) > 0 {
+			eq = f.eqs[0].ref.path
+			if start == nil || comparePath(eq, start) > 0 {
+				start = eq
+			}
+		}
+	}
+	t.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
+		if ancestor != nil && !e.path.hasPrefix(ancestor) || eq != nil && comparePath(e.path, eq) > 0 {
+			return false
+		}
+		return highOK(e.path) && visit(e, nil)
+	})
+}
+
+// readEqual reads the entries of value v of a property's index, in key
+// order from the start key from.
+func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, visit indexVisit) {
+	iter := func(x propEntry) bool {
+		if compareValue(*x.v, v) != 0 {
+			return false
+		}
+		return visit(x.e, x.v)
+	}
+	if desc {
+		probe := topOf(v)
+		if from != nil {
+			probe = entryAt(v, from)
+		}
+		t.DescendLessOrEqual(probe, iter)
+		return
+	}
+	t.AscendGreaterOrEqual(entryAt(v, from), iter)
+}
+
+// readValues reads a property's index in the order of q's first sort
+// order, on that property: by value up or down, and by key upwards within
+// a value. It starts at the start position pos if set, and within the
+// bounds of q's inequality filters on the property.
+func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, visit indexVisit) {
+	f := q.byProp[q.orders[0].prop]
+	// lowOK and highOK report whether a value is within the lower and the
+	// upper bounds of the inequality filters.
+	valueCmp := func(v dsValue) func(dsValue) int {
+		return func(w dsValue) int { return compareValue(v, w) }
+	}
+	lowOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opGreater, opGreatEq) }
+	highOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opLess, opLessEq) }
+	var at *propEntry // the start position as a probe
+	if pos.set && (pos.has == nil || pos.has[0]) {
+		p := entryAt(pos.vals[0], pos.key)
+		at = &p
+	}
+	if !desc {
+		var start propEntry // the highest of the lower bounds, if first is false
+		first := true
+		if f != nil {
+			for _, in := range f.ineqs {
+				if in.op == opGreater || in.op == opGreatEq {
+					if p := entryAt(in.v, nil); first || lessEntry(start, p) {
+						start, first = p, false
+					}
+				}
+			}
+		}
+		if at != nil && (first || lessEntry(start, *at)) {
+			start, first = *at, false
+		}
+		iter := func(x propEntry) bool {
+			if !highOK(*x.v) {
+				return false
+			}
+			return visit(x.e, x.v)
+		}
+		if first {
+			t.Ascend(iter)
+		} else {
+			t.AscendGreaterOrEqual(start, iter)
+		}
+		return
+	}
+	// Downwards, a value at a time, each value's entries by key upwards:
+	// find the highest value to start at, read its entries, then seek the
+	// next lower value.
+	var top *propEntry // probe at or above the first entry to read
+	if f != nil {
+		for _, in := range f.ineqs {
+			if in.op == opLess || in.op == opLessEq {
+				if p := topOf(in.v); top == nil || lessEntry(p, *top) {
+					top = &p
+				}
+			}
+		}
+	}
+	if at != nil {
+		if p := topOf(*at.v); top == nil || lessEntry(p, *top) {
+			top = &p
+		}
+	}
+	var cur propEntry
+	found := false
+	next := func(x propEntry) bool { cur, found = x, true; return false }
+	if top == nil {
+		t.Descend(next)
+	} else {
+		t.DescendLessOrEqual(*top, next)
+	}
+	for found {
+		v := *cur.v
+		if !lowOK(v) {
+			return
+		}
+		from := entryAt(v, nil)
+		if at != nil && compareValue(*at.v, v) == 0 {
+			from = *at
+		}
+		more := true
+		t.AscendGreaterOrEqual(from, func(x propEntry) bool {
+			if compareValue(*x.v, v) != 0 {
+				return false
+			}
+			more = visit(x.e, x.v)
+			return more
+		})
+		if !more {
+			return
+		}
+		found = false
+		t.DescendLessOrEqual(entryAt(v, nil), next)
+	}
+}
+
+// boundOK reports whether a value passes the inequality filters of f on
+// one side: opGreater and opGreatEq for the lower bound, opLess and
+// opLessEq for the upper. cmp compares the value with a filter's.
+func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bool {
+	for _, in := range f.ineqs {
+		if in.op != strict && in.op != inclusive {
+			continue
+		}
+		c := cmp(in.v)
+		switch in.op {
+		case opLess:
+			if c >= 0 {
+				return false
+			}
+		case opLessEq:
+			if c > 0 {
+				return false
+			}
+		case opGreater:
+			if c <= 0 {
+				return false
+			}
+		case opGreatEq:
+			if c < 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// joinTerm is one equality filter of a merge join: the entries of value v
+// in a property's index t.
+type joinTerm struct {
+	t *btree.BTreeG[propEntry]
+	v dsValue
+}
+
+// seek returns the first entry of the term with a key at or after key (nil:
+// the first), or strictly after it if strict.
+func (tm joinTerm) seek(key dsPath, strict bool) (propEntry, bool) {
+	var got propEntry
+	found := false
+	tm.t.AscendGreaterOrEqual(entryAt(tm.v, key), func(x propEntry) bool {
+		if compareValue(*x.v, tm.v) != 0 {
+			return false
+		}
+		if strict && comparePath(x.e.path, key) == 0 {
+			return true
+		}
+		got, found = x, true
+		return false
+	})
+	return got, found
+}
+
+// readJoin reads, in key order from the start key from, the entities that
+// have an entry in every term: a merge join of the terms' entries, each in
+// key order, seeking each term to the highest key another term reached
+// (production's zigzag join), so that it reads about as many entries as
+// the terms' smallest list has between the results, not every entry.
+func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
+	key, strict := from, false
+	for {
+		var e *dsEntity
+		// Cycle through the terms until all of them agree on one key.
+		for i, agree := 0, 0; agree < len(terms); i = (i + 1) % len(terms) {
+			x, ok := terms[i].seek(key, strict)
+			if !ok {
+				return
+			}
+			if key != nil && !strict && comparePath(x.e.path, key) == 0 {
+				agree++
+			} else {
+				key, strict, agree = x.e.path, false, 1
+			}
+			e = x.e
+		}
+		if !visit(e, nil) {
+			return
+		}
+		strict = true
+	}
+}

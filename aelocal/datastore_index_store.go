@@ -1,0 +1,175 @@
+package aelocal
+
+import (
+	"slices"
+
+	"github.com/google/btree"
+)
+
+// Sorted indexes, as production keeps them (issue 25). Each kind of each
+// namespace has
+//
+//   - the kind index: its entities in key order (which also serves
+//     ancestor queries, since an entity's descendants sort right after it
+//     and before anything else), and
+//   - one built-in single-property index per indexed property: an entry
+//     (value, key) per distinct indexed value of the property, so a
+//     multi-valued property has one entry per value, and unindexed values
+//     and properties (raw_property, never in dsEntity.props) have none.
+//     Entries sort by production's order of values (compareValue) and then
+//     by key; the built-in descending index is this one read backwards
+//     value by value, with keys still ascending within a value, as
+//     production's descending index orders them.
+//
+// Both are kept on every write (storeLocked). After a load (LoadDatastore,
+// or opening the datastore file) a kind's indexes are rebuilt from its
+// entities on its first write or query, so a restart costs no index work
+// for kinds nobody touches.
+//
+// The ordered container is github.com/google/btree: a B-tree (generic
+// since v1.1, Go 1.18) maintained by Google for years, used by etcd and
+// CockroachDB, with no dependencies of its own, and with the seeks the
+// planner needs (AscendGreaterOrEqual, DescendLessOrEqual). A B-tree of
+// degree 32 keeps entries in arrays of up to 63, so an entry costs about
+// its own size plus little overhead, where a balanced binary tree or a
+// skip list would add two or more pointers per entry. Only aelocal
+// imports it; the root package does not.
+
+// indexDegree is the B-tree degree of every index.
+const indexDegree = 32
+
+// kindIndex holds the sorted indexes of one kind of one namespace.
+type kindIndex struct {
+	byKey *btree.BTreeG[*dsEntity]
+	props map[string]*btree.BTreeG[propEntry]
+}
+
+// propEntry is one entry of a single-property index: one value of the
+// property and the entity that has it. v points into the entity's own
+// props (never modified once stored), so an entry costs two pointers.
+type propEntry struct {
+	v *dsValue
+	e *dsEntity
+}
+
+// topOfValue, as the entity of a probe, sorts after every entry of the
+// probe's value (for seeks only).
+var topOfValue = &dsEntity{}
+
+// entryAt is a probe for the entry of value v and key path (nil: before
+// every key).
+func entryAt(v dsValue, path dsPath) propEntry { return propEntry{v: &v, e: pathProbe(path)} }
+
+// topOf is a probe after every entry of value v.
+func topOf(v dsValue) propEntry { return propEntry{v: &v, e: topOfValue} }
+
+func lessByKey(a, b *dsEntity) bool { return comparePath(a.path, b.path) < 0 }
+
+func lessEntry(a, b propEntry) bool {
+	if c := compareValue(*a.v, *b.v); c != 0 {
+		return c < 0
+	}
+	switch {
+	case a.e == topOfValue:
+		return false
+	case b.e == topOfValue:
+		return true
+	}
+	return comparePath(a.e.path, b.e.path) < 0
+}
+
+// pathProbe is an entity that only has a key, for seeks; a nil path sorts
+// before every key.
+func pathProbe(path dsPath) *dsEntity { return &dsEntity{path: path} }
+
+func newKindIndex() *kindIndex {
+	return &kindIndex{
+		byKey: btree.NewG(indexDegree, lessByKey),
+		props: make(map[string]*btree.BTreeG[propEntry]),
+	}
+}
+
+// entryValues returns the distinct values among vals, in order, as
+// pointers into vals: the values a property has index entries for.
+func entryValues(vals []dsValue) []*dsValue {
+	out := make([]*dsValue, len(vals))
+	for i := range vals {
+		out[i] = &vals[i]
+	}
+	if len(out) <= 1 {
+		return out
+	}
+	slices.SortFunc(out, func(a, b *dsValue) int { return compareValue(*a, *b) })
+	return slices.CompactFunc(out, func(a, b *dsValue) bool { return compareValue(*a, *b) == 0 })
+}
+
+func (ki *kindIndex) add(e *dsEntity) {
+	ki.byKey.ReplaceOrInsert(e)
+	for name, vals := range e.props {
+		t := ki.props[name]
+		if t == nil {
+			t = btree.NewG(indexDegree, lessEntry)
+			ki.props[name] = t
+		}
+		for _, v := range entryValues(vals) {
+			t.ReplaceOrInsert(propEntry{v: v, e: e})
+		}
+	}
+}
+
+func (ki *kindIndex) remove(e *dsEntity) {
+	ki.byKey.Delete(e)
+	for name, vals := range e.props {
+		t := ki.props[name]
+		if t == nil {
+			continue
+		}
+		for _, v := range entryValues(vals) {
+			t.Delete(propEntry{v: v, e: e})
+		}
+		if t.Len() == 0 {
+			delete(ki.props, name)
+		}
+	}
+}
+
+// indexLocked returns the indexes of kind in s, building them from its
+// entities if they are not kept yet; nil if s has no entity of kind.
+func (s *dsSpace) indexLocked(kind string) *kindIndex {
+	if ki := s.idx[kind]; ki != nil {
+		return ki
+	}
+	m := s.kinds[kind]
+	if len(m) == 0 {
+		return nil
+	}
+	ki := newKindIndex()
+	for _, e := range m {
+		ki.add(e)
+	}
+	if s.idx == nil {
+		s.idx = make(map[string]*kindIndex)
+	}
+	s.idx[kind] = ki
+	return ki
+}
+
+// reindexLocked updates the indexes of kind after old (nil if none) was
+// replaced by e (nil for a delete) in s.kinds.
+func (s *dsSpace) reindexLocked(kind string, old, e *dsEntity) {
+	if len(s.kinds[kind]) == 0 {
+		delete(s.idx, kind)
+		return
+	}
+	ki := s.idx[kind]
+	if ki == nil {
+		s.indexLocked(kind) // built from the entities, e included
+		return
+	}
+	if old != nil {
+		ki.remove(old)
+	}
+	if e != nil {
+		ki.add(e)
+	}
+}
