@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -180,6 +181,11 @@ func (s *Server) storeUpload(sess *uploadSession, mr *multipart.Reader) (body []
 		}
 	}
 	if err := s.putBlobInfos(sess.app, infos); err != nil {
+		// A put the datastore file refused changed nothing; one whose
+		// sync failed is in memory (its outcome unknown, as the
+		// datastore's own writes): its blobs keep their bytes, so that
+		// no info names a blob without them.
+		infos = slices.DeleteFunc(infos, func(bi *blobInfoRecord) bool { return s.blobInfo(sess.app, bi.key) != nil })
 		return fail(http.StatusInternalServerError, err)
 	}
 	mw.Close()

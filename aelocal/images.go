@@ -85,6 +85,10 @@ func imagesGetURLBase(s *Server, in, out pmsg) (err error) {
 	}
 	d := s.datastore
 	d.mu.Lock()
+	if err = d.writableLocked(); err != nil {
+		d.mu.Unlock()
+		return err
+	}
 	d.applyLocked([]dsWrite{{sp, path, e}})
 	d.unlockDurable(&err)
 	if err != nil {
@@ -103,6 +107,9 @@ func imagesDeleteURLBase(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	if d.lookupLocked(sp, path) != nil {
 		d.applyLocked([]dsWrite{{sp, path, nil}})
 	}
