@@ -165,13 +165,17 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request) {
 	defer br.Close()
 	// One image at a time: a 50-megapixel image takes some 300 MB to
 	// decode and scale, and concurrent requests must not multiply that.
+	// The slot is given back before the answer is sent, which lasts as
+	// long as the client takes to read it.
 	select {
 	case imageScaling <- struct{}{}:
-		defer func() { <-imageScaling }()
 	case <-r.Context().Done():
 		return
 	}
-	body, ctype, code, err := scaleImage(io.NewSectionReader(br, 0, n), size, crop)
+	body, ctype, code, err := func() ([]byte, string, int, error) {
+		defer func() { <-imageScaling }()
+		return scaleImage(io.NewSectionReader(br, 0, n), size, crop)
+	}()
 	if err != nil {
 		http.Error(w, "aelocal: "+err.Error(), code)
 		return
