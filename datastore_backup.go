@@ -369,8 +369,9 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 // puts may land in either order, so until the Datastore holds what
 // Memcache holds, the latest Memcache version is put again. Each round
 // trip costs a Memcache get; it stops when the two agree, when Memcache no
-// longer holds a session copy (a tombstone there means a logout: the entity
-// is deleted), or after a few rounds.
+// longer holds a session copy (a tombstone there, or the removal marker
+// when Memcache holds none, means a logout: the entity is deleted), or
+// after a few rounds.
 func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item cacheRead) {
 	for round := 0; round < 3; round++ {
 		if _, err := s.decodeSession(w.id, item.value); err != nil {
@@ -386,18 +387,32 @@ func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item ca
 		}
 		written := item.value
 		var err error
-		if item, err = s.cache.get(ctx, w.key); err != nil || bytes.Equal(item.value, written) {
+		item, err = s.cache.get(ctx, w.key)
+		switch {
+		case errors.Is(err, errCacheMiss):
+			item = cacheRead{}
+		case err != nil:
 			return
 		}
-		switch kindOf(item.value) {
-		case kindRemoved:
-			if err := s.deleteEntity(ctx, w.id); err != nil {
-				s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
-			}
-			return
-		case kindSeeDatastore:
+		if item.held() && bytes.Equal(item.value, written) {
 			return
 		}
+		switch {
+		case item.held() && kindOf(item.value) == kindSession:
+			continue // yet another version: put that one
+		case item.held() && kindOf(item.value) == kindRemoved:
+		case len(s.removedOf(ctx, []string{w.id})) == 0:
+			// No session copy and no marker: nothing to settle.
+			return
+		}
+		// A logout came: its tombstone is there, or was evicted and the
+		// marker tells (as in checkAfterPut). This put may have landed
+		// after its delete.
+		s.logf(levelInfo, "%s: session was removed by another request while this one saved it; its datastore copy is deleted again", logID(w.id))
+		if err := s.deleteEntity(ctx, w.id); err != nil {
+			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
+		}
+		return
 	}
 }
 

@@ -375,6 +375,9 @@ func (s *Server) putBlobInfos(app string, infos []*blobInfoRecord) (err error) {
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	d.applyLocked(ws)
 	return nil
 }
@@ -385,6 +388,9 @@ func (s *Server) deleteBlobInfo(app, key string) (err error) {
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	if d.lookupLocked(sp, path) == nil {
 		return nil
 	}

@@ -385,3 +385,34 @@ func TestBlobstoreUploadWithoutFrontEnd(t *testing.T) {
 		t.Fatalf("upload without a front end: %d %s", code, body)
 	}
 }
+
+// TestBlobstoreUploadFormBounded: the form the front end builds for the
+// app holds a part per file with the file's name, so an upload of many
+// files with long names (or of many empty files) must stay within the
+// bound of the fields that are not files, or the front end would hold as
+// much as the client sends. The upload is refused and nothing is kept.
+func TestBlobstoreUploadFormBounded(t *testing.T) {
+	s, ctx := blobServer(t, nil)
+	name := strings.Repeat("n", 900<<10)
+	var files [][3]string
+	for range uploadFormMaxBytes/len(name) + 2 {
+		files = append(files, [3]string{"f", name, ""})
+	}
+	u, err := blobstore.UploadURL(ctx, "/uploaded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := postFiles(t, u.String(), files...)
+	if code != http.StatusRequestEntityTooLarge {
+		t.Errorf("an upload of %d files named with %d bytes each: %d %.200s, want 413", len(files), len(name), code, body)
+	}
+	if n, err := datastore.NewQuery("__BlobInfo__").Count(ctx); err != nil || n != 0 {
+		t.Errorf("%d blob infos stored (%v), want none", n, err)
+	}
+	s.blobstore.bytes.mu.Lock()
+	kept := len(s.blobstore.bytes.mem)
+	s.blobstore.bytes.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d blobs kept after a refused upload", kept)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -28,9 +29,10 @@ import (
 // signed-in user's headers, as any request through the front end.
 
 const (
-	// uploadFormMaxBytes bounds the fields of an upload that are not
-	// files, which the front end holds while it stores the files: App
-	// Engine's 32 MB limit of a request to an app.
+	// uploadFormMaxBytes bounds the form the front end holds while it
+	// stores the files and then sends on to the app: the fields that are
+	// not files and a part naming each file. App Engine's 32 MB limit of
+	// a request to an app.
 	uploadFormMaxBytes = 32 << 20
 	// blobKeyHeader is the header of blobstore.Send.
 	blobKeyHeader = "X-AppEngine-BlobKey"
@@ -172,8 +174,18 @@ func (s *Server) storeUpload(sess *uploadSession, mr *multipart.Reader) (body []
 		}
 		infos = append(infos, bi)
 		writeBlobPart(mw, name, bi)
+		// A file's part names it, twice: many files, or long names,
+		// would grow the form without bound while the files stay small.
+		if out.Len() > uploadFormMaxBytes {
+			return fail(http.StatusRequestEntityTooLarge, fmt.Errorf("the form sent on to the app, with a part for each file, exceeds %d bytes", uploadFormMaxBytes))
+		}
 	}
 	if err := s.putBlobInfos(sess.app, infos); err != nil {
+		// A put the datastore file refused changed nothing; one whose
+		// sync failed is in memory (its outcome unknown, as the
+		// datastore's own writes): its blobs keep their bytes, so that
+		// no info names a blob without them.
+		infos = slices.DeleteFunc(infos, func(bi *blobInfoRecord) bool { return s.blobInfo(sess.app, bi.key) != nil })
 		return fail(http.StatusInternalServerError, err)
 	}
 	mw.Close()

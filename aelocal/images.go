@@ -85,6 +85,10 @@ func imagesGetURLBase(s *Server, in, out pmsg) (err error) {
 	}
 	d := s.datastore
 	d.mu.Lock()
+	if err = d.writableLocked(); err != nil {
+		d.mu.Unlock()
+		return err
+	}
 	d.applyLocked([]dsWrite{{sp, path, e}})
 	d.unlockDurable(&err)
 	if err != nil {
@@ -103,6 +107,9 @@ func imagesDeleteURLBase(s *Server, in, out pmsg) (err error) {
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
 	if d.lookupLocked(sp, path) != nil {
 		d.applyLocked([]dsWrite{{sp, path, nil}})
 	}
@@ -158,13 +165,17 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request) {
 	defer br.Close()
 	// One image at a time: a 50-megapixel image takes some 300 MB to
 	// decode and scale, and concurrent requests must not multiply that.
+	// The slot is given back before the answer is sent, which lasts as
+	// long as the client takes to read it.
 	select {
 	case imageScaling <- struct{}{}:
-		defer func() { <-imageScaling }()
 	case <-r.Context().Done():
 		return
 	}
-	body, ctype, code, err := scaleImage(io.NewSectionReader(br, 0, n), size, crop)
+	body, ctype, code, err := func() ([]byte, string, int, error) {
+		defer func() { <-imageScaling }()
+		return scaleImage(io.NewSectionReader(br, 0, n), size, crop)
+	}()
 	if err != nil {
 		http.Error(w, "aelocal: "+err.Error(), code)
 		return

@@ -246,9 +246,11 @@ func sameOrigin(r *http.Request) bool {
 // withLoginHeaders gives a request that carries the login cookie, and no
 // user of its own, the headers App Engine's front end sets for a signed-in
 // user: the ones aetest.Login sets, plus the auth domain. A request with
-// its own X-AppEngine-User-Email (aetest.Login in a test) keeps it.
+// its own X-AppEngine-User-Email (aetest.Login in a test) keeps it. As on
+// the front end, a request a page of another local server made (a form
+// posted, a fetch) carries no user: see fromAppSite.
 func (s *Server) withLoginHeaders(r *http.Request) *http.Request {
-	if r.Header.Get("X-AppEngine-User-Email") != "" {
+	if r.Header.Get("X-AppEngine-User-Email") != "" || !fromAppSite(r) {
 		return r
 	}
 	u := s.loginUser(r)
