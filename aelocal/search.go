@@ -38,6 +38,37 @@ type searchIndex struct {
 	cost   int
 }
 
+// searchNameOverhead is what an index or a field name of its schema costs
+// against the limit besides its bytes. Production keeps an index and its
+// schema after their documents are deleted, and so does aelocal; they are
+// charged so that many index or field names cannot grow memory past the
+// limit while no document counts.
+const searchNameOverhead = 64
+
+// searchNameCost is what one index or schema field name costs.
+func searchNameCost(name string) int { return len(name) + searchNameOverhead }
+
+// newNamesCost is what storing d adds in names: the index's, if idx (under
+// key) does not exist yet, and each field name its schema does not hold.
+func (idx *searchIndex) newNamesCost(key searchIndexKey, d *searchDoc) int {
+	cost := 0
+	if idx == nil {
+		cost += searchNameCost(key.namespace + key.name)
+	}
+	var seen map[string]bool
+	for _, f := range d.fields {
+		if (idx != nil && idx.schema[f.name] != nil) || seen[f.name] {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]bool)
+		}
+		seen[f.name] = true
+		cost += searchNameCost(f.name)
+	}
+	return cost
+}
+
 // searchService implements the "search" service in memory. Indexes are
 // not persisted with -datastore_path.
 type searchService struct {
@@ -152,7 +183,8 @@ func searchIndexDocument(s *Server, in, out pmsg) error {
 		if idx != nil && idx.docs[d.id] != nil {
 			old = idx.docs[d.id].cost
 		}
-		if x.cost-old+d.cost > x.limit {
+		names := idx.newNamesCost(key, d)
+		if x.cost-old+d.cost+names > x.limit {
 			setStatus(st, searchInvalidRequest, x.overLimit().Error())
 			out.Append("doc_id", "")
 			continue
@@ -163,7 +195,7 @@ func searchIndexDocument(s *Server, in, out pmsg) error {
 		}
 		idx.docs[d.id] = d
 		idx.cost += d.cost - old
-		x.cost += d.cost - old
+		x.cost += d.cost - old + names
 		for _, f := range d.fields {
 			if idx.schema[f.name] == nil {
 				idx.schema[f.name] = make(map[int64]bool)
@@ -324,6 +356,9 @@ func searchDeleteSchema(s *Server, in, out pmsg) error {
 	for _, spec := range in.Msg("params").Msgs("index_spec") {
 		key := searchIndexKey{namespace: spec.Str("namespace"), name: spec.Str("name")}
 		if idx := x.indexes[key]; idx != nil {
+			for name := range idx.schema {
+				x.cost -= searchNameCost(name)
+			}
 			idx.schema = make(map[string]map[int64]bool)
 		}
 		setStatus(out.AppendMsg("status"), searchOK, "")

@@ -269,3 +269,31 @@ func TestSearchMemoryBound(t *testing.T) {
 		t.Fatalf("put after a delete: %v", err)
 	}
 }
+
+// Indexes and their schemas stay after their documents are deleted, as in
+// production, so their names count against the limit: putting and
+// deleting a document in ever new indexes, with ever new field names,
+// cannot grow memory past it. DeleteSchema gives the field names back.
+func TestSearchMemoryBoundCountsNames(t *testing.T) {
+	s := RunT(t)
+	s.search.limit = 64 << 10
+	ctx := middlewareContext(t, s)
+	var err error
+	n := 0
+	for ; n < 5000 && err == nil; n++ {
+		idx := openIndex(t, fmt.Sprint("index-", n))
+		doc := &searchFLS{fields: []search.Field{{Name: fmt.Sprint("field", n), Value: "x"}}}
+		if _, err = idx.Put(ctx, "d", doc); err == nil {
+			err = idx.Delete(ctx, "d")
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "memory limit") {
+		t.Fatalf("after %d indexes: %v, want the memory limit", n, err)
+	}
+	s.search.mu.RLock()
+	cost, limit := s.search.cost, s.search.limit
+	s.search.mu.RUnlock()
+	if cost > limit {
+		t.Fatalf("cost %d past the limit %d", cost, limit)
+	}
+}
