@@ -79,6 +79,7 @@ type blobstoreService struct {
 	sessions map[string]*uploadSession
 	order    []string // tokens, oldest first
 	bytes    *blobBytes
+	forms    *byteBudget // what the forms being passed on to the app may hold (uploadFormsBudget)
 }
 
 // uploadSession is what an upload URL promised: where the form goes, and
@@ -93,7 +94,7 @@ type uploadSession struct {
 }
 
 func newBlobstoreService() *blobstoreService {
-	return &blobstoreService{sessions: make(map[string]*uploadSession), bytes: newBlobBytes("")}
+	return &blobstoreService{sessions: make(map[string]*uploadSession), bytes: newBlobBytes(""), forms: newByteBudget(uploadFormsBudget)}
 }
 
 func init() {

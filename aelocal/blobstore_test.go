@@ -416,3 +416,62 @@ func TestBlobstoreUploadFormBounded(t *testing.T) {
 		t.Errorf("%d blobs kept after a refused upload", kept)
 	}
 }
+
+// The forms of uploads in flight share uploadFormsBudget: with four held
+// at the app, a fifth waits, without using up its URL, until one is done.
+func TestBlobstoreUploadFormsShareABudget(t *testing.T) {
+	arrived, release := make(chan string, 5), make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		<-release
+	}))
+	defer app.Close()
+	s, err := NewServerOptions(&Options{AppURL: app.URL, FrontAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := middlewareContext(t, s)
+	const held = uploadFormsBudget / uploadFormMaxBytes
+	done := make(chan int, held+1)
+	for i := 0; i < held+1; i++ {
+		u, err := blobstore.UploadURL(ctx, fmt.Sprint("/uploaded", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			resp, err := http.Post(u.String(), "multipart/form-data; boundary=b", strings.NewReader("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nx\r\n--b--\r\n"))
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	for i := 0; i < held; i++ {
+		<-arrived
+	}
+	// The fifth is waiting for its share: poll the budget's waiters until
+	// it queues (the test's own timeout bounds a hang).
+	for {
+		s.blobstore.forms.mu.Lock()
+		free, waiting := s.blobstore.forms.free, len(s.blobstore.forms.waiters)
+		s.blobstore.forms.mu.Unlock()
+		if waiting == 1 {
+			if free != 0 {
+				t.Fatalf("four uploads held at the app leave %d bytes free, want 0", free)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release <- struct{}{} // one upload finishes: the fifth goes on to the app
+	<-arrived
+	close(release)
+	for i := 0; i < held+1; i++ {
+		if code := <-done; code != http.StatusOK {
+			t.Fatalf("an upload answered %d", code)
+		}
+	}
+}

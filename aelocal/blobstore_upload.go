@@ -34,6 +34,9 @@ const (
 	// not files and a part naming each file. App Engine's 32 MB limit of
 	// a request to an app.
 	uploadFormMaxBytes = 32 << 20
+	// uploadFormsBudget bounds what the forms of uploads in flight hold
+	// together (four of the largest).
+	uploadFormsBudget = 4 * uploadFormMaxBytes
 	// blobKeyHeader is the header of blobstore.Send.
 	blobKeyHeader = "X-AppEngine-BlobKey"
 	// blobRangeHeader is the range an app may ask to send, with Send.
@@ -55,6 +58,16 @@ func (s *Server) serveUpload(forward http.Handler) http.HandlerFunc {
 			http.Error(w, "aelocal: an upload URL takes a POST of a multipart/form-data form", http.StatusMethodNotAllowed)
 			return
 		}
+		// The form is held until the app has answered. Each upload
+		// reserves the most it may hold, so uploads in flight together
+		// hold at most uploadFormsBudget and one past it waits; the
+		// reservation comes before the single-use URL is taken, so an
+		// abandoned wait does not use it up.
+		if err := s.blobstore.forms.acquire(r.Context(), uploadFormMaxBytes); err != nil {
+			http.Error(w, "aelocal: upload abandoned while waiting for other uploads to finish", http.StatusServiceUnavailable)
+			return
+		}
+		defer s.blobstore.forms.release(uploadFormMaxBytes)
 		token := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, uploadPath), "/")
 		sess := s.blobstore.takeSession(token, s.Now())
 		if sess == nil {
