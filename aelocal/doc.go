@@ -1,8 +1,9 @@
 /*
 Package aelocal is a local App Engine API server for tests and local
 development: it serves App Engine's bundled services (memcache, the
-datastore, task queues, mail, users, URL fetch, app identity, modules and
-capabilities) behind the HTTP service bridge that App Engine's
+datastore, task queues, mail, users, URL fetch, app identity, modules,
+capabilities, search, blobstore, images, request logs and background
+requests) behind the HTTP service bridge that App Engine's
 second-generation runtimes use, so the real google.golang.org/appengine/v2
 client talks to it unchanged.
 
