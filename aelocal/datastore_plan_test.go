@@ -88,8 +88,10 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	randomQuery := func(start *datastore.Cursor) *datastore.Query {
 		q := datastore.NewQuery("R")
 		if r.IntN(6) == 0 {
-			// A projection on one property, which reads its index.
-			q = q.Project("A")
+			// A projection on one property, which reads its index, or
+			// on two, whose results tie on the first and sort by the
+			// second.
+			q = q.Project([][]string{{"A"}, {"A"}, {"A", "T"}, {"A", "B"}}[r.IntN(4)]...)
 			if r.IntN(2) == 0 {
 				q = q.Filter("B =", []string{"x", "y", "z"}[r.IntN(3)])
 			}
@@ -98,6 +100,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			}
 			if r.IntN(2) == 0 {
 				q = q.Order([]string{"A", "-A"}[r.IntN(2)])
+				if r.IntN(2) == 0 {
+					q = q.Order([]string{"T", "-T", "-__key__"}[r.IntN(3)])
+				}
 			}
 			if r.IntN(2) == 0 {
 				q = q.Limit(r.IntN(30))
@@ -149,8 +154,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		case ineq == "" && r.IntN(4) > 0:
 			q = q.Order(dir + props[r.IntN(len(props))])
 		}
-		if r.IntN(4) == 0 {
-			q = q.Order([]string{"__key__", "-__key__", "B", "A"}[r.IntN(4)])
+		// Further sort orders: ties of the first sort by them.
+		for r.IntN(3) == 0 {
+			q = q.Order([]string{"__key__", "-__key__", "B", "-B", "A", "-A", "T", "-T", "F"}[r.IntN(9)])
 		}
 		if r.IntN(3) == 0 {
 			q = q.KeysOnly()
@@ -199,7 +205,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 
 	var starts []*datastore.Cursor
-	planned, nonEmpty := 0, 0
+	planned, nonEmpty, ties := 0, 0, 0
 	for round := range 4 {
 		write(250)
 		if round == 2 {
@@ -218,7 +224,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			}
 			q := randomQuery(start)
 			d.mu.Lock()
-			before := d.planned
+			before, tiesBefore := d.planned, d.tiesRead
 			d.mu.Unlock()
 			// The random draws of run must not differ between the two
 			// runs, so the second run's cursor choice is discarded.
@@ -233,6 +239,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			if d.planned > before {
 				planned++
 			}
+			if d.tiesRead > tiesBefore {
+				ties++
+			}
 			d.mu.Unlock()
 			if got != "" {
 				nonEmpty++
@@ -244,9 +253,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 	// Most random shapes are planned; the test fails if the planner stops
 	// answering them, which would make the comparison empty.
-	t.Logf("planned %d, non-empty %d of 400 queries", planned, nonEmpty)
-	if planned < 200 || nonEmpty < 200 {
-		t.Errorf("planned %d and non-empty %d of 400 queries; want most", planned, nonEmpty)
+	t.Logf("planned %d (%d sorting ties), non-empty %d of 400 queries", planned, ties, nonEmpty)
+	if planned < 200 || nonEmpty < 200 || ties < 30 {
+		t.Errorf("planned %d (%d sorting ties) and non-empty %d of 400 queries; want most, and 30 sorting ties", planned, ties, nonEmpty)
 	}
 }
 

@@ -318,6 +318,9 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			n = min(n, c.remaining)
 		}
 		d.planned++
+		if p.ties {
+			d.tiesRead++
+		}
 		if r := d.planReadLocked(c, p); r != nil {
 			// The read needs no lock, so writes need not wait for it.
 			// c is busy meanwhile: no other Next may move it.
