@@ -32,9 +32,10 @@ package aelocal
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
 // index does not answer cost entries read, not correctness. A projection
-// reads its first sort property's index the same way, a result per entry. Other shapes (metadata, kindless and distinct
-// queries, projections without a property sort order, queries in
-// transactions) still take the full evaluation, remainingLocked.
+// reads its first sort property's index the same way, a result per entry.
+// Other shapes (metadata, kindless and distinct queries, projections
+// without a property sort order, queries in transactions) still take the
+// full evaluation, remainingLocked.
 
 import (
 	"slices"
