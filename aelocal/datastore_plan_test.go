@@ -361,3 +361,84 @@ func TestNextRefusedWhileCursorBusy(t *testing.T) {
 		t.Errorf("a concurrent Next on the busy cursor returned %v; want it refused as busy", refused)
 	}
 }
+
+// TestCountAndLongIterationsArePlanned checks that Count (the client's
+// keys-only query of limit 0 and offset MaxInt32, which skips at most
+// 1,000 results per batch) and an iteration past many batches are
+// answered by the planner batch after batch: no full evaluation, no
+// result cache, whatever how many results they pass.
+func TestCountAndLongIterationsArePlanned(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	d := s.datastore
+	type C struct {
+		G int64
+		T int64
+		B string
+	}
+	const n = 2500
+	for lo := 0; lo < n; lo += 500 {
+		keys := make([]*datastore.Key, 500)
+		vals := make([]C, 500)
+		for i := range keys {
+			id := lo + i
+			keys[i] = datastore.NewKey(ctx, "C", "", int64(1+id), nil)
+			vals[i] = C{G: int64(id % 10), T: int64(id * 7919 % n), B: []string{"x", "y"}[id%2]}
+		}
+		if _, err := datastore.PutMulti(ctx, keys, vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := []struct {
+		q    *datastore.Query
+		want int
+	}{
+		{datastore.NewQuery("C"), n},
+		{datastore.NewQuery("C").Filter("G =", int64(3)), n / 10},
+		{datastore.NewQuery("C").Order("-T"), n},
+		{datastore.NewQuery("C").Filter("T >=", int64(100)).Order("T"), n - 100},
+		{datastore.NewQuery("C").Order("B").Order("-T"), n},
+	}
+	for _, c := range counts {
+		d.mu.Lock()
+		planned, evaluated := d.planned, d.evaluated
+		d.mu.Unlock()
+		got, err := c.q.Count(ctx)
+		if err != nil || got != c.want {
+			t.Errorf("%v: Count = %d, %v; want %d", c.q, got, err, c.want)
+		}
+		d.mu.Lock()
+		// A batch per 1,000 skipped, and one for the rest.
+		if batches := d.planned - planned; batches != (c.want+999)/1000 || d.evaluated != evaluated || d.cached != 0 {
+			t.Errorf("%v: Count took %d planned batches, %d full evaluations, %d cached results; want %d, 0, 0",
+				c.q, batches, d.evaluated-evaluated, d.cached, (c.want+999)/1000)
+		}
+		d.mu.Unlock()
+	}
+	// A long iteration in batches of 20, in an order with ties.
+	d.mu.Lock()
+	planned, evaluated := d.planned, d.evaluated
+	d.mu.Unlock()
+	seen := 0
+	var last C
+	for it := datastore.NewQuery("C").Order("B").Order("-T").Run(ctx); ; seen++ {
+		var x C
+		_, err := it.Next(&x)
+		if err == datastore.Done {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen > 0 && (x.B < last.B || x.B == last.B && x.T > last.T) {
+			t.Fatalf("result %d %+v after %+v: out of order", seen, x, last)
+		}
+		last = x
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if seen != n || d.planned-planned < n/20 || d.evaluated != evaluated || d.cached != 0 {
+		t.Errorf("iteration: %d results in %d planned batches, %d full evaluations, %d cached results; want %d results, at least %d batches, 0, 0",
+			seen, d.planned-planned, d.evaluated-evaluated, d.cached, n, n/20)
+	}
+}

@@ -286,6 +286,7 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 		return c.cands[c.idx:], nil
 	}
 	d.dropCacheLocked(c)
+	d.evaluated++
 	all, err := d.evalLocked(c.q, c.view)
 	if err != nil {
 		return nil, err
