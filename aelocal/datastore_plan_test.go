@@ -2,6 +2,8 @@ package aelocal
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -175,7 +177,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 
 	// run returns what the query answers: each key with the cursor after
 	// it, then the error, and one of its cursors to start a later query.
-	run := func(q *datastore.Query, plan bool) (string, *datastore.Cursor) {
+	run := func(ctx context.Context, q *datastore.Query, plan bool) (string, *datastore.Cursor) {
 		d.mu.Lock()
 		d.noPlan = !plan
 		d.mu.Unlock()
@@ -205,7 +207,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 
 	var starts []*datastore.Cursor
-	planned, nonEmpty, ties := 0, 0, 0
+	planned, nonEmpty, ties, txNonEmpty := 0, 0, 0, 0
 	for round := range 4 {
 		write(250)
 		if round == 2 {
@@ -229,9 +231,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			// The random draws of run must not differ between the two
 			// runs, so the second run's cursor choice is discarded.
 			state := *r
-			got, mid := run(q, true)
+			got, mid := run(ctx, q, true)
 			*r = state
-			want, _ := run(q, false)
+			want, _ := run(ctx, q, false)
 			if got != want {
 				t.Fatalf("round %d: query %v\nplanned:\n%s\nfull evaluation:\n%s", round, q, got, want)
 			}
@@ -250,6 +252,39 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 				starts = append(starts, mid)
 			}
 		}
+		// Ancestor queries in transactions, while other clients write:
+		// they read the transaction's snapshot from the ancestor's range
+		// of the kind index, or (noPlan) from every entity of the kind.
+		for range 25 {
+			q := randomQuery(nil)
+			if r.IntN(4) == 0 {
+				q = datastore.NewQuery("")
+				if r.IntN(2) == 0 {
+					q = q.KeysOnly()
+				}
+			}
+			q = q.Ancestor(parents[r.IntN(len(parents))])
+			err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+				write(20) // after the snapshot, taken at BeginTransaction
+				state := *r
+				got, _ := run(tc, q, true)
+				*r = state
+				want, _ := run(tc, q, false)
+				if got != want {
+					t.Fatalf("round %d: query %v in a transaction\nancestor range:\n%s\nfull evaluation:\n%s", round, q, got, want)
+				}
+				if got != "" {
+					txNonEmpty++
+				}
+				return errRollback
+			}, nil)
+			if err != errRollback {
+				t.Fatal(err)
+			}
+		}
+	}
+	if txNonEmpty < 20 {
+		t.Errorf("%d of 100 transactional queries returned results; want at least 20", txNonEmpty)
 	}
 	// Most random shapes are planned; the test fails if the planner stops
 	// answering them, which would make the comparison empty.
@@ -258,6 +293,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		t.Errorf("planned %d (%d sorting ties) and non-empty %d of 400 queries; want most, and 30 sorting ties", planned, ties, nonEmpty)
 	}
 }
+
+// errRollback makes RunInTransaction roll back.
+var errRollback = errors.New("roll back")
 
 // TestPlannedQueryLetsWritesThrough checks that a planned query reads its
 // index without the datastore's lock: a Put made while the read runs goes

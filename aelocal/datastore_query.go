@@ -263,7 +263,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	case "__property__":
 		d.propertyEntitiesLocked(q, add)
 	default:
-		d.eachLocked(v, q.sp, q.kind, add)
+		d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
 	}
 	if err != nil {
 		return nil, err
