@@ -35,7 +35,9 @@ package aelocal
 // reads its first sort property's index the same way, a result per entry.
 // Other shapes (metadata, kindless and distinct queries, projections
 // without a property sort order, queries in transactions) still take the
-// full evaluation, remainingLocked.
+// full evaluation, remainingLocked, which reads only the ancestor's range
+// of the kind index when the query has one (as every query in a
+// transaction has; eachLocked says why not the planner).
 
 import (
 	"slices"
@@ -261,7 +263,9 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 // that value are sorted: a batch costs the entries of the values it
 // touches, which is the rows returned when the first order is selective
 // (a time, a name, a score) and the size of a value's group when it is
-// not (a boolean first). Memory stays bounded by the batch: a value's
+// not (a boolean first), and a walk through a large value's group page
+// by page re-reads the group for each page, which a composite index
+// would not. Memory stays bounded by the batch: a value's
 // results are kept sorted and cut to the n that can still be returned
 // whenever they reach twice that. A composite index can replace this
 // behind the same plan (prop, ties) without changing any answer.

@@ -278,7 +278,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 // remainingLocked returns c's results after its position, from its cache
 // while the data has not changed since: the full evaluation, for the
 // queries the planner does not answer yet. It reads every entity of the
-// kind. TODO(issue 25): plan every shape from the indexes, and drop this
+// kind, or with an ancestor the ancestor's range (eachLocked). TODO(issue 25): plan every shape from the indexes, and drop this
 // path and its result cache.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	ver := d.viewVersionLocked(c.view, c.q)
