@@ -83,9 +83,11 @@ type datastoreService struct {
 	historyLimit int64 // 0 means DefaultTxHistoryLimit
 	txEnded      map[uint64]string
 
-	indexes *dsIndexes // composite indexes queries needed; its own lock
-	noPlan  bool       // every query takes the full evaluation (tests compare the planner with it)
-	planned int        // query batches the planner answered (tests count them)
+	indexes   *dsIndexes // composite indexes queries needed; its own lock
+	noPlan    bool       // every query takes the full evaluation (tests compare the planner with it)
+	planned   int        // query batches the planner answered (tests count them)
+	tiesRead  int        // of them, batches that sorted ties (readTies; tests)
+	evaluated int        // full evaluations of a query (evalLocked; tests)
 	// planReadHook, if set, runs in every planned read, without the lock
 	// (tests).
 	planReadHook func()

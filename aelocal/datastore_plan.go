@@ -20,7 +20,11 @@ package aelocal
 //   - one sort order on a property (then the implicit key order), with
 //     any filters: read that property's index ascending, or value by
 //     value downwards for a descending order; inequality filters on the
-//     property bound where the read starts and stops.
+//     property bound where the read starts and stops;
+//   - two or more sort orders, or one and key order descending, and
+//     projections (of one property or several): read the first order's
+//     index the same way and sort each value's results by the other
+//     orders (readTies, which says why not a composite index yet).
 //
 // Every entry read is checked against the whole query (q.matches), and an
 // entity counts only at the entry where the full evaluation places it
@@ -28,11 +32,12 @@ package aelocal
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
 // index does not answer cost entries read, not correctness. A projection
-// on the one property it sorts by reads that property's index the same
-// way, a result per entry. Other shapes (metadata, kindless and distinct
-// queries, projections of several properties, two sort orders, queries
-// in transactions) still
-// take the full evaluation, remainingLocked.
+// reads its first sort property's index the same way, a result per entry.
+// Other shapes (metadata, kindless and distinct queries, projections
+// without a property sort order, queries in transactions) still take the
+// full evaluation, remainingLocked, which reads only the ancestor's range
+// of the kind index when the query has one (as every query in a
+// transaction has; eachLocked says why not the planner).
 
 import (
 	"slices"
@@ -49,6 +54,10 @@ type dsPlan struct {
 	// entries of each, merge-joined by key as production does without a
 	// composite index; prop and eq are then unset.
 	join []eqTerm
+	// ties: the query has sort orders after prop's (other than key order
+	// ascending), so the results of each value of prop are sorted by
+	// them in memory before they are returned (readTies).
+	ties bool
 }
 
 // eqTerm is one equality filter: the entries of value v of prop's index.
@@ -63,15 +72,21 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.groupBy) > 0 {
 		return nil
 	}
+	// byValues reads the first sort order's index; ties sorts each of its
+	// values' results by the other orders unless key order ascending is
+	// all that follows.
+	byValues := func() *dsPlan {
+		o := q.orders[0]
+		return &dsPlan{prop: o.prop, desc: o.desc,
+			ties: len(q.orders) > 2 || len(q.orders) == 2 && (!q.orders[1].key || q.orders[1].desc)}
+	}
 	switch {
+	case len(q.orders) > 0 && !q.orders[0].key:
+		// Sorted by a property first: read its index, a value at a time.
+		// A projection (parseQuery makes every projected property a sort
+		// order) has a result per entry, each at its first value.
+		return byValues()
 	case len(q.proj) > 0:
-		// A projection on the one property it sorts by (parseQuery makes
-		// a projected property a sort order) reads that property's index:
-		// a result per entry.
-		if len(q.proj) == 1 && q.nProp == 1 && !q.orders[0].key && q.orders[0].prop == q.proj[0] &&
-			(len(q.orders) == 1 || (len(q.orders) == 2 && q.orders[1].key && !q.orders[1].desc)) {
-			return &dsPlan{prop: q.orders[0].prop, desc: q.orders[0].desc}
-		}
 		return nil
 	case len(q.orders) == 0 || (len(q.orders) == 1 && q.orders[0].key):
 		p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
@@ -95,8 +110,6 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 			return p
 		}
 		return p
-	case !q.orders[0].key && (len(q.orders) == 1 || (len(q.orders) == 2 && q.orders[1].key && !q.orders[1].desc)):
-		return &dsPlan{prop: q.orders[0].prop, desc: q.orders[0].desc}
 	}
 	return nil
 }
@@ -162,37 +175,55 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	q, p := r.q, r.p
 	var out []dsCand
 	var err error
-	// visit takes the entry (v, e) of the index read; it reports whether
-	// to read on.
-	visit := func(e *dsEntity, v *dsValue) bool {
-		if !q.matches(e) {
-			return true
-		}
-		var cs []dsCand
-		if cs, err = q.appendResults(nil, e); err != nil {
-			return false
-		}
-		if len(cs) == 0 {
-			return true
-		}
-		x := cs[0]
-		if v != nil && p.eq == nil {
-			// Without a projection the entity counts at one of its
-			// entries; with one, at each, and this is one of them.
-			i := slices.IndexFunc(cs, func(c dsCand) bool { return compareValue(c.vals[0], *v) == 0 })
-			if i < 0 {
-				return true
-			}
-			x = cs[i]
-		}
-		if r.pos.set && !q.afterStart(x, r.pos) {
-			return true
-		}
+	// emit adds a result in the query's order; it reports whether to read
+	// on.
+	emit := func(x dsCand) bool {
 		if r.end != nil && !q.beforeEnd(x, *r.end) {
 			return false
 		}
 		out = append(out, x)
 		return int64(len(out)) < n
+	}
+	// results appends to buf the results of the entry (v, e) of the
+	// index read that come after the start position: the entity at the
+	// entry where the full evaluation places it, or with a projection
+	// each result whose first sort value is this entry's.
+	// It reports false on an error (in err).
+	results := func(buf []dsCand, e *dsEntity, v *dsValue) ([]dsCand, bool) {
+		if !q.matches(e) {
+			return buf, true
+		}
+		var cs []dsCand
+		if cs, err = q.appendResults(nil, e); err != nil || len(cs) == 0 {
+			return buf, err == nil
+		}
+		if v == nil || p.eq != nil {
+			cs = cs[:1]
+		}
+		for _, x := range cs {
+			if v != nil && p.eq == nil && compareValue(x.vals[0], *v) != 0 {
+				continue
+			}
+			if !r.pos.set || q.afterStart(x, r.pos) {
+				buf = append(buf, x)
+			}
+		}
+		return buf, true
+	}
+	// visit takes the entry (v, e) of the index read; it reports whether
+	// to read on.
+	var one []dsCand
+	visit := func(e *dsEntity, v *dsValue) bool {
+		var ok bool
+		if one, ok = results(one[:0], e, v); !ok {
+			return false
+		}
+		for _, x := range one {
+			if !emit(x) {
+				return false
+			}
+		}
+		return true
 	}
 	if n <= 0 {
 		return nil, nil
@@ -209,10 +240,85 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	case r.byProp == nil:
 	case p.eq != nil:
 		readEqual(r.byProp, *p.eq, from, p.desc, visit)
+	case p.ties:
+		r.readTies(n, results, emit)
 	default:
 		readValues(r.byProp, q, r.pos, p.desc, visit)
 	}
 	return out, err
+}
+
+// readTies reads the index of the query's first sort order value by value,
+// and sorts each value's results by the query's other orders before it
+// emits them: the answer to a query of two or more sort orders (or of one
+// and key order descending), without a composite index.
+//
+// Why not composite indexes yet: production answers these shapes from a
+// composite index, whose entries are the cross product of the values of
+// the index's properties; keeping one per declared or recorded index
+// costs an entry per combination per entity and its upkeep on every
+// write, and its entry rules need their own oracle. The first order's
+// index already bounds where a query starts (a cursor seeks to its first
+// value) and stops (the first value past the batch), so only the ties of
+// that value are sorted: a batch costs the entries of the values it
+// touches, which is the rows returned when the first order is selective
+// (a time, a name, a score) and the size of a value's group when it is
+// not (a boolean first), and a walk through a large value's group page
+// by page re-reads the group for each page, which a composite index
+// would not. Memory stays bounded by the batch: a value's
+// results are kept sorted and cut to the n that can still be returned
+// whenever they reach twice that. A composite index can replace this
+// behind the same plan (prop, ties) without changing any answer.
+func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, *dsValue) ([]dsCand, bool), emit func(dsCand) bool) {
+	q := r.q
+	var group []dsCand // the current value's results
+	var cur *dsValue   // the current value
+	left := n          // results that may still be returned
+	cut := func() {
+		slices.SortFunc(group, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
+		if int64(len(group)) > left {
+			group = group[:left]
+		}
+	}
+	// flush emits the current value's results; it reports whether to
+	// read on.
+	flush := func() bool {
+		cut()
+		for _, x := range group {
+			if !emit(x) {
+				return false
+			}
+			left--
+		}
+		group = group[:0]
+		return true
+	}
+	more := true
+	visit := func(e *dsEntity, v *dsValue) bool {
+		if cur != nil && compareValue(*cur, *v) != 0 {
+			if more = flush(); !more {
+				return false
+			}
+		}
+		cur = v
+		var ok bool
+		if group, ok = results(group, e, v); !ok {
+			more = false
+			return false
+		}
+		if int64(len(group)) >= 2*max(left, 1) {
+			cut()
+		}
+		return true
+	}
+	// The start position's value is read from its first entry: its ties
+	// sort by the other orders, not by key.
+	pos := r.pos
+	pos.key = nil
+	readValues(r.byProp, q, pos, q.orders[0].desc, visit)
+	if more && len(group) > 0 {
+		flush()
+	}
 }
 
 // planFor returns the plan for c's query, or nil where it takes the full

@@ -2,6 +2,8 @@ package aelocal
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -88,8 +90,10 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	randomQuery := func(start *datastore.Cursor) *datastore.Query {
 		q := datastore.NewQuery("R")
 		if r.IntN(6) == 0 {
-			// A projection on one property, which reads its index.
-			q = q.Project("A")
+			// A projection on one property, which reads its index, or
+			// on two, whose results tie on the first and sort by the
+			// second.
+			q = q.Project([][]string{{"A"}, {"A"}, {"A", "T"}, {"A", "B"}}[r.IntN(4)]...)
 			if r.IntN(2) == 0 {
 				q = q.Filter("B =", []string{"x", "y", "z"}[r.IntN(3)])
 			}
@@ -98,6 +102,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			}
 			if r.IntN(2) == 0 {
 				q = q.Order([]string{"A", "-A"}[r.IntN(2)])
+				if r.IntN(2) == 0 {
+					q = q.Order([]string{"T", "-T", "-__key__"}[r.IntN(3)])
+				}
 			}
 			if r.IntN(2) == 0 {
 				q = q.Limit(r.IntN(30))
@@ -149,8 +156,9 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		case ineq == "" && r.IntN(4) > 0:
 			q = q.Order(dir + props[r.IntN(len(props))])
 		}
-		if r.IntN(4) == 0 {
-			q = q.Order([]string{"__key__", "-__key__", "B", "A"}[r.IntN(4)])
+		// Further sort orders: ties of the first sort by them.
+		for r.IntN(3) == 0 {
+			q = q.Order([]string{"__key__", "-__key__", "B", "-B", "A", "-A", "T", "-T", "F"}[r.IntN(9)])
 		}
 		if r.IntN(3) == 0 {
 			q = q.KeysOnly()
@@ -169,7 +177,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 
 	// run returns what the query answers: each key with the cursor after
 	// it, then the error, and one of its cursors to start a later query.
-	run := func(q *datastore.Query, plan bool) (string, *datastore.Cursor) {
+	run := func(ctx context.Context, q *datastore.Query, plan bool) (string, *datastore.Cursor) {
 		d.mu.Lock()
 		d.noPlan = !plan
 		d.mu.Unlock()
@@ -199,7 +207,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 
 	var starts []*datastore.Cursor
-	planned, nonEmpty := 0, 0
+	planned, nonEmpty, ties, txNonEmpty := 0, 0, 0, 0
 	for round := range 4 {
 		write(250)
 		if round == 2 {
@@ -218,20 +226,23 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			}
 			q := randomQuery(start)
 			d.mu.Lock()
-			before := d.planned
+			before, tiesBefore := d.planned, d.tiesRead
 			d.mu.Unlock()
 			// The random draws of run must not differ between the two
 			// runs, so the second run's cursor choice is discarded.
 			state := *r
-			got, mid := run(q, true)
+			got, mid := run(ctx, q, true)
 			*r = state
-			want, _ := run(q, false)
+			want, _ := run(ctx, q, false)
 			if got != want {
 				t.Fatalf("round %d: query %v\nplanned:\n%s\nfull evaluation:\n%s", round, q, got, want)
 			}
 			d.mu.Lock()
 			if d.planned > before {
 				planned++
+			}
+			if d.tiesRead > tiesBefore {
+				ties++
 			}
 			d.mu.Unlock()
 			if got != "" {
@@ -241,14 +252,50 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 				starts = append(starts, mid)
 			}
 		}
+		// Ancestor queries in transactions, while other clients write:
+		// they read the transaction's snapshot from the ancestor's range
+		// of the kind index, or (noPlan) from every entity of the kind.
+		for range 25 {
+			q := randomQuery(nil)
+			if r.IntN(4) == 0 {
+				q = datastore.NewQuery("")
+				if r.IntN(2) == 0 {
+					q = q.KeysOnly()
+				}
+			}
+			q = q.Ancestor(parents[r.IntN(len(parents))])
+			err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+				write(20) // after the snapshot, taken at BeginTransaction
+				state := *r
+				got, _ := run(tc, q, true)
+				*r = state
+				want, _ := run(tc, q, false)
+				if got != want {
+					t.Fatalf("round %d: query %v in a transaction\nancestor range:\n%s\nfull evaluation:\n%s", round, q, got, want)
+				}
+				if got != "" {
+					txNonEmpty++
+				}
+				return errRollback
+			}, nil)
+			if err != errRollback {
+				t.Fatal(err)
+			}
+		}
+	}
+	if txNonEmpty < 20 {
+		t.Errorf("%d of 100 transactional queries returned results; want at least 20", txNonEmpty)
 	}
 	// Most random shapes are planned; the test fails if the planner stops
 	// answering them, which would make the comparison empty.
-	t.Logf("planned %d, non-empty %d of 400 queries", planned, nonEmpty)
-	if planned < 200 || nonEmpty < 200 {
-		t.Errorf("planned %d and non-empty %d of 400 queries; want most", planned, nonEmpty)
+	t.Logf("planned %d (%d sorting ties), non-empty %d of 400 queries", planned, ties, nonEmpty)
+	if planned < 200 || nonEmpty < 200 || ties < 30 {
+		t.Errorf("planned %d (%d sorting ties) and non-empty %d of 400 queries; want most, and 30 sorting ties", planned, ties, nonEmpty)
 	}
 }
+
+// errRollback makes RunInTransaction roll back.
+var errRollback = errors.New("roll back")
 
 // TestPlannedQueryLetsWritesThrough checks that a planned query reads its
 // index without the datastore's lock: a Put made while the read runs goes
@@ -350,5 +397,86 @@ func TestNextRefusedWhileCursorBusy(t *testing.T) {
 	}
 	if refused == nil || !strings.Contains(refused.Error(), "busy") {
 		t.Errorf("a concurrent Next on the busy cursor returned %v; want it refused as busy", refused)
+	}
+}
+
+// TestCountAndLongIterationsArePlanned checks that Count (the client's
+// keys-only query of limit 0 and offset MaxInt32, which skips at most
+// 1,000 results per batch) and an iteration past many batches are
+// answered by the planner batch after batch: no full evaluation, no
+// result cache, whatever how many results they pass.
+func TestCountAndLongIterationsArePlanned(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	d := s.datastore
+	type C struct {
+		G int64
+		T int64
+		B string
+	}
+	const n = 2500
+	for lo := 0; lo < n; lo += 500 {
+		keys := make([]*datastore.Key, 500)
+		vals := make([]C, 500)
+		for i := range keys {
+			id := lo + i
+			keys[i] = datastore.NewKey(ctx, "C", "", int64(1+id), nil)
+			vals[i] = C{G: int64(id % 10), T: int64(id * 7919 % n), B: []string{"x", "y"}[id%2]}
+		}
+		if _, err := datastore.PutMulti(ctx, keys, vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := []struct {
+		q    *datastore.Query
+		want int
+	}{
+		{datastore.NewQuery("C"), n},
+		{datastore.NewQuery("C").Filter("G =", int64(3)), n / 10},
+		{datastore.NewQuery("C").Order("-T"), n},
+		{datastore.NewQuery("C").Filter("T >=", int64(100)).Order("T"), n - 100},
+		{datastore.NewQuery("C").Order("B").Order("-T"), n},
+	}
+	for _, c := range counts {
+		d.mu.Lock()
+		planned, evaluated := d.planned, d.evaluated
+		d.mu.Unlock()
+		got, err := c.q.Count(ctx)
+		if err != nil || got != c.want {
+			t.Errorf("%v: Count = %d, %v; want %d", c.q, got, err, c.want)
+		}
+		d.mu.Lock()
+		// A batch per 1,000 skipped, and one for the rest.
+		if batches := d.planned - planned; batches != (c.want+999)/1000 || d.evaluated != evaluated || d.cached != 0 {
+			t.Errorf("%v: Count took %d planned batches, %d full evaluations, %d cached results; want %d, 0, 0",
+				c.q, batches, d.evaluated-evaluated, d.cached, (c.want+999)/1000)
+		}
+		d.mu.Unlock()
+	}
+	// A long iteration in batches of 20, in an order with ties.
+	d.mu.Lock()
+	planned, evaluated := d.planned, d.evaluated
+	d.mu.Unlock()
+	seen := 0
+	var last C
+	for it := datastore.NewQuery("C").Order("B").Order("-T").Run(ctx); ; seen++ {
+		var x C
+		_, err := it.Next(&x)
+		if err == datastore.Done {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen > 0 && (x.B < last.B || x.B == last.B && x.T > last.T) {
+			t.Fatalf("result %d %+v after %+v: out of order", seen, x, last)
+		}
+		last = x
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if seen != n || d.planned-planned < n/20 || d.evaluated != evaluated || d.cached != 0 {
+		t.Errorf("iteration: %d results in %d planned batches, %d full evaluations, %d cached results; want %d results, at least %d batches, 0, 0",
+			seen, d.planned-planned, d.evaluated-evaluated, d.cached, n, n/20)
 	}
 }

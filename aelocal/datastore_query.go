@@ -263,7 +263,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	case "__property__":
 		d.propertyEntitiesLocked(q, add)
 	default:
-		d.eachLocked(v, q.sp, q.kind, add)
+		d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
 	}
 	if err != nil {
 		return nil, err
@@ -278,7 +278,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 // remainingLocked returns c's results after its position, from its cache
 // while the data has not changed since: the full evaluation, for the
 // queries the planner does not answer yet. It reads every entity of the
-// kind. TODO(issue 25): plan every shape from the indexes, and drop this
+// kind, or with an ancestor the ancestor's range (eachLocked). TODO(issue 25): plan every shape from the indexes, and drop this
 // path and its result cache.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	ver := d.viewVersionLocked(c.view, c.q)
@@ -286,6 +286,7 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 		return c.cands[c.idx:], nil
 	}
 	d.dropCacheLocked(c)
+	d.evaluated++
 	all, err := d.evalLocked(c.q, c.view)
 	if err != nil {
 		return nil, err
@@ -318,6 +319,9 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			n = min(n, c.remaining)
 		}
 		d.planned++
+		if p.ties {
+			d.tiesRead++
+		}
 		if r := d.planReadLocked(c, p); r != nil {
 			// The read needs no lock, so writes need not wait for it.
 			// c is busy meanwhile: no other Next may move it.

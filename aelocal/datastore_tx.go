@@ -168,24 +168,55 @@ func (d *datastoreService) readLocked(v dsView, sp nsKey, path dsPath) *dsEntity
 }
 
 // eachLocked calls yield for every entity of kind in sp (every kind if
-// kind is "") as v sees them, in no particular order.
-func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, yield func(*dsEntity)) {
-	each := func(m map[string]*dsEntity) {
-		for _, e := range m {
-			if v.tx != 0 && e.ver > v.snap {
-				if e = d.atLocked(v.snap, fullKey(e.sp, e.path), e); e == nil {
-					continue
-				}
+// kind is "") as v sees them, in no particular order. With an ancestor it
+// may yield only the ancestor and its descendants: it then reads the
+// ancestor's range of each kind index (its descendants sort together from
+// its key on), so an ancestor query, the only query a transaction may
+// run, costs the size of its entity group, not of its kind.
+//
+// Transactions read their snapshot here, not through the planner: the
+// planner reads a clone of the live indexes, and a clone taken at
+// BeginTransaction would not serve, since BeginTransaction names no
+// namespace or kind (every kind index of the app would be cloned, the
+// unbuilt ones built, and every write while a transaction is open would
+// copy the nodes it changes), while an entity group is small and its
+// snapshot versions are the history's (datastore_txhistory.go).
+func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, ancestor dsPath, yield func(*dsEntity)) {
+	at := func(e *dsEntity) *dsEntity {
+		if v.tx != 0 && e.ver > v.snap {
+			return d.atLocked(v.snap, fullKey(e.sp, e.path), e)
+		}
+		return e
+	}
+	each := func(kind string, m map[string]*dsEntity) {
+		if ancestor != nil && !d.noPlan {
+			ki := d.spaces[sp].indexLocked(kind)
+			if ki == nil {
+				return
 			}
-			yield(e)
+			ki.byKey.AscendGreaterOrEqual(pathProbe(ancestor), func(e *dsEntity) bool {
+				if !e.path.hasPrefix(ancestor) {
+					return false
+				}
+				if e = at(e); e != nil {
+					yield(e)
+				}
+				return true
+			})
+			return
+		}
+		for _, e := range m {
+			if e = at(e); e != nil {
+				yield(e)
+			}
 		}
 	}
 	if s := d.spaces[sp]; s != nil {
 		if kind != "" {
-			each(s.kinds[kind])
+			each(kind, s.kinds[kind])
 		} else {
-			for _, m := range s.kinds {
-				each(m)
+			for kind, m := range s.kinds {
+				each(kind, m)
 			}
 		}
 	}
@@ -195,6 +226,9 @@ func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, yield fun
 	// Entities deleted since the snapshot.
 	for fk, h := range d.history {
 		if h.sp != sp || (kind != "" && h.path[len(h.path)-1].kind != kind) || d.lookupLocked(sp, h.path) != nil {
+			continue
+		}
+		if ancestor != nil && !h.path.hasPrefix(ancestor) {
 			continue
 		}
 		if e := d.atLocked(v.snap, fk, nil); e != nil {

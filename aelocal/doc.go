@@ -207,9 +207,14 @@ merge-joined, or neither) and queries with one sort order or inequality on a pro
 (and projections of that one property) read sorted indexes kept on every
 write, production's kind index and built-in single-property indexes: about
 as many entries as they return and skip, from their start cursor on,
-whatever the kind's size, and without making writes wait; other shapes
-(two sort orders, projections of several properties, Distinct, queries in
-transactions) still read every entity of their kind.
+whatever the kind's size, and without making writes wait. Two or more
+sort orders and projections of several properties read the first order's
+index and sort only the ties of each of its values (no composite indexes
+are kept yet); Count and long iterations read the indexes batch after
+batch. Ancestor queries that are not planned, and every query in a
+transaction (read from its snapshot), read only the ancestor and its
+descendants; Distinct queries without an ancestor still read every entity
+of their kind, and kindless ones every entity of their namespace.
 
 Transactions follow Firestore in Datastore mode, which is every App
 Engine app's datastore today, point by point:
