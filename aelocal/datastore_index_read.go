@@ -210,24 +210,8 @@ func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bo
 		if in.op != strict && in.op != inclusive {
 			continue
 		}
-		c := cmp(in.v)
-		switch in.op {
-		case opLess:
-			if c >= 0 {
-				return false
-			}
-		case opLessEq:
-			if c > 0 {
-				return false
-			}
-		case opGreater:
-			if c <= 0 {
-				return false
-			}
-		case opGreatEq:
-			if c < 0 {
-				return false
-			}
+		if !ineqHolds(in.op, cmp(in.v)) {
+			return false
 		}
 	}
 	return true

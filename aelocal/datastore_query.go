@@ -55,25 +55,25 @@ type dsIneq struct {
 
 func (f *dsPropFilter) ineqOK(v dsValue) bool {
 	for _, q := range f.ineqs {
-		c := compareValue(v, q.v)
-		switch q.op {
-		case opLess:
-			if c >= 0 {
-				return false
-			}
-		case opLessEq:
-			if c > 0 {
-				return false
-			}
-		case opGreater:
-			if c <= 0 {
-				return false
-			}
-		case opGreatEq:
-			if c < 0 {
-				return false
-			}
+		if !ineqHolds(q.op, compareValue(v, q.v)) {
+			return false
 		}
+	}
+	return true
+}
+
+// ineqHolds reports whether a value that compares c (as compareValue)
+// with an inequality filter's value passes the filter's operator op.
+func ineqHolds(op int64, c int) bool {
+	switch op {
+	case opLess:
+		return c < 0
+	case opLessEq:
+		return c <= 0
+	case opGreater:
+		return c > 0
+	case opGreatEq:
+		return c >= 0
 	}
 	return true
 }
