@@ -11,8 +11,12 @@ import (
 
 	gproto "github.com/golang/protobuf/proto"
 	"google.golang.org/appengine/v2"
+	"google.golang.org/appengine/v2/blobstore"
 	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/appengine/v2/image"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/appengine/v2/runtime"
+	"google.golang.org/appengine/v2/search"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -178,6 +182,25 @@ func recordClientCalls(tb testing.TB) []recordedCall {
 		pq.Start(c).Limit(1).GetAll(ctx, &rows)
 	}
 	datastore.KindProperties(ctx, "sess_")
+
+	// The services added since: search, blobstore, images, system.
+	if idx, err := search.Open("fuzz"); err == nil {
+		doc := &search.FieldList{{Name: "T", Value: "hello world"}, {Name: "N", Value: float64(3)}, {Name: "A", Value: search.Atom("x")}}
+		idx.Put(ctx, "d1", doc)
+		idx.Get(ctx, "d1", &search.FieldList{})
+		opts := &search.SearchOptions{Limit: 5, Sort: &search.SortOptions{Expressions: []search.SortExpression{{Expr: "N", Reverse: true}}}}
+		var got search.FieldList
+		idx.Search(ctx, `hello AND N > 1 OR A:x`, opts).Next(&got)
+		idx.List(ctx, &search.ListOptions{Limit: 2, IDsOnly: true}).Next(nil)
+		idx.Delete(ctx, "d1")
+	}
+	blobstore.UploadURL(ctx, "/uploaded", &blobstore.UploadURLOptions{MaxUploadBytes: 1 << 20})
+	blobstore.Stat(ctx, "key")
+	blobstore.NewReader(ctx, "key").Read(make([]byte, 8))
+	blobstore.Delete(ctx, "key")
+	image.ServingURL(ctx, "key", &image.ServingURLOptions{Size: 32, Crop: true})
+	image.DeleteServingURL(ctx, "key")
+	runtime.Stats(ctx)
 	return calls
 }
 
