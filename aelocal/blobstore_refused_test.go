@@ -2,7 +2,6 @@ package aelocal
 
 import (
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,17 +27,8 @@ func TestBlobstoreWritesRefusedAfterFileFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	j := s.datastore.journal
-	ro, err := os.Open(path) // writes to it fail
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.mu.Lock()
-	good := j.f
-	j.f = ro
-	j.mu.Unlock()
-	defer good.Close()
-	_, err = datastore.Put(ctx, datastore.NewKey(ctx, "W", "k", 0, nil), &fItem{V: "lost"})
+	failJournalWrites(t, s, path)
+	_, err := datastore.Put(ctx, datastore.NewKey(ctx, "W", "k", 0, nil), &fItem{V: "lost"})
 	wantAPIError(t, err, "INTERNAL_ERROR", "may not survive a restart")
 	before := saved(t, s)
 

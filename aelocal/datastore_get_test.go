@@ -157,21 +157,7 @@ func TestBridgeSendsAnAnswerOnce(t *testing.T) {
 	ctx := bridgeContext(t, s)
 	const size, n = 1000000, 40
 	k := putBig(t, ctx, "one", size)
-	req, _ := newMsg("appengine.v2.GetRequest")
-	ref, _ := newMsg("appengine.v2.Reference")
-	ref.Set("app", k.AppID())
-	e := ref.Mutable("path").AppendMsg("element")
-	e.Set("type", k.Kind())
-	e.Set("name", k.StringID())
-	for i := 0; i < n; i++ {
-		req.AppendMsg("key").CopyFrom(ref)
-	}
-	call, _ := newMsg("remote_api.v2.Request")
-	call.Set("service_name", "datastore_v3")
-	call.Set("method", "Get")
-	b, _ := req.Marshal()
-	call.Set("request", b)
-	body, _ := call.Marshal()
+	body := getCopiesCall(k, n)
 
 	r := httptest.NewRequest("POST", "/rpc_http", bytes.NewReader(body))
 	w := &discardingWriter{h: http.Header{}}
@@ -217,21 +203,7 @@ func TestBridgeAnswersShareAByteBudget(t *testing.T) {
 	k := putBig(t, ctx, "one", size)
 
 	// The first call, over a connection that does not read its answer.
-	req, _ := newMsg("appengine.v2.GetRequest")
-	ref, _ := newMsg("appengine.v2.Reference")
-	ref.Set("app", k.AppID())
-	e := ref.Mutable("path").AppendMsg("element")
-	e.Set("type", k.Kind())
-	e.Set("name", k.StringID())
-	for i := 0; i < n; i++ {
-		req.AppendMsg("key").CopyFrom(ref)
-	}
-	call, _ := newMsg("remote_api.v2.Request")
-	call.Set("service_name", "datastore_v3")
-	call.Set("method", "Get")
-	b, _ := req.Marshal()
-	call.Set("request", b)
-	body, _ := call.Marshal()
+	body := getCopiesCall(k, n)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -272,4 +244,25 @@ func TestBridgeAnswersShareAByteBudget(t *testing.T) {
 	if err := datastore.GetMulti(ctx, repeatKey(k, n), make([]bigEntity, n)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// getCopiesCall is the body of a bridge call of datastore_v3.Get that asks
+// for the named key k n times over.
+func getCopiesCall(k *datastore.Key, n int) []byte {
+	req, _ := newMsg("appengine.v2.GetRequest")
+	ref, _ := newMsg("appengine.v2.Reference")
+	ref.Set("app", k.AppID())
+	e := ref.Mutable("path").AppendMsg("element")
+	e.Set("type", k.Kind())
+	e.Set("name", k.StringID())
+	for i := 0; i < n; i++ {
+		req.AppendMsg("key").CopyFrom(ref)
+	}
+	call, _ := newMsg("remote_api.v2.Request")
+	call.Set("service_name", "datastore_v3")
+	call.Set("method", "Get")
+	b, _ := req.Marshal()
+	call.Set("request", b)
+	body, _ := call.Marshal()
+	return body
 }

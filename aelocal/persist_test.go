@@ -443,17 +443,8 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 	if _, err := datastore.Put(ctx, k, &fItem{V: "kept"}); err != nil {
 		t.Fatal(err)
 	}
-	j := s.datastore.journal
-	ro, err := os.Open(path) // writes to it fail
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.mu.Lock()
-	good := j.f
-	j.f = ro
-	j.mu.Unlock()
-	defer good.Close()
-	_, err = datastore.Put(ctx, k, &fItem{V: "lost"})
+	failJournalWrites(t, s, path)
+	_, err := datastore.Put(ctx, k, &fItem{V: "lost"})
 	wantAPIError(t, err, "INTERNAL_ERROR", "may not survive a restart")
 	_, _, err = datastore.AllocateIDs(ctx, "W", nil, 5)
 	wantAPIError(t, err, "INTERNAL_ERROR", "every later write fails")
@@ -492,6 +483,7 @@ func TestDatastoreFileWriteFailure(t *testing.T) {
 	if st2, err := os.Stat(path); err != nil || st2.Size() != st.Size() {
 		t.Fatalf("the file changed: %d bytes, was %d (%v)", st2.Size(), st.Size(), err)
 	}
+	j := s.datastore.journal
 	j.mu.Lock()
 	buffered := len(j.buf)
 	j.mu.Unlock()
@@ -538,4 +530,21 @@ func TestFailedStartReleasesTheDatastoreFile(t *testing.T) {
 		t.Fatal("a missing cron.yaml was accepted")
 	}
 	newFileServer(t, path).Close()
+}
+
+// failJournalWrites makes every later write to s's datastore file at path
+// fail, as a full or failed disk would: the journal writes to a read-only
+// handle of the same file from then on.
+func failJournalWrites(t *testing.T, s *Server, path string) {
+	t.Helper()
+	j := s.datastore.journal
+	ro, err := os.Open(path) // writes to it fail
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	good := j.f
+	j.f = ro
+	j.mu.Unlock()
+	t.Cleanup(func() { good.Close() })
 }
