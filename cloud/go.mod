@@ -8,6 +8,7 @@ replace github.com/icza/gaesession/v2 => ../
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
+	github.com/icza/gaesession/v2 v2.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
 	google.golang.org/appengine/v2 v2.0.6
 )
@@ -15,8 +16,12 @@ require (
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/golang/protobuf v1.5.0 // indirect
+	github.com/google/btree v1.1.3 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/net v0.0.0-20220722155237-a158d28d115b // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.3.8 // indirect
 	google.golang.org/protobuf v1.30.0 // indirect
 )
