@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
+	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
 	aelog "google.golang.org/appengine/v2/log"
@@ -41,7 +42,7 @@ func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) sessi
 		ctx:    ctx,
 		logger: logger{ctx: ctx},
 		cfg:    newConfig(o),
-		cache:  memcacheTier{},
+		cache:  tier.Memcache{},
 	}
 	s.dsTier.kind = s.cfg.kind
 	s.durable = &s.dsTier

@@ -8,30 +8,31 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/appengine/v2"
 )
 
-// RedisCache is the session store's cache tier on Redis (Memorystore for
+// redisCache is the session store's cache tier on Redis (Memorystore for
 // Redis or Valkey), through a go-redis client. It holds what Memcache
 // holds, byte for byte, under the same keys; the notes of cache.go in
-// github.com/icza/gaesession/v2 ("How a Redis tier maps onto cacheTier")
+// github.com/icza/gaesession/v2 ("How a Redis tier maps onto tier.Cache")
 // are its design. Each call is one round trip: a read one HMGET, a write
 // one EVALSHA of writeScript, a batch one pipeline.
-type RedisCache struct {
+type redisCache struct {
 	client redis.UniversalClient
 }
 
-// NewRedisCache returns the cache tier on the Redis server (or cluster)
+// newRedisCache returns the cache tier on the Redis server (or cluster)
 // that client speaks to. The client's timeouts bound each call; a call
 // that times out returns an error that appengine.IsTimeoutError
 // recognises, which the store does not retry, as it retries no App Engine
 // timeout.
-func NewRedisCache(client redis.UniversalClient) *RedisCache {
-	return &RedisCache{client: client}
+func newRedisCache(client redis.UniversalClient) *redisCache {
+	return &redisCache{client: client}
 }
 
-var _ cacheTier = (*RedisCache)(nil)
+var _ tier.Cache = (*redisCache)(nil)
 
 // The hash fields of a key.
 const (
@@ -96,21 +97,21 @@ const (
 // in both caches), in whole milliseconds; a negative one, or one under a
 // millisecond, leaves the key expired at once, as Memcache leaves an item
 // whose expiration is under a second.
-func writeArgs(mode string, w *cacheWrite) ([]any, error) {
+func writeArgs(mode string, w *tier.CacheWrite) ([]any, error) {
 	var tok redisToken
 	if mode == modeCAS {
-		t, ok := w.token.(redisToken)
+		t, ok := w.Token.(redisToken)
 		if !ok {
-			return nil, fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", w.token)
+			return nil, fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", w.Token)
 		}
 		tok = t
 	}
 	ttl := int64(0)
-	if w.ttl != 0 {
-		ttl = min(w.ttl, maxCacheTTL).Milliseconds()
+	if w.TTL != 0 {
+		ttl = min(w.TTL, maxCacheTTL).Milliseconds()
 		ttl = max(ttl, 1)
 	}
-	return []any{mode, w.value, strconv.FormatUint(uint64(w.flags), 10), newToken(), ttl, string(tok)}, nil
+	return []any{mode, w.Value, strconv.FormatUint(uint64(w.Flags), 10), newToken(), ttl, string(tok)}, nil
 }
 
 // answerErr is the error of one write from the script's answer.
@@ -122,9 +123,9 @@ func answerErr(res any, err error) error {
 	case answerStored:
 		return nil
 	case answerNotStored:
-		return errNotStored
+		return tier.ErrNotStored
 	case answerConflict:
-		return errCASConflict
+		return tier.ErrCASConflict
 	}
 	return fmt.Errorf("gaesession/cloud: unexpected answer from the write script: %v", res)
 }
@@ -147,17 +148,17 @@ func wrapTimeout(err error) error {
 	return err
 }
 
-// readOf is the cacheRead of an HMGET of v, f and n; false if the key holds
+// readOf is the tier.CacheRead of an HMGET of v, f and n; false if the key holds
 // no item of this tier (missing, or a hash without a token).
-func readOf(vals []any) (cacheRead, bool) {
+func readOf(vals []any) (tier.CacheRead, bool) {
 	if len(vals) != 3 {
-		return cacheRead{}, false
+		return tier.CacheRead{}, false
 	}
 	v, okV := vals[0].(string)
 	f, okF := vals[1].(string)
 	n, okN := vals[2].(string)
 	if !okV || !okN {
-		return cacheRead{}, false
+		return tier.CacheRead{}, false
 	}
 	var flags uint64
 	if okF {
@@ -165,22 +166,22 @@ func readOf(vals []any) (cacheRead, bool) {
 		// as an item of the original package without flags does.
 		flags, _ = strconv.ParseUint(f, 10, 32)
 	}
-	return cacheRead{value: []byte(v), flags: uint32(flags), token: redisToken(n)}, true
+	return tier.CacheRead{Value: []byte(v), Flags: uint32(flags), Token: redisToken(n)}, true
 }
 
-func (c *RedisCache) get(ctx context.Context, key string) (cacheRead, error) {
+func (c *redisCache) Get(ctx context.Context, key string) (tier.CacheRead, error) {
 	vals, err := c.client.HMGet(ctx, key, fieldValue, fieldFlags, fieldToken).Result()
 	if err != nil {
-		return cacheRead{}, wrapTimeout(err)
+		return tier.CacheRead{}, wrapTimeout(err)
 	}
 	r, ok := readOf(vals)
 	if !ok {
-		return cacheRead{}, errCacheMiss
+		return tier.CacheRead{}, tier.ErrCacheMiss
 	}
 	return r, nil
 }
 
-func (c *RedisCache) getMulti(ctx context.Context, keys []string, into []*cacheRead) error {
+func (c *redisCache) GetMulti(ctx context.Context, keys []string, into []*tier.CacheRead) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -236,31 +237,35 @@ func wholeCallError(errs []error) error {
 	return nil
 }
 
-func (c *RedisCache) write(ctx context.Context, mode string, w *cacheWrite) error {
+func (c *redisCache) write(ctx context.Context, mode string, w *tier.CacheWrite) error {
 	args, err := writeArgs(mode, w)
 	if err != nil {
 		return err
 	}
 	// Run is EVALSHA, and EVAL once if the server has lost the script
 	// (a restart, SCRIPT FLUSH).
-	return answerErr(writeScript.Run(ctx, c.client, []string{w.key}, args...).Result())
+	return answerErr(writeScript.Run(ctx, c.client, []string{w.Key}, args...).Result())
 }
 
-func (c *RedisCache) set(ctx context.Context, w cacheWrite) error { return c.write(ctx, modeSet, &w) }
-func (c *RedisCache) add(ctx context.Context, w cacheWrite) error { return c.write(ctx, modeAdd, &w) }
-func (c *RedisCache) compareAndSwap(ctx context.Context, w cacheWrite) error {
+func (c *redisCache) Set(ctx context.Context, w tier.CacheWrite) error {
+	return c.write(ctx, modeSet, &w)
+}
+func (c *redisCache) Add(ctx context.Context, w tier.CacheWrite) error {
+	return c.write(ctx, modeAdd, &w)
+}
+func (c *redisCache) CompareAndSwap(ctx context.Context, w tier.CacheWrite) error {
 	return c.write(ctx, modeCAS, &w)
 }
 
-func (c *RedisCache) setMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *redisCache) SetMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	return c.writeMulti(ctx, modeSet, ws)
 }
 
-func (c *RedisCache) addMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *redisCache) AddMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	return c.writeMulti(ctx, modeAdd, ws)
 }
 
-func (c *RedisCache) compareAndSwapMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *redisCache) CompareAndSwapMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	return c.writeMulti(ctx, modeCAS, ws)
 }
 
@@ -269,7 +274,7 @@ func (c *RedisCache) compareAndSwapMulti(ctx context.Context, ws []cacheWrite) e
 // then goes again as EVALs (a second round trip, once after a restart).
 // The error is nil, an appengine.MultiError with one element per item in
 // order, or the whole call's.
-func (c *RedisCache) writeMulti(ctx context.Context, mode string, ws []cacheWrite) error {
+func (c *redisCache) writeMulti(ctx context.Context, mode string, ws []tier.CacheWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
@@ -303,14 +308,14 @@ func (c *RedisCache) writeMulti(ctx context.Context, mode string, ws []cacheWrit
 
 // runPipeline sends one write command per item whose arguments were made
 // (cmds[i] is nil for the others), as EVALSHA, or EVAL if eval.
-func (c *RedisCache) runPipeline(ctx context.Context, ws []cacheWrite, args [][]any, argErrs []error, eval bool) ([]*redis.Cmd, error) {
+func (c *redisCache) runPipeline(ctx context.Context, ws []tier.CacheWrite, args [][]any, argErrs []error, eval bool) ([]*redis.Cmd, error) {
 	pipe := c.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(ws))
 	for i := range ws {
 		if argErrs[i] != nil {
 			continue
 		}
-		keys := []string{ws[i].key}
+		keys := []string{ws[i].Key}
 		if eval {
 			cmds[i] = writeScript.Eval(ctx, pipe, keys, args[i]...)
 		} else {
@@ -342,3 +347,10 @@ func anyNoScript(cmds []*redis.Cmd) bool {
 	}
 	return false
 }
+
+// Redis returns a Redis server (Memorystore for Redis or Valkey) as a
+// Cloud store's cache, through client. It holds the bytes Memcache would
+// hold, under the same keys. The client's timeouts bound each call (a
+// read timeout of a few hundred milliseconds suits Memorystore in the
+// app's region); a call that times out is not retried.
+func Redis(client redis.UniversalClient) Cache { return Cache{tier: newRedisCache(client)} }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/icza/gaesession/v2/cloud/internal/redistest"
+	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/appengine/v2"
 )
@@ -50,17 +51,17 @@ var (
 func testRedisTier(t *testing.T, addr string) {
 	ctx := context.Background()
 	rdb := newClient(t, addr)
-	tier := NewRedisCache(rdb)
+	rc := newRedisCache(rdb)
 	const key = "gaesession:s1"
 
-	mustRead := func(t *testing.T, key string, want []byte, wantFlags uint32) cacheRead {
+	mustRead := func(t *testing.T, key string, want []byte, wantFlags uint32) tier.CacheRead {
 		t.Helper()
-		r, err := tier.get(ctx, key)
+		r, err := rc.Get(ctx, key)
 		if err != nil {
 			t.Fatalf("get %s: %v", key, err)
 		}
-		if !bytes.Equal(r.value, want) || r.flags != wantFlags || !r.held() {
-			t.Fatalf("get %s = %q flags %d held %v; want %q flags %d", key, r.value, r.flags, r.held(), want, wantFlags)
+		if !bytes.Equal(r.Value, want) || r.Flags != wantFlags || !r.Held() {
+			t.Fatalf("get %s = %q flags %d held %v; want %q flags %d", key, r.Value, r.Flags, r.Held(), want, wantFlags)
 		}
 		return r
 	}
@@ -70,49 +71,49 @@ func testRedisTier(t *testing.T, addr string) {
 			t.Fatalf("%s: %v, want %v", what, err, want)
 		}
 	}
-	w := func(v []byte, flags uint32, tok cacheRead) cacheWrite {
-		return cacheWrite{key: key, value: v, flags: flags, ttl: time.Hour, token: tok.token}
+	w := func(v []byte, flags uint32, tok tier.CacheRead) tier.CacheWrite {
+		return tier.CacheWrite{Key: key, Value: v, Flags: flags, TTL: time.Hour, Token: tok.Token}
 	}
 
 	t.Run("conditional writes", func(t *testing.T) {
 		rdb.Del(ctx, key)
-		_, err := tier.get(ctx, key)
-		is(t, "get of nothing", err, errCacheMiss)
+		_, err := rc.Get(ctx, key)
+		is(t, "get of nothing", err, tier.ErrCacheMiss)
 
-		is(t, "add", tier.add(ctx, w(placeholder, 7, cacheRead{})), nil)
+		is(t, "add", rc.Add(ctx, w(placeholder, 7, tier.CacheRead{})), nil)
 		first := mustRead(t, key, placeholder, 7)
-		is(t, "add again", tier.add(ctx, w(allBytes, 8, cacheRead{})), errNotStored)
+		is(t, "add again", rc.Add(ctx, w(allBytes, 8, tier.CacheRead{})), tier.ErrNotStored)
 		mustRead(t, key, placeholder, 7)
 
-		is(t, "cas over the read", tier.compareAndSwap(ctx, w(allBytes, 8, first)), nil)
+		is(t, "cas over the read", rc.CompareAndSwap(ctx, w(allBytes, 8, first)), nil)
 		second := mustRead(t, key, allBytes, 8)
-		if second.token == first.token {
+		if second.Token == first.Token {
 			t.Fatal("a write kept the token")
 		}
-		is(t, "cas over an old read", tier.compareAndSwap(ctx, w([]byte("late"), 9, first)), errCASConflict)
+		is(t, "cas over an old read", rc.CompareAndSwap(ctx, w([]byte("late"), 9, first)), tier.ErrCASConflict)
 		mustRead(t, key, allBytes, 8)
 
 		// A logout: the tombstone's set makes every compare-and-swap over
 		// an earlier read fail.
-		is(t, "set of the tombstone", tier.set(ctx, w(tombstone, 10, cacheRead{})), nil)
+		is(t, "set of the tombstone", rc.Set(ctx, w(tombstone, 10, tier.CacheRead{})), nil)
 		tomb := mustRead(t, key, tombstone, 10)
-		is(t, "cas after the tombstone", tier.compareAndSwap(ctx, w(allBytes, 8, second)), errCASConflict)
+		is(t, "cas after the tombstone", rc.CompareAndSwap(ctx, w(allBytes, 8, second)), tier.ErrCASConflict)
 		mustRead(t, key, tombstone, 10)
 
 		// The tombstone is evicted; a placeholder comes after it. A token
 		// read before the eviction must not match it (no ABA).
 		rdb.Del(ctx, key)
-		is(t, "cas after the eviction", tier.compareAndSwap(ctx, w(allBytes, 8, tomb)), errNotStored)
-		is(t, "add after the eviction", tier.add(ctx, w(placeholder, 11, cacheRead{})), nil)
-		is(t, "cas with the token from before the eviction", tier.compareAndSwap(ctx, w(allBytes, 8, tomb)), errCASConflict)
-		is(t, "cas with an older token", tier.compareAndSwap(ctx, w(allBytes, 8, first)), errCASConflict)
+		is(t, "cas after the eviction", rc.CompareAndSwap(ctx, w(allBytes, 8, tomb)), tier.ErrNotStored)
+		is(t, "add after the eviction", rc.Add(ctx, w(placeholder, 11, tier.CacheRead{})), nil)
+		is(t, "cas with the token from before the eviction", rc.CompareAndSwap(ctx, w(allBytes, 8, tomb)), tier.ErrCASConflict)
+		is(t, "cas with an older token", rc.CompareAndSwap(ctx, w(allBytes, 8, first)), tier.ErrCASConflict)
 		mustRead(t, key, placeholder, 11)
 	})
 
 	t.Run("bytes and flags", func(t *testing.T) {
 		for _, v := range [][]byte{allBytes, tombstone, placeholder, {0}, {0xff}, {}} {
 			for _, flags := range []uint32{0, 1, 1<<31 + 5, 1<<32 - 1} {
-				is(t, "set", tier.set(ctx, cacheWrite{key: key, value: v, flags: flags, ttl: time.Minute}), nil)
+				is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: v, Flags: flags, TTL: time.Minute}), nil)
 				mustRead(t, key, v, flags)
 			}
 		}
@@ -127,23 +128,23 @@ func testRedisTier(t *testing.T, addr string) {
 			}
 			return d
 		}
-		is(t, "set", tier.set(ctx, cacheWrite{key: key, value: allBytes, ttl: 90 * time.Second}), nil)
+		is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: allBytes, TTL: 90 * time.Second}), nil)
 		if d := pttl(t); d <= 0 || d > 90*time.Second {
 			t.Fatalf("PTTL after a 90 s set = %v", d)
 		}
 		// Over 30 days: capped at Memcache's limit, as the core caps it.
-		is(t, "set", tier.set(ctx, cacheWrite{key: key, value: allBytes, ttl: 45 * 24 * time.Hour}), nil)
+		is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: allBytes, TTL: 45 * 24 * time.Hour}), nil)
 		if d := pttl(t); d <= maxCacheTTL-time.Hour || d > maxCacheTTL {
 			t.Fatalf("PTTL after a 45-day set = %v, want the 30-day cap", d)
 		}
 		// No expiration: the write also removes the TTL the key had.
-		is(t, "set", tier.set(ctx, cacheWrite{key: key, value: allBytes}), nil)
+		is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: allBytes}), nil)
 		if d := pttl(t); d != -1 {
 			t.Fatalf("PTTL after a set without expiration = %v, want -1 (none)", d)
 		}
 		// A compare-and-swap sets its own TTL.
 		r := mustRead(t, key, allBytes, 0)
-		is(t, "cas", tier.compareAndSwap(ctx, cacheWrite{key: key, value: tombstone, ttl: time.Minute, token: r.token}), nil)
+		is(t, "cas", rc.CompareAndSwap(ctx, tier.CacheWrite{Key: key, Value: tombstone, TTL: time.Minute, Token: r.Token}), nil)
 		if d := pttl(t); d <= 0 || d > time.Minute {
 			t.Fatalf("PTTL after a one-minute cas = %v", d)
 		}
@@ -152,51 +153,51 @@ func testRedisTier(t *testing.T, addr string) {
 	t.Run("batches", func(t *testing.T) {
 		keys := []string{"b:1", "b:2", "b:3"}
 		rdb.Del(ctx, keys...)
-		ws := func(v string, toks ...cacheRead) []cacheWrite {
-			out := make([]cacheWrite, len(keys))
+		ws := func(v string, toks ...tier.CacheRead) []tier.CacheWrite {
+			out := make([]tier.CacheWrite, len(keys))
 			for i, k := range keys {
-				out[i] = cacheWrite{key: k, value: []byte(v + k), flags: uint32(i), ttl: time.Hour}
+				out[i] = tier.CacheWrite{Key: k, Value: []byte(v + k), Flags: uint32(i), TTL: time.Hour}
 				if i < len(toks) {
-					out[i].token = toks[i].token
+					out[i].Token = toks[i].Token
 				}
 			}
 			return out
 		}
-		is(t, "add b:2", tier.add(ctx, ws("x")[1]), nil)
-		err := tier.addMulti(ctx, ws("a"))
-		wantMulti(t, err, nil, errNotStored, nil)
+		is(t, "add b:2", rc.Add(ctx, ws("x")[1]), nil)
+		err := rc.AddMulti(ctx, ws("a"))
+		wantMulti(t, err, nil, tier.ErrNotStored, nil)
 
-		reads := make([]cacheRead, 4)
-		into := []*cacheRead{&reads[0], &reads[1], &reads[2], &reads[3]}
-		if err := tier.getMulti(ctx, []string{"b:1", "b:none", "b:2", "b:3"}, into); err != nil {
+		reads := make([]tier.CacheRead, 4)
+		into := []*tier.CacheRead{&reads[0], &reads[1], &reads[2], &reads[3]}
+		if err := rc.GetMulti(ctx, []string{"b:1", "b:none", "b:2", "b:3"}, into); err != nil {
 			t.Fatal(err)
 		}
-		if reads[1].held() || string(reads[0].value) != "ab:1" || string(reads[2].value) != "xb:2" || string(reads[3].value) != "ab:3" || reads[3].flags != 2 {
+		if reads[1].Held() || string(reads[0].Value) != "ab:1" || string(reads[2].Value) != "xb:2" || string(reads[3].Value) != "ab:3" || reads[3].Flags != 2 {
 			t.Fatalf("getMulti = %+v", reads)
 		}
 		// b:1 over its read, b:2 over a stale token, b:3 evicted.
 		stale := mustRead(t, "b:2", []byte("xb:2"), 1)
-		is(t, "set b:2", tier.set(ctx, ws("y")[1]), nil)
+		is(t, "set b:2", rc.Set(ctx, ws("y")[1]), nil)
 		rdb.Del(ctx, "b:3")
-		err = tier.compareAndSwapMulti(ctx, ws("c", reads[0], stale, reads[3]))
-		wantMulti(t, err, nil, errCASConflict, errNotStored)
+		err = rc.CompareAndSwapMulti(ctx, ws("c", reads[0], stale, reads[3]))
+		wantMulti(t, err, nil, tier.ErrCASConflict, tier.ErrNotStored)
 		mustRead(t, "b:1", []byte("cb:1"), 0)
 		mustRead(t, "b:2", []byte("yb:2"), 1)
 
-		is(t, "setMulti", tier.setMulti(ctx, ws("s")), nil)
+		is(t, "setMulti", rc.SetMulti(ctx, ws("s")), nil)
 		for i, k := range keys {
 			mustRead(t, k, []byte("s"+k), uint32(i))
 		}
-		is(t, "empty batch", tier.setMulti(ctx, nil), nil)
+		is(t, "empty batch", rc.SetMulti(ctx, nil), nil)
 	})
 
 	t.Run("script lost", func(t *testing.T) {
 		// After a restart or SCRIPT FLUSH the server no longer has the
 		// script: a write falls back to EVAL, a batch goes again as EVALs.
 		rdb.ScriptFlush(ctx)
-		is(t, "set", tier.set(ctx, cacheWrite{key: key, value: []byte("1"), ttl: time.Hour}), nil)
+		is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: []byte("1"), TTL: time.Hour}), nil)
 		rdb.ScriptFlush(ctx)
-		is(t, "setMulti", tier.setMulti(ctx, []cacheWrite{{key: key, value: []byte("2"), ttl: time.Hour}, {key: "b:1", value: []byte("3")}}), nil)
+		is(t, "setMulti", rc.SetMulti(ctx, []tier.CacheWrite{{Key: key, Value: []byte("2"), TTL: time.Hour}, {Key: "b:1", Value: []byte("3")}}), nil)
 		mustRead(t, key, []byte("2"), 0)
 		mustRead(t, "b:1", []byte("3"), 0)
 	})
@@ -207,20 +208,20 @@ func testRedisTier(t *testing.T, addr string) {
 		// fails; a set replaces it.
 		r := mustRead(t, key, []byte("2"), 0)
 		rdb.Set(ctx, key, "other", 0)
-		if _, err := tier.get(ctx, key); err == nil || errors.Is(err, errCacheMiss) {
+		if _, err := rc.Get(ctx, key); err == nil || errors.Is(err, tier.ErrCacheMiss) {
 			t.Fatalf("get of a string key: %v", err)
 		}
-		is(t, "cas over a string key", tier.compareAndSwap(ctx, cacheWrite{key: key, value: []byte("x"), token: r.token}), errCASConflict)
+		is(t, "cas over a string key", rc.CompareAndSwap(ctx, tier.CacheWrite{Key: key, Value: []byte("x"), Token: r.Token}), tier.ErrCASConflict)
 		rdb.Del(ctx, key)
 		rdb.HSet(ctx, key, "v", "no token")
-		_, err := tier.get(ctx, key)
-		is(t, "get of a hash without a token", err, errCacheMiss)
-		is(t, "set", tier.set(ctx, cacheWrite{key: key, value: []byte("mine")}), nil)
+		_, err := rc.Get(ctx, key)
+		is(t, "get of a hash without a token", err, tier.ErrCacheMiss)
+		is(t, "set", rc.Set(ctx, tier.CacheWrite{Key: key, Value: []byte("mine")}), nil)
 		mustRead(t, key, []byte("mine"), 0)
 		if n, _ := rdb.HLen(ctx, key).Result(); n != 3 {
 			t.Fatalf("the set left %d fields, want v, f, n", n)
 		}
-		if err := tier.compareAndSwap(ctx, cacheWrite{key: key, value: []byte("x"), token: "memcache item"}); err == nil {
+		if err := rc.CompareAndSwap(ctx, tier.CacheWrite{Key: key, Value: []byte("x"), Token: "memcache item"}); err == nil {
 			t.Fatal("cas over another tier's token succeeded")
 		}
 		mustRead(t, key, []byte("mine"), 0)
@@ -253,21 +254,21 @@ func TestRedisTierTimeout(t *testing.T) {
 			proxy := redistest.NewProxy(t, addr(t))
 			rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
 			t.Cleanup(func() { rdb.Close() })
-			tier := NewRedisCache(rdb)
+			rc := newRedisCache(rdb)
 			ctx := context.Background()
-			if err := tier.set(ctx, cacheWrite{key: "k", value: []byte("v")}); err != nil {
+			if err := rc.Set(ctx, tier.CacheWrite{Key: "k", Value: []byte("v")}); err != nil {
 				t.Fatal(err)
 			}
 			proxy.Stall()
 			defer proxy.Resume()
 			calls := map[string]func() error{
-				"get": func() error { _, err := tier.get(ctx, "k"); return err },
-				"cas": func() error { return tier.compareAndSwap(ctx, cacheWrite{key: "k", token: redisToken("t")}) },
+				"get": func() error { _, err := rc.Get(ctx, "k"); return err },
+				"cas": func() error { return rc.CompareAndSwap(ctx, tier.CacheWrite{Key: "k", Token: redisToken("t")}) },
 				"getMulti": func() error {
-					var r cacheRead
-					return tier.getMulti(ctx, []string{"k"}, []*cacheRead{&r})
+					var r tier.CacheRead
+					return rc.GetMulti(ctx, []string{"k"}, []*tier.CacheRead{&r})
 				},
-				"setMulti": func() error { return tier.setMulti(ctx, []cacheWrite{{key: "k"}, {key: "l"}}) },
+				"setMulti": func() error { return rc.SetMulti(ctx, []tier.CacheWrite{{Key: "k"}, {Key: "l"}}) },
 			}
 			for what, call := range calls {
 				err := call()

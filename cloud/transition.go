@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/appengine/v2"
 )
 
-// TransitionCache is the cache tier of the move from Memcache to Redis
+// transitionCache is the cache tier of the move from Memcache to Redis
 // (step b of "Moving off the bundled services" in README): it reads Redis
 // then Memcache, and writes and invalidates (tombstones) both, so that
 // versions on Memcache only (the bundled store, the original package, or
@@ -79,72 +80,72 @@ import (
 //
 // OnlyMemcache mode has no Datastore to ask: there a placeholder answer
 // loses the session (the user logs in again), never serves a stale one.
-type TransitionCache struct {
-	redis    cacheTier
-	memcache cacheTier
+type transitionCache struct {
+	redis    tier.Cache
+	memcache tier.Cache
 }
 
-// NewTransitionCache returns the transition tier over the Redis server
+// newTransitionCache returns the transition tier over the Redis server
 // that client speaks to and App Engine's bundled Memcache (reached through
 // each request's App Engine context).
-func NewTransitionCache(client redis.UniversalClient) *TransitionCache {
-	return &TransitionCache{redis: NewRedisCache(client), memcache: memcacheTier{}}
+func newTransitionCache(client redis.UniversalClient) *transitionCache {
+	return &transitionCache{redis: newRedisCache(client), memcache: tier.Memcache{}}
 }
 
-var _ cacheTier = (*TransitionCache)(nil)
+var _ tier.Cache = (*transitionCache)(nil)
 
 // pairToken is the token of a read of both caches: each side's token, nil
 // where that cache held nothing.
 type pairToken struct{ redis, memcache any }
 
 // both is the answer of a read that found r in Redis and m in Memcache.
-func both(r, m cacheRead) (cacheRead, bool) {
-	tok := pairToken{r.token, m.token}
+func both(r, m tier.CacheRead) (tier.CacheRead, bool) {
+	tok := pairToken{r.Token, m.Token}
 	switch {
-	case !r.held() && !m.held():
-		return cacheRead{}, false
-	case m.held() && bytes.Equal(m.value, tombstoneValue):
-		return cacheRead{value: m.value, flags: m.flags, token: tok}, true
-	case r.held() && bytes.Equal(r.value, tombstoneValue):
-		return cacheRead{value: r.value, flags: r.flags, token: tok}, true
-	case r.held() && m.held() && r.flags == m.flags && bytes.Equal(r.value, m.value):
-		return cacheRead{value: m.value, flags: m.flags, token: tok}, true
+	case !r.Held() && !m.Held():
+		return tier.CacheRead{}, false
+	case m.Held() && bytes.Equal(m.Value, tombstoneValue):
+		return tier.CacheRead{Value: m.Value, Flags: m.Flags, Token: tok}, true
+	case r.Held() && bytes.Equal(r.Value, tombstoneValue):
+		return tier.CacheRead{Value: r.Value, Flags: r.Flags, Token: tok}, true
+	case r.Held() && m.Held() && r.Flags == m.Flags && bytes.Equal(r.Value, m.Value):
+		return tier.CacheRead{Value: m.Value, Flags: m.Flags, Token: tok}, true
 	}
-	flags := m.flags
-	if !m.held() {
-		flags = r.flags
+	flags := m.Flags
+	if !m.Held() {
+		flags = r.Flags
 	}
-	return cacheRead{value: seeDatastoreValue, flags: flags, token: tok}, true
+	return tier.CacheRead{Value: seeDatastoreValue, Flags: flags, Token: tok}, true
 }
 
-func (c *TransitionCache) get(ctx context.Context, key string) (cacheRead, error) {
-	r, err := c.redis.get(ctx, key)
-	if err != nil && !errors.Is(err, errCacheMiss) {
-		return cacheRead{}, err
+func (c *transitionCache) Get(ctx context.Context, key string) (tier.CacheRead, error) {
+	r, err := c.redis.Get(ctx, key)
+	if err != nil && !errors.Is(err, tier.ErrCacheMiss) {
+		return tier.CacheRead{}, err
 	}
-	m, err := c.memcache.get(ctx, key)
-	if err != nil && !errors.Is(err, errCacheMiss) {
-		return cacheRead{}, err
+	m, err := c.memcache.Get(ctx, key)
+	if err != nil && !errors.Is(err, tier.ErrCacheMiss) {
+		return tier.CacheRead{}, err
 	}
 	read, ok := both(r, m)
 	if !ok {
-		return cacheRead{}, errCacheMiss
+		return tier.CacheRead{}, tier.ErrCacheMiss
 	}
 	return read, nil
 }
 
-func (c *TransitionCache) getMulti(ctx context.Context, keys []string, into []*cacheRead) error {
-	rs, ms := make([]cacheRead, len(keys)), make([]cacheRead, len(keys))
-	rp, mp := make([]*cacheRead, len(keys)), make([]*cacheRead, len(keys))
+func (c *transitionCache) GetMulti(ctx context.Context, keys []string, into []*tier.CacheRead) error {
+	rs, ms := make([]tier.CacheRead, len(keys)), make([]tier.CacheRead, len(keys))
+	rp, mp := make([]*tier.CacheRead, len(keys)), make([]*tier.CacheRead, len(keys))
 	for i := range keys {
 		rp[i], mp[i] = &rs[i], &ms[i]
 	}
 	errs := make([]error, len(keys))
 	all := indexes(len(keys))
-	if err := spread(c.redis.getMulti(ctx, keys, rp), all, errs); err != nil {
+	if err := spread(c.redis.GetMulti(ctx, keys, rp), all, errs); err != nil {
 		return err
 	}
-	if err := spread(c.memcache.getMulti(ctx, keys, mp), all, errs); err != nil {
+	if err := spread(c.memcache.GetMulti(ctx, keys, mp), all, errs); err != nil {
 		return err
 	}
 	for i := range keys {
@@ -157,20 +158,20 @@ func (c *TransitionCache) getMulti(ctx context.Context, keys []string, into []*c
 
 // set writes both caches, whatever either answers: a tombstone must reach
 // every cache it can.
-func (c *TransitionCache) set(ctx context.Context, w cacheWrite) error {
-	rerr := c.redis.set(ctx, w)
-	merr := c.memcache.set(ctx, w)
+func (c *transitionCache) Set(ctx context.Context, w tier.CacheWrite) error {
+	rerr := c.redis.Set(ctx, w)
+	merr := c.memcache.Set(ctx, w)
 	if rerr != nil {
 		return rerr
 	}
 	return merr
 }
 
-func (c *TransitionCache) setMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *transitionCache) SetMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	errs := make([]error, len(ws))
 	all := indexes(len(ws))
-	rwhole := spread(c.redis.setMulti(ctx, ws), all, errs)
-	mwhole := spread(c.memcache.setMulti(ctx, ws), all, errs)
+	rwhole := spread(c.redis.SetMulti(ctx, ws), all, errs)
+	mwhole := spread(c.memcache.SetMulti(ctx, ws), all, errs)
 	if rwhole != nil {
 		return rwhole
 	}
@@ -181,20 +182,20 @@ func (c *TransitionCache) setMulti(ctx context.Context, ws []cacheWrite) error {
 }
 
 // add adds in Redis, then in Memcache if Redis took it.
-func (c *TransitionCache) add(ctx context.Context, w cacheWrite) error {
-	w.token = nil
-	if err := c.redis.add(ctx, w); err != nil {
+func (c *transitionCache) Add(ctx context.Context, w tier.CacheWrite) error {
+	w.Token = nil
+	if err := c.redis.Add(ctx, w); err != nil {
 		return err
 	}
-	return c.memcache.add(ctx, w)
+	return c.memcache.Add(ctx, w)
 }
 
 // compareAndSwap writes Redis, then Memcache if Redis took it, each
 // conditional on what the read found there.
-func (c *TransitionCache) compareAndSwap(ctx context.Context, w cacheWrite) error {
-	tok, ok := w.token.(pairToken)
+func (c *transitionCache) CompareAndSwap(ctx context.Context, w tier.CacheWrite) error {
+	tok, ok := w.Token.(pairToken)
 	if !ok {
-		return fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", w.token)
+		return fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", w.Token)
 	}
 	if err := conditional(ctx, c.redis, w, tok.redis); err != nil {
 		return err
@@ -204,25 +205,25 @@ func (c *TransitionCache) compareAndSwap(ctx context.Context, w cacheWrite) erro
 
 // conditional writes w to t over tok: a compare-and-swap, or an add where
 // the read found nothing.
-func conditional(ctx context.Context, t cacheTier, w cacheWrite, tok any) error {
-	w.token = tok
+func conditional(ctx context.Context, t tier.Cache, w tier.CacheWrite, tok any) error {
+	w.Token = tok
 	if tok == nil {
-		return t.add(ctx, w)
+		return t.Add(ctx, w)
 	}
-	return t.compareAndSwap(ctx, w)
+	return t.CompareAndSwap(ctx, w)
 }
 
-func (c *TransitionCache) addMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *transitionCache) AddMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	return c.conditionalMulti(ctx, ws, func(int) pairToken { return pairToken{} })
 }
 
-func (c *TransitionCache) compareAndSwapMulti(ctx context.Context, ws []cacheWrite) error {
+func (c *transitionCache) CompareAndSwapMulti(ctx context.Context, ws []tier.CacheWrite) error {
 	errs := make([]error, len(ws))
 	toks := make([]pairToken, len(ws))
 	for i := range ws {
-		tok, ok := ws[i].token.(pairToken)
+		tok, ok := ws[i].Token.(pairToken)
 		if !ok {
-			errs[i] = fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", ws[i].token)
+			errs[i] = fmt.Errorf("gaesession/cloud: compare-and-swap over a token of another cache (%T)", ws[i].Token)
 		}
 		toks[i] = tok
 	}
@@ -235,7 +236,7 @@ func (c *TransitionCache) compareAndSwapMulti(ctx context.Context, ws []cacheWri
 // conditionalMulti is the batch form of compareAndSwap (add where tok's
 // side is nil): Redis for every item, then Memcache for the items Redis
 // took.
-func (c *TransitionCache) conditionalMulti(ctx context.Context, ws []cacheWrite, tok func(int) pairToken) error {
+func (c *transitionCache) conditionalMulti(ctx context.Context, ws []tier.CacheWrite, tok func(int) pairToken) error {
 	errs := make([]error, len(ws))
 	if err := writeEach(ctx, c.redis, ws, indexes(len(ws)), func(i int) any { return tok(i).redis }, errs); err != nil {
 		return err
@@ -255,25 +256,25 @@ func (c *TransitionCache) conditionalMulti(ctx context.Context, ws []cacheWrite,
 // writeEach writes ws[i] for each i in idx to t, conditionally on tok(i)
 // (an add where it is nil), in at most two batch calls; each item's error
 // lands in errs[i]. It returns the error of a whole call.
-func writeEach(ctx context.Context, t cacheTier, ws []cacheWrite, idx []int, tok func(int) any, errs []error) error {
-	var casW, addW []cacheWrite
+func writeEach(ctx context.Context, t tier.Cache, ws []tier.CacheWrite, idx []int, tok func(int) any, errs []error) error {
+	var casW, addW []tier.CacheWrite
 	var casI, addI []int
 	for _, i := range idx {
 		w := ws[i]
-		w.token = tok(i)
-		if w.token == nil {
+		w.Token = tok(i)
+		if w.Token == nil {
 			addW, addI = append(addW, w), append(addI, i)
 		} else {
 			casW, casI = append(casW, w), append(casI, i)
 		}
 	}
 	if len(casW) > 0 {
-		if err := spread(t.compareAndSwapMulti(ctx, casW), casI, errs); err != nil {
+		if err := spread(t.CompareAndSwapMulti(ctx, casW), casI, errs); err != nil {
 			return err
 		}
 	}
 	if len(addW) > 0 {
-		if err := spread(t.addMulti(ctx, addW), addI, errs); err != nil {
+		if err := spread(t.AddMulti(ctx, addW), addI, errs); err != nil {
 			return err
 		}
 	}
@@ -317,3 +318,10 @@ func indexes(n int) []int {
 	}
 	return idx
 }
+
+// Transition returns the cache of step b of the move from Memcache to
+// Redis: both at once, Redis through client and App Engine's bundled
+// Memcache through the store's context (an App Engine one). See
+// transitionCache for what it guarantees while versions on Memcache only
+// or on Redis only serve the same users.
+func Transition(client redis.UniversalClient) Cache { return Cache{tier: newTransitionCache(client)} }
