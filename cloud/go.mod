@@ -9,6 +9,7 @@ replace github.com/icza/gaesession/v2 => ../
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/icza/gaesession/v2 v2.0.0-00010101000000-000000000000
+	github.com/icza/session v1.3.0
 	github.com/redis/go-redis/v9 v9.23.0
 	google.golang.org/appengine/v2 v2.0.6
 )
@@ -17,7 +18,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/golang/protobuf v1.5.0 // indirect
 	github.com/google/btree v1.1.3 // indirect
-	github.com/icza/session v1.3.0 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
