@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -117,6 +118,7 @@ func (p *Proxy) forward(dst, src net.Conn, toServer bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
+		arrived := time.Now()
 		if n > 0 && toServer {
 			p.mu.Lock()
 			d, resumed, closed := p.delay, p.resumed, p.closed
@@ -125,9 +127,7 @@ func (p *Proxy) forward(dst, src net.Conn, toServer bool) {
 				return
 			}
 			<-resumed
-			if d > 0 {
-				time.Sleep(d)
-			}
+			wait(arrived, d)
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -137,6 +137,23 @@ func (p *Proxy) forward(dst, src net.Conn, toServer bool) {
 		if err != nil {
 			return // EOF or closed: the deferred closes end the other direction
 		}
+	}
+}
+
+// wait returns d after from. time.Sleep alone overshoots sub-millisecond
+// delays by about a millisecond on a loaded machine (timer granularity),
+// which would triple a 0.3 ms model: it sleeps to within 2 ms of the end,
+// then yields until the moment comes.
+func wait(from time.Time, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	end := from.Add(d)
+	if rest := time.Until(end); rest > 2*time.Millisecond {
+		time.Sleep(rest - 2*time.Millisecond)
+	}
+	for time.Now().Before(end) {
+		runtime.Gosched()
 	}
 }
 
