@@ -283,6 +283,12 @@ func retryable(ctx context.Context, err error) bool {
 	if appengine.IsTimeoutError(err) {
 		return false
 	}
+	// A tier of the nested module marks what another attempt cannot fix
+	// (a Cloud Datastore INVALID_ARGUMENT, say); see internal/tier.
+	var permanent interface{ Permanent() bool }
+	if errors.As(err, &permanent) && permanent.Permanent() {
+		return false
+	}
 	var me appengine.MultiError
 	if errors.As(err, &me) {
 		for _, e := range me {

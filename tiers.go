@@ -14,6 +14,7 @@ import (
 // (internal/tier says why hooks).
 func init() {
 	tier.SetHooks(newStoreOver, newPurgeHandler)
+	tier.SetLogHookSwapper(logHook.Swap)
 }
 
 // newStoreOver is NewMemcacheStoreOptions over the given tiers: cache in

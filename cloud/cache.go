@@ -1,6 +1,11 @@
 package cloud
 
-import "github.com/icza/gaesession/v2/internal/tier"
+import (
+	"context"
+
+	"github.com/icza/gaesession/v2/internal/tier"
+	"google.golang.org/appengine/v2"
+)
 
 // Cache is the cache tier of a Cloud store: Memcache, App Engine's bundled
 // Memcache (for an app that moves the Datastore first); Redis, Memorystore
@@ -17,3 +22,30 @@ type Cache struct {
 // of the request), and the App Engine app must have the bundled services
 // enabled (app_engine_apis: true).
 func Memcache() Cache { return Cache{tier: tier.Memcache{}} }
+
+// noCache is the zero Cache: it holds nothing. Reads miss, and writes
+// succeed without storing (a compare-and-swap finds its item gone), so the
+// core reads the Datastore for every session, marker included, and its
+// default mode (put first) stores every change there; see NewStore.
+type noCache struct{}
+
+var _ tier.Cache = noCache{}
+
+func (noCache) Get(context.Context, string) (tier.CacheRead, error) {
+	return tier.CacheRead{}, tier.ErrCacheMiss
+}
+func (noCache) GetMulti(context.Context, []string, []*tier.CacheRead) error { return nil }
+func (noCache) Set(context.Context, tier.CacheWrite) error                  { return nil }
+func (noCache) SetMulti(context.Context, []tier.CacheWrite) error           { return nil }
+func (noCache) Add(context.Context, tier.CacheWrite) error                  { return nil }
+func (noCache) AddMulti(context.Context, []tier.CacheWrite) error           { return nil }
+func (noCache) CompareAndSwap(context.Context, tier.CacheWrite) error {
+	return tier.ErrNotStored
+}
+func (noCache) CompareAndSwapMulti(_ context.Context, ws []tier.CacheWrite) error {
+	me := make(appengine.MultiError, len(ws))
+	for i := range me {
+		me[i] = tier.ErrNotStored
+	}
+	return me
+}

@@ -30,8 +30,9 @@ type StoreFunc[O any] func(ctx context.Context, cache Cache, durable Durable, o 
 type PurgeFunc[P any] func(o *P, tierFor func(r *http.Request) (context.Context, Purge[any])) http.HandlerFunc
 
 var (
-	storeHook any // a StoreFunc
-	purgeHook any // a PurgeFunc
+	storeHook   any // a StoreFunc
+	purgeHook   any // a PurgeFunc
+	logHookSwap func(h *func(level int, msg string)) *func(level int, msg string)
 )
 
 // SetHooks is called by the store's package in its init.
@@ -49,4 +50,18 @@ func NewStore[O any](ctx context.Context, cache Cache, durable Durable, o *O) se
 // *gaesession.PurgeOptions.
 func NewPurgeHandler[P any](o *P, tierFor func(r *http.Request) (context.Context, Purge[any])) http.HandlerFunc {
 	return purgeHook.(PurgeFunc[P])(o, tierFor)
+}
+
+// SetLogHookSwapper is called by the store's package in its init, with the
+// function that swaps its log hook.
+func SetLogHookSwapper(swap func(h *func(level int, msg string)) *func(level int, msg string)) {
+	logHookSwap = swap
+}
+
+// SwapLogHook makes h (nil: none) receive every log line the store
+// writes, from then on, and returns the previous hook. It is for tests
+// (the nested module's check that no session ID reaches a log line);
+// level is 0 for debug up to 3 for error.
+func SwapLogHook(h *func(level int, msg string)) *func(level int, msg string) {
+	return logHookSwap(h)
 }

@@ -16,7 +16,12 @@
 // (ErrCacheMiss, ...), compared with errors.Is, so that the bundled tiers
 // pass the client's errors through unchanged and the others return the
 // same values. A batch call's error is nil, or an appengine.MultiError with
-// one element per item in order, or an error of the whole call.
+// one element per item in order, or an error of the whole call. The core
+// retries an error unless another attempt cannot fix it: besides App
+// Engine's own, an error is final if it has a method Permanent() bool that
+// answers true (found by errors.As), or IsTimeout() bool that answers true
+// (on the error itself, as appengine.IsTimeoutError looks for it: a
+// timeout is not retried, as App Engine's are not).
 package tier
 
 import (
