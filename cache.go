@@ -51,8 +51,8 @@ import "github.com/icza/gaesession/v2/internal/tier"
 // a counter restarts when the key is evicted and written again (a
 // placeholder added after a tombstone was evicted), and a compare-and-swap
 // over a token read before the logout would then match (ABA). Memcache's
-// CAS ids are unique for the same reason. get is one HGETALL; its token is
-// "n". Every write is one EVALSHA of one Lua script (go-redis's Script.Run
+// CAS ids are unique for the same reason. get is one HMGET of v, f and n
+// (a fixed reply, no map); its token is "n". Every write is one EVALSHA of one Lua script (go-redis's Script.Run
 // falls back to EVAL once if the server lost it), atomic on the server:
 // mode "add" answers "notstored" (errNotStored) if the key holds anything;
 // mode "cas" answers "notstored" if the key is gone and "conflict"
@@ -65,9 +65,9 @@ import "github.com/icza/gaesession/v2/internal/tier"
 // errCacheMiss. This script and these answers (miss, add, add again, cas,
 // cas over an old read, the tombstone's set, cas after it, cas after an
 // eviction, cas with a token from before the eviction, marker and session
-// bytes with 0x00 and 0xff kept exactly, flags and TTL) were checked
-// against redis-server 7.0.15 with go-redis v9.23.0 in a scratch program,
-// outside this module. The core's retry policy (retryable) knows App
+// bytes with 0x00 and 0xff kept exactly, flags and TTL) are tested
+// against a real redis-server and miniredis (cloud/redis_tier_test.go; the
+// tier is cloud/redis_tier.go). The core's retry policy (retryable) knows App
 // Engine's API errors and retries anything else, which suits a Redis
 // connection error; a Redis timeout (a net.Error whose Timeout() is true)
 // is not to be retried, as App Engine's are not, so the tier returns it
@@ -77,7 +77,8 @@ import "github.com/icza/gaesession/v2/internal/tier"
 // Old instances of the original package read only Memcache, so during a
 // move from Memcache to Redis the transition tier (issue 23 step b) is a
 // cacheTier over both: get from Redis then Memcache, writes and
-// invalidations to both, its token a pair.
+// invalidations to both, its token a pair (cloud/transition.go argues why
+// neither cache serves a stale copy).
 
 // The core's names for the seam's types (package internal/tier), so that
 // its code reads as before the seam moved there.
