@@ -10,17 +10,22 @@ import (
 	"github.com/golang/protobuf/proto"
 	gaesession "github.com/icza/gaesession/v2"
 	"github.com/icza/session"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/grpc"
 )
 
-// The move off the bundled services, step (a) (README, "Moving off the
-// bundled services"): old versions run the bundled store, new ones the
-// Cloud store on Cloud Datastore and the bundled Memcache, and both serve
-// the same users during the rolling deploy. Every test runs two store
-// configurations, one of each, against one aelocal.
+// The move off the bundled services, step by step (README, "Moving off the
+// bundled services"), each a rolling deploy in which old and new versions
+// serve the same users: (a) old versions run the bundled store, new ones
+// the Cloud store on Cloud Datastore and the bundled Memcache; (b) old
+// versions run (a)'s Cloud store, new ones the Cloud store on the
+// transition cache (Redis and Memcache); (c) old versions run (b)'s, new
+// ones the Cloud store on Redis alone. Every test runs two store
+// configurations, an old and a new version, against one aelocal and one
+// redis-server.
 
 // storeConfig is a store kind with its options.
 type storeConfig struct {
@@ -45,31 +50,61 @@ var (
 	mergeOpts = &gaesession.MemcacheStoreOptions{MergeConcurrentUpdates: true}
 )
 
-// stepAPairs are the pairs of an old and a new version in step (a).
-var stepAPairs = [][2]storeConfig{
-	{{bundled, nil}, {cloudMemcache, nil}},
-	{{bundled, asyncOpts}, {cloudMemcache, asyncOpts}},
-	{{bundled, mergeOpts}, {cloudMemcache, mergeOpts}},
-	{{bundled, nil}, {cloudMemcache, asyncOpts}},
+// migrationSteps are the steps of the move, each with pairs of an old and
+// a new version's store configuration.
+var migrationSteps = []struct {
+	name  string
+	redis bool
+	pairs [][2]storeConfig
+}{
+	{"a", false, [][2]storeConfig{
+		{{bundled, nil}, {cloudMemcache, nil}},
+		{{bundled, asyncOpts}, {cloudMemcache, asyncOpts}},
+		{{bundled, mergeOpts}, {cloudMemcache, mergeOpts}},
+		{{bundled, nil}, {cloudMemcache, asyncOpts}},
+	}},
+	{"b", true, [][2]storeConfig{
+		{{cloudMemcache, nil}, {cloudTransition, nil}},
+		{{cloudMemcache, asyncOpts}, {cloudTransition, asyncOpts}},
+		{{cloudMemcache, mergeOpts}, {cloudTransition, mergeOpts}},
+		{{bundled, nil}, {cloudTransition, nil}},
+	}},
+	{"c", true, [][2]storeConfig{
+		{{cloudTransition, nil}, {cloudRedis, nil}},
+		{{cloudTransition, asyncOpts}, {cloudRedis, asyncOpts}},
+		{{cloudTransition, mergeOpts}, {cloudRedis, mergeOpts}},
+	}},
 }
 
-// One user served by the two versions in turn: each change is read by the
-// other at once (no stale read), changes to different attributes by each
-// survive (no lost update), and a logout by either is final for both
-// (no resurrection), with Memcache kept or emptied between requests.
-func TestMigrationStepAAlternating(t *testing.T) {
-	for _, pair := range stepAPairs {
-		for _, evict := range []bool{false, true} {
-			name := fmt.Sprintf("%v and %v", pair[0], pair[1])
-			if evict {
-				name += "/evict between requests"
+// migrationEnv is a new env for a step.
+func migrationEnv(t *testing.T, withRedis bool) *env {
+	e := newEnv(t)
+	if withRedis {
+		e.withRedis()
+	}
+	return e
+}
+
+// One user served by the two versions of a step in turn: each change is
+// read by the other at once (no stale read), changes to different
+// attributes by each survive (no lost update), and a logout by either is
+// final for both (no resurrection), with the caches kept or emptied
+// between requests.
+func TestMigrationAlternating(t *testing.T) {
+	for _, step := range migrationSteps {
+		for _, pair := range step.pairs {
+			for _, evict := range []bool{false, true} {
+				name := fmt.Sprintf("step %s/%v and %v", step.name, pair[0], pair[1])
+				if evict {
+					name += "/evict between requests"
+				}
+				t.Run(name, func(t *testing.T) {
+					e := migrationEnv(t, step.redis)
+					logs := captureLogs(t)
+					testAlternating(t, e, pair, evict)
+					assert.Empty(t, logs.with("ERROR"))
+				})
 			}
-			t.Run(name, func(t *testing.T) {
-				e := newEnv(t)
-				logs := captureLogs(t)
-				testAlternating(t, e, pair, evict)
-				assert.Empty(t, logs.with("ERROR"))
-			})
 		}
 	}
 }
@@ -82,7 +117,7 @@ func testAlternating(t *testing.T, e *env, pair [2]storeConfig, evict bool) {
 		request := func(c storeConfig, f func(sess session.Session, st session.Store)) {
 			t.Helper()
 			if evict {
-				e.srv.FlushMemcache()
+				e.evict()
 			}
 			e.request(c.kind, c.opts, func(st session.Store) {
 				sess := st.Get(id)
@@ -107,7 +142,7 @@ func testAlternating(t *testing.T, e *env, pair [2]storeConfig, evict bool) {
 		request(pair[logoutBy], func(sess session.Session, st session.Store) { st.Remove(sess) })
 		for round := 0; round < 3; round++ {
 			if round == 2 {
-				e.srv.FlushMemcache()
+				e.evict()
 			}
 			for _, c := range pair {
 				sess, _ := e.get(c.kind, c.opts, id)
@@ -120,15 +155,18 @@ func testAlternating(t *testing.T, e *env, pair [2]storeConfig, evict bool) {
 
 // A request of one version that loaded the session before the other
 // version logged it out cannot bring it back, wherever the logout falls
-// among its calls, and whatever Memcache evicts.
-func TestMigrationStepALogoutByTheOtherVersion(t *testing.T) {
-	for _, pair := range stepAPairs {
-		for _, order := range [][2]storeConfig{pair, {pair[1], pair[0]}} {
-			b, remover := order[0], order[1]
-			t.Run(fmt.Sprintf("%v works, %v logs out", b, remover), func(t *testing.T) {
-				e := newEnv(t)
-				testLogoutOvertakes(t, e, b, remover)
-			})
+// among its calls (Memcache, Redis, Cloud Datastore), and whatever the
+// caches evict.
+func TestMigrationLogoutByTheOtherVersion(t *testing.T) {
+	for _, step := range migrationSteps {
+		for _, pair := range step.pairs {
+			for _, order := range [][2]storeConfig{pair, {pair[1], pair[0]}} {
+				b, remover := order[0], order[1]
+				t.Run(fmt.Sprintf("step %s/%v works, %v logs out", step.name, b, remover), func(t *testing.T) {
+					e := migrationEnv(t, step.redis)
+					testLogoutOvertakes(t, e, b, remover)
+				})
+			}
 		}
 	}
 }
@@ -148,6 +186,11 @@ func testLogoutOvertakes(t *testing.T, e *env, b, remover storeConfig) {
 		hook()
 		return invoker(ctx, method, req, reply, cc, opts...)
 	})
+	var rdbB *redis.Client
+	if e.rdb != nil {
+		rdbB = newClient(t, e.rdb.Options().Addr)
+		rdbB.AddHook(beforeHook{hook})
+	}
 	newB := func() session.Store {
 		ctx := context.Background()
 		if b.kind.aeCtx {
@@ -157,7 +200,7 @@ func testLogoutOvertakes(t *testing.T, e *env, b, remover storeConfig) {
 			})
 		}
 		bEnv := *e
-		bEnv.client = clientB
+		bEnv.client, bEnv.rdb = clientB, rdbB
 		return b.kind.new(&bEnv, ctx, b.opts)
 	}
 	for _, evictAll := range []bool{false, true} {
@@ -176,14 +219,14 @@ func testLogoutOvertakes(t *testing.T, e *env, b, remover storeConfig) {
 						st.Remove(sess)
 					}
 					st.Close()
-					e.srv.FlushMemcache()
+					e.evict()
 				}
 				f := func() {
 					if calls.Add(1)-1 == int64(point) {
 						logoutNow()
 					}
 					if evictAll {
-						e.srv.FlushMemcache()
+						e.evict()
 					}
 				}
 				before.Store(&f)
@@ -200,7 +243,7 @@ func testLogoutOvertakes(t *testing.T, e *env, b, remover storeConfig) {
 				}
 				for round := 0; round < 3; round++ {
 					if round == 2 {
-						e.srv.FlushMemcache()
+						e.evict()
 					}
 					for _, c := range []storeConfig{b, remover} {
 						sess, _ := e.get(c.kind, c.opts, id)
@@ -213,5 +256,24 @@ func testLogoutOvertakes(t *testing.T, e *env, b, remover storeConfig) {
 				break
 			}
 		}
+	}
+}
+
+// beforeHook runs f before each command or pipeline a Redis client sends.
+type beforeHook struct{ f func() }
+
+func (h beforeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h beforeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.f()
+		return next(ctx, cmd)
+	}
+}
+
+func (h beforeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.f()
+		return next(ctx, cmds)
 	}
 }
