@@ -1,13 +1,16 @@
 package cloud
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/datastore"
 	gaesession "github.com/icza/gaesession/v2"
 	"github.com/icza/session"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/appengine/v2"
 	bundledds "google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
 )
@@ -149,4 +152,66 @@ func TestCloudRemovalMarkerIsTheBundledOne(t *testing.T) {
 	item, err := memcache.Get(ctx, id)
 	require.NoError(t, err)
 	assert.Equal(t, "\xffgaesession:removed", string(item.Value))
+}
+
+// Options.Namespace is the Datastore namespace the bundled store writes to
+// under an App Engine context of that namespace (appengine.Namespace):
+// each store reads the other's sessions there, and none in the default
+// namespace.
+func TestCloudNamespace(t *testing.T) {
+	e := newEnv(t)
+	o := &Options{Namespace: "tenant1"}
+	nsCtx := func() context.Context {
+		ctx, err := appengine.Namespace(e.aeCtx(), "tenant1")
+		require.NoError(t, err)
+		return ctx
+	}
+	var id string
+	st := NewStore(context.Background(), e.client, Cache{}, o)
+	sess := session.NewSession()
+	st.Add(sess)
+	st.Close()
+	id = sess.ID()
+	assert.Nil(t, e.entity(id), "nothing in the default namespace")
+
+	b := gaesession.NewMemcacheStore(nsCtx())
+	assert.NotNil(t, b.Get(id), "the bundled store in the namespace finds it")
+	b.Close()
+
+	st = NewStore(context.Background(), e.client, Cache{}, nil)
+	assert.Nil(t, st.Get(id), "a Cloud store of the default namespace does not")
+	st.Close()
+
+	b = gaesession.NewMemcacheStore(nsCtx())
+	bs := session.NewSession()
+	b.Add(bs)
+	b.Close()
+	st = NewStore(context.Background(), e.client, Cache{}, o)
+	assert.NotNil(t, st.Get(bs.ID()), "the Cloud store in the namespace reads the bundled store's")
+	st.Remove(st.Get(bs.ID()))
+	st.Close()
+	e.srv.FlushMemcache()
+	b = gaesession.NewMemcacheStore(nsCtx())
+	assert.Nil(t, b.Get(bs.ID()), "and its logout holds there")
+	b.Close()
+}
+
+// A session whose stored idle deadline ("exp") has passed is no session,
+// whichever store wrote it and whichever reads it.
+func TestCloudIdleDeadlineOfStoredCopy(t *testing.T) {
+	e := newEnv(t)
+	for _, w := range []storeKind{bundled, cloudNoCache} {
+		id := e.newSession(w, nil, time.Hour)
+		ent := e.entity(id)
+		require.NotNil(t, ent)
+		ent.Expires = time.Now().Add(-time.Second) // idle for longer than its Timeout
+		_, err := e.client.Put(context.Background(), datastore.NameKey("sess_", id, nil), ent)
+		require.NoError(t, err)
+		e.srv.FlushMemcache()
+		for _, r := range []storeKind{bundled, cloudMemcache, cloudNoCache} {
+			sess, _ := e.get(r, nil, id)
+			assert.Nil(t, sess, "%s reads a session %s stored, past its deadline", r.name, w.name)
+		}
+		assert.NotNil(t, e.entity(id), "the purge deletes it, after ExpiredFor")
+	}
 }

@@ -77,3 +77,26 @@ func TestCloudPurgeCronOnly(t *testing.T) {
 	assert.Equal(t, http.StatusOK, rec.Code)
 	assert.JSONEq(t, `{"completed":true,"deleted":0,"failed":0}`, rec.Body.String())
 }
+
+// PurgeOptions.Namespace: the purge deletes the expired entities of its
+// namespace only.
+func TestCloudPurgeNamespace(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	past := time.Now().Add(-time.Hour)
+	key := func(ns string) *datastore.Key {
+		k := datastore.NameKey("sess_", "expiredSession00", nil)
+		k.Namespace = ns
+		return k
+	}
+	for _, ns := range []string{"", "tenant1"} {
+		_, err := e.client.Put(ctx, key(ns), &tier.Entity{Expires: past, Value: []byte{1}})
+		require.NoError(t, err)
+	}
+	h := PurgeExpiredSessFunc(e.client, &PurgeOptions{PurgeOptions: gaesession.PurgeOptions{ExpiredFor: -1}, Namespace: "tenant1"})
+	rec := httptest.NewRecorder()
+	h(rec, httptest.NewRequest("GET", "/purge", nil))
+	assert.JSONEq(t, `{"completed":true,"deleted":1,"failed":0}`, rec.Body.String())
+	assert.ErrorIs(t, e.client.Get(ctx, key("tenant1"), &tier.Entity{}), datastore.ErrNoSuchEntity)
+	assert.NoError(t, e.client.Get(ctx, key(""), &tier.Entity{}), "the default namespace's stays")
+}
