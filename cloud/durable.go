@@ -46,9 +46,9 @@ func (t *datastoreTier) key(name string) *datastore.Key {
 
 func (t *datastoreTier) getMulti(ctx context.Context, keys []*datastore.Key, dst any) error {
 	if tx := txOf(ctx); tx != nil {
-		return coreError(tx.GetMulti(keys, dst))
+		return coreError(tx.GetMulti(keys, dst), lookupRetried)
 	}
-	return coreError(t.client.GetMulti(ctx, keys, dst))
+	return coreError(t.client.GetMulti(ctx, keys, dst), lookupRetried)
 }
 
 // Lookup reads the marker and the entity in one Lookup RPC; entities
@@ -102,10 +102,10 @@ func (t *datastoreTier) Markers(ctx context.Context, ids []string) ([]tier.Marke
 func (t *datastoreTier) put(ctx context.Context, key *datastore.Key, src any) error {
 	if tx := txOf(ctx); tx != nil {
 		_, err := tx.Put(key, src)
-		return coreError(err)
+		return coreError(err, commitRetried)
 	}
 	_, err := t.client.Put(ctx, key, src)
-	return coreError(err)
+	return coreError(err, commitRetried)
 }
 
 // PutMarker writes the removal marker of the session id (one Commit).
@@ -134,12 +134,12 @@ func (t *datastoreTier) PutMulti(ctx context.Context, writes []tier.EntityWrite)
 		return nil
 	}
 	_, err := t.client.PutMulti(ctx, keys, ents)
-	return coreError(err)
+	return coreError(err, commitRetried)
 }
 
 // Delete deletes the entity of the session id (one Commit).
 func (t *datastoreTier) Delete(ctx context.Context, id string) error {
-	return coreError(t.client.Delete(ctx, t.key(id)))
+	return coreError(t.client.Delete(ctx, t.key(id)), commitRetried)
 }
 
 // DeleteMulti deletes the entities of ids in one Commit.
@@ -148,7 +148,7 @@ func (t *datastoreTier) DeleteMulti(ctx context.Context, ids []string) error {
 	for i, id := range ids {
 		keys[i] = t.key(id)
 	}
-	return coreError(t.client.DeleteMulti(ctx, keys))
+	return coreError(t.client.DeleteMulti(ctx, keys), commitRetried)
 }
 
 // RunInTransaction runs f in a Cloud Datastore transaction, which the
@@ -159,7 +159,7 @@ func (t *datastoreTier) RunInTransaction(ctx context.Context, f func(tc context.
 	_, err := t.client.RunInTransaction(ctx, func(tx *datastore.Transaction) error {
 		return f(context.WithValue(ctx, txKey{}, tx))
 	})
-	return coreError(err)
+	return coreError(err, commitRetried)
 }
 
 // purgeTier is the purge's side of datastoreTier: a keys-only query on
@@ -195,7 +195,7 @@ func (p *purgeTier) Next(ctx context.Context) ([]any, error) {
 			break
 		}
 		if err != nil {
-			return nil, coreError(err)
+			return nil, coreError(err, lookupRetried)
 		}
 		keys = append(keys, k)
 	}
@@ -205,7 +205,7 @@ func (p *purgeTier) Next(ctx context.Context) ([]any, error) {
 	if len(keys) == p.n {
 		cur, err := it.Cursor()
 		if err != nil {
-			return nil, coreError(err)
+			return nil, coreError(err, lookupRetried)
 		}
 		p.q = p.q.Start(cur)
 	}
@@ -218,7 +218,7 @@ func (p *purgeTier) DeleteKeys(ctx context.Context, keys []any) error {
 	for i, k := range keys {
 		ks[i] = k.(*datastore.Key)
 	}
-	return coreError(p.client.DeleteMulti(ctx, ks))
+	return coreError(p.client.DeleteMulti(ctx, ks), commitRetried)
 }
 
 // Name is the key's name: a session ID or a removal marker's.

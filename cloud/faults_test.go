@@ -106,3 +106,24 @@ func TestCloudMemcacheDown(t *testing.T) {
 	assert.NotEmpty(t, logs.with("ERROR", gaesession.LogID(id), "memcache"))
 	assert.Empty(t, logs.with(id))
 }
+
+// The Cloud client retries a failing Lookup itself (5 attempts, with
+// backoff, for INTERNAL among others): the core does not multiply them.
+// A failing Commit, which the client does not retry for INTERNAL, is sent
+// Retries times by the core, as a failing datastore_v3 Put is.
+func TestCloudClientRetriesNotMultiplied(t *testing.T) {
+	e := newEnv(t)
+	logs := captureLogs(t)
+	id := e.newSession(cloudNoCache, nil, time.Hour)
+	e.srv.FailNext("cloud_datastore_v1", "", faultDown)
+	e.rpcs()
+	sess, _ := e.get(cloudNoCache, nil, id)
+	assert.Nil(t, sess)
+	assert.Equal(t, map[string]int64{lookup: 5}, e.rpcs(), "the client's 5 attempts, once")
+	added := e.newSession(cloudNoCache, nil, time.Hour)
+	assert.Equal(t, map[string]int64{commit: 3}, e.rpcs(), "the core's Retries")
+	assert.Len(t, logs.with("ERROR", gaesession.LogID(id), "datastore get failed"), 1, "%v", logs.with())
+	assert.Len(t, logs.with("ERROR", gaesession.LogID(added), "to the datastore failed"), 1, "%v", logs.with())
+	assert.Empty(t, logs.with(id))
+	assert.Empty(t, logs.with(added))
+}
