@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -133,4 +134,26 @@ func (e *env) storedN(id string) int {
 	}
 	n, _ := sess.Attr("n").(int)
 	return n
+}
+
+// Without a Datastore client (or with OnlyMemcache) the store keeps
+// sessions in its cache alone, as the bundled store's OnlyMemcache; with
+// neither a client nor a cache there is nowhere to keep them.
+func TestCloudStoreWithoutClient(t *testing.T) {
+	e := newEnv(t)
+	only := storeKind{"memcache only", func(e *env, ctx context.Context, o *gaesession.MemcacheStoreOptions) session.Store {
+		return NewStore(ctx, nil, Memcache(), optionsOf(o))
+	}, true}
+	e.rpcs()
+	id := e.newSession(only, nil, time.Hour)
+	sess, origin := e.get(only, nil, id)
+	require.NotNil(t, sess)
+	assert.Equal(t, gaesession.OriginMemcache, origin)
+	e.request(only, nil, func(st session.Store) { st.Remove(st.Get(id)) })
+	assert.Equal(t, map[string]int64{"memcache.Set": 2, "memcache.Get": 2}, e.rpcs(), "no Cloud Datastore call")
+
+	id = e.newSession(cloudMemcache, &gaesession.MemcacheStoreOptions{OnlyMemcache: true}, time.Hour)
+	assert.Nil(t, e.entity(id), "OnlyMemcache: nothing in the Datastore")
+
+	assert.Panics(t, func() { NewStore(context.Background(), nil, Cache{}, nil) })
 }
