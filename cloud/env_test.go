@@ -10,8 +10,10 @@ import (
 	"cloud.google.com/go/datastore"
 	gaesession "github.com/icza/gaesession/v2"
 	"github.com/icza/gaesession/v2/aelocal"
+	"github.com/icza/gaesession/v2/cloud/internal/redistest"
 	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/icza/session"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/api/option"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/memcache"
@@ -27,6 +29,23 @@ type env struct {
 	t      testing.TB
 	srv    *aelocal.Server
 	client *datastore.Client
+	rdb    *redis.Client // a real redis-server's, once withRedis started it
+}
+
+// withRedis starts a redis-server for the Redis caches of e's stores.
+func (e *env) withRedis() *env {
+	e.rdb = newClient(e.t, redistest.Start(e.t))
+	return e
+}
+
+// evict empties every cache: Memcache, and Redis if there is one.
+func (e *env) evict() {
+	e.srv.FlushMemcache()
+	if e.rdb != nil {
+		if err := e.rdb.FlushAll(context.Background()).Err(); err != nil {
+			e.t.Error(err)
+		}
+	}
 }
 
 func newEnv(t testing.TB) *env {
@@ -89,6 +108,13 @@ var (
 	}, true}
 	cloudNoCache = storeKind{"cloud", func(e *env, ctx context.Context, o *gaesession.MemcacheStoreOptions) session.Store {
 		return NewStore(ctx, e.client, Cache{}, optionsOf(o))
+	}, false}
+	// The caches of steps (b) and (c) (withRedis).
+	cloudTransition = storeKind{"cloud+transition", func(e *env, ctx context.Context, o *gaesession.MemcacheStoreOptions) session.Store {
+		return NewStore(ctx, e.client, Transition(e.rdb), optionsOf(o))
+	}, true}
+	cloudRedis = storeKind{"cloud+redis", func(e *env, ctx context.Context, o *gaesession.MemcacheStoreOptions) session.Store {
+		return NewStore(ctx, e.client, Redis(e.rdb), optionsOf(o))
 	}, false}
 )
 
