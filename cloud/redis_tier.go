@@ -16,7 +16,7 @@ import (
 // redisCache is the session store's cache tier on Redis (Memorystore for
 // Redis or Valkey), through a go-redis client. It holds what Memcache
 // holds, byte for byte, under the same keys; the notes of cache.go in
-// github.com/icza/gaesession/v2 ("How a Redis tier maps onto tier.Cache")
+// github.com/icza/gaesession/v2 ("How a Redis tier maps onto cacheTier")
 // are its design. Each call is one round trip: a read one HMGET, a write
 // one EVALSHA of writeScript, a batch one pipeline.
 type redisCache struct {
