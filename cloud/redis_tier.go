@@ -148,8 +148,8 @@ func wrapTimeout(err error) error {
 	return err
 }
 
-// readOf is the tier.CacheRead of an HMGET of v, f and n; false if the key holds
-// no item of this tier (missing, or a hash without a token).
+// readOf is the tier.CacheRead of an HMGET of v, f and n; false if the
+// key holds no item of this tier (missing, or a hash without a token).
 func readOf(vals []any) (tier.CacheRead, bool) {
 	if len(vals) != 3 {
 		return tier.CacheRead{}, false
