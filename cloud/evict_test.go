@@ -51,6 +51,7 @@ func TestCloudLogoutFinalWhenCacheEvicts(t *testing.T) {
 		}
 		t.Run(mode.name, func(t *testing.T) {
 			e := newEnv(t)
+			logs := captureLogs(t)
 			// B's calls, of both clients, first run before().
 			var before atomic.Pointer[func()]
 			hook := func() {
@@ -141,6 +142,7 @@ func TestCloudLogoutFinalWhenCacheEvicts(t *testing.T) {
 								logoutNow()
 							}
 							e.requireGone(t, kind, mode.opts, id)
+							assert.Empty(t, logs.with(id), "no session ID in any log line")
 						})
 						if after || point == 80 {
 							break
