@@ -55,23 +55,28 @@ var benchWorkloads = []struct {
 
 // BenchmarkCacheRequest measures one request's use of the Cloud store
 // (NewStore, Cloud Datastore on aelocal) with Redis as its cache (a real
-// redis-server) and with App Engine's Memcache (aelocal), under the
+// redis-server), with App Engine's Memcache (aelocal), and with both (the
+// transition cache of a move from one to the other), under the
 // latency model above: the same session core, the same requests, only the
 // cache differs. Each request is a fresh store, the workload, and Close.
 // Besides ns/op it reports the calls per request: Redis commands and
 // round trips (rediscount), Memcache RPCs and Cloud Datastore RPCs
 // (aelocal's counts).
 func BenchmarkCacheRequest(b *testing.B) {
-	for _, cache := range []string{"redis", "memcache"} {
+	for _, cache := range []string{"redis", "memcache", "transition"} {
 		for _, w := range benchWorkloads {
 			b.Run(fmt.Sprintf("cache=%s/workload=%s", cache, w.name), func(b *testing.B) {
 				e := newEnv(b)
 				ctx := e.aeCtx()
 				c := Memcache()
 				var proxy *redistest.Proxy
-				if cache == "redis" {
+				if cache != "memcache" {
 					proxy = redistest.NewProxy(b, redistest.Start(b))
-					c = Redis(countingClient(b, proxy.Addr))
+					client := countingClient(b, proxy.Addr)
+					c = Redis(client)
+					if cache == "transition" {
+						c = Transition(client)
+					}
 				}
 				newStore := func(ctx context.Context) session.Store { return NewStore(ctx, e.client, c, nil) }
 

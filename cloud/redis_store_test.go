@@ -133,3 +133,43 @@ func TestTransitionMarkersAreTheCores(t *testing.T) {
 	st.Close()
 	mustItem(s.ID(), tombstoneValue)
 }
+
+// TestLogoutOnRedisBounded: a logout's tombstone in Redis lives as long as
+// Memcache's would: the session's timeout and a minute, capped at
+// Memcache's 30 days, so that Redis holds no marker for ever; and while it
+// lives, no write brings the session back.
+func TestLogoutOnRedisBounded(t *testing.T) {
+	rdb := newClient(t, redistest.Start(t))
+	cache := newRedisCache(rdb)
+	ctx := context.Background()
+	request := func(f func(st session.Store)) {
+		st := tier.NewStore(ctx, cache, nil, (*gaesession.MemcacheStoreOptions)(nil))
+		f(st)
+		st.Close()
+	}
+	for _, c := range []struct {
+		timeout, maxTTL time.Duration
+	}{
+		{time.Hour, time.Hour + time.Minute + time.Second},
+		{90 * 24 * time.Hour, maxCacheTTL},
+	} {
+		s := session.NewSessionOptions(&session.SessOptions{Timeout: c.timeout})
+		request(func(st session.Store) { st.Add(s) })
+		// A request loads the session, another logs out, then the first
+		// writes its change: refused, the tombstone stays.
+		late := tier.NewStore(ctx, cache, nil, (*gaesession.MemcacheStoreOptions)(nil))
+		late.Get(s.ID()).SetAttr("x", 1)
+		request(func(st session.Store) { st.Remove(st.Get(s.ID())) })
+		late.Close()
+		request(func(st session.Store) {
+			if st.Get(s.ID()) != nil {
+				t.Fatalf("timeout %v: the session came back after the logout", c.timeout)
+			}
+		})
+		v, _ := rdb.HGet(ctx, s.ID(), "v").Bytes()
+		ttl := rdb.PTTL(ctx, s.ID()).Val()
+		if !bytes.Equal(v, tombstoneValue) || ttl <= 0 || ttl > c.maxTTL {
+			t.Fatalf("timeout %v: Redis holds %q with TTL %v, want the tombstone for at most %v", c.timeout, v, ttl, c.maxTTL)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 // redisCache is the session store's cache tier on Redis (Memorystore for
 // Redis or Valkey), through a go-redis client. It holds what Memcache
 // holds, byte for byte, under the same keys; the notes of cache.go in
-// github.com/icza/gaesession/v2 ("How a Redis tier maps onto tier.Cache")
+// github.com/icza/gaesession/v2 ("How a Redis tier maps onto cacheTier")
 // are its design. Each call is one round trip: a read one HMGET, a write
 // one EVALSHA of writeScript, a batch one pipeline.
 type redisCache struct {
@@ -148,8 +148,8 @@ func wrapTimeout(err error) error {
 	return err
 }
 
-// readOf is the tier.CacheRead of an HMGET of v, f and n; false if the key holds
-// no item of this tier (missing, or a hash without a token).
+// readOf is the tier.CacheRead of an HMGET of v, f and n; false if the
+// key holds no item of this tier (missing, or a hash without a token).
 func readOf(vals []any) (tier.CacheRead, bool) {
 	if len(vals) != 3 {
 		return tier.CacheRead{}, false

@@ -74,9 +74,13 @@ import (
 // Nothing extends such a copy's TTL (the core writes no copy over a
 // tombstone it read, and a placeholder answer ends with both caches
 // agreeing), and a copy's TTL is the session's idle deadline, capped at
-// 30 days. So step c must wait until every copy written while step a
-// versions ran has expired: the sessions' Timeout (at most 30 days) after
-// the last step a version stopped. README's steps say so.
+// 30 days. So before step c, once no step a version runs any more, either
+// wait until every copy written while they ran has expired (the sessions'
+// Timeout, at most 30 days), or delete the sessions' keys from Redis
+// (FLUSHDB if its database holds nothing else): step b versions then find
+// a session in Memcache alone, answer the placeholder, and put the
+// Datastore's copy back in both caches; a removed one stays removed, since
+// the Datastore carries its logout. TestTransitionBeforeStepC shows both.
 //
 // OnlyMemcache mode has no Datastore to ask: there a placeholder answer
 // loses the session (the user logs in again), never serves a stale one.

@@ -256,3 +256,22 @@ func TestTransitionBatches(t *testing.T) {
 		wantValue(t, "Redis "+k, e.read(t, e.redis, k), []byte("s"+k))
 	}
 }
+
+// TestTransitionBeforeStepC: a logout by a step a version (a tombstone in
+// Memcache alone) leaves the session's copy in Redis. The transition tier
+// never serves it, but a Redis-only version would: so step c comes only
+// after that copy's TTL (the session's idle deadline) has passed, or after
+// the session keys are deleted from Redis (transitionCache says why).
+func TestTransitionBeforeStepC(t *testing.T) {
+	e := newTransitionEnv(t)
+	e.must(t, "new version's set", e.transition.Set(e.ctx, copyOf("v1")), nil)
+	e.must(t, "old version's logout", e.mc.Set(e.ctx, tier.CacheWrite{Key: "s", Value: tombstoneValue, TTL: time.Hour}), nil)
+	wantValue(t, "transition read", e.read(t, e.transition, "s"), tombstoneValue)
+	wantValue(t, "Redis-only read", e.read(t, e.redis, "s"), []byte("v1"))
+	if ttl := e.redis.client.PTTL(e.ctx, "s").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("the Redis copy's TTL is %v, want at most the write's hour", ttl)
+	}
+	e.redis.client.Del(e.ctx, "s")
+	wantValue(t, "Redis-only read after the delete", e.read(t, e.redis, "s"), nil)
+	wantValue(t, "transition read after the delete", e.read(t, e.transition, "s"), tombstoneValue)
+}

@@ -109,12 +109,21 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 	return true
 }
 
+// untrack closes conns and forgets them.
+func (p *Proxy) untrack(conns ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
 // forward copies from src to dst; toServer chunks wait for the delay and
 // for a stall to end.
 func (p *Proxy) forward(dst, src net.Conn, toServer bool) {
 	defer p.wg.Done()
-	defer dst.Close()
-	defer src.Close()
+	defer p.untrack(dst, src)
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
