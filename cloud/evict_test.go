@@ -33,14 +33,19 @@ func TestCloudLogoutFinalWhenCacheEvicts(t *testing.T) {
 		{"memcache", Memcache(), nil},
 		{"memcache, merge", Memcache(), &gaesession.MemcacheStoreOptions{MergeConcurrentUpdates: true}},
 		{"memcache, async", Memcache(), &gaesession.MemcacheStoreOptions{AsyncDatastoreSave: true}},
+		// Every access is written back: B's read-only request refreshes
+		// the stored copies (the root test moves the clock instead).
+		{"memcache, negative slack", Memcache(), &gaesession.MemcacheStoreOptions{ExpirySlack: -1}},
 		{"no cache", Cache{}, nil},
 	}
 	behaviours := []struct {
 		name          string
 		fromDatastore bool // Memcache is emptied before B's Get
 		add           bool // B hands the session to Add after changing it
+		readOnly      bool // B only reads the session
 	}{
 		{name: "change"},
+		{name: "read only", readOnly: true},
 		{name: "add", add: true},
 		{name: "change after datastore load", fromDatastore: true},
 	}
@@ -128,7 +133,7 @@ func TestCloudLogoutFinalWhenCacheEvicts(t *testing.T) {
 								})
 							}
 							b := NewStore(ctxB, clientB, mode.cache, optionsOf(mode.opts))
-							if sess := b.Get(id); sess != nil {
+							if sess := b.Get(id); sess != nil && !bh.readOnly {
 								sess.SetAttr("n", 2)
 								if bh.add {
 									b.Add(sess)
