@@ -13,24 +13,6 @@ import (
 	"google.golang.org/appengine/v2"
 )
 
-// dsWrite is one session entity to put, and the outcome of the put. The
-// Datastore stage of a flush works on these copies, so that an
-// asynchronous save shares nothing with the request.
-type dsWrite struct {
-	id, key string // session ID and Memcache key
-	entity  SessEntity
-	check   bool      // read Memcache after the put (see saveDatastore)
-	err     error     // the put failed
-	after   cacheRead // what that read found
-
-	// merge is set for a merged session too large for Memcache, which
-	// cannot arbitrate between concurrent writers: its put is a
-	// transaction that merges again if the Datastore no longer holds
-	// mergeBase (see putMerged).
-	merge     *attrChanges
-	mergeBase []byte
-}
-
 // dsWritesOf makes the Datastore writes of ws. check marks the ones whose
 // put must be followed by a Memcache read: sessions loaded in this request,
 // and with AsyncDatastoreSave also new ones, whose cookie reaches the
@@ -39,13 +21,13 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 	out := make([]dsWrite, len(ws))
 	for i, w := range ws {
 		out[i] = dsWrite{
-			id:     w.id,
-			key:    w.key,
-			entity: SessEntity{Expires: w.deadline, Value: w.value},
-			check:  check && (!w.created || s.cfg.async),
+			ID:     w.id,
+			Key:    w.key,
+			Entity: savedEntity{Expires: w.deadline, Value: w.value},
+			Check:  check && (!w.created || s.cfg.async),
 		}
 		if s.cfg.merge && w.changes != nil && w.oversize() {
-			out[i].merge, out[i].mergeBase, out[i].check = w.changes, w.base, false
+			out[i].Merge, out[i].MergeBase, out[i].Check = w.changes, w.base, false
 		}
 	}
 	return out
@@ -55,7 +37,7 @@ func (s *memcacheStore) dsWritesOf(ws []*sessWrite, check bool) []dsWrite {
 // to the writes it was made of.
 func markDatastore(ws []*sessWrite, writes []dsWrite) {
 	for i, w := range ws {
-		if writes[i].err != nil {
+		if writes[i].Err != nil {
 			w.failed = true
 		}
 	}
@@ -76,14 +58,14 @@ func (s *memcacheStore) loadDatastore(id string, mcItem cacheRead) *entry {
 		s.logf(levelError, "%s: datastore get failed: %s", logID(id), redact(err, id))
 		return nil
 	}
-	if found.removed() {
+	if found.Removed() {
 		s.restoreTombstone(id, mcItem, found)
 		return nil
 	}
-	if found.entity == nil {
+	if found.Entity == nil {
 		return nil
 	}
-	ent := *found.entity
+	ent := *found.Entity
 	if now := timeNow(); now.After(ent.Expires) {
 		if !ent.Expires.Before(expiredBefore(now, defaultExpiredFor)) {
 			return nil // the purge deletes it later
@@ -135,21 +117,21 @@ func (s *memcacheStore) loadDatastore(id string, mcItem cacheRead) *entry {
 // stands, with no marker. Under eviction pressure that is common
 // (TestLoadUnderMemcachePressure meets it), and answering nil there would
 // log users out.
-func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem cacheRead) *entry {
+func (s *memcacheStore) refill(id string, e *entry, ent savedEntity, mcItem cacheRead) *entry {
 	key := s.cfg.memcacheKey(id)
 	now := timeNow()
 	var err error
-	if mcItem.held() {
+	if mcItem.Held() {
 		if !gaelimits.MemcacheItemFits(len(key), len(ent.Value)) {
 			// The item stays until this request writes the session.
 			e.casItem = mcItem
 			return e
 		}
-		item := cacheWrite{key: key, value: ent.Value, flags: expiryFlags(ent.Expires), ttl: memcacheTTL(ent.Expires, now), token: mcItem.token}
-		err = s.retry(s.ctx, func() error { return s.cache.compareAndSwap(s.ctx, item) })
+		item := cacheWrite{Key: key, Value: ent.Value, Flags: expiryFlags(ent.Expires), TTL: memcacheTTL(ent.Expires, now), Token: mcItem.Token}
+		err = s.retry(s.ctx, func() error { return s.cache.CompareAndSwap(s.ctx, item) })
 	} else {
-		item := cacheWrite{key: key, value: seeDatastoreValue, flags: expiryFlags(ent.Expires), ttl: memcacheTTL(ent.Expires, now)}
-		err = s.retry(s.ctx, func() error { return s.cache.add(s.ctx, item) })
+		item := cacheWrite{Key: key, Value: seeDatastoreValue, Flags: expiryFlags(ent.Expires), TTL: memcacheTTL(ent.Expires, now)}
+		err = s.retry(s.ctx, func() error { return s.cache.Add(s.ctx, item) })
 	}
 	switch {
 	case err == nil:
@@ -166,10 +148,10 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem cache
 	case err != nil:
 		s.logf(levelWarning, "%s: memcache refused to take the session back, and what it holds instead could not be read back: it may have been removed meanwhile, so this request gets no session", logID(id))
 		return nil
-	case !held.held():
+	case !held.Held():
 		return e
 	}
-	switch kindOf(held.value) {
+	switch kindOf(held.Value) {
 	case kindRemoved:
 		return nil
 	case kindSession:
@@ -185,7 +167,7 @@ func (s *memcacheStore) refill(id string, e *entry, ent SessEntity, mcItem cache
 
 // deleteDatastore deletes session entities; a missing one is no failure.
 func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error {
-	err := s.retry(ctx, func() error { return s.durable.deleteMulti(ctx, ids) })
+	err := s.retry(ctx, func() error { return s.durable.DeleteMulti(ctx, ids) })
 	if err != nil && !allAre(err, errNoSuchEntity) {
 		return err
 	}
@@ -196,7 +178,7 @@ func (s *memcacheStore) deleteDatastore(ctx context.Context, ids []string) error
 // failure. (deleteDatastore of one ID, without a slice that would escape
 // through the tier's interface.)
 func (s *memcacheStore) deleteEntity(ctx context.Context, id string) error {
-	err := s.retry(ctx, func() error { return s.durable.delete(ctx, id) })
+	err := s.retry(ctx, func() error { return s.durable.Delete(ctx, id) })
 	if err != nil && !allAre(err, errNoSuchEntity) {
 		return err
 	}
@@ -212,38 +194,38 @@ func (s *memcacheStore) deleteEntity(ctx context.Context, id string) error {
 func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 	batched := 0 // writes put in one call, the others in a transaction each
 	for i := range writes {
-		if writes[i].merge == nil {
+		if writes[i].Merge == nil {
 			batched++
 		}
 	}
 	var err error
 	if batched > 0 {
-		err = s.retry(ctx, func() error { return s.durable.putMulti(ctx, writes) })
+		err = s.retry(ctx, func() error { return s.durable.PutMulti(ctx, writes) })
 	}
 	j := 0
 	for i := range writes {
 		w := &writes[i]
-		if w.merge != nil {
+		if w.Merge != nil {
 			if s.putMerged(ctx, w) {
 				continue // removed meanwhile: nothing was put
 			}
 		} else {
-			w.err = errorOf(err, j, batched)
+			w.Err = errorOf(err, j, batched)
 			j++
 		}
-		n := len(w.entity.Value)
-		oversize := !gaelimits.MemcacheItemFits(len(w.key), n)
+		n := len(w.Entity.Value)
+		oversize := !gaelimits.MemcacheItemFits(len(w.Key), n)
 		switch {
-		case w.err == nil && oversize:
-			s.logf(levelWarning, "%s: session of %d bytes is over memcache's item limit (%d bytes for key, value and overhead); it is kept in the datastore only", logID(w.id), n, gaelimits.MemcacheMaxItemBytes)
-		case w.err == nil:
+		case w.Err == nil && oversize:
+			s.logf(levelWarning, "%s: session of %d bytes is over memcache's item limit (%d bytes for key, value and overhead); it is kept in the datastore only", logID(w.ID), n, gaelimits.MemcacheMaxItemBytes)
+		case w.Err == nil:
 		case oversize:
 			what := fmt.Sprintf("session not saved: %d bytes is over memcache's item limit (%d bytes for key, value and overhead), and saving it to the datastore failed", n, gaelimits.MemcacheMaxItemBytes)
-			s.logf(levelError, "%s: %s: %s", logID(w.id), what, redact(w.err, idsOf(writes)...))
-			s.failure.set(newStoreError(w.id, what, w.err, idsOf(writes)...))
+			s.logf(levelError, "%s: %s: %s", logID(w.ID), what, redact(w.Err, idsOf(writes)...))
+			s.failure.set(newStoreError(w.ID, what, w.Err, idsOf(writes)...))
 		default:
-			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.id), n, redact(w.err, idsOf(writes)...))
-			s.failure.set(newStoreError(w.id, "saving the session to the datastore", w.err, idsOf(writes)...))
+			s.logf(levelError, "%s: saving the session (%d bytes) to the datastore failed: %s", logID(w.ID), n, redact(w.Err, idsOf(writes)...))
+			s.failure.set(newStoreError(w.ID, "saving the session to the datastore", w.Err, idsOf(writes)...))
 		}
 	}
 	s.checkAfterPut(ctx, writes)
@@ -254,7 +236,7 @@ func (s *memcacheStore) saveDatastore(ctx context.Context, writes []dsWrite) {
 func idsOf(writes []dsWrite) []string {
 	ids := make([]string, len(writes))
 	for i := range writes {
-		ids[i] = writes[i].id
+		ids[i] = writes[i].ID
 	}
 	return ids
 }
@@ -264,7 +246,7 @@ func idsOf(writes []dsWrite) []string {
 func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 	var put []*dsWrite
 	for i := range writes {
-		if writes[i].err == nil && writes[i].check {
+		if writes[i].Err == nil && writes[i].Check {
 			put = append(put, &writes[i])
 		}
 	}
@@ -277,9 +259,9 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 		// one, and passes no slice through the tier's interface.
 		w := put[0]
 		err = s.retry(ctx, func() (err error) {
-			w.after, err = s.cache.get(ctx, w.key)
+			w.After, err = s.cache.Get(ctx, w.Key)
 			if errors.Is(err, errCacheMiss) {
-				w.after, err = cacheRead{}, nil
+				w.After, err = cacheRead{}, nil
 			}
 			return err
 		})
@@ -287,35 +269,35 @@ func (s *memcacheStore) checkAfterPut(ctx context.Context, writes []dsWrite) {
 		keys := make([]string, len(put))
 		into := make([]*cacheRead, len(put))
 		for i, w := range put {
-			keys[i], into[i] = w.key, &w.after
+			keys[i], into[i] = w.Key, &w.After
 		}
-		err = s.retry(ctx, func() error { return s.cache.getMulti(ctx, keys, into) })
+		err = s.retry(ctx, func() error { return s.cache.GetMulti(ctx, keys, into) })
 	}
 	if err != nil {
 		ids := make([]string, len(put))
 		for i, w := range put {
-			ids[i] = w.id
+			ids[i] = w.ID
 		}
 		s.logf(levelError, "the memcache read that follows the datastore put of %d session(s) failed: %s; a logout that overtook the put would go unnoticed", len(put), redact(err, ids...))
 		return
 	}
 	var gone, unsure []string
 	for _, w := range put {
-		item := w.after
+		item := w.After
 		switch {
-		case !item.held():
-			unsure = append(unsure, w.id)
-		case kindOf(item.value) == kindRemoved:
-			gone = append(gone, w.id)
-		case kindOf(item.value) == kindSession:
+		case !item.Held():
+			unsure = append(unsure, w.ID)
+		case kindOf(item.Value) == kindRemoved:
+			gone = append(gone, w.ID)
+		case kindOf(item.Value) == kindSession:
 			// A session copy after the put means no tombstone came
 			// since this request's Memcache write (tombstone.go), so a
 			// logout's delete comes after the put.
-			if s.cfg.merge && !bytes.Equal(item.value, w.entity.Value) {
+			if s.cfg.merge && !bytes.Equal(item.Value, w.Entity.Value) {
 				s.settleDatastore(ctx, w, item)
 			}
 		default:
-			unsure = append(unsure, w.id)
+			unsure = append(unsure, w.ID)
 		}
 	}
 	// No session copy in Memcache: a tombstone may have come and gone
@@ -341,7 +323,7 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 	}
 	var markers []removalMarker
 	err := s.retry(ctx, func() (err error) {
-		markers, err = s.durable.markers(ctx, ids)
+		markers, err = s.durable.Markers(ctx, ids)
 		return err
 	})
 	var me appengine.MultiError
@@ -374,43 +356,43 @@ func (s *memcacheStore) removedOf(ctx context.Context, ids []string) []string {
 // after a few rounds.
 func (s *memcacheStore) settleDatastore(ctx context.Context, w *dsWrite, item cacheRead) {
 	for round := 0; round < 3; round++ {
-		if _, err := s.decodeSession(w.id, item.value); err != nil {
+		if _, err := s.decodeSession(w.ID, item.Value); err != nil {
 			return // not a version of this session to keep
 		}
-		ent := SessEntity{Expires: w.entity.Expires, Value: item.value}
-		if item.flags != 0 && item.flags != math.MaxUint32 {
-			ent.Expires = time.Unix(int64(item.flags), 0)
+		ent := savedEntity{Expires: w.Entity.Expires, Value: item.Value}
+		if item.Flags != 0 && item.Flags != math.MaxUint32 {
+			ent.Expires = time.Unix(int64(item.Flags), 0)
 		}
-		if err := s.durable.put(ctx, w.id, (*savedEntity)(&ent)); err != nil {
-			s.logf(levelError, "%s: saving the merged session to the datastore failed: %s", logID(w.id), redact(err, w.id))
+		if err := s.durable.Put(ctx, w.ID, &ent); err != nil {
+			s.logf(levelError, "%s: saving the merged session to the datastore failed: %s", logID(w.ID), redact(err, w.ID))
 			return
 		}
-		written := item.value
+		written := item.Value
 		var err error
-		item, err = s.cache.get(ctx, w.key)
+		item, err = s.cache.Get(ctx, w.Key)
 		switch {
 		case errors.Is(err, errCacheMiss):
 			item = cacheRead{}
 		case err != nil:
 			return
 		}
-		if item.held() && bytes.Equal(item.value, written) {
+		if item.Held() && bytes.Equal(item.Value, written) {
 			return
 		}
 		switch {
-		case item.held() && kindOf(item.value) == kindSession:
+		case item.Held() && kindOf(item.Value) == kindSession:
 			continue // yet another version: put that one
-		case item.held() && kindOf(item.value) == kindRemoved:
-		case len(s.removedOf(ctx, []string{w.id})) == 0:
+		case item.Held() && kindOf(item.Value) == kindRemoved:
+		case len(s.removedOf(ctx, []string{w.ID})) == 0:
 			// No session copy and no marker: nothing to settle.
 			return
 		}
 		// A logout came: its tombstone is there, or was evicted and the
 		// marker tells (as in checkAfterPut). This put may have landed
 		// after its delete.
-		s.logf(levelInfo, "%s: session was removed by another request while this one saved it; its datastore copy is deleted again", logID(w.id))
-		if err := s.deleteEntity(ctx, w.id); err != nil {
-			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.id), redact(err, w.id))
+		s.logf(levelInfo, "%s: session was removed by another request while this one saved it; its datastore copy is deleted again", logID(w.ID))
+		if err := s.deleteEntity(ctx, w.ID); err != nil {
+			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(w.ID), redact(err, w.ID))
 		}
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/tier"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 )
@@ -19,16 +20,20 @@ type datastoreTier struct {
 
 var _ durableTier = (*datastoreTier)(nil)
 
-// Save and Load make savedEntity a datastore.PropertyLoadSaver: the
-// bundled Datastore's form of the stored format (see savedEntity).
-func (e *savedEntity) Save() ([]datastore.Property, error) {
+// dsEntity is savedEntity as the bundled Datastore saves and loads it: its
+// Save and Load make it a datastore.PropertyLoadSaver, which saves the
+// stored format (see tier.Entity) without the reflection of
+// datastore.SaveStruct.
+type dsEntity savedEntity
+
+func (e *dsEntity) Save() ([]datastore.Property, error) {
 	return []datastore.Property{
 		{Name: "exp", Value: e.Expires},
 		{Name: "val", Value: e.Value, NoIndex: true},
 	}, nil
 }
 
-func (e *savedEntity) Load(ps []datastore.Property) error {
+func (e *dsEntity) Load(ps []datastore.Property) error {
 	return datastore.LoadStruct((*SessEntity)(e), ps)
 }
 
@@ -37,9 +42,9 @@ func (t *datastoreTier) key(ctx context.Context, id string) *datastore.Key {
 	return datastore.NewKey(ctx, t.kind, id, 0, nil)
 }
 
-// lookup reads in one GetMulti; a MultiError whose only errors are
+// Lookup reads in one GetMulti; a MultiError whose only errors are
 // missing entities is "not found", not a failure.
-func (t *datastoreTier) lookup(ctx context.Context, id string, entity bool) (datastoreLookup, error) {
+func (t *datastoreTier) Lookup(ctx context.Context, id string, entity bool) (datastoreLookup, error) {
 	keys := []*datastore.Key{removalKey(ctx, t.kind, id)}
 	if entity {
 		keys = append(keys, t.key(ctx, id))
@@ -66,16 +71,16 @@ func (t *datastoreTier) lookup(ctx context.Context, id string, entity bool) (dat
 		return datastoreLookup{}, err
 	}
 	var l datastoreLookup
-	if found[0] && !timeNow().After(ents[0].Expires) {
-		l.removedUntil = ents[0].Expires
+	if found[0] {
+		l.RemovedUntil = ents[0].Expires
 	}
 	if entity && found[1] {
-		l.entity = &ents[1]
+		l.Entity = (*savedEntity)(&ents[1])
 	}
 	return l, nil
 }
 
-func (t *datastoreTier) markers(ctx context.Context, ids []string) ([]removalMarker, error) {
+func (t *datastoreTier) Markers(ctx context.Context, ids []string) ([]removalMarker, error) {
 	keys := make([]*datastore.Key, len(ids))
 	for i, id := range ids {
 		keys[i] = removalKey(ctx, t.kind, id)
@@ -84,23 +89,23 @@ func (t *datastoreTier) markers(ctx context.Context, ids []string) ([]removalMar
 	return markers, datastore.GetMulti(ctx, keys, markers)
 }
 
-func (t *datastoreTier) putMarker(ctx context.Context, id string, m *removalMarker) error {
+func (t *datastoreTier) PutMarker(ctx context.Context, id string, m *removalMarker) error {
 	_, err := datastore.Put(ctx, removalKey(ctx, t.kind, id), m)
 	return err
 }
 
-func (t *datastoreTier) put(ctx context.Context, id string, ent *savedEntity) error {
-	_, err := datastore.Put(ctx, t.key(ctx, id), ent)
+func (t *datastoreTier) Put(ctx context.Context, id string, ent *savedEntity) error {
+	_, err := datastore.Put(ctx, t.key(ctx, id), (*dsEntity)(ent))
 	return err
 }
 
-func (t *datastoreTier) putMulti(ctx context.Context, writes []dsWrite) error {
+func (t *datastoreTier) PutMulti(ctx context.Context, writes []dsWrite) error {
 	var keys []*datastore.Key
-	var ents []*savedEntity
+	var ents []*dsEntity
 	for i := range writes {
-		if writes[i].merge == nil {
-			keys = append(keys, t.key(ctx, writes[i].id))
-			ents = append(ents, (*savedEntity)(&writes[i].entity))
+		if writes[i].Merge == nil {
+			keys = append(keys, t.key(ctx, writes[i].ID))
+			ents = append(ents, (*dsEntity)(&writes[i].Entity))
 		}
 	}
 	if len(keys) == 0 {
@@ -110,11 +115,11 @@ func (t *datastoreTier) putMulti(ctx context.Context, writes []dsWrite) error {
 	return err
 }
 
-func (t *datastoreTier) delete(ctx context.Context, id string) error {
+func (t *datastoreTier) Delete(ctx context.Context, id string) error {
 	return datastore.DeleteMulti(ctx, []*datastore.Key{t.key(ctx, id)})
 }
 
-func (t *datastoreTier) deleteMulti(ctx context.Context, ids []string) error {
+func (t *datastoreTier) DeleteMulti(ctx context.Context, ids []string) error {
 	keys := make([]*datastore.Key, len(ids))
 	for i, id := range ids {
 		keys[i] = t.key(ctx, id)
@@ -122,7 +127,7 @@ func (t *datastoreTier) deleteMulti(ctx context.Context, ids []string) error {
 	return datastore.DeleteMulti(ctx, keys)
 }
 
-func (t *datastoreTier) runInTransaction(ctx context.Context, f func(tc context.Context) error) error {
+func (t *datastoreTier) RunInTransaction(ctx context.Context, f func(tc context.Context) error) error {
 	return datastore.RunInTransaction(ctx, f, &datastore.TransactionOptions{XG: true})
 }
 
@@ -142,9 +147,9 @@ type datastorePurge struct {
 	q    *datastore.Query
 }
 
-var _ purgeTier[*datastore.Key] = (*datastorePurge)(nil)
+var _ tier.Purge[*datastore.Key] = (*datastorePurge)(nil)
 
-func (d *datastorePurge) start(cutoff time.Time, n int) {
+func (d *datastorePurge) Start(cutoff time.Time, n int) {
 	d.n = n
 	d.q = datastore.NewQuery(d.kind).
 		Filter("exp <", cutoff).
@@ -153,7 +158,7 @@ func (d *datastorePurge) start(cutoff time.Time, n int) {
 		BatchSize(n)
 }
 
-func (d *datastorePurge) next(ctx context.Context) ([]*datastore.Key, error) {
+func (d *datastorePurge) Next(ctx context.Context) ([]*datastore.Key, error) {
 	keys := make([]*datastore.Key, 0, d.n)
 	it := d.q.Run(ctx)
 	for {
@@ -179,8 +184,8 @@ func (d *datastorePurge) next(ctx context.Context) ([]*datastore.Key, error) {
 	return keys, nil
 }
 
-func (d *datastorePurge) deleteKeys(ctx context.Context, keys []*datastore.Key) error {
+func (d *datastorePurge) DeleteKeys(ctx context.Context, keys []*datastore.Key) error {
 	return datastore.DeleteMulti(ctx, keys)
 }
 
-func (d *datastorePurge) name(k *datastore.Key) string { return k.StringID() }
+func (d *datastorePurge) Name(k *datastore.Key) string { return k.StringID() }

@@ -80,7 +80,7 @@ func (w *sessWrite) memcacheValue() []byte {
 
 // item returns the Memcache item of the write, made at now.
 func (w *sessWrite) item(now time.Time) cacheWrite {
-	return cacheWrite{key: w.key, value: w.memcacheValue(), flags: expiryFlags(w.deadline), ttl: memcacheTTL(w.deadline, now)}
+	return cacheWrite{Key: w.key, Value: w.memcacheValue(), Flags: expiryFlags(w.deadline), TTL: memcacheTTL(w.deadline, now)}
 }
 
 // addItem returns what an add of w writes, made at now: the placeholder
@@ -88,7 +88,7 @@ func (w *sessWrite) item(now time.Time) cacheWrite {
 func (w *sessWrite) addItem(now time.Time) cacheWrite {
 	item := w.item(now)
 	if w.viaPlaceholder {
-		item.value = seeDatastoreValue
+		item.Value = seeDatastoreValue
 	}
 	return item
 }
@@ -222,7 +222,7 @@ func (s *memcacheStore) prepare(e *entry, now time.Time) *sessWrite {
 		// Added in this request; see setMemcache for why its writes,
 		// Close's too, need no condition.
 		w.created = true
-	case e.casItem.held():
+	case e.casItem.Held():
 		w.cur = e.casItem
 	default:
 		// Memcache holds what this request put there, a refill or an
@@ -269,7 +269,7 @@ func (s *memcacheStore) flushPutFirst(ws []*sessWrite, now time.Time) {
 	markDatastore(ws, writes)
 
 	for i, w := range ws {
-		if !w.created && w.oversize() && writes[i].err != nil {
+		if !w.created && w.oversize() && writes[i].Err != nil {
 			// Not saved anywhere: the previous copy stays in Memcache
 			// rather than a marker pointing at a Datastore that
 			// lacks this version.
@@ -328,7 +328,7 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 	if len(items) == 0 {
 		return
 	}
-	err := s.retry(s.ctx, func() error { return s.cache.setMulti(s.ctx, items) })
+	err := s.retry(s.ctx, func() error { return s.cache.SetMulti(s.ctx, items) })
 	i := 0
 	for _, w := range ws {
 		if !w.created {
@@ -353,10 +353,10 @@ func (s *memcacheStore) setMemcache(ws []*sessWrite, now time.Time) {
 // call per kind; conflicts are then resolved one session at a time.
 func (s *memcacheStore) writeConditional(ws []*sessWrite, now time.Time) {
 	pending := func(w *sessWrite) bool { return !w.created && w.outcome == outcomePending }
-	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur.held() },
-		(*sessWrite).casItem, s.cache.compareAndSwapMulti, now)
-	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && !w.cur.held() },
-		(*sessWrite).addItem, s.cache.addMulti, now)
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && w.cur.Held() },
+		(*sessWrite).casItem, s.cache.CompareAndSwapMulti, now)
+	s.firstAttempts(ws, func(w *sessWrite) bool { return pending(w) && !w.reread && !w.cur.Held() },
+		(*sessWrite).addItem, s.cache.AddMulti, now)
 	for _, w := range ws {
 		if pending(w) {
 			s.resolve(w, w.err, now)
@@ -389,7 +389,7 @@ func (s *memcacheStore) firstAttempts(ws []*sessWrite, which func(*sessWrite) bo
 // casItem is the compare-and-swap of w's copy over w.cur.
 func (w *sessWrite) casItem(now time.Time) cacheWrite {
 	item := w.item(now)
-	item.token = w.cur.token
+	item.Token = w.cur.Token
 	return item
 }
 
@@ -446,12 +446,12 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 			if !s.reread(w) {
 				return
 			}
-		case err == nil && !w.cur.held() && w.placed() && s.putDone(w):
+		case err == nil && !w.cur.Held() && w.placed() && s.putDone(w):
 			// The Datastore has this version (its put came first), and
 			// the placeholder sends readers there.
 			w.outcome = outcomeStored
 			return
-		case err == nil && !w.cur.held() && w.placed():
+		case err == nil && !w.cur.Held() && w.placed():
 			// The add put the placeholder in, and the put is still to
 			// come: read it back (for its CAS id) and write the copy
 			// over it once the Datastore shows no removal (reread).
@@ -468,7 +468,7 @@ func (s *memcacheStore) resolve(w *sessWrite, err error, now time.Time) {
 		case err == nil:
 			w.outcome = outcomeStored
 			return
-		case errors.Is(err, errNotStored) && w.cur.held():
+		case errors.Is(err, errNotStored) && w.cur.Held():
 			// The item as loaded is gone (evicted): add instead, which
 			// still fails on a tombstone (and, with a Datastore, adds
 			// only the placeholder).
@@ -516,10 +516,10 @@ func (s *memcacheStore) conflictBudget(w *sessWrite) int {
 
 // attempt makes one conditional write of w.
 func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
-	if w.cur.held() {
-		return s.cache.compareAndSwap(s.ctx, w.casItem(now))
+	if w.cur.Held() {
+		return s.cache.CompareAndSwap(s.ctx, w.casItem(now))
 	}
-	return s.cache.add(s.ctx, w.addItem(now))
+	return s.cache.Add(s.ctx, w.addItem(now))
 }
 
 // reread reads the Memcache item of w after a conflict (or to learn the
@@ -528,7 +528,7 @@ func (s *memcacheStore) attempt(w *sessWrite, now time.Time) error {
 func (s *memcacheStore) reread(w *sessWrite) bool {
 	var current cacheRead
 	err := s.retry(s.ctx, func() (err error) {
-		current, err = s.cache.get(s.ctx, w.key)
+		current, err = s.cache.Get(s.ctx, w.key)
 		return err
 	})
 	switch {
@@ -539,12 +539,12 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		s.memcacheFailed(w, err)
 		return false
 	}
-	switch kindOf(current.value) {
+	switch kindOf(current.Value) {
 	case kindRemoved:
 		w.outcome = outcomeRemoved
 		return false
 	case kindSession:
-		if bytes.Equal(current.value, w.value) {
+		if bytes.Equal(current.Value, w.value) {
 			// Memcache already holds this very version: another request
 			// put it back from the Datastore, which has it since this
 			// request's put.
@@ -552,12 +552,12 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 			return false
 		}
 		w.cur = current
-		if w.changes == nil || bytes.Equal(current.value, w.e.loaded) {
+		if w.changes == nil || bytes.Equal(current.Value, w.e.loaded) {
 			// Last writer wins; or Memcache holds the very copy this
 			// request loaded (its own refill), so no one else wrote.
 			return true
 		}
-		return s.mergeInto(w, current.value)
+		return s.mergeInto(w, current.Value)
 	}
 	// A placeholder (or the datastore-only marker of a session too large
 	// for Memcache): its bytes say nothing about which version the
@@ -583,14 +583,14 @@ func (s *memcacheStore) reread(w *sessWrite) bool {
 		s.failure.set(newStoreError(w.id, "looking up the session in the datastore before writing memcache", err))
 		return false
 	}
-	if found.removed() {
+	if found.Removed() {
 		w.outcome = outcomeRemoved
 		return false
 	}
-	if w.changes == nil || found.entity == nil || bytes.Equal(found.entity.Value, w.e.loaded) {
+	if w.changes == nil || found.Entity == nil || bytes.Equal(found.Entity.Value, w.e.loaded) {
 		return true
 	}
-	return s.mergeInto(w, found.entity.Value)
+	return s.mergeInto(w, found.Entity.Value)
 }
 
 // memcacheFailed ends a write whose Memcache part failed for good.

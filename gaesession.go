@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/icza/gaesession/v2/internal/gaelimits"
+	"github.com/icza/gaesession/v2/internal/tier"
 	"github.com/icza/session"
 	"google.golang.org/appengine/v2"
 	aelog "google.golang.org/appengine/v2/log"
@@ -41,7 +42,7 @@ func NewMemcacheStoreOptions(ctx context.Context, o *MemcacheStoreOptions) sessi
 		ctx:    ctx,
 		logger: logger{ctx: ctx},
 		cfg:    newConfig(o),
-		cache:  memcacheTier{},
+		cache:  tier.Memcache{},
 	}
 	s.dsTier.kind = s.cfg.kind
 	s.durable = &s.dsTier
@@ -280,6 +281,12 @@ func retryable(ctx context.Context, err error) bool {
 	// an instant before the context reports its deadline passed; such a
 	// timeout (or the service's) is not retried either.
 	if appengine.IsTimeoutError(err) {
+		return false
+	}
+	// A tier of the nested module marks what another attempt cannot fix
+	// (a Cloud Datastore INVALID_ARGUMENT, say); see internal/tier.
+	var permanent interface{ Permanent() bool }
+	if errors.As(err, &permanent) && permanent.Permanent() {
 		return false
 	}
 	var me appengine.MultiError

@@ -210,8 +210,8 @@ func (s *memcacheStore) markAbsent(id string) {
 // load finds a session in Memcache or, failing that, in the Datastore.
 func (s *memcacheStore) load(id string) *entry {
 	item := s.getMemcache(id)
-	if item.held() {
-		switch kindOf(item.value) {
+	if item.Held() {
+		switch kindOf(item.Value) {
 		case kindRemoved:
 			// Logged out: the Datastore is not asked, whatever it
 			// still holds.
@@ -240,7 +240,7 @@ func (s *memcacheStore) getMemcache(id string) cacheRead {
 func (s *memcacheStore) readMemcache(id string) (cacheRead, error) {
 	var item cacheRead
 	err := s.retry(s.ctx, func() (err error) {
-		item, err = s.cache.get(s.ctx, s.cfg.memcacheKey(id))
+		item, err = s.cache.Get(s.ctx, s.cfg.memcacheKey(id))
 		return err
 	})
 	switch {
@@ -258,16 +258,16 @@ func (s *memcacheStore) readMemcache(id string) (cacheRead, error) {
 // undecodable value may be a codec change, and a timed-out copy may have a
 // newer Datastore copy if a Memcache write failed); e is nil then.
 func (s *memcacheStore) fromMemcache(id string, item cacheRead) (e *entry, ok bool) {
-	sess, err := s.decodeSession(id, item.value)
+	sess, err := s.decodeSession(id, item.Value)
 	if err != nil {
-		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %s", logID(id), len(item.value), redact(err, id))
+		s.logf(levelError, "%s: memcache holds a value that is not this session (%d bytes): %s", logID(id), len(item.Value), redact(err, id))
 		return nil, false
 	}
-	deadline, known := flagsDeadline(item.flags, sess)
+	deadline, known := flagsDeadline(item.Flags, sess)
 	if timeNow().After(deadline) || sess.Timeout() <= 0 {
 		return nil, false // timed out; Memcache with another clock kept it
 	}
-	e = &entry{id: id, sess: sess, origin: OriginMemcache, loaded: item.value, casItem: item}
+	e = &entry{id: id, sess: sess, origin: OriginMemcache, loaded: item.Value, casItem: item}
 	if known {
 		e.storedExp = deadline
 	}
@@ -387,17 +387,17 @@ func (s *memcacheStore) Remove(sess session.Session) {
 	}
 	ttl := tombstoneTTL(sess.Timeout())
 	tomb := cacheWrite{
-		key:   s.cfg.memcacheKey(id),
-		value: tombstoneValue,
-		flags: expiryFlags(timeNow().Add(ttl)),
-		ttl:   ttl,
+		Key:   s.cfg.memcacheKey(id),
+		Value: tombstoneValue,
+		Flags: expiryFlags(timeNow().Add(ttl)),
+		TTL:   ttl,
 	}
 	// A set, not a conditional write: the logout overwrites whatever copy
 	// is there, and is the last word on the session.
 	// The tombstone must be in place before the Datastore delete: a put by
 	// a concurrent request that lands after the delete is then sure to
 	// find it (see tombstone.go). So the two calls are not parallel.
-	if err := s.retry(s.ctx, func() error { return s.cache.set(s.ctx, tomb) }); err != nil {
+	if err := s.retry(s.ctx, func() error { return s.cache.Set(s.ctx, tomb) }); err != nil {
 		ok = false
 		s.logf(levelError, "%s: logout incomplete: memcache refused the removal mark: %s; a copy cached there stays usable until it is evicted or idle for its Timeout", logID(id), redact(err, id))
 		s.failure.set(newStoreError(id, "removing the session from memcache", err))

@@ -21,37 +21,38 @@ var errRemovedMeanwhile = errors.New("removed meanwhile")
 // to what is there instead. Concurrent changes to different attributes
 // both survive, whatever order the puts come in. It reports whether the
 // session was removed meanwhile (then nothing is put); a failure is left
-// in w.err.
+// in w.Err.
 func (s *memcacheStore) putMerged(ctx context.Context, w *dsWrite) (removed bool) {
-	value := w.entity.Value
-	w.err = s.durable.runInTransaction(ctx, func(tc context.Context) error {
-		found, err := s.lookupDatastore(tc, w.id, true)
+	value := w.Entity.Value
+	changes := w.Merge.(*attrChanges)
+	w.Err = s.durable.RunInTransaction(ctx, func(tc context.Context) error {
+		found, err := s.lookupDatastore(tc, w.ID, true)
 		if err != nil {
 			return err
 		}
-		if found.removed() {
+		if found.Removed() {
 			return errRemovedMeanwhile
 		}
-		value = w.entity.Value
-		if found.entity != nil && !bytes.Equal(found.entity.Value, w.mergeBase) {
-			if merged, err := s.decodeSession(w.id, found.entity.Value); err == nil {
-				w.merge.applyTo(merged)
+		value = w.Entity.Value
+		if found.Entity != nil && !bytes.Equal(found.Entity.Value, w.MergeBase) {
+			if merged, err := s.decodeSession(w.ID, found.Entity.Value); err == nil {
+				changes.applyTo(merged)
 				if value, err = s.encode(merged); err != nil {
 					return err
 				}
 				s.logf(levelWarning, "%s: session was updated by a concurrent request; merged %d changed and %d deleted attribute(s) into it",
-					logID(w.id), len(w.merge.set), len(w.merge.deleted))
+					logID(w.ID), len(changes.set), len(changes.deleted))
 			}
 		}
-		return s.durable.put(tc, w.id, &savedEntity{Expires: w.entity.Expires, Value: value})
+		return s.durable.Put(tc, w.ID, &savedEntity{Expires: w.Entity.Expires, Value: value})
 	})
-	if errors.Is(w.err, errRemovedMeanwhile) {
-		w.err = nil
-		s.logf(levelInfo, "%s: session was removed by another request meanwhile; this request's version was dropped", logID(w.id))
+	if errors.Is(w.Err, errRemovedMeanwhile) {
+		w.Err = nil
+		s.logf(levelInfo, "%s: session was removed by another request meanwhile; this request's version was dropped", logID(w.ID))
 		return true
 	}
-	if w.err == nil {
-		w.entity.Value = value
+	if w.Err == nil {
+		w.Entity.Value = value
 	}
 	return false
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/icza/gaesession/v2/internal/tier"
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 )
@@ -214,7 +215,16 @@ func fromCronOrTaskQueue(r *http.Request) bool {
 }
 
 func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := appengine.NewContext(r)
+	servePurge(c, w, r, func(r *http.Request) (context.Context, tier.Purge[*datastore.Key]) {
+		return appengine.NewContext(r), &datastorePurge{kind: c.kind}
+	})
+}
+
+// servePurge serves one purge request over the purge tier that tierFor
+// gives, with the context it gives: the bundled Datastore's (serveHTTP) or
+// another's (the nested module's, through tier.NewPurgeHandler).
+func servePurge[K any](c purgeConfig, w http.ResponseWriter, r *http.Request, tierFor func(r *http.Request) (context.Context, tier.Purge[K])) {
+	ctx, pt := tierFor(r)
 	l := &logger{ctx: ctx}
 	if c.cronOnly && !fromCronOrTaskQueue(r) {
 		l.logf(levelWarning, "purge of kind %q refused a request that came from neither App Engine cron nor a task queue", c.kind)
@@ -223,7 +233,7 @@ func (c purgeConfig) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := time.Now()
-	p := purge[*datastore.Key]{purgeConfig: c, ctx: ctx, log: l, tier: &datastorePurge{kind: c.kind}}
+	p := purge[K]{purgeConfig: c, ctx: ctx, log: l, tier: pt}
 	res, err := p.run(start)
 	elapsed := time.Since(start).Round(time.Millisecond)
 
@@ -247,7 +257,7 @@ type purge[K any] struct {
 	purgeConfig
 	ctx  context.Context
 	log  *logger
-	tier purgeTier[K]
+	tier tier.Purge[K]
 
 	batches int    // batches queried that held keys
 	stop    string // why the run ended, for the summary line
@@ -271,7 +281,7 @@ func (p *purge[K]) run(start time.Time) (res purgeResponse, err error) {
 	// The cutoff is fixed for the run, so a session written during the
 	// run is never matched; see expiredBefore for why it lies expiredFor
 	// before the start.
-	p.tier.start(expiredBefore(timeNow(), p.expiredFor), p.batch)
+	p.tier.Start(expiredBefore(timeNow(), p.expiredFor), p.batch)
 
 	// At most one DeleteMulti is in flight, overlapping the next query.
 	var inflight chan deleteResult
@@ -296,7 +306,7 @@ func (p *purge[K]) run(start time.Time) (res purgeResponse, err error) {
 			return res, nil
 		}
 
-		keys, err := p.tier.next(p.ctx)
+		keys, err := p.tier.Next(p.ctx)
 		if err != nil {
 			p.stop = "query failed"
 			return res, err
@@ -374,7 +384,7 @@ func expiredBefore(now time.Time, expiredFor time.Duration) time.Time {
 func (p *purge[K]) deleteBatch(keys []K, stopAt time.Time) deleteResult {
 	var err error
 	for attempt := 1; attempt <= purgeDeleteAttempts; attempt++ {
-		if err = p.tier.deleteKeys(p.ctx, keys); err == nil {
+		if err = p.tier.DeleteKeys(p.ctx, keys); err == nil {
 			return deleteResult{deleted: len(keys)}
 		}
 		if attempt == purgeDeleteAttempts || !retryable(p.ctx, err) || !time.Now().Before(stopAt) {
@@ -403,7 +413,7 @@ func (p *purge[K]) deleteBatch(keys []K, stopAt time.Time) deleteResult {
 func (p *purge[K]) redactKeys(err error, keys []K) string {
 	names := make([]string, len(keys))
 	for i, k := range keys {
-		names[i] = p.tier.name(k)
+		names[i] = p.tier.Name(k)
 	}
 	return redact(err, names...)
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/icza/gaesession/v2/internal/tier"
 )
 
 // A logout is final: once Remove has returned, no Get returns the session
@@ -171,7 +173,7 @@ func tombstoneTTL(timeout time.Duration) time.Duration {
 // character of a session ID (see ValidID), so no session entity has such a
 // name and the original package, which reads only the key named by the ID,
 // never reads a marker.
-const removalKeyPrefix = "removed:"
+const removalKeyPrefix = tier.RemovalKeyPrefix
 
 // removalExpiry is the "exp" of the marker of a session with the given
 // timeout removed at now: later than the deadline of any copy that a
@@ -183,27 +185,24 @@ func removalExpiry(now time.Time, timeout time.Duration) time.Time {
 	return idleDeadline(now, timeout).Add(tombstoneMargin)
 }
 
-// removalMarker is the entity of a removal marker: only "exp", indexed,
-// which the purge queries.
-type removalMarker struct {
-	Expires time.Time `datastore:"exp"`
-}
-
 // lookupDatastore reads the removal marker of the session id and, if
 // entity is set, its entity, in one RPC. An expired marker counts as none.
 func (s *memcacheStore) lookupDatastore(ctx context.Context, id string, entity bool) (datastoreLookup, error) {
 	var l datastoreLookup
 	err := s.retry(ctx, func() (err error) {
-		l, err = s.durable.lookup(ctx, id, entity)
+		l, err = s.durable.Lookup(ctx, id, entity)
 		return err
 	})
+	if l.Removed() && timeNow().After(l.RemovedUntil) {
+		l.RemovedUntil = time.Time{} // expired: the purge deletes it
+	}
 	return l, err
 }
 
 // putRemovalMarker writes the removal marker of the session id.
 func (s *memcacheStore) putRemovalMarker(id string, timeout time.Duration) error {
 	m := &removalMarker{Expires: removalExpiry(timeNow(), timeout)}
-	return s.retry(s.ctx, func() error { return s.durable.putMarker(s.ctx, id, m) })
+	return s.retry(s.ctx, func() error { return s.durable.PutMarker(s.ctx, id, m) })
 }
 
 // restoreTombstone runs when a Datastore lookup found the removal marker
@@ -216,18 +215,18 @@ func (s *memcacheStore) putRemovalMarker(id string, timeout time.Duration) error
 // keeps the session out.
 func (s *memcacheStore) restoreTombstone(id string, mcItem cacheRead, l datastoreLookup) {
 	now := timeNow()
-	tomb := cacheWrite{key: s.cfg.memcacheKey(id), value: tombstoneValue, flags: expiryFlags(l.removedUntil), ttl: memcacheTTL(l.removedUntil, now)}
+	tomb := cacheWrite{Key: s.cfg.memcacheKey(id), Value: tombstoneValue, Flags: expiryFlags(l.RemovedUntil), TTL: memcacheTTL(l.RemovedUntil, now)}
 	var err error
-	if mcItem.held() {
-		tomb.token = mcItem.token
-		err = s.cache.compareAndSwap(s.ctx, tomb)
+	if mcItem.Held() {
+		tomb.Token = mcItem.Token
+		err = s.cache.CompareAndSwap(s.ctx, tomb)
 	} else {
-		err = s.cache.add(s.ctx, tomb)
+		err = s.cache.Add(s.ctx, tomb)
 	}
 	if err != nil && !errors.Is(err, errCASConflict) && !errors.Is(err, errNotStored) {
 		s.logf(levelWarning, "%s: putting the tombstone of a removed session back into memcache failed: %s", logID(id), redact(err, id))
 	}
-	if l.entity != nil {
+	if l.Entity != nil {
 		s.logf(levelInfo, "%s: the datastore holds a copy of a removed session, put after the logout; it is deleted", logID(id))
 		if err := s.deleteEntity(s.ctx, id); err != nil {
 			s.logf(levelError, "%s: deleting a removed session from the datastore again failed: %s", logID(id), redact(err, id))

@@ -34,7 +34,7 @@ const (
 // of their readme-test marker; blocks marked "file PATH" are checked
 // against that file of the repository. A command block without a marker,
 // or with another one, fails the test: every instruction is tested.
-var followSteps = []string{"demo", "ci", "replace", "gomod", "app", "apptest", "aetest", "standalone", "console", "front", "deploy"}
+var followSteps = []string{"demo", "clouddemo", "ci", "replace", "gomod", "app", "apptest", "aetest", "standalone", "console", "front", "deploy"}
 
 // TestReadmeFollowed follows README.md as a new user would, in a scratch
 // app module of its own: the app is README's Usage handler with README's
@@ -58,7 +58,9 @@ var followSteps = []string{"demo", "ci", "replace", "gomod", "app", "apptest", "
 //     browsed through it;
 //   - deploy: the app's directory alone (what gcloud app deploy uploads)
 //     builds where nothing outside it exists;
-//   - demo: go run ./_gae_session_demo in the copy of the checkout.
+//   - demo: go run ./_gae_session_demo in the copy of the checkout;
+//   - clouddemo: the demo on the Cloud store (the nested module cloud/),
+//     in the copy of the checkout.
 func TestReadmeFollowed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a scratch app; skipped in -short mode")
@@ -144,6 +146,11 @@ func TestReadmeFollowed(t *testing.T) {
 	t.Run("demo", func(t *testing.T) {
 		ports := f.ports(t)
 		f.start(t, blocks["demo"], filepath.Join(app, "gaesession"), ports, "PORT="+ports["8080"])
+		f.wantStatus(t, "http://127.0.0.1:"+ports["8080"]+"/demo", http.StatusOK)
+	})
+	t.Run("clouddemo", func(t *testing.T) {
+		ports := f.ports(t)
+		f.start(t, blocks["clouddemo"], filepath.Join(app, "gaesession"), ports, "PORT="+ports["8080"])
 		f.wantStatus(t, "http://127.0.0.1:"+ports["8080"]+"/demo", http.StatusOK)
 	})
 }
