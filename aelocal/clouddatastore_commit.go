@@ -91,6 +91,13 @@ func (s *Server) cloudCommit(req *pb.CommitRequest, resp *pb.CommitResponse) (er
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if inTx {
+		defer func() {
+			if err != nil {
+				s.cloud.noteFailed(h)
+			}
+		}()
+	}
 	var tx *dsTx
 	if inTx {
 		if tx, err = d.useTxLocked(h); err != nil {
