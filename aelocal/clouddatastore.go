@@ -126,7 +126,9 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		return fmt.Errorf("aelocal: Cloud Datastore API: listen: %w", err)
 	}
 	c := &cloudDatastore{
-		ln:       ln,
+		// Connections are capped as on the main port (frontdoor.go): at
+		// the cap, a new one waits until one closes.
+		ln:       newConnLimiter(ln, defaultMaxConns),
 		grpcLn:   newChanListener(ln.Addr()),
 		httpLn:   newChanListener(ln.Addr()),
 		shutdown: make(chan struct{}),
