@@ -100,18 +100,19 @@ func TestCloudDatastoreLimits(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 	// An indexed string past 1,500 bytes, a reserved property name, no project, another database, an empty key.
 	for name, req := range map[string]*pb.CommitRequest{
-		"long indexed string": {ProjectId: project, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+		"long indexed string": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"s": {ValueType: &pb.Value_StringValue{StringValue: strings.Repeat("x", 1501)}}}}}}}},
-		"reserved name": {ProjectId: project, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+		"reserved name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"__x__": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
-		"no project":   {Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
-		"database":     {ProjectId: project, DatabaseId: "other", Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
-		"empty key":    {ProjectId: project, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: &pb.Key{}}}}}},
-		"no operation": {ProjectId: project, Mutations: []*pb.Mutation{{}}},
-		"bad handle":   {ProjectId: project, Mode: pb.CommitRequest_TRANSACTIONAL, TransactionSelector: &pb.CommitRequest_Transaction{Transaction: []byte("\xff")}},
-		"bad timestamp": {ProjectId: project, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+		"no project":     {Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"database":       {ProjectId: project, DatabaseId: "other", Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"empty key":      {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: &pb.Key{}}}}}},
+		"no operation":   {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{}}},
+		"no transaction": {ProjectId: project, Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"bad handle":     {ProjectId: project, Mode: pb.CommitRequest_TRANSACTIONAL, TransactionSelector: &pb.CommitRequest_Transaction{Transaction: []byte("\xff")}},
+		"bad timestamp": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"t": {ValueType: &pb.Value_TimestampValue{TimestampValue: &timestamppb.Timestamp{Nanos: -1}}}}}}}}},
-		"bad geo point": {ProjectId: project, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+		"bad geo point": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"g": {ValueType: &pb.Value_GeoPointValue{GeoPointValue: &latlng.LatLng{Latitude: 91}}}}}}}}},
 	} {
 		if _, err := c.Commit(bg, req); err == nil {
