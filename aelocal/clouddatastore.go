@@ -347,6 +347,10 @@ func (s *Server) serveCloudHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "aelocal: reset failed: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
+		d := s.datastore
+		d.mu.Lock()
+		d.writtenAt = d.now() // a read_time before the reset would read what it removed
+		d.mu.Unlock()
 		io.WriteString(w, "Resetting...\n")
 	case "/shutdown":
 		s.cloud.once.Do(func() { close(s.cloud.shutdown) })

@@ -104,6 +104,8 @@ func TestCloudDatastoreLimits(t *testing.T) {
 			Properties: map[string]*pb.Value{"s": {ValueType: &pb.Value_StringValue{StringValue: strings.Repeat("x", 1501)}}}}}}}},
 		"reserved name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"__x__": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
+		"empty property name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
 		"no project":     {Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
 		"database":       {ProjectId: project, DatabaseId: "other", Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
 		"empty key":      {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: &pb.Key{}}}}}},
