@@ -242,3 +242,49 @@ func TestCloudDatastoreDeferredAndIDs(t *testing.T) {
 		ids[id] = true
 	}
 }
+
+// TestCloudDatastoreCallsInFlight: past the bound on calls in flight a
+// call fails at once with RESOURCE_EXHAUSTED, and every call that ends,
+// answered or cancelled, gives its place back.
+func TestCloudDatastoreCallsInFlight(t *testing.T) {
+	s := RunTOptions(t, &Options{CloudDatastoreAddr: "127.0.0.1:0", cloudCalls: 3})
+	conn, err := grpc.NewClient(s.CloudDatastoreAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewDatastoreClient(conn)
+	project := s.CloudProjectID()
+	lookup := func(ctx context.Context) error {
+		_, err := c.Lookup(ctx, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "K", "k")}})
+		return err
+	}
+	s.SetLatency("cloud_datastore_v1.Lookup", time.Hour) // the calls wait until cancelled
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { errs <- lookup(ctx) }()
+	}
+	for len(s.cloud.slots) < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	wantCode(t, lookup(context.Background()), codes.ResourceExhausted)
+	cancel()
+	for i := 0; i < 3; i++ {
+		wantCode(t, <-errs, codes.Canceled)
+	}
+	for len(s.cloud.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.SetLatency("cloud_datastore_v1.Lookup", 0)
+	for i := 0; i < 10; i++ { // more calls than places, one after another
+		if err := lookup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each call gives its place back as it ends, which may be just after
+	// its answer reached the client; a place kept would hang here.
+	for len(s.cloud.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
