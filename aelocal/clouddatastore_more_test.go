@@ -2,6 +2,8 @@ package aelocal
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -177,6 +179,16 @@ func TestCloudDatastoreShared(t *testing.T) {
 	recs := s.rpcs.latest(0, 10)
 	if len(recs) != 4 || !strings.HasPrefix(recs[0].Name, "cloud_datastore_v1.") {
 		t.Errorf("RPC log %v", recs)
+	}
+	// The console's RPC page lists them.
+	resp, err := http.Get(s.URL() + "/rpcs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "cloud_datastore_v1.Commit") {
+		t.Errorf("the console's RPC page (%d) does not list cloud_datastore_v1.Commit", resp.StatusCode)
 	}
 	// FailNext and SetLatency reach the API too.
 	s.FailNext("cloud_datastore_v1", "Lookup", 1)
