@@ -11,13 +11,17 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -61,8 +65,15 @@ const (
 	// 10 MiB; the margin lets a request just over it fail with
 	// production's message rather than the transport's.
 	maxCloudRequestBytes = 12 << 20
-	maxCloudStreams      = 256 // concurrent calls per connection
+	maxCloudStreams      = 16 // concurrent calls per connection; the client queues more
 	sniffTimeout         = 10 * time.Second
+	// maxCloudCalls bounds the calls in flight on the port, so that the
+	// requests held at once stay below maxCloudCalls*maxCloudRequestBytes
+	// (768 MiB): gRPC reads a request whole before its handler runs, and
+	// has no budget across connections as the bridge has (frontdoor.go).
+	// A call past it fails at once with RESOURCE_EXHAUSTED: gRPC cannot
+	// make it wait without stalling the other calls of its connection.
+	maxCloudCalls = 64
 )
 
 // cloudDatastore is the API's listener and servers.
@@ -75,6 +86,46 @@ type cloudDatastore struct {
 	shutdown chan struct{} // closed by POST /shutdown
 	once     sync.Once
 	stopOnce sync.Once
+
+	// slots holds a token per call in flight (maxCloudCalls).
+	slots chan struct{}
+
+	// failed holds the handles of transactions whose commit failed, so
+	// that the client's Rollback of one, which it always sends after a
+	// failed commit before it retries, succeeds as in production.
+	mu     sync.Mutex
+	failed map[uint64]bool
+	order  []uint64 // failed's handles, oldest first, for its bound
+}
+
+// maxFailedTx bounds cloudDatastore.failed.
+const maxFailedTx = 1000
+
+// noteFailed remembers that the commit of transaction h failed.
+func (c *cloudDatastore) noteFailed(h uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed == nil {
+		c.failed = make(map[uint64]bool)
+	}
+	if len(c.order) >= maxFailedTx {
+		delete(c.failed, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.failed[h] = true
+	c.order = append(c.order, h)
+}
+
+// takeFailed reports whether the commit of transaction h failed, and
+// forgets it.
+func (c *cloudDatastore) takeFailed(h uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.failed[h] {
+		return false
+	}
+	delete(c.failed, h)
+	return true
 }
 
 // startCloudDatastore starts the API if o asks for it.
@@ -88,15 +139,24 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		return fmt.Errorf("aelocal: Cloud Datastore API: listen: %w", err)
 	}
 	c := &cloudDatastore{
-		ln:       ln,
+		// Connections are capped as on the main port (frontdoor.go): at
+		// the cap, a new one waits until one closes.
+		ln:       newConnLimiter(ln, defaultMaxConns),
 		grpcLn:   newChanListener(ln.Addr()),
 		httpLn:   newChanListener(ln.Addr()),
 		shutdown: make(chan struct{}),
+		slots:    make(chan struct{}, cmpOr(o.cloudCalls, maxCloudCalls)),
 	}
 	c.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxCloudRequestBytes),
 		grpc.MaxSendMsgSize(maxResponseBytes),
 		grpc.MaxConcurrentStreams(maxCloudStreams),
+		// The Cloud client pings an idle connection every minute
+		// (PermitWithoutStream); gRPC's default policy would answer
+		// that with GOAWAY "too_many_pings" and break it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.InTapHandle(c.admitStream),
+		grpc.StatsHandler(cloudSlotRelease{}),
 	)
 	pb.RegisterDatastoreServer(c.grpc, &cloudAPI{s: s})
 	c.http = &http.Server{
@@ -170,6 +230,50 @@ func (s *Server) ShutdownRequested() <-chan struct{} {
 	return s.cloud.shutdown
 }
 
+// cloudMethodPrefix starts the full method names of the API.
+const cloudMethodPrefix = "/google.datastore.v1.Datastore/"
+
+// cloudSlot is a call's token of cloudDatastore.slots, given back once.
+type cloudSlot struct {
+	once  sync.Once
+	slots chan struct{}
+}
+
+type cloudSlotKey struct{}
+
+// admitStream takes a token for a call of the API before gRPC reads its
+// request, or refuses the call if every token is taken. Calls of other
+// methods take none: gRPC answers them UNIMPLEMENTED without a handler.
+func (c *cloudDatastore) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if !strings.HasPrefix(info.FullMethodName, cloudMethodPrefix) || !cloudMethods[cloudService+"."+strings.TrimPrefix(info.FullMethodName, cloudMethodPrefix)] {
+		return ctx, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return context.WithValue(ctx, cloudSlotKey{}, &cloudSlot{slots: c.slots}), nil
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "aelocal: %d Cloud Datastore calls are in flight, the most it serves at once; retry", cap(c.slots))
+	}
+}
+
+// cloudSlotRelease gives a call's token back when the call ends, however
+// it ends (gRPC reports the end of every call it began to handle).
+type cloudSlotRelease struct{}
+
+func (cloudSlotRelease) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (cloudSlotRelease) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (cloudSlotRelease) HandleConn(context.Context, stats.ConnStats) {}
+func (cloudSlotRelease) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if _, ok := st.(*stats.End); !ok {
+		return
+	}
+	if sl, ok := ctx.Value(cloudSlotKey{}).(*cloudSlot); ok {
+		sl.once.Do(func() { <-sl.slots })
+	}
+}
+
 // accept hands each connection to the gRPC or the HTTP server, by its
 // first bytes.
 func (c *cloudDatastore) accept() {
@@ -193,20 +297,27 @@ var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 func (c *cloudDatastore) route(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(sniffTimeout))
 	br := bufio.NewReaderSize(conn, len(http2Preface))
-	head, err := br.Peek(len(http2Preface))
-	conn.SetReadDeadline(time.Time{})
-	sc := &sniffedConn{Conn: conn, r: br}
-	if bytes.Equal(head, http2Preface) {
-		if !c.grpcLn.hand(sc) {
-			conn.Close()
+	// Read until the bytes are the whole preface or stop matching it, so
+	// that a short HTTP request is routed as soon as it differs.
+	var head []byte
+	var err error
+	for n := 1; n <= len(http2Preface); n = len(head) + 1 {
+		head, err = br.Peek(max(n, br.Buffered()))
+		if err != nil || !bytes.HasPrefix(http2Preface, head[:min(len(head), len(http2Preface))]) {
+			break
 		}
-		return
 	}
-	if err != nil && len(head) == 0 {
+	conn.SetReadDeadline(time.Time{})
+	if len(head) == 0 {
 		conn.Close()
 		return
 	}
-	if !c.httpLn.hand(sc) {
+	sc := &sniffedConn{Conn: conn, r: br}
+	ln := c.httpLn
+	if bytes.HasPrefix(head, http2Preface) {
+		ln = c.grpcLn
+	}
+	if !ln.hand(sc) {
 		conn.Close()
 	}
 }
@@ -296,6 +407,10 @@ func (s *Server) serveCloudHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "aelocal: reset failed: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
+		d := s.datastore
+		d.mu.Lock()
+		d.writtenAt = d.now() // a read_time before the reset would read what it removed
+		d.mu.Unlock()
 		io.WriteString(w, "Resetting...\n")
 	case "/shutdown":
 		s.cloud.once.Do(func() { close(s.cloud.shutdown) })
