@@ -137,6 +137,49 @@ var txQueryCases = []txCase{
 			t.Fatalf("got %v, want ErrConcurrentTransaction", err)
 		}
 	}},
+	{"a query of several batches continues on the snapshot", func(t *testing.T, s *Server, ctx context.Context) {
+		keys := make([]*datastore.Key, 50) // more than one batch of 20
+		cs := make([]counter, 50)
+		for i := range keys {
+			keys[i] = datastore.NewKey(ctx, "Counter", "", int64(i+1), nil)
+			cs[i].N = 1
+		}
+		if _, err := datastore.PutMulti(ctx, keys, cs); err != nil {
+			t.Fatal(err)
+		}
+		err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
+			it := datastore.NewQuery("Counter").Run(tc)
+			n, sum := 0, 0
+			for {
+				var c counter
+				_, err := it.Next(&c)
+				if err == datastore.Done {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					// Between batches, another client changes every entity.
+					for i := range cs {
+						cs[i].N = 100
+					}
+					if _, err := datastore.PutMulti(ctx, keys, cs); err != nil {
+						t.Fatal(err)
+					}
+				}
+				n++
+				sum += c.N
+			}
+			if n != 50 || sum != 50 {
+				t.Fatalf("read %d entities summing to %d, want the snapshot's 50 and 50", n, sum)
+			}
+			return nil
+		}, &datastore.TransactionOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}},
 	{"metadata queries stay refused", func(t *testing.T, s *Server, ctx context.Context) {
 		putTwoCounters(t, ctx)
 		err := datastore.RunInTransaction(ctx, func(tc context.Context) error {
