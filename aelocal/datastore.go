@@ -86,6 +86,9 @@ type datastoreService struct {
 	historyLimit int64 // 0 means DefaultTxHistoryLimit
 	txEnded      map[uint64]string
 
+	// legacyEntityGroups is Options.LegacyEntityGroups (datastore_txquery.go).
+	legacyEntityGroups bool
+
 	indexes   *dsIndexes // composite indexes queries needed; its own lock
 	noPlan    bool       // every query takes the full evaluation (tests compare the planner with it)
 	planned   int        // query batches the planner answered (tests count them)

@@ -484,14 +484,8 @@ func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*
 	d.mu.Lock()
 	if in.Has("transaction") {
 		tx, h, err := d.txLocked(in.Msg("transaction"))
-		if err == nil && q.ancestor == nil {
-			err = badRequest("only ancestor queries are allowed inside transactions")
-		}
-		if err == nil && q.meta != "" {
-			err = badRequest("transactional queries on %q not allowed", q.meta)
-		}
 		if err == nil {
-			err = d.touchQueryLocked(tx, q.sp, q.ancestor)
+			err = d.txQueryLocked(tx, q) // datastore_txquery.go
 		}
 		if err != nil {
 			d.mu.Unlock()

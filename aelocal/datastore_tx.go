@@ -26,7 +26,8 @@ import (
 // outside the transaction"): Commit fails with CONCURRENT_TRANSACTION if
 // anyone else wrote, after the snapshot, an entity the transaction got (a
 // key it found missing included) or anything in the entity group of an
-// ancestor query it ran (a coarser range than production's, which errs
+// ancestor query it ran, or of the kind of another query it ran
+// (datastore_txquery.go) (coarser ranges than production's, which err
 // towards a conflict, never away from one). A blind write, a Put or
 // Delete of a key the transaction never read, never conflicts: the
 // transaction's write simply lands last, as in production and the SDK's
@@ -78,6 +79,12 @@ type dsTx struct {
 	lastUsed   time.Time
 	actions    []func() // run once the commit applied: transactional tasks
 	nTasks     int      // tasks the actions add
+
+	// Kinds that non-ancestor queries read, part of the read set; the
+	// groups of an XG transaction, counted in legacy mode only
+	// (datastore_txquery.go).
+	readKinds map[kindRead]struct{}
+	xgGroups  map[string]struct{}
 }
 
 // dsWrite is one write of a batch: an entity to store, or a key to delete.
@@ -174,8 +181,8 @@ func (d *datastoreService) readLocked(v dsView, sp nsKey, path dsPath) *dsEntity
 // kind is "") as v sees them, in no particular order. With an ancestor it
 // may yield only the ancestor and its descendants: it then reads the
 // ancestor's range of each kind index (its descendants sort together from
-// its key on), so an ancestor query, the only query a transaction may
-// run, costs the size of its entity group, not of its kind.
+// its key on), so an ancestor query in a transaction costs the size of
+// its entity group, not of its kind.
 //
 // Transactions read their snapshot here, not through the planner: the
 // planner reads a clone of the live indexes, and a clone taken at
@@ -297,10 +304,10 @@ func (d *datastoreService) useGroupLocked(tx *dsTx, sp nsKey, path dsPath) error
 	if sp.app != tx.app {
 		return badRequest("Transactions cannot span applications (expected %s, got %s)", tx.app, sp.app)
 	}
-	if tx.xg {
-		return nil
-	}
 	g := groupKey(sp, path)
+	if tx.xg {
+		return d.xgGroupLocked(tx, g) // datastore_txquery.go
+	}
 	switch tx.group {
 	case "":
 		tx.group = g
@@ -351,6 +358,9 @@ func (d *datastoreService) conflictLocked(tx *dsTx) bool {
 	}
 	if tx.readAll {
 		return d.seq > tx.snap
+	}
+	if d.kindConflictLocked(tx) { // datastore_txquery.go
+		return true
 	}
 	for g := range tx.readGroups {
 		if d.groupVer[g] > tx.snap {

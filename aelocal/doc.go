@@ -235,16 +235,17 @@ whatever the kind's size, and without making writes wait. Two or more
 sort orders and projections of several properties read the first order's
 index and sort only the ties of each of its values (no composite indexes
 are kept yet); Count and long iterations read the indexes batch after
-batch. Ancestor queries that are not planned, and every query in a
-transaction (read from its snapshot), read only the ancestor and its
-descendants; Distinct queries without an ancestor still read every entity
+batch. Ancestor queries that are not planned, and every ancestor query
+in a transaction (read from its snapshot), read only the ancestor and its
+descendants; other queries in a transaction read every entity of their
+kind; Distinct queries without an ancestor still read every entity
 of their kind, and kindless ones every entity of their namespace.
 
 Transactions follow Firestore in Datastore mode, which is every App
 Engine app's datastore today, point by point:
 
   - Isolated until commit, and rolled back on error or panic; reads (Get
-    and ancestor queries) see one snapshot, taken at BeginTransaction, and
+    and queries) see one snapshot, taken at BeginTransaction, and
     not the transaction's own writes.
   - Conflicts come from what the transaction read: a commit fails with
     CONCURRENT_TRANSACTION (which RunInTransaction retries) if someone
@@ -259,13 +260,31 @@ Engine app's datastore today, point by point:
     other writer wait for the lock instead.
   - One app per transaction, and one entity group unless it is
     cross-group (XG), as the App Engine API has it. No limit on the number
-    of entity groups: Firestore removed Cloud Datastore's limit of 25.
+    of entity groups: Firestore removed Cloud Datastore's limit of 25
+    (Options.LegacyEntityGroups restores it).
     Production's 10 MiB limit on a transaction applies to its
     writes (BAD_REQUEST "transaction too big").
   - A transaction idle for 60 seconds, or begun 270 seconds ago, has
     expired, by the server's clock.
-  - Only ancestor queries run in a transaction, as the App Engine
-    datastore API required; the SDK's stub refuses others too.
+  - Any query runs in a transaction, not only an ancestor query, as
+    Firestore in Datastore mode allows (neither client refuses one). It
+    reads the snapshot, and a commit conflicts if someone else wrote,
+    since the snapshot, any entity of the query's kind in its namespace
+    (of any kind, for a kindless query): production tracks the query's
+    range, so aelocal may conflict where production would not, never the
+    reverse. Such a query takes no entity group of a non-XG transaction.
+    Metadata queries (__kind__ and the like) are refused in a transaction.
+  - Options.LegacyEntityGroups (flag -legacy_entity_groups) gives both
+    APIs the rules of a database in "optimistic with entity groups" mode
+    (the legacy Datastore), point by point: only ancestor queries run in a
+    transaction (BAD_REQUEST "only ancestor queries are allowed inside
+    transactions"), and a cross-group transaction, every Cloud API one
+    included, may use at most 25 entity groups (BAD_REQUEST "operating on
+    too many entity groups in a single transaction."). It changes nothing
+    else: queries stay strongly consistent (no eventually consistent
+    non-ancestor queries), there is no write-rate limit per entity group,
+    conflicts still come from what a transaction read, and the Cloud API's
+    filters and limits stay Firestore's.
   - aelocal's own bounds, which production does not have: an open
     transaction's snapshot may keep at most Options.TxHistoryLimit
     (default 64 MiB) of entity versions that later writes replaced; past

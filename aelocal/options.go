@@ -84,6 +84,14 @@ type Options struct {
 	// Default DefaultTxHistoryLimit (64 MiB).
 	TxHistoryLimit int64
 
+	// LegacyEntityGroups gives both datastore APIs the transaction rules
+	// of a database in "optimistic with entity groups" mode (the legacy
+	// Datastore) instead of Firestore in Datastore mode's: only ancestor
+	// queries run in a transaction, and a cross-group transaction may use
+	// at most 25 entity groups. Nothing else changes; the package doc's
+	// Transactions section lists what this does and does not restore.
+	LegacyEntityGroups bool
+
 	// AllowedHosts are host names (or IP addresses), besides loopback
 	// ones, that requests may name in their Host header, for a server
 	// reached by another name, say from a container. Ports are ignored.

@@ -130,6 +130,7 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 	if o.TxHistoryLimit > 0 {
 		s.datastore.historyLimit = o.TxHistoryLimit // nothing is served yet
 	}
+	s.datastore.legacyEntityGroups = o.LegacyEntityGroups
 	if err := s.console.configure(o); err != nil {
 		ln.Close()
 		return nil, err

@@ -26,6 +26,9 @@
 //	-tx_history_limit bytes of entity versions kept for the snapshots of
 //	                 open transactions (default 64 MiB); past it the
 //	                 transaction with the oldest snapshot expires
+//	-legacy_entity_groups transaction rules of a database in "optimistic
+//	                 with entity groups" mode: only ancestor queries in a
+//	                 transaction, at most 25 entity groups in one
 //	-allowed_hosts   comma-separated host names, besides loopback ones, that
 //	                 requests may name in their Host header (for a server
 //	                 reached by another name, from a container say)
@@ -119,6 +122,7 @@ func main() {
 	dsPath := flag.String("datastore_path", "", "file that keeps the datastore across restarts; every acknowledged write is on disk (empty: in memory only)")
 	mcLimit := flag.Int64("memcache_limit", aelocal.DefaultMemcacheLimit, "memcache memory cap in bytes (namespaces, keys, values and per-item overhead)")
 	txHistory := flag.Int64("tx_history_limit", aelocal.DefaultTxHistoryLimit, "bytes of replaced entity versions kept for open transactions' snapshots; past it the oldest transaction expires")
+	legacyGroups := flag.Bool("legacy_entity_groups", false, "transaction rules of a database in \"optimistic with entity groups\" mode: only ancestor queries in a transaction, at most 25 entity groups in one")
 	allowed := flag.String("allowed_hosts", "", "comma-separated host names, besides loopback ones, that requests may name in their Host header")
 	queueYAML := flag.String("queue_yaml", "", "the app's queue.yaml (empty: only the default queue)")
 	appURL := flag.String("app_url", "", "the app's base URL, e.g. http://127.0.0.1:8080; push tasks and the console's cron runs are sent there (empty: tasks wait)")
@@ -148,6 +152,7 @@ func main() {
 
 		CloudDatastoreAddr: cloudDatastoreAddr(*cloudAddr, *addr),
 	}
+	opts.LegacyEntityGroups = *legacyGroups
 	if *allowed != "" {
 		opts.AllowedHosts = strings.Split(*allowed, ",")
 	}
