@@ -113,6 +113,14 @@ type dsQuery struct {
 	proj     []string // projected properties (Query.Project), in request order
 	groupBy  []string // group_by_property_name (Query.Distinct, Query.DistinctOn)
 	start    dsPos    // the start cursor's position
+
+	// A query of the Cloud API's OR, IN, != or NOT_IN filters
+	// (datastore_disjunction.go): its conjunctions, each a query of its
+	// own with q's orders, or for a branch its query and its index there.
+	branches []*dsQuery
+	union    *dsQuery
+	ord      int
+	in       pmsg // the datastore_v3 Query parsed, for its composite index
 }
 
 // dsCand is a result of a query: an entity that matches it, with its sort
@@ -145,6 +153,9 @@ func (q *dsQuery) compare(av []dsValue, ak dsPath, bv []dsValue, bk dsPath) int 
 }
 
 func (q *dsQuery) matches(e *dsEntity) bool {
+	if q.branches != nil {
+		return q.matchesUnion(e)
+	}
 	if q.ancestor != nil && !e.path.hasPrefix(q.ancestor) {
 		return false
 	}
