@@ -64,18 +64,21 @@ type dsSpace struct {
 type datastoreService struct {
 	now func() time.Time
 
-	mu       sync.Mutex
-	seq      uint64 // counts writes; versions are values of it
-	spaces   map[nsKey]*dsSpace
-	nextID   map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
-	nextScat map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
-	groupVer map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
-	history  map[string]*dsHist // fullKey -> versions replaced while transactions are open
-	txs      map[uint64]*dsTx
-	cursors  map[uint64]*dsCursor
-	handle   uint64 // last transaction or cursor handle given out
-	cached   int    // query results held in cursor caches
-	swept    time.Time
+	mu  sync.Mutex
+	seq uint64 // counts writes; versions are values of it
+	// writtenAt is the server's time of the latest write, for the Cloud
+	// API's read_time (clouddatastore_tx.go).
+	writtenAt time.Time
+	spaces    map[nsKey]*dsSpace
+	nextID    map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat  map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
+	groupVer  map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
+	history   map[string]*dsHist // fullKey -> versions replaced while transactions are open
+	txs       map[uint64]*dsTx
+	cursors   map[uint64]*dsCursor
+	handle    uint64 // last transaction or cursor handle given out
+	cached    int    // query results held in cursor caches
+	swept     time.Time
 
 	// The bytes of entity versions history holds, and their bound
 	// (datastore_txhistory.go); why the server ended transactions early.
@@ -348,7 +351,6 @@ func parseKeys(refs []pmsg) ([]keyRef, error) {
 }
 
 func dsGet(s *Server, in, out pmsg) error {
-	d := s.datastore
 	refs := in.Msgs("key")
 	if len(refs) > maxGetKeys {
 		return badRequest("cannot get more than %d keys in a single call (got %d)", maxGetKeys, len(refs))
@@ -357,28 +359,44 @@ func dsGet(s *Server, in, out pmsg) error {
 	if err != nil {
 		return err
 	}
-	found := make([]*dsEntity, len(items))
-	d.mu.Lock()
-	var view dsView
+	var h uint64
 	if in.Has("transaction") {
-		tx, h, err := d.txLocked(in.Msg("transaction"))
+		h = in.Msg("transaction").Uint("handle")
+	}
+	found, _, err := s.datastore.get(items, in.Has("transaction"), h)
+	if err != nil {
+		return err
+	}
+	return getResponse(in, refs, found, out)
+}
+
+// get returns the entities at items (nil where there is none), as the
+// live data has them or, if inTx, as the snapshot of the transaction with
+// handle h has them; the transaction records them as read. snap is the
+// version of the data read. Both APIs read entities here.
+func (d *datastoreService) get(items []keyRef, inTx bool, h uint64) (found []*dsEntity, snap uint64, err error) {
+	found = make([]*dsEntity, len(items))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	view := dsView{}
+	snap = d.seq
+	if inTx {
+		tx, err := d.useTxLocked(h)
 		if err != nil {
-			d.mu.Unlock()
-			return err
+			return nil, 0, err
 		}
 		for _, it := range items {
 			if err := d.touchLocked(tx, it.sp, it.path); err != nil {
-				d.mu.Unlock()
-				return err
+				return nil, 0, err
 			}
 		}
 		view = dsView{tx: h, snap: tx.snap}
+		snap = tx.snap
 	}
 	for i, it := range items {
 		found[i] = d.readLocked(view, it.sp, it.path)
 	}
-	d.mu.Unlock()
-	return getResponse(in, refs, found, out)
+	return found, snap, nil
 }
 
 func dsPut(s *Server, in, out pmsg) (err error) {
@@ -398,15 +416,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 		if err != nil {
 			return err
 		}
-		for _, el := range path {
-			if reserved(el.kind) {
-				return badRequest("illegal kind %q in the key of entity %d: kinds of the form __*__ are reserved", el.kind, i)
-			}
-			if reserved(el.name) {
-				return badRequest("illegal key name in the key of entity %d: names of the form __*__ are reserved", i)
-			}
-		}
-		if err := checkPropertyNames(ep); err != nil {
+		if err := checkPut(path, ep, i); err != nil {
 			return err
 		}
 		items[i] = item{sp, path, ep.Clone()}
@@ -430,41 +440,9 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	ents := make([]*dsEntity, len(items))
 	for i := range items {
 		it := &items[i]
-		last := &it.path[len(it.path)-1]
-		elems := it.ep.Mutable("key").Mutable("path").Msgs("element")
-		if !last.complete() {
-			last.id = d.allocScatteredLocked(it.sp.app)
-			el := elems[len(elems)-1]
-			el.Clear("name")
-			el.Set("id", last.id)
-		} else {
-			d.noteIDLocked(it.sp.app, last.id)
-		}
-		for _, el := range it.path[:len(it.path)-1] {
-			d.noteIDLocked(it.sp.app, el.id)
-		}
-		eg := it.ep.Mutable("entity_group")
-		eg.Clear("element")
-		root := eg.AppendMsg("element")
-		root.Set("type", it.path[0].kind)
-		if it.path[0].name != "" {
-			root.Set("name", it.path[0].name)
-		} else {
-			root.Set("id", it.path[0].id)
-		}
-		if n := it.ep.Size(); n > maxEntityBytes {
-			// Production says "entity is too big", without the key, whose
-			// name can be a secret (a session ID).
-			return badRequest("entity %d is too big: %d bytes encoded; the limit is %d bytes", i, n, maxEntityBytes)
-		}
-		e, err := newEntity(it.sp, it.path, it.ep)
+		e, err := d.prepareLocked(tx, it.sp, it.path, it.ep, i)
 		if err != nil {
 			return err
-		}
-		if tx != nil {
-			if err := d.useGroupLocked(tx, it.sp, it.path); err != nil {
-				return err
-			}
 		}
 		ents[i] = e
 	}
@@ -483,6 +461,65 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
 	}
 	return nil
+}
+
+// checkPut refuses entity i of a write, at path, with a reserved kind,
+// key name or property name.
+func checkPut(path dsPath, ep pmsg, i int) error {
+	for _, el := range path {
+		if reserved(el.kind) {
+			return badRequest("illegal kind %q in the key of entity %d: kinds of the form __*__ are reserved", el.kind, i)
+		}
+		if reserved(el.name) {
+			return badRequest("illegal key name in the key of entity %d: names of the form __*__ are reserved", i)
+		}
+	}
+	return checkPropertyNames(ep)
+}
+
+// prepareLocked makes entity i of a write, ep at path, ready to store:
+// an incomplete key gets an automatic ID (written into path and ep), IDs
+// used explicitly move the ID counters past them, the entity group is set,
+// and production's limits are checked; in a transaction tx, the entity
+// group must be one it may use. Both APIs write entities through here.
+func (d *datastoreService) prepareLocked(tx *dsTx, sp nsKey, path dsPath, ep pmsg, i int) (*dsEntity, error) {
+	last := &path[len(path)-1]
+	elems := ep.Mutable("key").Mutable("path").Msgs("element")
+	if !last.complete() {
+		last.id = d.allocScatteredLocked(sp.app)
+		el := elems[len(elems)-1]
+		el.Clear("name")
+		el.Set("id", last.id)
+	} else {
+		d.noteIDLocked(sp.app, last.id)
+	}
+	for _, el := range path[:len(path)-1] {
+		d.noteIDLocked(sp.app, el.id)
+	}
+	eg := ep.Mutable("entity_group")
+	eg.Clear("element")
+	root := eg.AppendMsg("element")
+	root.Set("type", path[0].kind)
+	if path[0].name != "" {
+		root.Set("name", path[0].name)
+	} else {
+		root.Set("id", path[0].id)
+	}
+	if n := ep.Size(); n > maxEntityBytes {
+		// Production says "entity is too big", without the key, whose
+		// name can be a secret (a session ID).
+		return nil, badRequest("entity %d is too big: %d bytes encoded; the limit is %d bytes", i, n, maxEntityBytes)
+	}
+	e, err := newEntity(sp, path, ep)
+	if err != nil {
+		return nil, err
+	}
+	if tx != nil {
+		if err := d.useGroupLocked(tx, sp, path); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 func dsDelete(s *Server, in, out pmsg) (err error) {

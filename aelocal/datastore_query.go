@@ -429,42 +429,65 @@ func dsRunQuery(s *Server, in, out pmsg) error { return runQuery(s, in, out, tru
 // index is neither recorded nor required: the console's queries use it,
 // since they are a person browsing, not the app's.
 func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
-	d := s.datastore
-	q, err := parseQuery(in)
+	b, err := s.datastore.firstBatch(in, checkIndexes, true)
 	if err != nil {
 		return err
 	}
+	fillResult(out, b.q, b.res, b.skipped, b.more, b.h, in.Bool("compile"), b.pos)
+	return nil
+}
+
+// queryBatch is the first batch of a query's results.
+type queryBatch struct {
+	q       *dsQuery
+	res     []dsCand
+	skipped int64
+	more    bool
+	h       uint64 // the open cursor's handle, if more and it was kept
+	pos     dsPos  // the position after the batch
+}
+
+// firstBatch runs the Query in and returns its first batch. With
+// keepCursor, a query with more results keeps an open cursor for Next
+// (datastore_v3); without, it keeps nothing, and the caller resumes from
+// the batch's position (the Cloud API's cursors). Both APIs run their
+// queries here.
+func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*queryBatch, error) {
+	q, err := parseQuery(in)
+	if err != nil {
+		return nil, err
+	}
 	if checkIndexes {
 		if err := d.indexes.check(in, q); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	offset := in.Int("offset")
 	if offset < 0 {
-		return badRequest("negative offset %d", offset)
+		return nil, badRequest("negative offset %d", offset)
 	}
 	c := &dsCursor{q: q, remaining: -1}
 	dflt := int64(defaultBatch)
 	if in.Has("limit") {
 		if c.remaining = in.Int("limit"); c.remaining < 0 {
-			return badRequest("negative limit %d", c.remaining)
+			return nil, badRequest("negative limit %d", c.remaining)
 		}
 		dflt = c.remaining
 	}
 	count, err := batchSize(in, dflt)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in.Has("compiled_cursor") {
 		if q.start, err = q.parsePos(in.Msg("compiled_cursor"), "start"); err != nil {
-			return err
+			return nil, err
 		}
 		c.pos = q.start
 	}
 	if in.Has("end_compiled_cursor") {
 		end, err := q.parsePos(in.Msg("end_compiled_cursor"), "end")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.end = &end
 	}
@@ -483,7 +506,7 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 		}
 		if err != nil {
 			d.mu.Unlock()
-			return err
+			return nil, err
 		}
 		c.view = dsView{tx: h, snap: tx.snap}
 	}
@@ -491,10 +514,10 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 	res, skipped, more, err := d.batchLocked(c, offset, count)
 	if err != nil {
 		d.mu.Unlock()
-		return err
+		return nil, err
 	}
 	var h uint64
-	if more {
+	if more && keepCursor {
 		d.sweepLocked(now)
 		d.handle++
 		h = d.handle
@@ -505,9 +528,7 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 	}
 	pos := c.pos
 	d.mu.Unlock()
-
-	fillResult(out, q, res, skipped, more, h, in.Bool("compile"), pos)
-	return nil
+	return &queryBatch{q: q, res: res, skipped: skipped, more: more, h: h, pos: pos}, nil
 }
 
 func dsNext(s *Server, in, out pmsg) error {

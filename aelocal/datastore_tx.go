@@ -112,6 +112,9 @@ type dsOld struct {
 // entities goes through here.
 func (d *datastoreService) applyLocked(ws []dsWrite) {
 	d.recordLocked(ws) // for the datastore file, if any (persist_journal.go)
+	if len(ws) > 0 {
+		d.writtenAt = d.now()
+	}
 	for _, w := range ws {
 		d.writeLocked(w.sp, w.path, w.ent)
 	}
@@ -459,11 +462,19 @@ func (d *datastoreService) sweepTxLocked(now time.Time) {
 }
 
 func dsBeginTransaction(s *Server, in, out pmsg) error {
-	d := s.datastore
 	app := in.Str("app")
 	if app == "" {
 		return noApp("BeginTransaction")
 	}
+	h := s.datastore.beginTx(app, in.Bool("allow_multiple_eg"), in.Int("mode") == 1) // 1: READ_ONLY
+	out.Set("handle", h)
+	out.Set("app", app)
+	return nil
+}
+
+// beginTx opens a transaction of app and returns its handle. Both APIs
+// begin their transactions here.
+func (d *datastoreService) beginTx(app string, xg, readOnly bool) uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
@@ -472,8 +483,8 @@ func dsBeginTransaction(s *Server, in, out pmsg) error {
 	h := d.handle
 	d.txs[h] = &dsTx{
 		app:        app,
-		xg:         in.Bool("allow_multiple_eg"),
-		readOnly:   in.Int("mode") == 1, // READ_ONLY
+		xg:         xg,
+		readOnly:   readOnly,
 		snap:       d.seq,
 		readKeys:   make(map[string]struct{}),
 		readGroups: make(map[string]struct{}),
@@ -481,9 +492,7 @@ func dsBeginTransaction(s *Server, in, out pmsg) error {
 		begun:      now,
 		lastUsed:   now,
 	}
-	out.Set("handle", h)
-	out.Set("app", app)
-	return nil
+	return h
 }
 
 func dsCommit(s *Server, in, out pmsg) (err error) {
@@ -494,6 +503,13 @@ func dsCommit(s *Server, in, out pmsg) (err error) {
 	if err != nil {
 		return err
 	}
+	return d.commitLocked(tx, h)
+}
+
+// commitLocked commits tx, whose handle is h, unless a write by someone
+// else since its snapshot conflicts with what it read. The transaction
+// ends either way. Both APIs commit here.
+func (d *datastoreService) commitLocked(tx *dsTx, h uint64) error {
 	if len(tx.order) > 0 {
 		if err := d.writableLocked(); err != nil {
 			d.dropTxLocked(h)

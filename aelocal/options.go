@@ -91,6 +91,14 @@ type Options struct {
 	// cannot reach the server through DNS rebinding.
 	AllowedHosts []string
 
+	// CloudDatastoreAddr, if set, is the host:port, such as
+	// 127.0.0.1:10002 (or 127.0.0.1:0 for a free port), on which the
+	// server also serves the Cloud Datastore API (google.datastore.v1
+	// over gRPC) over the same datastore, for cloud.google.com/go/datastore
+	// clients with DATASTORE_EMULATOR_HOST set to it (see
+	// Server.CloudDatastoreAddr and clouddatastore.go). Empty: not served.
+	CloudDatastoreAddr string
+
 	// Front-door limits; tests shorten them. Zero means the default.
 	idleTimeout time.Duration
 	bodyTimeout time.Duration

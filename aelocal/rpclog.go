@@ -60,7 +60,7 @@ func (l *rpcLog) record(name string, start time.Time, reqBytes int, err *error) 
 	l.buf[rec.Seq%rpcLogSize] = rec
 	if !rec.OK {
 		key := name
-		if _, ok := methods[name]; !ok {
+		if _, ok := methods[name]; !ok && !cloudMethods[name] {
 			key = OtherCalls
 		}
 		l.fails[key]++

@@ -86,6 +86,11 @@ type Server struct {
 
 	rpcs    *rpcLog  // the latest calls, for the console
 	console *console // the pages at the server's root
+
+	cloud *cloudDatastore // the Cloud Datastore API (clouddatastore.go); nil if not served
+	// cloudApp is GAE_APPLICATION when the server started: the app whose
+	// project Cloud Datastore API requests name (clouddatastore_convert.go).
+	cloudApp string
 }
 
 // NewServer starts a Server on 127.0.0.1 at a free port.
@@ -163,6 +168,10 @@ func serve(ln net.Listener, o *Options) (*Server, error) {
 		ConnState:         s.limiter.connState,
 	}
 	go s.http.Serve(s.limiter)
+	if err := s.startCloudDatastore(o); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.startServices(); err != nil {
 		s.Close()
 		return nil, err
@@ -220,6 +229,7 @@ func (s *Server) Addr() (host, port string) {
 // answered are on disk.
 func (s *Server) Close() error {
 	err := s.http.Close()
+	s.stopCloudDatastore(nil)
 	s.stopServices()
 	if j := s.datastore.journal; j != nil {
 		if jerr := j.close(); err == nil {
@@ -234,6 +244,7 @@ func (s *Server) Close() error {
 // closes the datastore file, if any. As http.Server.Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	s.stopCloudDatastore(ctx)
 	s.stopServices()
 	if j := s.datastore.journal; j != nil {
 		if jerr := j.close(); err == nil {
@@ -451,44 +462,8 @@ func (s *Server) serveCall(ctx context.Context, service, method string, reqBytes
 	}
 	defer s.rpcs.record(name, time.Now(), len(reqBytes), &err)
 
-	s.mu.Lock()
-	if ok {
-		s.stats[name]++
-	} else {
-		s.stats[OtherCalls]++
-	}
-	delay, ok2 := s.latency[name]
-	if !ok2 {
-		delay = s.latency[service]
-	}
-	inject := false
-	for _, k := range []string{name, service + "."} {
-		if n := s.failNext[k]; n > 0 && ok {
-			inject = true
-			if n == 1 {
-				delete(s.failNext, k)
-			} else {
-				s.failNext[k] = n - 1
-			}
-			break
-		}
-	}
-	s.mu.Unlock()
-
-	if !ok {
-		return nil, 0, &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
-	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, ctx.Err()
-		}
-	}
-	if inject {
-		return nil, 0, &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
+	if err := s.admitCall(ctx, service, name, ok); err != nil {
+		return nil, 0, err
 	}
 
 	in, err := newMsg(spec.req)
@@ -539,6 +514,53 @@ func (s *Server) serveCall(ctx context.Context, service, method string, reqBytes
 		return nil, 0, &rpcError{code: rpcUnknown, detail: fmt.Sprintf("cannot encode %s response: %v", name, err)}
 	}
 	return resp, share, nil
+}
+
+// admitCall counts a call of name (a method of service, known if ok) in
+// the Stats, then applies what SetLatency and FailNext asked for it: it
+// returns the error the call fails with before it is served, if any. The
+// bridge and the Cloud Datastore API (clouddatastore.go) both call it.
+func (s *Server) admitCall(ctx context.Context, service, name string, ok bool) error {
+	s.mu.Lock()
+	if ok {
+		s.stats[name]++
+	} else {
+		s.stats[OtherCalls]++
+	}
+	delay, ok2 := s.latency[name]
+	if !ok2 {
+		delay = s.latency[service]
+	}
+	inject := false
+	for _, k := range []string{name, service + "."} {
+		if n := s.failNext[k]; n > 0 && ok {
+			inject = true
+			if n == 1 {
+				delete(s.failNext, k)
+			} else {
+				s.failNext[k] = n - 1
+			}
+			break
+		}
+	}
+	s.mu.Unlock()
+
+	if !ok {
+		return &rpcError{code: rpcCallNotFound, detail: "aelocal does not serve " + name + notServed(service)}
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	if inject {
+		return &serviceError{code: failureCode(service), detail: "aelocal: injected failure of " + name}
+	}
+	return nil
 }
 
 // serveBridge answers a bridge call (a POST with the bridge headers, on any

@@ -24,3 +24,19 @@ func RunT(t TB) *Server {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// RunTOptions is RunT for a server started with options o, for example
+// one that also serves the Cloud Datastore API:
+//
+//	srv := aelocal.RunTOptions(t, &aelocal.Options{CloudDatastoreAddr: "127.0.0.1:0"})
+//	t.Setenv("DATASTORE_EMULATOR_HOST", srv.CloudDatastoreAddr())
+func RunTOptions(t TB, o *Options) *Server {
+	t.Helper()
+	s, err := NewServerOptions(o)
+	if err != nil {
+		t.Fatalf("aelocal: %v", err)
+		return nil
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
