@@ -453,12 +453,18 @@ type queryBatch struct {
 // the batch's position (the Cloud API's cursors). Both APIs run their
 // queries here.
 func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*queryBatch, error) {
-	q, err := parseQuery(in)
+	return d.firstBatchOf(in, nil, checkIndexes, keepCursor)
+}
+
+// firstBatchOf is firstBatch of a query with the Cloud API's filter tree
+// f (nil: in's filters only; parseFilteredQuery).
+func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keepCursor bool) (*queryBatch, error) {
+	q, err := parseFilteredQuery(in, f)
 	if err != nil {
 		return nil, err
 	}
 	if checkIndexes {
-		if err := d.indexes.check(in, q); err != nil {
+		if err := d.indexes.checkFiltered(q); err != nil {
 			return nil, err
 		}
 	}
