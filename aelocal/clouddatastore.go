@@ -17,6 +17,7 @@ import (
 	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -75,6 +76,43 @@ type cloudDatastore struct {
 	shutdown chan struct{} // closed by POST /shutdown
 	once     sync.Once
 	stopOnce sync.Once
+
+	// failed holds the handles of transactions whose commit failed, so
+	// that the client's Rollback of one, which it always sends after a
+	// failed commit before it retries, succeeds as in production.
+	mu     sync.Mutex
+	failed map[uint64]bool
+	order  []uint64 // failed's handles, oldest first, for its bound
+}
+
+// maxFailedTx bounds cloudDatastore.failed.
+const maxFailedTx = 1000
+
+// noteFailed remembers that the commit of transaction h failed.
+func (c *cloudDatastore) noteFailed(h uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed == nil {
+		c.failed = make(map[uint64]bool)
+	}
+	if len(c.order) >= maxFailedTx {
+		delete(c.failed, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.failed[h] = true
+	c.order = append(c.order, h)
+}
+
+// takeFailed reports whether the commit of transaction h failed, and
+// forgets it.
+func (c *cloudDatastore) takeFailed(h uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.failed[h] {
+		return false
+	}
+	delete(c.failed, h)
+	return true
 }
 
 // startCloudDatastore starts the API if o asks for it.
@@ -88,7 +126,9 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		return fmt.Errorf("aelocal: Cloud Datastore API: listen: %w", err)
 	}
 	c := &cloudDatastore{
-		ln:       ln,
+		// Connections are capped as on the main port (frontdoor.go): at
+		// the cap, a new one waits until one closes.
+		ln:       newConnLimiter(ln, defaultMaxConns),
 		grpcLn:   newChanListener(ln.Addr()),
 		httpLn:   newChanListener(ln.Addr()),
 		shutdown: make(chan struct{}),
@@ -97,6 +137,10 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		grpc.MaxRecvMsgSize(maxCloudRequestBytes),
 		grpc.MaxSendMsgSize(maxResponseBytes),
 		grpc.MaxConcurrentStreams(maxCloudStreams),
+		// The Cloud client pings an idle connection every minute
+		// (PermitWithoutStream); gRPC's default policy would answer
+		// that with GOAWAY "too_many_pings" and break it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 	)
 	pb.RegisterDatastoreServer(c.grpc, &cloudAPI{s: s})
 	c.http = &http.Server{

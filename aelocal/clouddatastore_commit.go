@@ -66,14 +66,17 @@ func (s *Server) cloudCommit(req *pb.CommitRequest, resp *pb.CommitResponse) (er
 		}
 		inTx = true
 	}
+	// The messages are the validator's of the Python SDK's v1 stub
+	// (cloud_datastore_validator.py); an unspecified mode is
+	// TRANSACTIONAL, as the API documents.
 	switch req.GetMode() {
-	case pb.CommitRequest_TRANSACTIONAL:
+	case pb.CommitRequest_TRANSACTIONAL, pb.CommitRequest_MODE_UNSPECIFIED:
 		if !inTx {
-			return badRequest("a transactional commit needs a transaction")
+			return badRequest("Transactional commit requires a transaction.")
 		}
-	case pb.CommitRequest_NON_TRANSACTIONAL, pb.CommitRequest_MODE_UNSPECIFIED:
+	case pb.CommitRequest_NON_TRANSACTIONAL:
 		if inTx {
-			return badRequest("a non-transactional commit cannot name a transaction")
+			return badRequest("Non-transactional commit cannot specify a transaction.")
 		}
 		seen := make(map[string]bool, len(muts))
 		for _, m := range muts {
@@ -82,7 +85,7 @@ func (s *Server) cloudCommit(req *pb.CommitRequest, resp *pb.CommitResponse) (er
 			}
 			fk := fullKey(m.sp, m.path)
 			if seen[fk] {
-				return badRequest("a non-transactional commit may not contain multiple mutations affecting the same entity")
+				return badRequest("A non-transactional commit may not contain multiple mutations affecting the same entity.")
 			}
 			seen[fk] = true
 		}
@@ -91,6 +94,13 @@ func (s *Server) cloudCommit(req *pb.CommitRequest, resp *pb.CommitResponse) (er
 	d := s.datastore
 	d.mu.Lock()
 	defer d.unlockDurable(&err)
+	if inTx {
+		defer func() {
+			if err != nil {
+				s.cloud.noteFailed(h)
+			}
+		}()
+	}
 	var tx *dsTx
 	if inTx {
 		if tx, err = d.useTxLocked(h); err != nil {

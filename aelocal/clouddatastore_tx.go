@@ -96,6 +96,9 @@ func (a *cloudAPI) Rollback(ctx context.Context, req *pb.RollbackRequest) (*pb.R
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if _, err := d.useTxLocked(h); err != nil {
+			if a.s.cloud.takeFailed(h) {
+				return nil // its commit failed: it has ended already
+			}
 			return err
 		}
 		d.dropTxLocked(h)

@@ -138,6 +138,30 @@ time. SaveDatastore and LoadDatastore write and read the same format
 given to LoadDatastore must be whole: one that ends inside a record is
 refused, as a torn tail is forgiven only in the server's own file.
 
+# The Cloud Datastore API
+
+With Options.CloudDatastoreAddr the server also serves the Cloud Datastore
+API (google.datastore.v1 over gRPC, what cloud.google.com/go/datastore
+speaks) on a port of its own, over the same datastore as datastore_v3, as
+production serves both APIs from one Firestore in Datastore mode database.
+An unchanged Cloud client reaches it with DATASTORE_EMULATOR_HOST set to
+CloudDatastoreAddr and DATASTORE_PROJECT_ID to CloudProjectID (the app ID
+without its "dev~" or "s~" prefix):
+
+	srv := aelocal.RunTOptions(t, &aelocal.Options{CloudDatastoreAddr: "127.0.0.1:0"})
+	t.Setenv("DATASTORE_EMULATOR_HOST", srv.CloudDatastoreAddr())
+	t.Setenv("DATASTORE_PROJECT_ID", srv.CloudProjectID())
+
+The API is a thin adapter over the engine datastore_v3 uses: keys and
+values convert as Google's own converter converts them (the Python SDK's
+datastore_pbs.py), and entities, IDs, transactions and their conflicts,
+queries and the composite-index record, the datastore file, Stats and the
+RPC log ("cloud_datastore_v1.Method") are shared. The port also answers
+the HTTP requests scripts send Google's emulator: GET / ("Ok"), POST
+/reset (empties the datastore) and POST /shutdown (closes
+ShutdownRequested; the aelocal command then exits), the POSTs refused from
+web pages.
+
 # Safety
 
 A web page in the developer's browser can reach loopback addresses too, so

@@ -1,0 +1,193 @@
+package aelocal
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
+	"google.golang.org/appengine/v2/datastore"
+	"google.golang.org/genproto/googleapis/type/latlng"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func cloudUpsert(project, kind, name string, n int64) *pb.CommitRequest {
+	return &pb.CommitRequest{ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{
+		Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", kind, name),
+			Properties: map[string]*pb.Value{"N": {ValueType: &pb.Value_IntegerValue{IntegerValue: n}}}}}}}}
+}
+
+// TestCloudDatastoreReadOptions: a Lookup may begin its transaction
+// (new_transaction) and answers it; a read_time is served while nothing
+// was written since, refused otherwise, and in the future.
+func TestCloudDatastoreReadOptions(t *testing.T) {
+	s, c, _ := newCloudServer(t)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	if _, err := c.Commit(bg, cloudUpsert(project, "R", "r", 1)); err != nil {
+		t.Fatal(err)
+	}
+	lr, err := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "R", "r")},
+		ReadOptions: &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_NewTransaction{NewTransaction: &pb.TransactionOptions{}}}})
+	if err != nil || len(lr.Transaction) == 0 || len(lr.Found) != 1 {
+		t.Fatalf("new_transaction: %v %v", lr, err)
+	}
+	// The transaction read r: a write of it makes its commit fail.
+	if _, err := c.Commit(bg, cloudUpsert(project, "R", "r", 2)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Commit(bg, &pb.CommitRequest{ProjectId: project, Mode: pb.CommitRequest_TRANSACTIONAL,
+		TransactionSelector: &pb.CommitRequest_Transaction{Transaction: lr.Transaction}, Mutations: cloudUpsert(project, "R", "r", 3).Mutations})
+	wantCode(t, err, codes.Aborted)
+	// The client rolls back after a failed commit; that succeeds.
+	if _, err := c.Rollback(bg, &pb.RollbackRequest{ProjectId: project, Transaction: lr.Transaction}); err != nil {
+		t.Fatalf("rollback after a failed commit: %v", err)
+	}
+	// A second rollback names an ended transaction.
+	_, err = c.Rollback(bg, &pb.RollbackRequest{ProjectId: project, Transaction: lr.Transaction})
+	wantCode(t, err, codes.InvalidArgument)
+
+	now := s.Now()
+	at := func(t time.Time) *pb.ReadOptions {
+		return &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_ReadTime{ReadTime: timestamppb.New(t)}}
+	}
+	if _, err := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "R", "r")}, ReadOptions: at(now)}); err != nil {
+		t.Fatalf("read_time after the last write: %v", err)
+	}
+	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "R", "r")}, ReadOptions: at(now.Add(-time.Hour))})
+	wantCode(t, err, codes.FailedPrecondition)
+	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "R", "r")}, ReadOptions: at(now.Add(time.Hour))})
+	wantCode(t, err, codes.InvalidArgument)
+	// A read-only transaction at a read time.
+	bt, err := c.BeginTransaction(bg, &pb.BeginTransactionRequest{ProjectId: project, TransactionOptions: &pb.TransactionOptions{
+		Mode: &pb.TransactionOptions_ReadOnly_{ReadOnly: &pb.TransactionOptions_ReadOnly{ReadTime: timestamppb.New(now)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Commit(bg, &pb.CommitRequest{ProjectId: project, Mode: pb.CommitRequest_TRANSACTIONAL,
+		TransactionSelector: &pb.CommitRequest_Transaction{Transaction: bt.Transaction}, Mutations: cloudUpsert(project, "R", "r", 3).Mutations})
+	wantCode(t, err, codes.InvalidArgument)
+}
+
+// TestCloudDatastoreLimits: production's limits, as production words
+// them, and bad input that must fail cleanly.
+func TestCloudDatastoreLimits(t *testing.T) {
+	s, c, _ := newCloudServer(t)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	var keys []*pb.Key
+	for i := 0; i <= maxGetKeys; i++ {
+		keys = append(keys, &pb.Key{Path: []*pb.Key_PathElement{{Kind: "K", IdType: &pb.Key_PathElement_Id{Id: int64(i + 1)}}}})
+	}
+	_, err := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: keys})
+	wantCode(t, err, codes.InvalidArgument)
+	if _, err := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: keys[:maxGetKeys]}); err != nil {
+		t.Fatalf("%d keys: %v", maxGetKeys, err)
+	}
+	// Entity values nested deeper than 20 levels.
+	v := &pb.Value{ValueType: &pb.Value_IntegerValue{IntegerValue: 1}}
+	for i := 0; i < 21; i++ {
+		v = &pb.Value{ValueType: &pb.Value_EntityValue{EntityValue: &pb.Entity{Properties: map[string]*pb.Value{"x": v}}}}
+	}
+	_, err = c.Commit(bg, &pb.CommitRequest{ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{
+		Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "Deep", "d"), Properties: map[string]*pb.Value{"v": v}}}}}})
+	wantCode(t, err, codes.InvalidArgument)
+	// An indexed string past 1,500 bytes, a reserved property name, no project, another database, an empty key.
+	for name, req := range map[string]*pb.CommitRequest{
+		"long indexed string": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"s": {ValueType: &pb.Value_StringValue{StringValue: strings.Repeat("x", 1501)}}}}}}}},
+		"reserved name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"__x__": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
+		"no project":     {Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"database":       {ProjectId: project, DatabaseId: "other", Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"empty key":      {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: &pb.Key{}}}}}},
+		"no operation":   {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{}}},
+		"no transaction": {ProjectId: project, Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
+		"bad handle":     {ProjectId: project, Mode: pb.CommitRequest_TRANSACTIONAL, TransactionSelector: &pb.CommitRequest_Transaction{Transaction: []byte("\xff")}},
+		"bad timestamp": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"t": {ValueType: &pb.Value_TimestampValue{TimestampValue: &timestamppb.Timestamp{Nanos: -1}}}}}}}}},
+		"bad geo point": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"g": {ValueType: &pb.Value_GeoPointValue{GeoPointValue: &latlng.LatLng{Latitude: 91}}}}}}}}},
+	} {
+		if _, err := c.Commit(bg, req); err == nil {
+			t.Errorf("%s: the commit succeeded", name)
+		} else if got := codeOf(err); got != codes.InvalidArgument {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	lr, _ := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "L", "l")}})
+	if len(lr.GetFound()) != 0 {
+		t.Fatal("a refused commit wrote")
+	}
+}
+
+func codeOf(err error) codes.Code { return status.Code(err) }
+
+// TestCloudDatastoreShared: v1 calls are in Stats, the RPC log (with their
+// failures), the datastore file, and the composite-index record.
+func TestCloudDatastoreShared(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ds")
+	opts := &Options{CloudDatastoreAddr: "127.0.0.1:0", DatastorePath: path, RequireIndexes: true, IndexYAML: filepath.Join(dir, "index.yaml")}
+	writeFile(t, opts.IndexYAML, "indexes:\n")
+	s := RunTOptions(t, opts)
+	conn, err := grpc.NewClient(s.CloudDatastoreAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewDatastoreClient(conn)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	if _, err := c.Commit(bg, cloudUpsert(project, "P", "kept", 7)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: "", Keys: []*pb.Key{cloudTestKey("", "P", "kept")}})
+	wantCode(t, err, codes.InvalidArgument)
+	// A query that needs a composite index index.yaml lacks.
+	_, err = c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_Query{Query: &pb.Query{
+		Kind: []*pb.KindExpression{{Name: "P"}},
+		Filter: &pb.Filter{FilterType: &pb.Filter_PropertyFilter{PropertyFilter: &pb.PropertyFilter{
+			Property: &pb.PropertyReference{Name: "N"}, Op: pb.PropertyFilter_EQUAL, Value: &pb.Value{ValueType: &pb.Value_IntegerValue{IntegerValue: 7}}}}},
+		Order: []*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "M"}}},
+	}}})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "index") {
+		t.Errorf("the NEED_INDEX error does not say what to add: %v", err)
+	}
+	st := s.Stats()
+	if st["cloud_datastore_v1.Commit"] != 1 || st["cloud_datastore_v1.Lookup"] != 2 || st["cloud_datastore_v1.RunQuery"] != 1 {
+		t.Errorf("Stats %v", st)
+	}
+	if f := s.rpcs.failures(); f["cloud_datastore_v1.Lookup"] != 1 || f["cloud_datastore_v1.RunQuery"] != 1 || f[OtherCalls] != 0 {
+		t.Errorf("RPC log failures %v", f)
+	}
+	recs := s.rpcs.latest(0, 10)
+	if len(recs) != 4 || !strings.HasPrefix(recs[0].Name, "cloud_datastore_v1.") {
+		t.Errorf("RPC log %v", recs)
+	}
+	// FailNext and SetLatency reach the API too.
+	s.FailNext("cloud_datastore_v1", "Lookup", 1)
+	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "P", "kept")}})
+	wantCode(t, err, codes.Internal)
+
+	// The write is in the datastore file: a new server on it has it,
+	// for either API.
+	s.Close()
+	s2 := RunTOptions(t, &Options{DatastorePath: path})
+	ctx := middlewareContext(t, s2)
+	var x struct{ N int64 }
+	if err := datastore.Get(ctx, datastore.NewKey(ctx, "P", "kept", 0, nil), &x); err != nil || x.N != 7 {
+		t.Fatalf("after a restart: %v %v", x, err)
+	}
+}
