@@ -96,9 +96,11 @@ func (s *Server) cloudRunAggregationQuery(req *pb.RunAggregationQueryRequest, re
 	if err != nil {
 		return err
 	}
-	var tx uint64
+	var tx pmsg
 	if r.inTx {
-		tx = r.h
+		tx = in.Mutable("transaction")
+		tx.Set("handle", r.h)
+		tx.Set("app", sc.app)
 	}
 	vals, err := d.aggregate(q, tx, end, in.Int("offset"), limit, aggs)
 	if err != nil {

@@ -342,3 +342,52 @@ func TestCloudAggregationQuery(t *testing.T) {
 		t.Errorf("aliases: %s, %v", show(got), err)
 	}
 }
+
+// TestCloudAggregationInTransaction: an aggregation in a transaction
+// counts the transaction's snapshot, and follows the rules of a query in
+// one (an ancestor query).
+func TestCloudAggregationInTransaction(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	parent := datastore.NewKey(ctx, "P", "p", 0, nil)
+	type N struct{ N int64 }
+	put := func(name string) {
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "C", name, 0, parent), &N{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a")
+	put("b")
+	ancestor := v1Prop("__key__", pb.PropertyFilter_HAS_ANCESTOR, &pb.Value{ValueType: &pb.Value_KeyValue{KeyValue: cloudTestKey(project, "P", "p")}})
+	aggReq := func(f *pb.Filter, ro *pb.ReadOptions) *pb.RunAggregationQueryRequest {
+		return &pb.RunAggregationQueryRequest{ProjectId: project, ReadOptions: ro, QueryType: &pb.RunAggregationQueryRequest_AggregationQuery{
+			AggregationQuery: &pb.AggregationQuery{QueryType: &pb.AggregationQuery_NestedQuery{NestedQuery: &pb.Query{Kind: []*pb.KindExpression{{Name: "C"}}, Filter: f}},
+				Aggregations: []*pb.AggregationQuery_Aggregation{{Alias: "n", Operator: &pb.AggregationQuery_Aggregation_Count_{Count: &pb.AggregationQuery_Aggregation_Count{}}}}}}}
+	}
+	r, err := c.RunAggregationQuery(bg, aggReq(ancestor, &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_NewTransaction{NewTransaction: &pb.TransactionOptions{}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Transaction) == 0 || r.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue() != 2 {
+		t.Fatalf("new transaction: %v", r)
+	}
+	put("c") // after the transaction's snapshot
+	inTx := &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_Transaction{Transaction: r.Transaction}}
+	r2, err := c.RunAggregationQuery(bg, aggReq(ancestor, inTx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue(); got != 2 {
+		t.Errorf("in the transaction: COUNT %d, want its snapshot's 2", got)
+	}
+	r3, err := c.RunAggregationQuery(bg, aggReq(ancestor, nil))
+	if err != nil || r3.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue() != 3 {
+		t.Errorf("outside: %v, %v", r3, err)
+	}
+	_, err = c.RunAggregationQuery(bg, aggReq(nil, inTx))
+	wantCode(t, err, codes.InvalidArgument)
+	if !strings.Contains(err.Error(), "ancestor") {
+		t.Errorf("a kind query in a transaction: %v", err)
+	}
+}

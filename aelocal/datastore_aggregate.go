@@ -176,9 +176,9 @@ func numericValue(e *dsEntity, prop string) (dsValue, bool) {
 // aggregate answers an aggregation query: aggs (checked by
 // checkAggregations) over the results of q between its start position
 // (q.start) and end (nil: none), after offset, at most limit of them (-1:
-// no limit), in transaction tx (0: none), which follows RunQuery's rules
-// for a query in a transaction.
-func (d *datastoreService) aggregate(q *dsQuery, tx uint64, end *dsPos, offset, limit int64, aggs []dsAgg) ([]dsAggValue, error) {
+// no limit), in the transaction tx names (a datastore_v3 Transaction;
+// none if unset), by the rules of a query in a transaction.
+func (d *datastoreService) aggregate(q *dsQuery, tx pmsg, end *dsPos, offset, limit int64, aggs []dsAgg) ([]dsAggValue, error) {
 	if offset < 0 {
 		return nil, badRequest("negative offset %d", offset)
 	}
@@ -201,21 +201,10 @@ func (d *datastoreService) aggregate(q *dsQuery, tx uint64, end *dsPos, offset, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := &dsCursor{q: q, pos: q.start, end: end, remaining: limit}
-	if tx != 0 {
-		t, err := d.useTxLocked(tx)
-		if err == nil && q.ancestor == nil {
-			err = badRequest("only ancestor queries are allowed inside transactions")
-		}
-		if err == nil && q.meta != "" {
-			err = badRequest("transactional queries on %q not allowed", q.meta)
-		}
-		if err == nil {
-			err = d.touchQueryLocked(t, q.sp, q.ancestor)
-		}
-		if err != nil {
+	if tx.m != nil {
+		if err := d.txQueryLocked(c, tx); err != nil {
 			return nil, err
 		}
-		c.view = dsView{tx: tx, snap: t.snap}
 	}
 	var n int64
 	states := make([]aggState, len(aggs))

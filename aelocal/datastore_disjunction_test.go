@@ -402,7 +402,7 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 			d.mu.Unlock()
 			q.start = dsPos{}
 			aggs := []dsAgg{{alias: "n", op: aggCount, upTo: -1}, {alias: "s", op: aggSum, prop: "F"}, {alias: "u", op: aggCount, upTo: 3}}
-			vals, err := d.aggregate(q, 0, nil, offset, limit, aggs)
+			vals, err := d.aggregate(q, pmsg{}, nil, offset, limit, aggs)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -500,21 +500,10 @@ func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keep
 
 	d.mu.Lock()
 	if in.Has("transaction") {
-		tx, h, err := d.txLocked(in.Msg("transaction"))
-		if err == nil && q.ancestor == nil {
-			err = badRequest("only ancestor queries are allowed inside transactions")
-		}
-		if err == nil && q.meta != "" {
-			err = badRequest("transactional queries on %q not allowed", q.meta)
-		}
-		if err == nil {
-			err = d.touchQueryLocked(tx, q.sp, q.ancestor)
-		}
-		if err != nil {
+		if err := d.txQueryLocked(c, in.Msg("transaction")); err != nil {
 			d.mu.Unlock()
 			return nil, err
 		}
-		c.view = dsView{tx: h, snap: tx.snap}
 	}
 	now := d.now()
 	res, skipped, more, err := d.batchLocked(c, offset, count)
@@ -535,6 +524,27 @@ func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keep
 	pos := c.pos
 	d.mu.Unlock()
 	return &queryBatch{q: q, res: res, skipped: skipped, more: more, h: h, pos: pos}, nil
+}
+
+// txQueryLocked makes c's query read through the transaction t names, by
+// the rules of a query in a transaction (both APIs and aggregations).
+func (d *datastoreService) txQueryLocked(c *dsCursor, t pmsg) error {
+	q := c.q
+	tx, h, err := d.txLocked(t)
+	if err == nil && q.ancestor == nil {
+		err = badRequest("only ancestor queries are allowed inside transactions")
+	}
+	if err == nil && q.meta != "" {
+		err = badRequest("transactional queries on %q not allowed", q.meta)
+	}
+	if err == nil {
+		err = d.touchQueryLocked(tx, q.sp, q.ancestor)
+	}
+	if err != nil {
+		return err
+	}
+	c.view = dsView{tx: h, snap: tx.snap}
+	return nil
 }
 
 func dsNext(s *Server, in, out pmsg) error {
