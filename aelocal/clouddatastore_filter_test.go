@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -154,6 +156,8 @@ func TestCloudQueryFilters(t *testing.T) {
 		{"not equal, ordered by another", v1Prop("I", pb.PropertyFilter_NOT_EQUAL, v1Int(1)), []*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "J"}}}, "first sort order"},
 		{"two inequality properties", v1Comp(pb.CompositeFilter_OR, v1Prop("I", pb.PropertyFilter_NOT_EQUAL, v1Int(1)), v1Prop("J", pb.PropertyFilter_LESS_THAN, v1Int(2))), nil, "only one inequality"},
 		{"empty or", v1Comp(pb.CompositeFilter_OR), nil, "at least one"},
+		{"an ancestor in one disjunction", v1Comp(pb.CompositeFilter_OR, v1Prop("I", pb.PropertyFilter_EQUAL, v1Int(1)),
+			v1Prop("__key__", pb.PropertyFilter_HAS_ANCESTOR, &pb.Value{ValueType: &pb.Value_KeyValue{KeyValue: cloudTestKey(project, "SQ", "i1")}})), nil, "same HAS_ANCESTOR"},
 	} {
 		_, err := c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_Query{Query: &pb.Query{Kind: []*pb.KindExpression{{Name: "SQ"}}, Filter: tc.f, Order: tc.orders}}})
 		wantCode(t, err, codes.InvalidArgument)
@@ -161,6 +165,54 @@ func TestCloudQueryFilters(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestCloudQueryDisjunctionProjection: a projection and a distinct query
+// with IN and OR filters: a result per index entry of the union, each
+// once, sorted by the projected property as without the filter; and, as
+// production documents, a property of an equality or IN filter cannot be
+// projected.
+func TestCloudQueryDisjunctionProjection(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	putFilterData(t, ctx)
+	put := func(name string, pl datastore.PropertyList) {
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "SQ", name, 0, nil), &pl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("jj", datastore.PropertyList{{Name: "I", Value: int64(2)}, {Name: "J", Value: int64(4), Multiple: true}, {Name: "J", Value: int64(9), Multiple: true}})
+	project := s.CloudProjectID()
+	run := func(q *pb.Query) ([]string, error) {
+		r, err := c.RunQuery(context.Background(), &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_Query{Query: q}})
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, er := range r.Batch.EntityResults {
+			out = append(out, fmt.Sprintf("%s:%d", er.Entity.Key.Path[0].GetName(), er.Entity.Properties["J"].GetIntegerValue()))
+		}
+		return out, nil
+	}
+	kind := []*pb.KindExpression{{Name: "SQ"}}
+	proj := []*pb.Projection{{Property: &pb.PropertyReference{Name: "J"}}}
+	or := v1Comp(pb.CompositeFilter_OR, v1Prop("I", pb.PropertyFilter_IN, v1Ints(2, 1)), v1Prop("J", pb.PropertyFilter_GREATER_THAN, v1Int(8)))
+	for _, tc := range []struct {
+		name string
+		q    *pb.Query
+		want string
+	}{
+		// i1 (J 9), i2 (J 8), jj (I 2, J 4 and 9), i0 (J 10): jj's
+		// entry 9 comes from both disjunctions, once.
+		{"projection", &pb.Query{Kind: kind, Projection: proj, Filter: or}, "jj:4 i2:8 i1:9 jj:9 i0:10"},
+		{"distinct", &pb.Query{Kind: kind, Projection: proj, DistinctOn: []*pb.PropertyReference{{Name: "J"}}, Filter: or}, "jj:4 i2:8 i1:9 i0:10"},
+	} {
+		got, err := run(tc.q)
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("%s: %v, %v; want %s", tc.name, got, err, tc.want)
+		}
+	}
+	_, err := run(&pb.Query{Kind: kind, Projection: []*pb.Projection{{Property: &pb.PropertyReference{Name: "I"}}}, Filter: v1Prop("I", pb.PropertyFilter_IN, v1Ints(2, 1))})
+	wantCode(t, err, codes.InvalidArgument)
 }
 
 // TestCloudQueryDisjunctionReadsItsBranches checks that an IN query with
@@ -385,6 +437,14 @@ func TestCloudAggregationInTransaction(t *testing.T) {
 	if err != nil || r3.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue() != 3 {
 		t.Errorf("outside: %v, %v", r3, err)
 	}
+	// A read time: now reads the live data; one before the last write
+	// is refused, as for RunQuery (aelocal keeps no past versions).
+	r4, err := c.RunAggregationQuery(bg, aggReq(ancestor, &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_ReadTime{ReadTime: timestamppb.New(s.Now())}}))
+	if err != nil || r4.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue() != 3 {
+		t.Errorf("read time now: %v, %v", r4, err)
+	}
+	_, err = c.RunAggregationQuery(bg, aggReq(ancestor, &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_ReadTime{ReadTime: timestamppb.New(s.Now().Add(-time.Hour))}}))
+	wantCode(t, err, codes.FailedPrecondition)
 	_, err = c.RunAggregationQuery(bg, aggReq(nil, inTx))
 	wantCode(t, err, codes.InvalidArgument)
 	if !strings.Contains(err.Error(), "ancestor") {
