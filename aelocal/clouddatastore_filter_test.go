@@ -83,6 +83,13 @@ func TestCloudQueryFilters(t *testing.T) {
 		}
 		return names, fmt.Errorf("no end")
 	}
+	keys := func(names ...string) *pb.Value {
+		a := &pb.ArrayValue{}
+		for _, n := range names {
+			a.Values = append(a.Values, &pb.Value{ValueType: &pb.Value_KeyValue{KeyValue: cloudTestKey(project, "SQ", n)}})
+		}
+		return &pb.Value{ValueType: &pb.Value_ArrayValue{ArrayValue: a}}
+	}
 	asc := []*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "I"}}}
 	desc := []*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "I"}, Direction: pb.PropertyOrder_DESCENDING}}
 	for _, tc := range []struct {
@@ -105,6 +112,11 @@ func TestCloudQueryFilters(t *testing.T) {
 			"null i0 i1 multi i6 i7 str"},
 		{"or of equalities", v1Comp(pb.CompositeFilter_OR, v1Prop("I", pb.PropertyFilter_EQUAL, v1Int(3)), v1Prop("J", pb.PropertyFilter_EQUAL, v1Int(1))), nil,
 			"i3 none"},
+		{"key in", v1Prop("__key__", pb.PropertyFilter_IN, keys("i3", "i1", "zz")), nil, "i1 i3"},
+		{"key not in", v1Prop("__key__", pb.PropertyFilter_NOT_IN, keys("i3", "i1", "multi", "noindex", "none", "null", "str")), nil, "i0 i2 i4 i5 i6 i7"},
+		{"key !=, by -__key__", v1Prop("__key__", pb.PropertyFilter_NOT_EQUAL, keys("i7").GetArrayValue().Values[0]),
+			[]*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "__key__"}, Direction: pb.PropertyOrder_DESCENDING}},
+			"str null none noindex multi i6 i5 i4 i3 i2 i1 i0"},
 		{"and of or", v1Comp(pb.CompositeFilter_AND,
 			v1Comp(pb.CompositeFilter_OR, v1Prop("J", pb.PropertyFilter_EQUAL, v1Int(9)), v1Prop("J", pb.PropertyFilter_EQUAL, v1Int(5))),
 			v1Prop("I", pb.PropertyFilter_IN, v1Ints(1, 5, 7))), nil, "i1 i5"},
