@@ -463,3 +463,50 @@ func TestCloudAggregationInTransaction(t *testing.T) {
 		t.Errorf("a kind query in a transaction: %v", err)
 	}
 }
+
+// TestCloudQueryDisjunctionInTransaction: an ancestor query with IN and
+// != in a transaction reads the transaction's snapshot (the full
+// evaluation of its branches over the ancestor's range).
+func TestCloudQueryDisjunctionInTransaction(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	parent := datastore.NewKey(ctx, "P", "p", 0, nil)
+	type N struct{ N int64 }
+	put := func(name string, n int64) {
+		if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "C", name, 0, parent), &N{n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range int64(6) {
+		put(fmt.Sprintf("c%d", i), i)
+	}
+	f := v1Comp(pb.CompositeFilter_AND,
+		v1Prop("__key__", pb.PropertyFilter_HAS_ANCESTOR, &pb.Value{ValueType: &pb.Value_KeyValue{KeyValue: cloudTestKey(project, "P", "p")}}),
+		v1Prop("N", pb.PropertyFilter_IN, v1Ints(1, 3, 5)))
+	run := func(ro *pb.ReadOptions) (string, []byte) {
+		t.Helper()
+		r, err := c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, ReadOptions: ro, QueryType: &pb.RunQueryRequest_Query{Query: &pb.Query{
+			Kind: []*pb.KindExpression{{Name: "C"}}, Filter: f}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, er := range r.Batch.EntityResults {
+			names = append(names, er.Entity.Key.Path[1].GetName())
+		}
+		return strings.Join(names, " "), r.Transaction
+	}
+	got, tx := run(&pb.ReadOptions{ConsistencyType: &pb.ReadOptions_NewTransaction{NewTransaction: &pb.TransactionOptions{}}})
+	if got != "c1 c3 c5" || len(tx) == 0 {
+		t.Fatalf("new transaction: %q, %q", got, tx)
+	}
+	put("c1", 2)
+	put("c2", 3)
+	if got, _ := run(&pb.ReadOptions{ConsistencyType: &pb.ReadOptions_Transaction{Transaction: tx}}); got != "c1 c3 c5" {
+		t.Errorf("in the transaction: %q, want its snapshot's c1 c3 c5", got)
+	}
+	if got, _ := run(nil); got != "c2 c3 c5" {
+		t.Errorf("outside: %q, want c2 c3 c5", got)
+	}
+}
