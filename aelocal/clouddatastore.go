@@ -237,20 +237,27 @@ var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 func (c *cloudDatastore) route(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(sniffTimeout))
 	br := bufio.NewReaderSize(conn, len(http2Preface))
-	head, err := br.Peek(len(http2Preface))
-	conn.SetReadDeadline(time.Time{})
-	sc := &sniffedConn{Conn: conn, r: br}
-	if bytes.Equal(head, http2Preface) {
-		if !c.grpcLn.hand(sc) {
-			conn.Close()
+	// Read until the bytes are the whole preface or stop matching it, so
+	// that a short HTTP request is routed as soon as it differs.
+	var head []byte
+	var err error
+	for n := 1; n <= len(http2Preface); n = len(head) + 1 {
+		head, err = br.Peek(max(n, br.Buffered()))
+		if err != nil || !bytes.HasPrefix(http2Preface, head[:min(len(head), len(http2Preface))]) {
+			break
 		}
-		return
 	}
-	if err != nil && len(head) == 0 {
+	conn.SetReadDeadline(time.Time{})
+	if len(head) == 0 {
 		conn.Close()
 		return
 	}
-	if !c.httpLn.hand(sc) {
+	sc := &sniffedConn{Conn: conn, r: br}
+	ln := c.httpLn
+	if bytes.HasPrefix(head, http2Preface) {
+		ln = c.grpcLn
+	}
+	if !ln.hand(sc) {
 		conn.Close()
 	}
 }
@@ -340,6 +347,10 @@ func (s *Server) serveCloudHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "aelocal: reset failed: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
+		d := s.datastore
+		d.mu.Lock()
+		d.writtenAt = d.now() // a read_time before the reset would read what it removed
+		d.mu.Unlock()
 		io.WriteString(w, "Resetting...\n")
 	case "/shutdown":
 		s.cloud.once.Do(func() { close(s.cloud.shutdown) })

@@ -232,7 +232,12 @@ func (c *cloudScope) v3Properties(ep pmsg, props map[string]*pb.Value, depth int
 	sort.Strings(names)
 	for _, name := range names {
 		v := props[name]
-		if v == nil {
+		switch {
+		case name == "":
+			return badRequest("a property name cannot be empty")
+		case len(name) > maxKeyPartBytes:
+			return badRequest("a property name is %d bytes long; the limit is %d bytes", len(name), maxKeyPartBytes)
+		case v == nil:
 			continue
 		}
 		if a, ok := v.ValueType.(*pb.Value_ArrayValue); ok {

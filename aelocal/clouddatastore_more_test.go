@@ -104,6 +104,8 @@ func TestCloudDatastoreLimits(t *testing.T) {
 			Properties: map[string]*pb.Value{"s": {ValueType: &pb.Value_StringValue{StringValue: strings.Repeat("x", 1501)}}}}}}}},
 		"reserved name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
 			Properties: map[string]*pb.Value{"__x__": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
+		"empty property name": {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: cloudTestKey("", "L", "l"),
+			Properties: map[string]*pb.Value{"": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}}}}}},
 		"no project":     {Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
 		"database":       {ProjectId: project, DatabaseId: "other", Mutations: cloudUpsert(project, "L", "l", 1).Mutations},
 		"empty key":      {ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: &pb.Key{}}}}}},
@@ -189,5 +191,54 @@ func TestCloudDatastoreShared(t *testing.T) {
 	var x struct{ N int64 }
 	if err := datastore.Get(ctx, datastore.NewKey(ctx, "P", "kept", 0, nil), &x); err != nil || x.N != 7 {
 		t.Fatalf("after a restart: %v %v", x, err)
+	}
+}
+
+// TestCloudDatastoreDeferredAndIDs: a Lookup past 2 MB of entities defers
+// the rest of its keys, as the SDK's stub does; ReserveIds keeps an ID
+// from the automatic IDs of both APIs.
+func TestCloudDatastoreDeferredAndIDs(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	project := s.CloudProjectID()
+	bg := context.Background()
+	big := strings.Repeat("b", 900000)
+	var keys []*pb.Key
+	var muts []*pb.Mutation
+	for _, name := range []string{"a", "b", "c"} {
+		k := cloudTestKey("", "Big", name)
+		keys = append(keys, k)
+		muts = append(muts, &pb.Mutation{Operation: &pb.Mutation_Upsert{Upsert: &pb.Entity{Key: k,
+			Properties: map[string]*pb.Value{"s": {ValueType: &pb.Value_StringValue{StringValue: big}, ExcludeFromIndexes: true}}}}})
+	}
+	if _, err := c.Commit(bg, &pb.CommitRequest{ProjectId: project, Mode: pb.CommitRequest_NON_TRANSACTIONAL, Mutations: muts}); err != nil {
+		t.Fatal(err)
+	}
+	lr, err := c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lr.Found) != 2 || len(lr.Deferred) != 1 || lr.Deferred[0].Path[0].GetName() != "c" {
+		t.Fatalf("found %d, deferred %v", len(lr.Found), lr.Deferred)
+	}
+
+	// The first automatic ID, reserved, goes to neither API's Put.
+	first := scatteredID(1)
+	if _, err := c.ReserveIds(bg, &pb.ReserveIdsRequest{ProjectId: project, Keys: []*pb.Key{{Path: []*pb.Key_PathElement{{Kind: "Auto", IdType: &pb.Key_PathElement_Id{Id: first}}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := datastore.Put(ctx, datastore.NewIncompleteKey(ctx, "Auto", nil), &struct{ N int }{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := c.AllocateIds(bg, &pb.AllocateIdsRequest{ProjectId: project, Keys: []*pb.Key{{Path: []*pb.Key_PathElement{{Kind: "Auto"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[int64]bool{first: true}
+	for _, id := range []int64{k.IntID(), ar.Keys[0].Path[0].GetId()} {
+		if ids[id] {
+			t.Fatalf("ID %d handed out twice (reserved %d, v2 Put %d, v1 AllocateIds %d)", id, first, k.IntID(), ar.Keys[0].Path[0].GetId())
+		}
+		ids[id] = true
 	}
 }
