@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -62,8 +65,15 @@ const (
 	// 10 MiB; the margin lets a request just over it fail with
 	// production's message rather than the transport's.
 	maxCloudRequestBytes = 12 << 20
-	maxCloudStreams      = 256 // concurrent calls per connection
+	maxCloudStreams      = 16 // concurrent calls per connection; the client queues more
 	sniffTimeout         = 10 * time.Second
+	// maxCloudCalls bounds the calls in flight on the port, so that the
+	// requests held at once stay below maxCloudCalls*maxCloudRequestBytes
+	// (768 MiB): gRPC reads a request whole before its handler runs, and
+	// has no budget across connections as the bridge has (frontdoor.go).
+	// A call past it fails at once with RESOURCE_EXHAUSTED: gRPC cannot
+	// make it wait without stalling the other calls of its connection.
+	maxCloudCalls = 64
 )
 
 // cloudDatastore is the API's listener and servers.
@@ -76,6 +86,9 @@ type cloudDatastore struct {
 	shutdown chan struct{} // closed by POST /shutdown
 	once     sync.Once
 	stopOnce sync.Once
+
+	// slots holds a token per call in flight (maxCloudCalls).
+	slots chan struct{}
 
 	// failed holds the handles of transactions whose commit failed, so
 	// that the client's Rollback of one, which it always sends after a
@@ -132,6 +145,7 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		grpcLn:   newChanListener(ln.Addr()),
 		httpLn:   newChanListener(ln.Addr()),
 		shutdown: make(chan struct{}),
+		slots:    make(chan struct{}, cmpOr(o.cloudCalls, maxCloudCalls)),
 	}
 	c.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxCloudRequestBytes),
@@ -141,6 +155,8 @@ func (s *Server) startCloudDatastore(o *Options) error {
 		// (PermitWithoutStream); gRPC's default policy would answer
 		// that with GOAWAY "too_many_pings" and break it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.InTapHandle(c.admitStream),
+		grpc.StatsHandler(cloudSlotRelease{}),
 	)
 	pb.RegisterDatastoreServer(c.grpc, &cloudAPI{s: s})
 	c.http = &http.Server{
@@ -212,6 +228,50 @@ func (s *Server) ShutdownRequested() <-chan struct{} {
 		return nil
 	}
 	return s.cloud.shutdown
+}
+
+// cloudMethodPrefix starts the full method names of the API.
+const cloudMethodPrefix = "/google.datastore.v1.Datastore/"
+
+// cloudSlot is a call's token of cloudDatastore.slots, given back once.
+type cloudSlot struct {
+	once  sync.Once
+	slots chan struct{}
+}
+
+type cloudSlotKey struct{}
+
+// admitStream takes a token for a call of the API before gRPC reads its
+// request, or refuses the call if every token is taken. Calls of other
+// methods take none: gRPC answers them UNIMPLEMENTED without a handler.
+func (c *cloudDatastore) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if !strings.HasPrefix(info.FullMethodName, cloudMethodPrefix) || !cloudMethods[cloudService+"."+strings.TrimPrefix(info.FullMethodName, cloudMethodPrefix)] {
+		return ctx, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return context.WithValue(ctx, cloudSlotKey{}, &cloudSlot{slots: c.slots}), nil
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "aelocal: %d Cloud Datastore calls are in flight, the most it serves at once; retry", cap(c.slots))
+	}
+}
+
+// cloudSlotRelease gives a call's token back when the call ends, however
+// it ends (gRPC reports the end of every call it began to handle).
+type cloudSlotRelease struct{}
+
+func (cloudSlotRelease) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (cloudSlotRelease) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (cloudSlotRelease) HandleConn(context.Context, stats.ConnStats) {}
+func (cloudSlotRelease) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if _, ok := st.(*stats.End); !ok {
+		return
+	}
+	if sl, ok := ctx.Value(cloudSlotKey{}).(*cloudSlot); ok {
+		sl.once.Do(func() { <-sl.slots })
+	}
 }
 
 // accept hands each connection to the gRPC or the HTTP server, by its

@@ -249,7 +249,10 @@ func (d *datastoreService) mutateLocked(tx *dsTx, muts []cloudMutation) ([]dsWri
 		auto := !m.path[len(m.path)-1].complete()
 		if !auto {
 			st := current(m)
-			if m.hasBase && st.ver != m.base {
+			_, again := pending[fullKey(m.sp, m.path)]
+			// As the Python SDK's v1 stub: a base_version is checked on
+			// the first mutation of a key in the commit only.
+			if m.hasBase && !again && st.ver != m.base {
 				r.ConflictDetected = true
 				r.Version = st.ver
 				continue

@@ -2,6 +2,8 @@ package aelocal
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,6 +180,16 @@ func TestCloudDatastoreShared(t *testing.T) {
 	if len(recs) != 4 || !strings.HasPrefix(recs[0].Name, "cloud_datastore_v1.") {
 		t.Errorf("RPC log %v", recs)
 	}
+	// The console's RPC page lists them.
+	resp, err := http.Get(s.URL() + "/rpcs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "cloud_datastore_v1.Commit") {
+		t.Errorf("the console's RPC page (%d) does not list cloud_datastore_v1.Commit", resp.StatusCode)
+	}
 	// FailNext and SetLatency reach the API too.
 	s.FailNext("cloud_datastore_v1", "Lookup", 1)
 	_, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "P", "kept")}})
@@ -240,5 +252,51 @@ func TestCloudDatastoreDeferredAndIDs(t *testing.T) {
 			t.Fatalf("ID %d handed out twice (reserved %d, v2 Put %d, v1 AllocateIds %d)", id, first, k.IntID(), ar.Keys[0].Path[0].GetId())
 		}
 		ids[id] = true
+	}
+}
+
+// TestCloudDatastoreCallsInFlight: past the bound on calls in flight a
+// call fails at once with RESOURCE_EXHAUSTED, and every call that ends,
+// answered or cancelled, gives its place back.
+func TestCloudDatastoreCallsInFlight(t *testing.T) {
+	s := RunTOptions(t, &Options{CloudDatastoreAddr: "127.0.0.1:0", cloudCalls: 3})
+	conn, err := grpc.NewClient(s.CloudDatastoreAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewDatastoreClient(conn)
+	project := s.CloudProjectID()
+	lookup := func(ctx context.Context) error {
+		_, err := c.Lookup(ctx, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey("", "K", "k")}})
+		return err
+	}
+	s.SetLatency("cloud_datastore_v1.Lookup", time.Hour) // the calls wait until cancelled
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { errs <- lookup(ctx) }()
+	}
+	for len(s.cloud.slots) < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	wantCode(t, lookup(context.Background()), codes.ResourceExhausted)
+	cancel()
+	for i := 0; i < 3; i++ {
+		wantCode(t, <-errs, codes.Canceled)
+	}
+	for len(s.cloud.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.SetLatency("cloud_datastore_v1.Lookup", 0)
+	for i := 0; i < 10; i++ { // more calls than places, one after another
+		if err := lookup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each call gives its place back as it ends, which may be just after
+	// its answer reached the client; a place kept would hang here.
+	for len(s.cloud.slots) > 0 {
+		time.Sleep(time.Millisecond)
 	}
 }

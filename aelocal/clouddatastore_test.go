@@ -184,6 +184,19 @@ func TestCloudDatastoreMutations(t *testing.T) {
 	if n := s.Stats()["cloud_datastore_v1.Commit"]; n != 7 {
 		t.Errorf("Stats counted %d commits, want 7", n)
 	}
+	// In a transaction a key may be written twice; its base_version is
+	// checked on its first mutation only, as the SDK's v1 stub checks it.
+	lr, err = c.Lookup(bg, &pb.LookupRequest{ProjectId: project, Keys: []*pb.Key{cloudTestKey(project, "M", "a")}})
+	if err != nil || len(lr.Found) != 1 {
+		t.Fatal(lr, err)
+	}
+	cur := lr.Found[0].Version
+	base := &pb.Mutation_BaseVersion{BaseVersion: cur}
+	r, err = c.Commit(bg, &pb.CommitRequest{ProjectId: project, TransactionSelector: &pb.CommitRequest_SingleUseTransaction{SingleUseTransaction: &pb.TransactionOptions{}},
+		Mutations: []*pb.Mutation{{Operation: &pb.Mutation_Update{Update: e("a", 5)}, ConflictDetectionStrategy: base}, {Operation: &pb.Mutation_Update{Update: e("a", 6)}, ConflictDetectionStrategy: base}}})
+	if err != nil || r.MutationResults[0].ConflictDetected || r.MutationResults[1].ConflictDetected {
+		t.Fatalf("one key twice in a transaction: %v %v", r, err)
+	}
 }
 
 // TestCloudDatastoreTransactionConflict: a v1 transaction that read an

@@ -106,6 +106,9 @@ type Options struct {
 	bodyBudget  int64
 	// answerBudget bounds the encoded answers held at once.
 	answerBudget int64
+	// cloudCalls bounds the Cloud Datastore API's calls in flight
+	// (clouddatastore.go); 0 means maxCloudCalls.
+	cloudCalls int
 }
 
 // NewServerOptions starts a Server configured by o; nil o means the

@@ -60,6 +60,7 @@ func TestQueries(t *testing.T) {
 				datastore.PropertyFilter{FieldName: "N", Operator: "<=", Value: 6},
 			}}), []int64{0, 3, 6}},
 			{"offset", datastore.NewQuery("Item").Order("N").Offset(25), []int64{25, 26, 27, 28, 29}},
+			{"key filter", datastore.NewQuery("Item").FilterField("__key__", ">", datastore.IDKey("Item", 28, nil)), []int64{28, 29}},
 			{"offset and limit", datastore.NewQuery("Item").Order("-N").Offset(2).Limit(2), []int64{27, 26}},
 		} {
 			var got []item

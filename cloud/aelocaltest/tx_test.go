@@ -195,3 +195,34 @@ func TestMutations(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionBeginLater: with BeginLater the client begins its
+// transaction in its first read (read_options.new_transaction), here an
+// ancestor query, and commits it.
+func TestTransactionBeginLater(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg *target) {
+		ctx, c := context.Background(), tg.Cloud
+		parent := datastore.NameKey("Account", "acct", nil)
+		if _, err := c.Put(ctx, datastore.NameKey("Entry", "e1", parent), &counter{5}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.RunInTransaction(ctx, func(tx *datastore.Transaction) error {
+			var entries []counter
+			if _, err := c.GetAll(ctx, datastore.NewQuery("Entry").Ancestor(parent).Transaction(tx), &entries); err != nil {
+				return err
+			}
+			if len(entries) != 1 {
+				return errors.New("the query found no entry")
+			}
+			_, err := tx.Put(datastore.NameKey("Entry", "e2", parent), &counter{entries[0].N + 1})
+			return err
+		}, datastore.BeginLater)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var x counter
+		if err := c.Get(ctx, datastore.NameKey("Entry", "e2", parent), &x); err != nil || x.N != 6 {
+			t.Fatalf("e2: %v %v", x, err)
+		}
+	})
+}
