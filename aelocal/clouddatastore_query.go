@@ -34,12 +34,16 @@ func (a *cloudAPI) RunQuery(ctx context.Context, req *pb.RunQueryRequest) (*pb.R
 	return resp, nil
 }
 
-// RunAggregationQuery is not served yet.
+// RunAggregationQuery runs an aggregation query (clouddatastore_aggregate.go).
 func (a *cloudAPI) RunAggregationQuery(ctx context.Context, req *pb.RunAggregationQueryRequest) (*pb.RunAggregationQueryResponse, error) {
+	resp := &pb.RunAggregationQueryResponse{}
 	err := a.s.cloudCall(ctx, "RunAggregationQuery", req, func() error {
-		return cloudError(codes.Unimplemented, "aelocal does not serve aggregation queries yet")
+		return a.s.cloudRunAggregationQuery(req, resp)
 	})
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 func (s *Server) cloudRunQuery(req *pb.RunQueryRequest, resp *pb.RunQueryResponse) error {
@@ -67,7 +71,7 @@ func (s *Server) cloudRunQuery(req *pb.RunQueryRequest, resp *pb.RunQueryRespons
 		return badRequest("aelocal serves only the default database, not %q", db)
 	}
 	sp := nsKey{app: sc.app, ns: pid.GetNamespaceId()}
-	in, err := sc.v3Query(sp, query)
+	in, f, err := sc.cloudQuery(sp, query)
 	if err != nil {
 		return err
 	}
@@ -80,7 +84,7 @@ func (s *Server) cloudRunQuery(req *pb.RunQueryRequest, resp *pb.RunQueryRespons
 		t.Set("handle", r.h)
 		t.Set("app", sc.app)
 	}
-	b, err := s.datastore.firstBatch(in, true, false)
+	b, err := s.datastore.firstBatchOf(in, f, true, false)
 	if err != nil {
 		s.endNewTx(r)
 		return err
@@ -196,7 +200,7 @@ func (c *cloudScope) v3Query(sp nsKey, query *pb.Query) (pmsg, error) {
 	default:
 		return in, badRequest("a query may name at most one kind (got %d)", len(query.Kind))
 	}
-	if f := query.GetFilter(); f != nil {
+	if f := query.GetFilter(); f != nil && !cloudOnlyFilter(f) { // else cloudQuery
 		if err := c.v3Filter(in, sp, f, 0); err != nil {
 			return in, err
 		}

@@ -58,6 +58,9 @@ type dsPlan struct {
 	// ascending), so the results of each value of prop are sorted by
 	// them in memory before they are returned (readTies).
 	ties bool
+	// union: the plans of a query's branches, whose reads are merged
+	// (datastore_disjunction.go).
+	union []*dsPlan
 }
 
 // eqTerm is one equality filter: the entries of value v of prop's index.
@@ -71,6 +74,9 @@ type eqTerm struct {
 func planQuery(q *dsQuery, v dsView) *dsPlan {
 	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.groupBy) > 0 {
 		return nil
+	}
+	if q.branches != nil {
+		return planUnion(q, v)
 	}
 	// byValues reads the first sort order's index; ties sorts each of its
 	// values' results by the other orders unless key order ascending is
@@ -128,12 +134,16 @@ type planRead struct {
 	byKey  *btree.BTreeG[*dsEntity]
 	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
 	join   []joinTerm               // the terms of a merge join
+	union  []*planRead              // the reads of a query's branches
 	hook   func()                   // tests: runs during the read
 }
 
 // planReadLocked prepares the read of c's results after its position by
 // plan p; nil if the query's kind has no entity.
 func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
+	if p.union != nil {
+		return d.unionReadLocked(c, p)
+	}
 	q := c.q
 	s := d.spaces[q.sp]
 	if s == nil {
@@ -169,6 +179,9 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 
 // read returns up to n results; it needs no lock.
 func (r *planRead) read(n int64) ([]dsCand, error) {
+	if r.p.union != nil {
+		return r.readUnion(n)
+	}
 	if r.hook != nil {
 		r.hook()
 	}

@@ -27,14 +27,14 @@ const maxIndexEntries = 20000
 // projected value.
 const meaningIndexValue = 18
 
-// appendResults appends the results that entity e, which matches q's
-// filters, gives q. Without a projection an entity is one result, at its
+// appendEntryResults appends the results that entity e, which matches q's
+// filters, gives q, a query without branches (appendResults). Without a projection an entity is one result, at its
 // first index entry after the start position: normally the entry of its
 // smallest (ascending) or largest (descending) values, but one of its later
 // entries if the start cursor lies past that. So, as production documents,
 // an entity with several values of a sort property may come again after a
 // cursor at one of its other values.
-func (q *dsQuery) appendResults(out []dsCand, e *dsEntity) ([]dsCand, error) {
+func (q *dsQuery) appendEntryResults(out []dsCand, e *dsEntity) ([]dsCand, error) {
 	if len(q.proj) == 0 {
 		vals, ok := q.sortVals(e)
 		if !ok {

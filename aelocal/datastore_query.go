@@ -113,6 +113,14 @@ type dsQuery struct {
 	proj     []string // projected properties (Query.Project), in request order
 	groupBy  []string // group_by_property_name (Query.Distinct, Query.DistinctOn)
 	start    dsPos    // the start cursor's position
+
+	// A query of the Cloud API's OR, IN, != or NOT_IN filters
+	// (datastore_disjunction.go): its conjunctions, each a query of its
+	// own with q's orders, or for a branch its query and its index there.
+	branches []*dsQuery
+	union    *dsQuery
+	ord      int
+	in       pmsg // the datastore_v3 Query parsed, for its composite index
 }
 
 // dsCand is a result of a query: an entity that matches it, with its sort
@@ -145,6 +153,9 @@ func (q *dsQuery) compare(av []dsValue, ak dsPath, bv []dsValue, bk dsPath) int 
 }
 
 func (q *dsQuery) matches(e *dsEntity) bool {
+	if q.branches != nil {
+		return q.matchesUnion(e)
+	}
 	if q.ancestor != nil && !e.path.hasPrefix(q.ancestor) {
 		return false
 	}
@@ -442,12 +453,18 @@ type queryBatch struct {
 // the batch's position (the Cloud API's cursors). Both APIs run their
 // queries here.
 func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*queryBatch, error) {
-	q, err := parseQuery(in)
+	return d.firstBatchOf(in, nil, checkIndexes, keepCursor)
+}
+
+// firstBatchOf is firstBatch of a query with the Cloud API's filter tree
+// f (nil: in's filters only; parseFilteredQuery).
+func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keepCursor bool) (*queryBatch, error) {
+	q, err := parseFilteredQuery(in, f)
 	if err != nil {
 		return nil, err
 	}
 	if checkIndexes {
-		if err := d.indexes.check(in, q); err != nil {
+		if err := d.indexes.checkFiltered(q); err != nil {
 			return nil, err
 		}
 	}
@@ -483,15 +500,10 @@ func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*
 
 	d.mu.Lock()
 	if in.Has("transaction") {
-		tx, h, err := d.txLocked(in.Msg("transaction"))
-		if err == nil {
-			err = d.txQueryLocked(tx, q) // datastore_txquery.go
-		}
-		if err != nil {
+		if err := d.txCursorLocked(c, in.Msg("transaction")); err != nil {
 			d.mu.Unlock()
 			return nil, err
 		}
-		c.view = dsView{tx: h, snap: tx.snap}
 	}
 	now := d.now()
 	res, skipped, more, err := d.batchLocked(c, offset, count)
@@ -512,6 +524,21 @@ func (d *datastoreService) firstBatch(in pmsg, checkIndexes, keepCursor bool) (*
 	pos := c.pos
 	d.mu.Unlock()
 	return &queryBatch{q: q, res: res, skipped: skipped, more: more, h: h, pos: pos}, nil
+}
+
+// txCursorLocked makes c's query read through the transaction t names,
+// by the rules of a query in a transaction (txQueryLocked, for both APIs
+// and aggregations).
+func (d *datastoreService) txCursorLocked(c *dsCursor, t pmsg) error {
+	tx, h, err := d.txLocked(t)
+	if err == nil {
+		err = d.txQueryLocked(tx, c.q) // datastore_txquery.go
+	}
+	if err != nil {
+		return err
+	}
+	c.view = dsView{tx: h, snap: tx.snap}
+	return nil
 }
 
 func dsNext(s *Server, in, out pmsg) error {

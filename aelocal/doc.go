@@ -162,6 +162,29 @@ the HTTP requests scripts send Google's emulator: GET / ("Ok"), POST
 ShutdownRequested; the aelocal command then exits), the POSTs refused from
 web pages.
 
+Its queries run on the same engine, with Firestore in Datastore mode's
+filters and aggregations:
+
+  - IN, NOT_IN, != and OR (of any AND and OR nesting) filters, with
+    production's rules: at most 30 disjunctions in the filter's
+    disjunctive normal form (IN counts a disjunction a value), non-empty
+    IN and NOT_IN lists, at most 10 NOT_IN values, one NOT_IN or != per
+    query, NOT_IN with no IN, OR or !=, and != and NOT_IN being
+    inequalities on their property (the first sort order, if any, must be
+    on it; at most one inequality property). An entity matches != v or
+    NOT_IN a list if it has an indexed value (null included) outside
+    them; one without an indexed value of the property never matches.
+  - Each disjunction reads its own index range and the reads are merged
+    in the query's order, each entity once, so a limit-20 query reads
+    about 20 entries a disjunction and cursors resume anywhere in it.
+  - RunAggregationQuery: one to five COUNT, COUNT_UP_TO, SUM and AVG
+    (default aliases property_1, property_2, ...) over a query with its
+    filters, offset, limit and cursors, in or out of a transaction. SUM
+    and AVG take the integers and doubles of a property of one indexed
+    value; SUM stays an integer unless a double or an overflow makes it
+    one, and is 0 over nothing, where AVG is null. A count reads index
+    entries only, where the planner answers the query.
+
 # Safety
 
 A web page in the developer's browser can reach loopback addresses too, so
