@@ -30,11 +30,10 @@ const (
 
 // Bounds on state that clients may open and then abandon.
 const (
-	maxOpenCursors   = 1000             // open query cursors (for Next)
-	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
-	maxOpenTx        = 10000            // open transactions
-	maxCachedResults = 1 << 20          // query results cached across open cursors
-	sweepEvery       = time.Second
+	maxOpenCursors = 1000             // open query cursors (for Next)
+	cursorIdle     = 10 * time.Minute // an unused cursor expires after this
+	maxOpenTx      = 10000            // open transactions
+	sweepEvery     = time.Second
 )
 
 // nsKey names one partition of the datastore: an app and a namespace.
@@ -74,7 +73,6 @@ type datastoreService struct {
 	txs      map[uint64]*dsTx
 	cursors  map[uint64]*dsCursor
 	handle   uint64 // last transaction or cursor handle given out
-	cached   int    // query results held in cursor caches
 	swept    time.Time
 
 	// The bytes of entity versions history holds, and their bound
@@ -88,6 +86,7 @@ type datastoreService struct {
 	planned   int        // query batches the planner answered (tests count them)
 	tiesRead  int        // of them, batches that sorted ties (readTies; tests)
 	evaluated int        // full evaluations of a query (evalLocked; tests)
+	stats     planStats  // what queries read (datastore_plan.go; tests)
 	// planReadHook, if set, runs in every planned read, without the lock
 	// (tests).
 	planReadHook func()
@@ -291,10 +290,7 @@ func (d *datastoreService) noteIDLocked(app string, id int64) {
 }
 
 func (d *datastoreService) dropCursorLocked(h uint64) {
-	if c := d.cursors[h]; c != nil {
-		d.dropCacheLocked(c)
-		delete(d.cursors, h)
-	}
+	delete(d.cursors, h)
 }
 
 // sweepLocked expires idle cursors and transactions, and evicts the least

@@ -109,7 +109,7 @@ func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, vi
 // order, on that property: by value up or down, and by key upwards within
 // a value. It starts at the start position pos if set, and within the
 // bounds of q's inequality filters on the property.
-func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, visit indexVisit) {
+func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, visit indexVisit) {
 	f := q.byProp[q.orders[0].prop]
 	// lowOK and highOK report whether a value is within the lower and the
 	// upper bounds of the inequality filters.
@@ -171,7 +171,7 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 	}
 	var cur propEntry
 	found := false
-	next := func(x propEntry) bool { cur, found = x, true; return false }
+	next := func(x propEntry) bool { *count++; cur, found = x, true; return false }
 	if top == nil {
 		t.Descend(next)
 	} else {
@@ -220,8 +220,9 @@ func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bo
 // joinTerm is one equality filter of a merge join: the entries of value v
 // in a property's index t.
 type joinTerm struct {
-	t *btree.BTreeG[propEntry]
-	v dsValue
+	t     *btree.BTreeG[propEntry]
+	v     dsValue
+	count *int64 // counts the entries read
 }
 
 // seek returns the first entry of the term with a key at or after key (nil:
@@ -230,6 +231,7 @@ func (tm joinTerm) seek(key dsPath, strict bool) (propEntry, bool) {
 	var got propEntry
 	found := false
 	tm.t.AscendGreaterOrEqual(entryAt(tm.v, key), func(x propEntry) bool {
+		*tm.count++
 		if compareValue(*x.v, tm.v) != 0 {
 			return false
 		}
@@ -264,9 +266,83 @@ func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
 			}
 			e = x.e
 		}
+		*terms[0].count-- // visit counts the result's entry, read by the seek
 		if !visit(e, nil) {
 			return
 		}
 		strict = true
+	}
+}
+
+// readKindless reads, in key order from the start key from, the key
+// indexes of every kind of a namespace (kinds), merged by key: the answer
+// to a query of no kind. Production keeps one key index across kinds; a
+// merge of the kinds' seeks costs a seek per kind to start and one per
+// result, so a page costs its rows (times the log of the kind's size),
+// not the namespace's size. f is the query's __key__ filter, ancestor its
+// ancestor; visit gets each entity with nil values.
+func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, count *int64, visit func(*dsEntity, []*dsValue) bool) {
+	start, strict := from, false
+	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
+		start = ancestor
+	}
+	if f != nil {
+		for _, in := range f.ineqs {
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
+				start = in.v.ref.path
+			}
+		}
+		if len(f.eqs) > 0 && (start == nil || comparePath(f.eqs[0].ref.path, start) > 0) {
+			start = f.eqs[0].ref.path
+		}
+	}
+	// past reports whether every key from path on is outside the query's
+	// range: past its ancestor's descendants, its key equality or its
+	// upper bounds.
+	past := func(path dsPath) bool {
+		if ancestor != nil && !path.hasPrefix(ancestor) {
+			return true
+		}
+		if f == nil {
+			return false
+		}
+		if len(f.eqs) > 0 && comparePath(path, f.eqs[0].ref.path) > 0 {
+			return true
+		}
+		return !boundOK(f, func(v dsValue) int { return comparePath(path, v.ref.path) }, opLess, opLessEq)
+	}
+	// seek returns kind i's first entity at or after key (strictly after
+	// if strict).
+	seek := func(t *btree.BTreeG[*dsEntity], key dsPath, strict bool) *dsEntity {
+		var got *dsEntity
+		t.AscendGreaterOrEqual(pathProbe(key), func(e *dsEntity) bool {
+			*count++
+			if strict && comparePath(e.path, key) == 0 {
+				return true
+			}
+			got = e
+			return false
+		})
+		return got
+	}
+	heads := make([]*dsEntity, len(kinds))
+	for i, t := range kinds {
+		heads[i] = seek(t, start, strict)
+	}
+	for {
+		best := -1
+		for i, e := range heads {
+			if e != nil && (best < 0 || comparePath(e.path, heads[best].path) < 0) {
+				best = i
+			}
+		}
+		if best < 0 || past(heads[best].path) {
+			return
+		}
+		e := heads[best]
+		if !visit(e, nil) {
+			return
+		}
+		heads[best] = seek(kinds[best], e.path, true)
 	}
 }

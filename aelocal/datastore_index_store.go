@@ -42,6 +42,7 @@ const indexDegree = 32
 type kindIndex struct {
 	byKey *btree.BTreeG[*dsEntity]
 	props map[string]*btree.BTreeG[propEntry]
+	comps map[string]*compIndex // the composite indexes kept, by dsIndex.yaml (datastore_index_comp.go)
 }
 
 // propEntry is one entry of a single-property index: one value of the
@@ -105,6 +106,9 @@ func entryValues(vals []dsValue) []*dsValue {
 
 func (ki *kindIndex) add(e *dsEntity) {
 	ki.byKey.ReplaceOrInsert(e)
+	for _, ix := range ki.comps {
+		ix.add(e)
+	}
 	for name, vals := range e.props {
 		t := ki.props[name]
 		if t == nil {
@@ -119,6 +123,9 @@ func (ki *kindIndex) add(e *dsEntity) {
 
 func (ki *kindIndex) remove(e *dsEntity) {
 	ki.byKey.Delete(e)
+	for _, ix := range ki.comps {
+		ix.remove(e)
+	}
 	for name, vals := range e.props {
 		t := ki.props[name]
 		if t == nil {

@@ -197,29 +197,19 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 	return vals, true
 }
 
-// dsCursor is a running query: its position, the rest of its limit, and a
-// cache of its remaining results valid while the data does not change.
+// dsCursor is a running query: its position in the query's order (an
+// index position, which each batch seeks to) and the rest of its limit. It
+// holds no results: each batch reads the indexes from its position on.
 type dsCursor struct {
 	q         *dsQuery
 	pos       dsPos
 	end       *dsPos
-	remaining int64  // of the limit; -1 without one
-	view      dsView // what the query reads
+	remaining int64    // of the limit; -1 without one
+	view      dsView   // what the query reads
+	comp      *dsIndex // the composite index that serves q, if any (datastore_index_comp.go)
 	lastUsed  time.Time
 
 	busy bool // a batch reads the indexes without the lock (datastore_plan.go)
-
-	cached bool
-	ver    uint64
-	cands  []dsCand
-	idx    int
-}
-
-func (d *datastoreService) dropCacheLocked(c *dsCursor) {
-	if c.cached {
-		d.cached -= len(c.cands)
-		c.cached, c.cands, c.idx = false, nil, 0
-	}
 }
 
 // versionLocked changes whenever the answer to q may change.
@@ -238,6 +228,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	var out []dsCand
 	var err error
 	add := func(e *dsEntity) {
+		d.stats.loaded++
 		if err == nil && q.matches(e) {
 			out, err = q.appendResults(out, e)
 		}
@@ -275,17 +266,15 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	return out, nil
 }
 
-// remainingLocked returns c's results after its position, from its cache
-// while the data has not changed since: the full evaluation, for the
-// queries the planner does not answer yet. It reads every entity of the
-// kind, or with an ancestor the ancestor's range (eachLocked). TODO(issue 25): plan every shape from the indexes, and drop this
-// path and its result cache.
+// remainingLocked returns c's results after its position by the full
+// evaluation: for the queries the planner does not read from the live
+// indexes, those of a transaction (which read its snapshot of the
+// ancestor's range of the kind index, eachLocked) and metadata queries
+// (which read the namespaces, kinds and the indexes' property ranges,
+// datastore_metadata.go). Both cost the size of an entity group or of
+// the schema, not of a kind, so a batch evaluates them again rather than
+// keep results between batches.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
-	ver := d.viewVersionLocked(c.view, c.q)
-	if c.cached && c.ver == ver {
-		return c.cands[c.idx:], nil
-	}
-	d.dropCacheLocked(c)
 	d.evaluated++
 	all, err := d.evalLocked(c.q, c.view)
 	if err != nil {
@@ -297,12 +286,7 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 		hi = sort.Search(len(all), func(i int) bool { return !c.q.beforeEnd(all[i], *c.end) })
 	}
 	hi = max(hi, lo)
-	list := all[lo:hi]
-	if d.cached+len(list) <= maxCachedResults {
-		c.cached, c.ver, c.cands, c.idx = true, ver, list, 0
-		d.cached += len(list)
-	}
-	return list, nil
+	return all[lo:hi], nil
 }
 
 // batchLocked advances c: it skips up to offset results, then takes up to
@@ -330,6 +314,10 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			list, err = r.read(min(offset, maxSkip) + n + 1)
 			d.mu.Lock()
 			c.busy = false
+			d.stats.entries += r.entries
+			if r.comp != nil {
+				d.stats.comp++
+			}
 		}
 	} else {
 		list, err = d.remainingLocked(c)
@@ -359,12 +347,12 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 		res = append(res, x)
 	}
 	n = int64(len(res))
+	if !c.q.keysOnly && len(c.q.proj) == 0 {
+		d.stats.loaded += n
+	}
 	consumed := skipped + n
 	if consumed > 0 {
 		c.pos = c.q.posAfter(list[consumed-1])
-		if c.cached {
-			c.idx += int(consumed)
-		}
 	}
 	if c.remaining >= 0 {
 		c.remaining -= n
@@ -432,7 +420,7 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 	if offset < 0 {
 		return badRequest("negative offset %d", offset)
 	}
-	c := &dsCursor{q: q, remaining: -1}
+	c := &dsCursor{q: q, remaining: -1, comp: d.indexes.serving(q)}
 	dflt := int64(defaultBatch)
 	if in.Has("limit") {
 		if c.remaining = in.Int("limit"); c.remaining < 0 {
@@ -489,8 +477,6 @@ func runQuery(s *Server, in, out pmsg, checkIndexes bool) error {
 		h = d.handle
 		c.lastUsed = now
 		d.cursors[h] = c
-	} else {
-		d.dropCacheLocked(c)
 	}
 	pos := c.pos
 	d.mu.Unlock()
