@@ -55,7 +55,6 @@ type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
 	idx     map[string]*kindIndex           // kind -> its sorted indexes (datastore_index_store.go)
-	props   *propMemo                       // __property__ answers while version stays
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,

@@ -266,7 +266,11 @@ func (x *dsIndexes) serving(q *dsQuery) *dsIndex {
 // start position pos. visit gets each entry's entity and its values for
 // q's sort orders (index ix's properties past the equality ones); it
 // returns false to stop. count counts the entries read.
-func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, count *int64, visit func(e *dsEntity, vals []*dsValue) bool) {
+//
+// A distinct query's read sets *skip once it has the result of a
+// combination of the group-by properties (the first sort orders): the read
+// then seeks past the combination's other entries.
+func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, count *int64, skip *bool, visit func(e *dsEntity, vals []*dsValue) bool) {
 	nEq := len(ix.def.props) - q.nProp // compShapeOf: the sort orders follow the equalities
 	pre := make([]*dsValue, nEq)
 	for i, p := range ix.def.props[:nEq] {
@@ -322,19 +326,31 @@ func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, 
 		}
 		later(p)
 	}
-	t.AscendGreaterOrEqual(start, func(x compEntry) bool {
-		*count++
-		if ix.def.ancestor && comparePath(x.anc, q.ancestor) != 0 {
-			return false
-		}
-		for i, v := range pre {
-			if compareValue(*x.vals[i], *v) != 0 {
+	for {
+		var past *compEntry // a probe past the group to skip
+		t.AscendGreaterOrEqual(start, func(x compEntry) bool {
+			*count++
+			if ix.def.ancestor && comparePath(x.anc, q.ancestor) != 0 {
 				return false
 			}
+			for i, v := range pre {
+				if compareValue(*x.vals[i], *v) != 0 {
+					return false
+				}
+			}
+			if stop != nil && stop(*x.vals[nEq]) || !visit(x.e, x.vals[nEq:]) {
+				return false
+			}
+			if skip != nil && *skip {
+				*skip = false
+				past = &compEntry{anc: q.ancestor, vals: x.vals[:nEq+len(q.groupBy)], top: true}
+				return false
+			}
+			return true
+		})
+		if past == nil {
+			return
 		}
-		if stop != nil && stop(*x.vals[nEq]) {
-			return false
-		}
-		return visit(x.e, x.vals[nEq:])
-	})
+		start = *past
+	}
 }

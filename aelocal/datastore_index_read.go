@@ -109,7 +109,18 @@ func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, vi
 // order, on that property: by value up or down, and by key upwards within
 // a value. It starts at the start position pos if set, and within the
 // bounds of q's inequality filters on the property.
-func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, visit indexVisit) {
+//
+// A distinct query's read sets *skip (if skip is not nil) once it has the
+// result of a value: the read then seeks past the value's other entries,
+// as production skips to the next group.
+func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, skip *bool, visit indexVisit) {
+	skipped := func() bool {
+		if skip == nil || !*skip {
+			return false
+		}
+		*skip = false
+		return true
+	}
 	f := q.byProp[q.orders[0].prop]
 	// lowOK and highOK report whether a value is within the lower and the
 	// upper bounds of the inequality filters.
@@ -138,18 +149,28 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		if at != nil && (first || lessEntry(start, *at)) {
 			start, first = *at, false
 		}
-		iter := func(x propEntry) bool {
-			if !highOK(*x.v) {
-				return false
+		for {
+			var past *dsValue // the value whose other entries to skip
+			iter := func(x propEntry) bool {
+				if !highOK(*x.v) || !visit(x.e, x.v) {
+					return false
+				}
+				if skipped() {
+					past = x.v
+					return false
+				}
+				return true
 			}
-			return visit(x.e, x.v)
+			if first {
+				t.Ascend(iter)
+			} else {
+				t.AscendGreaterOrEqual(start, iter)
+			}
+			if past == nil {
+				return
+			}
+			start, first = topOf(*past), false
 		}
-		if first {
-			t.Ascend(iter)
-		} else {
-			t.AscendGreaterOrEqual(start, iter)
-		}
-		return
 	}
 	// Downwards, a value at a time, each value's entries by key upwards:
 	// find the highest value to start at, read its entries, then seek the
@@ -192,7 +213,7 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 				return false
 			}
 			more = visit(x.e, x.v)
-			return more
+			return more && !skipped()
 		})
 		if !more {
 			return

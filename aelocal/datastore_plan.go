@@ -152,6 +152,7 @@ type planRead struct {
 	hook   func() // tests: runs during the read
 
 	entries int64 // index entries read
+	skip    bool  // a distinct query has its combination's result (readValues, readComp)
 }
 
 // planReadLocked prepares the read of c's results after its position by
@@ -234,6 +235,7 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 				return true
 			}
 			last = &x
+			r.skip = true // the read may seek past the combination
 		}
 		out = append(out, x)
 		return int64(len(out)) < n
@@ -302,7 +304,7 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	case p.kindless:
 		readKindless(r.kinds, q.byProp[keyProp], q.ancestor, from, &r.entries, visitVals)
 	case r.comp != nil:
-		readComp(r.comp, r.comp.tree, q, r.pos, &r.entries, visitVals)
+		readComp(r.comp, r.comp.tree, q, r.pos, &r.entries, &r.skip, visitVals)
 	case p.join != nil:
 		readJoin(r.join, from, visit)
 	case p.prop == "":
@@ -313,7 +315,7 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	case p.ties:
 		r.readTies(n, results, emit)
 	default:
-		readValues(r.byProp, q, r.pos, p.desc, &r.entries, visit)
+		readValues(r.byProp, q, r.pos, p.desc, &r.entries, &r.skip, visit)
 	}
 	return out, err
 }
@@ -421,7 +423,7 @@ func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, []*dsValu
 	// sort by the other orders, not by key.
 	pos := r.pos
 	pos.key = nil
-	readValues(r.byProp, q, pos, q.orders[0].desc, &r.entries, visit)
+	readValues(r.byProp, q, pos, q.orders[0].desc, &r.entries, nil, visit)
 	if more && len(group) > 0 {
 		flush()
 	}

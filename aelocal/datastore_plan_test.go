@@ -81,14 +81,89 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 				continue
 			}
 			pl := randomEntity()
+			if r.IntN(5) == 0 {
+				// Another kind, under the same parents: queries of no
+				// kind merge the kinds' key indexes.
+				k = datastore.NewKey(ctx, "S", k.StringID(), k.IntID(), k.Parent())
+			}
 			if _, err := datastore.Put(ctx, k, &pl); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 
+	// kindlessQuery is a query of no kind (every kind of the namespace in
+	// key order), with __key__ filters.
+	kindlessQuery := func() *datastore.Query {
+		q := datastore.NewQuery("")
+		if r.IntN(3) == 0 {
+			q = q.Filter([]string{"__key__ >", "__key__ >=", "__key__ <", "__key__ <="}[r.IntN(4)], randomKey())
+		}
+		if r.IntN(4) == 0 {
+			q = q.Ancestor(parents[r.IntN(len(parents))])
+		}
+		if r.IntN(2) == 0 {
+			q = q.KeysOnly()
+		}
+		if r.IntN(2) == 0 {
+			q = q.Limit(r.IntN(30))
+		}
+		if r.IntN(4) == 0 {
+			q = q.Offset(r.IntN(15))
+		}
+		return q
+	}
+	// distinctQuery is a distinct projection: its group-by properties
+	// lead its orders (planned), or DistinctOn's properties sort after
+	// another projected one (the full evaluation).
+	distinctQuery := func() *datastore.Query {
+		q := datastore.NewQuery("R")
+		switch r.IntN(5) {
+		case 0:
+			q = q.Project("A").Distinct()
+		case 1:
+			q = q.Project("A", "B").Distinct()
+		case 2:
+			q = q.Project("A", "B").DistinctOn("B").Order([]string{"B", "-B"}[r.IntN(2)])
+		case 3:
+			q = q.Project("A", "B").DistinctOn("B")
+		case 4:
+			q = q.Project("B", "T").DistinctOn("B", "T").Order("-T").Order("B")
+		}
+		if r.IntN(3) == 0 {
+			q = q.Filter("A =", int64(r.IntN(6)))
+		}
+		if r.IntN(3) == 0 {
+			q = q.Order([]string{"A", "-A", "B"}[r.IntN(3)])
+		}
+		if r.IntN(3) == 0 {
+			q = q.Ancestor(parents[r.IntN(len(parents))])
+		}
+		if r.IntN(2) == 0 {
+			q = q.Limit(r.IntN(8))
+		}
+		if r.IntN(4) == 0 {
+			q = q.Offset(r.IntN(4))
+		}
+		return q
+	}
+
 	randomQuery := func(start *datastore.Cursor) *datastore.Query {
 		q := datastore.NewQuery("R")
+		switch r.IntN(10) {
+		case 0:
+			return kindlessQuery()
+		case 1:
+			return distinctQuery()
+		case 2:
+			// Key order first: the kind index, each entity's entries
+			// sorted after it.
+			q = q.Project([][]string{{"A"}, {"A", "B"}}[r.IntN(2)]...).Order([]string{"__key__", "-__key__"}[r.IntN(2)])
+			if r.IntN(2) == 0 {
+				q = q.Limit(r.IntN(30))
+			}
+			return q
+		}
 		if r.IntN(6) == 0 {
 			// A projection on one property, which reads its index, or
 			// on two, whose results tie on the first and sort by the
@@ -236,6 +311,20 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			want, _ := run(ctx, q, false)
 			if got != want {
 				t.Fatalf("round %d: query %v\nplanned:\n%s\nfull evaluation:\n%s", round, q, got, want)
+			}
+			if r.IntN(4) == 0 {
+				// Count: keys-only batches that skip up to 1,000 each.
+				counts := [2]string{}
+				for i, plan := range []bool{true, false} {
+					d.mu.Lock()
+					d.noPlan = !plan
+					d.mu.Unlock()
+					n, err := q.Count(ctx)
+					counts[i] = fmt.Sprint(n, err)
+				}
+				if counts[0] != counts[1] {
+					t.Fatalf("round %d: Count of %v: planned %s, full evaluation %s", round, q, counts[0], counts[1])
+				}
 			}
 			d.mu.Lock()
 			if d.planned > before {
