@@ -19,7 +19,7 @@ type indexVisit func(e *dsEntity, v *dsValue) bool
 // __key__ inequality filters f (nil if none), and only the descendants of
 // ancestor if it is not nil (they lie together from the ancestor's own
 // key on).
-func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
+func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, count *int64, visit indexVisit) {
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
 	keyCmp := func(path dsPath) func(dsValue) int {
@@ -47,6 +47,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 			}
 		}
 		iter := func(e *dsEntity) bool {
+			*count++
 			if ancestor != nil && !e.path.hasPrefix(ancestor) {
 				return false
 			}
@@ -78,6 +79,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 		}
 	}
 	t.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
+		*count++
 		if ancestor != nil && !e.path.hasPrefix(ancestor) || eq != nil && comparePath(e.path, eq) > 0 {
 			return false
 		}
@@ -87,8 +89,9 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 
 // readEqual reads the entries of value v of a property's index, in key
 // order from the start key from.
-func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, visit indexVisit) {
+func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, count *int64, visit indexVisit) {
 	iter := func(x propEntry) bool {
+		*count++
 		if compareValue(*x.v, v) != 0 {
 			return false
 		}
@@ -152,6 +155,7 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		for {
 			var past *dsValue // the value whose other entries to skip
 			iter := func(x propEntry) bool {
+				*count++
 				if !highOK(*x.v) || !visit(x.e, x.v) {
 					return false
 				}
@@ -190,25 +194,71 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 			top = &p
 		}
 	}
-	var cur propEntry
-	found := false
-	next := func(x propEntry) bool { *count++; cur, found = x, true; return false }
-	if top == nil {
-		t.Descend(next)
-	} else {
-		t.DescendLessOrEqual(*top, next)
+	// The entries of a value come downwards in key order downwards: they
+	// are kept (up to descGroup) and visited in reverse once the value
+	// changes, so a read costs an entry per entry. A value with more
+	// entries is read again upwards from its first entry (or the start
+	// position), so that memory stays bounded.
+	const descGroup = 64
+	var buf []propEntry
+	var val *dsValue // the value of buf's entries
+	// flush visits buf's entries in key order; it reports whether to
+	// read on.
+	flush := func() bool {
+		for i := len(buf) - 1; i >= 0; i-- {
+			if !visit(buf[i].e, buf[i].v) {
+				return false
+			}
+			if skipped() {
+				break
+			}
+		}
+		buf = buf[:0]
+		return true
 	}
-	for found {
-		v := *cur.v
-		if !lowOK(v) {
+	start := top
+	for {
+		stop := false
+		var big *dsValue // a value of more than descGroup entries
+		iter := func(x propEntry) bool {
+			*count++
+			if val == nil || compareValue(*x.v, *val) != 0 {
+				if val != nil && !flush() || !lowOK(*x.v) {
+					stop = true
+					return false
+				}
+				val = x.v
+			}
+			if len(buf) == descGroup {
+				big = val
+				return false
+			}
+			buf = append(buf, x)
+			return true
+		}
+		if start == nil {
+			t.Descend(iter)
+		} else {
+			t.DescendLessOrEqual(*start, iter)
+		}
+		switch {
+		case stop:
+			return
+		case big == nil: // the index's first entry
+			if val != nil {
+				flush()
+			}
 			return
 		}
+		v := *big
+		buf, val = buf[:0], nil
 		from := entryAt(v, nil)
 		if at != nil && compareValue(*at.v, v) == 0 {
 			from = *at
 		}
 		more := true
 		t.AscendGreaterOrEqual(from, func(x propEntry) bool {
+			*count++
 			if compareValue(*x.v, v) != 0 {
 				return false
 			}
@@ -218,10 +268,15 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		if !more {
 			return
 		}
-		found = false
-		t.DescendLessOrEqual(entryAt(v, nil), next)
+		below := entryAt(v, nil) // before every entry of v, after the lower values'
+		start = &below
 	}
 }
+
+// justAfter returns a probe key that sorts right after path and before
+// every other key after it (its descendants included): no key has an
+// element of empty kind, and a longer path sorts after its prefix.
+func justAfter(path dsPath) dsPath { return append(slices.Clone(path), dsElem{}) }
 
 // boundOK reports whether a value passes the inequality filters of f on
 // one side: opGreater and opGreatEq for the lower bound, opLess and
@@ -251,13 +306,13 @@ type joinTerm struct {
 func (tm joinTerm) seek(key dsPath, strict bool) (propEntry, bool) {
 	var got propEntry
 	found := false
+	if strict {
+		key = justAfter(key)
+	}
 	tm.t.AscendGreaterOrEqual(entryAt(tm.v, key), func(x propEntry) bool {
 		*tm.count++
 		if compareValue(*x.v, tm.v) != 0 {
 			return false
-		}
-		if strict && comparePath(x.e.path, key) == 0 {
-			return true
 		}
 		got, found = x, true
 		return false
@@ -287,7 +342,6 @@ func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
 			}
 			e = x.e
 		}
-		*terms[0].count-- // visit counts the result's entry, read by the seek
 		if !visit(e, nil) {
 			return
 		}
@@ -303,7 +357,7 @@ func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
 // not the namespace's size. f is the query's __key__ filter, ancestor its
 // ancestor; visit gets each entity with nil values.
 func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, count *int64, visit func(*dsEntity, []*dsValue) bool) {
-	start, strict := from, false
+	start := from
 	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
 		start = ancestor
 	}
@@ -334,13 +388,10 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 	}
 	// seek returns kind i's first entity at or after key (strictly after
 	// if strict).
-	seek := func(t *btree.BTreeG[*dsEntity], key dsPath, strict bool) *dsEntity {
+	seek := func(t *btree.BTreeG[*dsEntity], key dsPath) *dsEntity {
 		var got *dsEntity
 		t.AscendGreaterOrEqual(pathProbe(key), func(e *dsEntity) bool {
 			*count++
-			if strict && comparePath(e.path, key) == 0 {
-				return true
-			}
 			got = e
 			return false
 		})
@@ -348,7 +399,7 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 	}
 	heads := make([]*dsEntity, len(kinds))
 	for i, t := range kinds {
-		heads[i] = seek(t, start, strict)
+		heads[i] = seek(t, start)
 	}
 	for {
 		best := -1
@@ -364,6 +415,6 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 		if !visit(e, nil) {
 			return
 		}
-		heads[best] = seek(kinds[best], e.path, true)
+		heads[best] = seek(kinds[best], justAfter(e.path))
 	}
 }

@@ -287,7 +287,6 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		return true
 	}
 	visit := func(e *dsEntity, v *dsValue) bool {
-		r.entries++
 		if v == nil || p.eq != nil {
 			return visitVals(e, nil)
 		}
@@ -308,10 +307,10 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	case p.join != nil:
 		readJoin(r.join, from, visit)
 	case p.prop == "":
-		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
+		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, &r.entries, visit)
 	case r.byProp == nil:
 	case p.eq != nil:
-		readEqual(r.byProp, *p.eq, from, p.desc, visit)
+		readEqual(r.byProp, *p.eq, from, p.desc, &r.entries, visit)
 	case p.ties:
 		r.readTies(n, results, emit)
 	default:
@@ -402,7 +401,6 @@ func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, []*dsValu
 	}
 	more := true
 	visit := func(e *dsEntity, v *dsValue) bool {
-		r.entries++
 		if cur != nil && compareValue(*cur, *v) != 0 {
 			if more = flush(); !more {
 				return false
@@ -442,7 +440,8 @@ func (d *datastoreService) planFor(c *dsCursor) *dsPlan {
 // query's cost follows these, not the kind's size.
 type planStats struct {
 	// entries counts the index entries planned reads visited: every
-	// entry a B-tree iteration passed to a read, seeks included.
+	// entry a B-tree iteration passed to a read, seeks and the entry
+	// that ends a range included.
 	entries int64
 	// loaded counts entities whose body a query read: the whole entities
 	// batches return (not keys-only, projection or skipped results, nor
