@@ -105,7 +105,7 @@ func entryValues(vals []dsValue) []*dsValue {
 
 func (ki *kindIndex) add(e *dsEntity) {
 	ki.byKey.ReplaceOrInsert(e)
-	for name, vals := range e.props {
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			t = btree.NewG(indexDegree, lessEntry)
@@ -119,7 +119,7 @@ func (ki *kindIndex) add(e *dsEntity) {
 
 func (ki *kindIndex) remove(e *dsEntity) {
 	ki.byKey.Delete(e)
-	for name, vals := range e.props {
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			continue

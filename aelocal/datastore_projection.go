@@ -70,7 +70,7 @@ func (q *dsQuery) eachEntry(e *dsEntity, f func(vals []dsValue)) error {
 		if o.key {
 			continue
 		}
-		vs := q.indexValues(o.prop, e.props[o.prop])
+		vs := q.indexValues(o.prop, e.props.get(o.prop))
 		if len(vs) == 0 {
 			return nil
 		}
@@ -180,7 +180,7 @@ func appendValueKey(b []byte, v dsValue) []byte {
 // key, an empty entity group, as the stub answers, and one INDEX_VALUE
 // property per projected property.
 func (q *dsQuery) writeProjected(r pmsg, c dsCand) {
-	r.Mutable("key").CopyFrom(c.e.ep.Msg("key"))
+	r.Mutable("key").CopyFrom(c.e.keyMsg())
 	r.Mutable("entity_group")
 	for _, name := range q.proj {
 		i := slices.IndexFunc(q.orders, func(o dsOrder) bool { return !o.key && o.prop == name })

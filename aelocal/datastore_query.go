@@ -155,7 +155,7 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 			}
 			continue
 		}
-		if !f.match(e.props[f.prop]) {
+		if !f.match(e.props.get(f.prop)) {
 			return false
 		}
 	}
@@ -177,7 +177,7 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 		}
 		f := q.byProp[o.prop]
 		found := false
-		for _, v := range e.props[o.prop] {
+		for _, v := range e.props.get(o.prop) {
 			if f != nil && !f.valueOK(v) {
 				continue
 			}
@@ -348,9 +348,9 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 	res = make([]dsCand, 0, n)
 	bytes := 0
 	for _, x := range list[skipped : skipped+n] {
-		size := x.e.size
+		size := x.e.size()
 		if c.q.keysOnly || len(c.q.proj) > 0 {
-			size = x.e.ep.Msg("key").Size()
+			size = x.e.keySize()
 		}
 		if len(res) > 0 && bytes+size > maxBatchBytes {
 			break
@@ -386,10 +386,10 @@ func fillResult(out pmsg, q *dsQuery, res []dsCand, skipped int64, more bool, ha
 		case len(q.proj) > 0:
 			q.writeProjected(r, x)
 		case q.keysOnly:
-			r.Mutable("key").CopyFrom(x.e.ep.Msg("key"))
-			r.Mutable("entity_group").CopyFrom(x.e.ep.Msg("entity_group"))
+			r.Mutable("key").CopyFrom(x.e.keyMsg())
+			r.Mutable("entity_group").CopyFrom(x.e.groupMsg())
 		default:
-			r.CopyFrom(x.e.ep)
+			x.e.writeTo(r)
 		}
 	}
 	out.Set("skipped_results", skipped)

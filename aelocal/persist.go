@@ -59,20 +59,19 @@ func newImage() *dsImage {
 	return &dsImage{spaces: make(map[nsKey]*dsSpace), ids: newCounters()}
 }
 
-// put stores an encoded EntityProto whose key is complete.
+// put stores an encoded EntityProto whose key is complete. It reads the
+// bytes as they are (decodeEntityKey, decodeProps), without building the
+// message: a restart costs about the file's size.
 func (im *dsImage) put(b []byte) error {
-	ep, err := newMsg("appengine.v2.EntityProto")
-	if err != nil {
-		return err
+	raw := string(b) // the entity keeps it, and its strings point into it
+	sp, path, err := decodeEntityKey(raw)
+	if err == nil {
+		sp, path, err = checkKey(sp, path, "entity key", false)
 	}
-	if err := proto.Unmarshal(b, ep.m.Interface()); err != nil {
-		return fmt.Errorf("entity: %w", err)
-	}
-	sp, path, err := parseKey(ep.Msg("key"), "entity key", false)
 	if err != nil {
 		return plainError(err)
 	}
-	e, err := newEntity(sp, path, ep)
+	e, err := newEntityRaw(sp, path, raw)
 	if err != nil {
 		return plainError(err)
 	}
@@ -292,7 +291,6 @@ func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters 
 	rec = endRecord(counters.appendAll(rec), start)
 	bw.Write(rec)
 
-	marshal := proto.MarshalOptions{Deterministic: true}
 	for i, e := range ents {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -300,10 +298,7 @@ func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters 
 			}
 		}
 		rec, start = beginRecord(rec[:0], recEntity)
-		var err error
-		if rec, err = marshal.MarshalAppend(rec, e.ep.m.Interface()); err != nil {
-			return cw.n, fmt.Errorf("aelocal: encoding entity %s: %w", e.path, err)
-		}
+		rec = append(rec, e.raw...)
 		rec = endRecord(rec, start)
 		if _, err := bw.Write(rec); err != nil {
 			return cw.n, err
