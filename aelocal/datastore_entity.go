@@ -285,15 +285,15 @@ func (r *wireReader) skip(num protowire.Number, typ protowire.Type) {
 // valueAcc gathers the fields of a PropertyValue; value decides which
 // one it is, as parseValue does for a message.
 type valueAcc struct {
-	has          [pvRefField + 1]bool
-	i            int64
-	b            bool
-	s            string
-	f            float64
-	x, y         float64
-	email, auth  string
-	app, ns      string
-	path         dsPath
+	has         [pvRefField + 1]bool
+	i           int64
+	b           bool
+	s           string
+	f           float64
+	x, y        float64
+	email, auth string
+	app, ns     string
+	path        dsPath
 }
 
 func (a *valueAcc) read(r wireReader) bool {
