@@ -4,7 +4,7 @@ import (
 	"iter"
 	"math"
 	"slices"
-	"strings"
+	"sort"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -415,11 +415,11 @@ func (a *valueAcc) value() dsValue {
 	case a.has[pvStringField]:
 		return dsValue{t: vString, s: a.s}
 	case a.has[pvDoubleField]:
-		return dsValue{t: vDouble, f: a.f}
+		return doubleValue(a.f)
 	case a.has[pvPointField]:
-		return dsValue{t: vPoint, f: a.x, g: a.y}
+		return pointValue(a.x, a.y)
 	case a.has[pvUserField]:
-		return dsValue{t: vUser, s: a.email, s2: a.auth}
+		return userValue(a.email, a.auth)
 	case a.has[pvRefField]:
 		path := a.path
 		if path == nil {
@@ -440,12 +440,28 @@ func (e errMalformed) Error() string { return "malformed " + e.what }
 // unindexed), as newEntity indexes them. An indexed string value longer
 // than production allows is refused.
 func decodeProps(raw string) (dsProps, error) {
-	type nv struct {
-		name string
-		v    dsValue
-	}
-	var list []nv
+	// Count the properties first, so that the two slices are allocated
+	// once, at their size.
+	n := 0
 	r := wireReader{s: raw, end: len(raw)}
+	for {
+		num, typ, ok := r.next()
+		if !ok {
+			break
+		}
+		if num == entityPropertyField && typ == protowire.BytesType {
+			n++
+		}
+		r.skip(num, typ)
+	}
+	if r.bad {
+		return dsProps{}, errMalformed{"entity"}
+	}
+	if n == 0 {
+		return dsProps{}, nil
+	}
+	p := dsProps{names: make([]string, 0, n), vals: make([]dsValue, 0, n)}
+	r = wireReader{s: raw, end: len(raw)}
 	for {
 		num, typ, ok := r.next()
 		if !ok {
@@ -455,28 +471,27 @@ func decodeProps(raw string) (dsProps, error) {
 			r.skip(num, typ)
 			continue
 		}
-		p := r.sub()
+		f := r.sub()
 		var name string
 		var acc valueAcc
 		for {
-			n, t, ok := p.next()
+			n, t, ok := f.next()
 			if !ok {
 				break
 			}
 			switch {
 			case n == propNameField && t == protowire.BytesType:
-				name = p.str()
+				name = f.str()
 			case n == propValueField && t == protowire.BytesType:
-				if !acc.read(p.sub()) {
-					p.bad = true
+				if !acc.read(f.sub()) {
+					f.bad = true
 				}
 			default:
-				p.skip(n, t)
+				f.skip(n, t)
 			}
 		}
-		if p.bad {
-			r.bad = true
-			break
+		if f.bad {
+			return dsProps{}, errMalformed{"entity"}
 		}
 		v := acc.value()
 		if v.t == vString && len(v.s) > maxIndexedStringBytes {
@@ -486,20 +501,23 @@ func decodeProps(raw string) (dsProps, error) {
 			return dsProps{}, badRequest("the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
 				name, len(v.s), maxIndexedStringBytes)
 		}
-		list = append(list, nv{name, v})
+		p.names = append(p.names, name)
+		p.vals = append(p.vals, v)
 	}
-	if r.bad {
-		return dsProps{}, errMalformed{"entity"}
-	}
-	if len(list) == 0 {
-		return dsProps{}, nil
-	}
-	slices.SortStableFunc(list, func(a, b nv) int { return strings.Compare(a.name, b.name) })
-	p := dsProps{names: make([]string, len(list)), vals: make([]dsValue, len(list))}
-	for i, x := range list {
-		p.names[i], p.vals[i] = x.name, x.v
+	if !slices.IsSorted(p.names) {
+		sort.Stable(byName(p))
 	}
 	return p, nil
+}
+
+// byName sorts a dsProps being built by name, both slices together.
+type byName dsProps
+
+func (p byName) Len() int           { return len(p.names) }
+func (p byName) Less(i, j int) bool { return p.names[i] < p.names[j] }
+func (p byName) Swap(i, j int) {
+	p.names[i], p.names[j] = p.names[j], p.names[i]
+	p.vals[i], p.vals[j] = p.vals[j], p.vals[i]
 }
 
 // decodeEntityKey reads the key of raw, an encoded EntityProto: its app and

@@ -164,12 +164,12 @@ func appendValueKey(b []byte, v dsValue) []byte {
 	case vString:
 		b = str(b, v.s)
 	case vDouble:
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.f))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
 	case vPoint:
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.f))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.g))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.pointY()))
 	case vUser:
-		b = str(str(b, v.s), v.s2)
+		b = str(str(b, v.s), v.authDomain())
 	case vRef:
 		b = str(str(str(b, v.ref.app), v.ref.ns), v.ref.path.encode())
 	}
