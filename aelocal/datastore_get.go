@@ -60,7 +60,7 @@ func getResponse(in pmsg, refs []pmsg, found []*dsEntity, out pmsg) error {
 		e := found[i]
 		size := 0
 		if e != nil {
-			size = e.size
+			size = e.size()
 		}
 		if deferred && i > first && total+size > getDeferredMaxBytes {
 			for _, r := range refs[i:] {
@@ -71,7 +71,7 @@ func getResponse(in pmsg, refs []pmsg, found []*dsEntity, out pmsg) error {
 		total += size
 		g := out.AppendMsg("entity")
 		if e != nil {
-			g.Share("entity", e.ep)
+			e.writeTo(g.Mutable("entity"))
 		} else {
 			g.Share("key", refs[i])
 		}
@@ -87,7 +87,7 @@ func getResponseSize(refs []pmsg, found []*dsEntity) int {
 	for i, e := range found {
 		m := 0
 		if e != nil {
-			m = e.size
+			m = e.size()
 		} else {
 			m = refs[i].Size()
 		}

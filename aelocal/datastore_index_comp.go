@@ -105,7 +105,7 @@ func (ix *compIndex) entries(e *dsEntity, f func(compEntry)) bool {
 		n = len(e.path)
 	}
 	for i, p := range ix.def.props {
-		vs := entryValues(e.props[p.name])
+		vs := entryValues(e.props.get(p.name))
 		if len(vs) == 0 {
 			return true // no entry
 		}

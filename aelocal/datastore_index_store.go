@@ -109,7 +109,7 @@ func (ki *kindIndex) add(e *dsEntity) {
 	for _, ix := range ki.comps {
 		ix.add(e)
 	}
-	for name, vals := range e.props {
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			t = btree.NewG(indexDegree, lessEntry)
@@ -126,7 +126,7 @@ func (ki *kindIndex) remove(e *dsEntity) {
 	for _, ix := range ki.comps {
 		ix.remove(e)
 	}
-	for name, vals := range e.props {
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			continue

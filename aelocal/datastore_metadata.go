@@ -36,6 +36,19 @@ func metaEntity(sp nsKey, kind, name string, id int64) *dsEntity {
 }
 
 func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
+	return metaEntityOf(sp, path, metaEntityMsg(sp, path))
+}
+
+// metaEntityOf makes the metadata entity ep: without indexed values, as
+// metadata queries filter and sort by key only.
+func metaEntityOf(sp nsKey, path dsPath, ep pmsg) *dsEntity {
+	raw, _ := encodeEntity(ep)
+	return &dsEntity{sp: sp, path: path, raw: raw}
+}
+
+// metaEntityMsg is the EntityProto of a metadata entity, without
+// properties.
+func metaEntityMsg(sp nsKey, path dsPath) pmsg {
 	ep, _ := newMsg("appengine.v2.EntityProto")
 	writeRef(ep.Mutable("key"), sp.app, sp.ns, path)
 	eg := ep.Mutable("entity_group").AppendMsg("element")
@@ -45,7 +58,7 @@ func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
 	} else {
 		eg.Set("id", path[0].id)
 	}
-	return &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size()}
+	return ep
 }
 
 // propertyEntitiesLocked calls add with the __property__ entity of every
@@ -74,16 +87,17 @@ func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			e := metaEntityPath(q.sp, dsPath{{kind: "__kind__", name: kind}, {kind: "__property__", name: name}})
+			path := dsPath{{kind: "__kind__", name: kind}, {kind: "__property__", name: name}}
+			ep := metaEntityMsg(q.sp, path)
 			if !q.keysOnly {
 				for _, t := range indexTypes(ki.props[name], &d.stats.entries) {
-					p := e.ep.AppendMsg("property")
+					p := ep.AppendMsg("property")
 					p.Set("name", "property_representation")
 					p.Set("multiple", true)
 					p.Mutable("value").Set("stringValue", propertyTypeNames[t])
 				}
 			}
-			add(e)
+			add(metaEntityOf(q.sp, path, ep))
 		}
 	}
 }
@@ -117,8 +131,12 @@ func lowestOfType(t int8) dsValue {
 	switch t {
 	case vInt:
 		return dsValue{t: t, i: math.MinInt64}
-	case vDouble, vPoint:
-		return dsValue{t: t, f: lowest, g: lowest}
+	case vDouble:
+		return doubleValue(lowest)
+	case vPoint:
+		return pointValue(lowest, lowest)
+	case vUser:
+		return userValue("", "")
 	case vRef:
 		return dsValue{t: t, ref: &dsRef{}}
 	}

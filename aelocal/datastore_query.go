@@ -155,7 +155,7 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 			}
 			continue
 		}
-		if !f.match(e.props[f.prop]) {
+		if !f.match(e.props.get(f.prop)) {
 			return false
 		}
 	}
@@ -177,7 +177,7 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 		}
 		f := q.byProp[o.prop]
 		found := false
-		for _, v := range e.props[o.prop] {
+		for _, v := range e.props.get(o.prop) {
 			if f != nil && !f.valueOK(v) {
 				continue
 			}
@@ -336,9 +336,9 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 	res = make([]dsCand, 0, n)
 	bytes := 0
 	for _, x := range list[skipped : skipped+n] {
-		size := x.e.size
+		size := x.e.size()
 		if c.q.keysOnly || len(c.q.proj) > 0 {
-			size = x.e.ep.Msg("key").Size()
+			size = x.e.keySize()
 		}
 		if len(res) > 0 && bytes+size > maxBatchBytes {
 			break
@@ -374,10 +374,10 @@ func fillResult(out pmsg, q *dsQuery, res []dsCand, skipped int64, more bool, ha
 		case len(q.proj) > 0:
 			q.writeProjected(r, x)
 		case q.keysOnly:
-			r.Mutable("key").CopyFrom(x.e.ep.Msg("key"))
-			r.Mutable("entity_group").CopyFrom(x.e.ep.Msg("entity_group"))
+			r.Mutable("key").CopyFrom(x.e.keyMsg())
+			r.Mutable("entity_group").CopyFrom(x.e.groupMsg())
 		default:
-			r.CopyFrom(x.e.ep)
+			x.e.writeTo(r)
 		}
 	}
 	out.Set("skipped_results", skipped)
@@ -659,21 +659,47 @@ const (
 	vRef
 )
 
-// dsValue is one indexed property value.
+// dsValue is one indexed property value. Every stored entity holds one
+// per indexed value, so it is kept to 40 bytes (issue 25, item 4): a
+// double keeps its bits in i, and the second halves of the rare points
+// and users live behind ref (use the constructors and accessors below).
 type dsValue struct {
-	t    int8
-	i    int64   // vInt; vBool as 0 or 1
-	s    string  // vString; vUser email
-	s2   string  // vUser auth domain
-	f, g float64 // vDouble in f; vPoint as x, y
-	ref  *dsRef  // vRef
+	t   int8
+	i   int64  // vInt; vBool as 0 or 1; vDouble, and vPoint's x, as math.Float64bits
+	s   string // vString; vUser email
+	ref *dsRef // vRef; vPoint's y and vUser's auth domain
 }
 
-// dsRef is a reference value (a key).
+// dsRef is a reference value (a key); for a point or a user value, only
+// y or auth is set.
 type dsRef struct {
 	app, ns string
 	path    dsPath
+	y       float64 // vPoint
+	auth    string  // vUser
 }
+
+// doubleValue, pointValue and userValue make values of those types.
+func doubleValue(f float64) dsValue {
+	return dsValue{t: vDouble, i: int64(math.Float64bits(f))}
+}
+
+func pointValue(x, y float64) dsValue {
+	return dsValue{t: vPoint, i: int64(math.Float64bits(x)), ref: &dsRef{y: y}}
+}
+
+func userValue(email, auth string) dsValue {
+	return dsValue{t: vUser, s: email, ref: &dsRef{auth: auth}}
+}
+
+// float is a double's value, or a point's x.
+func (v dsValue) float() float64 { return math.Float64frombits(uint64(v.i)) }
+
+// pointY is a point's y.
+func (v dsValue) pointY() float64 { return v.ref.y }
+
+// authDomain is a user's auth domain.
+func (v dsValue) authDomain() string { return v.ref.auth }
 
 func compareFloat(a, b float64) int {
 	if !math.IsNaN(a) && !math.IsNaN(b) && a != 0 && b != 0 {
@@ -709,17 +735,17 @@ func compareValue(a, b dsValue) int {
 	case vString:
 		return strings.Compare(a.s, b.s)
 	case vDouble:
-		return compareFloat(a.f, b.f)
+		return compareFloat(a.float(), b.float())
 	case vPoint:
-		if c := compareFloat(a.f, b.f); c != 0 {
+		if c := compareFloat(a.float(), b.float()); c != 0 {
 			return c
 		}
-		return compareFloat(a.g, b.g)
+		return compareFloat(a.pointY(), b.pointY())
 	case vUser:
 		if c := strings.Compare(a.s, b.s); c != 0 {
 			return c
 		}
-		return strings.Compare(a.s2, b.s2)
+		return strings.Compare(a.authDomain(), b.authDomain())
 	case vRef:
 		if c := strings.Compare(a.ref.app, b.ref.app); c != 0 {
 			return c
@@ -746,13 +772,13 @@ func parseValue(v pmsg) dsValue {
 	case v.Has("stringValue"):
 		return dsValue{t: vString, s: v.Str("stringValue")}
 	case v.Has("doubleValue"):
-		return dsValue{t: vDouble, f: v.Float("doubleValue")}
+		return doubleValue(v.Float("doubleValue"))
 	case v.Has("pointvalue"):
 		p := v.Msg("pointvalue")
-		return dsValue{t: vPoint, f: p.Float("x"), g: p.Float("y")}
+		return pointValue(p.Float("x"), p.Float("y"))
 	case v.Has("uservalue"):
 		u := v.Msg("uservalue")
-		return dsValue{t: vUser, s: u.Str("email"), s2: u.Str("auth_domain")}
+		return userValue(u.Str("email"), u.Str("auth_domain"))
 	case v.Has("referencevalue"):
 		r := v.Msg("referencevalue")
 		els := r.Msgs("pathelement")
@@ -775,15 +801,15 @@ func writeValue(v pmsg, x dsValue) {
 	case vString:
 		v.Set("stringValue", x.s)
 	case vDouble:
-		v.Set("doubleValue", x.f)
+		v.Set("doubleValue", x.float())
 	case vPoint:
 		p := v.Mutable("pointvalue")
-		p.Set("x", x.f)
-		p.Set("y", x.g)
+		p.Set("x", x.float())
+		p.Set("y", x.pointY())
 	case vUser:
 		u := v.Mutable("uservalue")
 		u.Set("email", x.s)
-		u.Set("auth_domain", x.s2)
+		u.Set("auth_domain", x.authDomain())
 	case vRef:
 		r := v.Mutable("referencevalue")
 		r.Set("app", x.ref.app)

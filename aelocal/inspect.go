@@ -76,7 +76,7 @@ func (s *Server) Entities(namespace, kind string) ([]Entity, error) {
 	out := make([]Entity, len(ents))
 	keys := make([]*datastore.Key, len(ents))
 	for i, e := range ents {
-		b, err := e.ep.Msg("key").Marshal()
+		b, err := e.keyMsg().Marshal()
 		if err == nil {
 			keys[i], err = datastore.DecodeKey(strings.TrimRight(base64.URLEncoding.EncodeToString(b), "="))
 		}
