@@ -19,9 +19,11 @@ import (
 //     Entries sort by production's order of values (compareValue) and then
 //     by key; the built-in descending index is this one read backwards
 //     value by value, with keys still ascending within a value, as
-//     production's descending index orders them.
+//     production's descending index orders them;
+//   - the composite indexes queries use (datastore_index_comp.go), each
+//     built from the kind index the first time a query it serves runs.
 //
-// Both are kept on every write (storeLocked). After a load (LoadDatastore,
+// All are kept on every write (storeLocked). After a load (LoadDatastore,
 // or opening the datastore file) a kind's indexes are rebuilt from its
 // entities on its first write or query, so a restart costs no index work
 // for kinds nobody touches.

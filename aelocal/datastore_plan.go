@@ -10,9 +10,16 @@ package aelocal
 //
 // Shapes it plans, on the live data (not a transaction's snapshot):
 //
-//   - key order, ascending or descending (no sort order, or __key__),
-//     with or without an ancestor and any filters: read
-//     the kind index, from the ancestor or the start position on;
+//   - a composite index (declared in index.yaml or recorded from a query,
+//     datastore_index_comp.go) whose properties are the query's equality
+//     properties, in any order, then its sort orders: read the range of
+//     its ancestor and equality values, bounded by the inequality on its
+//     first sort order, in the query's order (readComp). This answers
+//     equality + sort, equalities + inequality, ancestor + sort, two or
+//     more sort orders, and their projections and Distinct;
+//   - without one, key order, ascending or descending (no sort order, or
+//     __key__), with or without an ancestor and any filters: read the
+//     kind index, from the ancestor or the start position on;
 //   - key order with an equality filter: read the single-property index
 //     of its property, the entries of that value, which lie in key order;
 //     with several (ascending), merge-join the entries of each by key
@@ -24,7 +31,11 @@ package aelocal
 //   - two or more sort orders, or one and key order descending, and
 //     projections (of one property or several): read the first order's
 //     index the same way and sort each value's results by the other
-//     orders (readTies, which says why not a composite index yet).
+//     orders (readTies);
+//   - key order first and the properties a projection adds after it: the
+//     kind index, each entity's results sorted;
+//   - no kind: the key indexes of every kind, merged by key
+//     (readKindless).
 //
 // Every entry read is checked against the whole query (q.matches), and an
 // entity counts only at the entry where the full evaluation places it
@@ -32,12 +43,18 @@ package aelocal
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
 // index does not answer cost entries read, not correctness. A projection
-// reads its first sort property's index the same way, a result per entry.
-// Other shapes (metadata, kindless and distinct queries, projections
-// without a property sort order, queries in transactions) still take the
-// full evaluation, remainingLocked, which reads only the ancestor's range
-// of the kind index when the query has one (as every query in a
-// transaction has; eachLocked says why not the planner).
+// reads its index the same way, a result per entry; Distinct keeps the
+// first result of each combination of its group-by properties, which lead
+// its orders, and seeks past the combination's other entries. A cursor
+// holds a position (the sort values and key of its last result), which
+// each batch seeks to: no results are kept between batches.
+//
+// Queries in a transaction read their snapshot of the ancestor's range of
+// the kind index (eachLocked says why not the planner), metadata queries
+// the namespaces, kinds and single-property indexes (datastore_metadata.go),
+// and a distinct query whose group-by properties do not lead its orders
+// (groupsLead): they take the full evaluation, remainingLocked, batch by
+// batch, at the cost of an entity group or of the schema.
 
 import (
 	"slices"
@@ -354,22 +371,15 @@ func (q *dsQuery) sameGroup(a, b dsCand) bool {
 // emits them: the answer to a query of two or more sort orders (or of one
 // and key order descending), without a composite index.
 //
-// Why not composite indexes yet: production answers these shapes from a
-// composite index, whose entries are the cross product of the values of
-// the index's properties; keeping one per declared or recorded index
-// costs an entry per combination per entity and its upkeep on every
-// write, and its entry rules need their own oracle. The first order's
-// index already bounds where a query starts (a cursor seeks to its first
-// value) and stops (the first value past the batch), so only the ties of
-// that value are sorted: a batch costs the entries of the values it
-// touches, which is the rows returned when the first order is selective
-// (a time, a name, a score) and the size of a value's group when it is
-// not (a boolean first), and a walk through a large value's group page
-// by page re-reads the group for each page, which a composite index
-// would not. Memory stays bounded by the batch: a value's
-// results are kept sorted and cut to the n that can still be returned
-// whenever they reach twice that. A composite index can replace this
-// behind the same plan (prop, ties) without changing any answer.
+// It serves when no composite index is declared or recorded for the query
+// (the console's queries record none, and a kind keeps maxCompPerKind at
+// most): the first order's index bounds where a query starts (a cursor
+// seeks to its first value) and stops (the first value past the batch),
+// so a batch costs the entries of the values it touches, which is the
+// rows returned when the first order is selective and the size of a
+// value's group when it is not. Memory stays bounded by the batch: a
+// value's results are kept sorted and cut to the n that can still be
+// returned whenever they reach twice that.
 func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, []*dsValue) ([]dsCand, bool), emit func(dsCand) bool) {
 	q := r.q
 	var group []dsCand // the current value's results

@@ -83,6 +83,65 @@ func scaleRows(t testing.TB, s *Server, app string, n int) {
 	flush()
 }
 
+// scaleShape is a query of a planned shape, on the rows of scaleRows.
+type scaleShape struct {
+	name string
+	q    *datastore.Query
+}
+
+// scaleSetup starts a server with n rows (scaleRows) and returns it, a
+// context for it, and a query of each planned shape (without a limit).
+func scaleSetup(t testing.TB, n int) (*Server, context.Context, []scaleShape) {
+	t.Helper()
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	app := datastore.NewKey(ctx, "X", "", 1, nil).AppID()
+	scaleRows(t, s, app, n)
+	parent := datastore.NewKey(ctx, "P", "", 7, nil)
+	// A cursor at N/2, in key order (taking it walks N/2 entries).
+	it := datastore.NewQuery("Row").KeysOnly().Offset(n / 2).Limit(1).Run(ctx)
+	if _, err := it.Next(nil); err != nil {
+		t.Fatal(err)
+	}
+	mid, err := it.Cursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A cursor after 40 results of a composite index's order.
+	it = datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created").KeysOnly().Limit(40).Run(ctx)
+	for range 40 {
+		if _, err := it.Next(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compMid, err := it.Cursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := scaleBase.Add(time.Duration(n/2) * time.Second)
+	return s, ctx, []scaleShape{
+		{"kind", datastore.NewQuery("Row")},
+		{"kind keys-only", datastore.NewQuery("Row").KeysOnly()},
+		{"kind descending", datastore.NewQuery("Row").Order("-__key__")},
+		{"page after a cursor at N/2", datastore.NewQuery("Row").Start(mid)},
+		{"equality ~1%", datastore.NewQuery("Row").Filter("Group =", int64(7))},
+		{"two equalities (merge join)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Filter("City =", "c7")},
+		{"order by a time", datastore.NewQuery("Row").Order("-Created")},
+		{"inequality", datastore.NewQuery("Row").Filter("Created >", after)},
+		{"equality + order (composite)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created")},
+		{"composite, page after a cursor", datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created").Start(compMid)},
+		{"two equalities + inequality (composite)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Filter("City =", "c7").Filter("Created >=", scaleBase)},
+		{"ancestor + order (composite)", datastore.NewQuery("Row").Ancestor(parent).Order("Created")},
+		{"multi-valued equality + order (composite)", datastore.NewQuery("Row").Filter("Tags =", "t3").Order("Name")},
+		{"two orders (composite)", datastore.NewQuery("Row").Order("City").Order("-Created")},
+		{"no kind, keys-only", datastore.NewQuery("").KeysOnly().Filter("__key__ >", parent)},
+		{"projection", datastore.NewQuery("Row").Project("Created").Order("Created")},
+		{"distinct", datastore.NewQuery("Row").Project("City").Distinct()},
+		{"offset 1,000 keys-only", datastore.NewQuery("Row").KeysOnly().Offset(1000)},
+		{"equality, offset 10", datastore.NewQuery("Row").Filter("City =", "c3").Offset(10)},
+	}
+}
+
 // queryCost is what a query read: index entries, entities loaded, results.
 type queryCost struct {
 	entries, loaded int64
@@ -135,57 +194,8 @@ func TestQueryCostFollowsRows(t *testing.T) {
 	costs := make([]map[string]queryCost, len(sizes))
 	var names []string
 	for si, n := range sizes {
-		s := newTestServer(t)
-		ctx := middlewareContext(t, s)
+		s, ctx, shapes := scaleSetup(t, n)
 		d := s.datastore
-		app := datastore.NewKey(ctx, "X", "", 1, nil).AppID()
-		scaleRows(t, s, app, n)
-		parent := datastore.NewKey(ctx, "P", "", 7, nil)
-		// A cursor at N/2, in key order (taking it walks N/2 entries).
-		it := datastore.NewQuery("Row").KeysOnly().Offset(n / 2).Limit(1).Run(ctx)
-		if _, err := it.Next(nil); err != nil {
-			t.Fatal(err)
-		}
-		mid, err := it.Cursor()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A cursor after 40 results of a composite index's order.
-		it = datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created").KeysOnly().Limit(40).Run(ctx)
-		for range 40 {
-			if _, err := it.Next(nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-		compMid, err := it.Cursor()
-		if err != nil {
-			t.Fatal(err)
-		}
-		after := scaleBase.Add(time.Duration(n/2) * time.Second)
-		shapes := []struct {
-			name string
-			q    *datastore.Query
-		}{
-			{"kind", datastore.NewQuery("Row")},
-			{"kind keys-only", datastore.NewQuery("Row").KeysOnly()},
-			{"kind descending", datastore.NewQuery("Row").Order("-__key__")},
-			{"page after a cursor at N/2", datastore.NewQuery("Row").Start(mid)},
-			{"equality ~1%", datastore.NewQuery("Row").Filter("Group =", int64(7))},
-			{"two equalities (merge join)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Filter("City =", "c7")},
-			{"order by a time", datastore.NewQuery("Row").Order("-Created")},
-			{"inequality", datastore.NewQuery("Row").Filter("Created >", after)},
-			{"equality + order (composite)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created")},
-			{"composite, page after a cursor", datastore.NewQuery("Row").Filter("Team =", int64(7)).Order("-Created").Start(compMid)},
-			{"two equalities + inequality (composite)", datastore.NewQuery("Row").Filter("Team =", int64(7)).Filter("City =", "c7").Filter("Created >=", scaleBase)},
-			{"ancestor + order (composite)", datastore.NewQuery("Row").Ancestor(parent).Order("Created")},
-			{"multi-valued equality + order (composite)", datastore.NewQuery("Row").Filter("Tags =", "t3").Order("Name")},
-			{"two orders (composite)", datastore.NewQuery("Row").Order("City").Order("-Created")},
-			{"no kind, keys-only", datastore.NewQuery("").KeysOnly().Filter("__key__ >", parent)},
-			{"projection", datastore.NewQuery("Row").Project("Created").Order("Created")},
-			{"distinct", datastore.NewQuery("Row").Project("City").Distinct()},
-			{"offset 1,000 keys-only", datastore.NewQuery("Row").KeysOnly().Offset(1000)},
-			{"equality, offset 10", datastore.NewQuery("Row").Filter("City =", "c3").Offset(10)},
-		}
 		costs[si] = make(map[string]queryCost)
 		for _, sh := range shapes {
 			c := measure(t, ctx, d, sh.q.Limit(20))
