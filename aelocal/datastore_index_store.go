@@ -21,10 +21,10 @@ import (
 //     value by value, with keys still ascending within a value, as
 //     production's descending index orders them.
 //
-// Both are kept on every write (storeLocked). After a load (LoadDatastore,
-// or opening the datastore file) a kind's indexes are rebuilt from its
-// entities on its first write or query, so a restart costs no index work
-// for kinds nobody touches.
+// Both are kept on every write (storeLocked). A load (LoadDatastore, or
+// opening the datastore file) builds every kind's indexes before the
+// server answers (buildIndexes in persist.go), not under the lock at the
+// kind's first query or write.
 //
 // The ordered container is github.com/google/btree: a B-tree (generic
 // since v1.1, Go 1.18) maintained by Google for years, used by etcd and
