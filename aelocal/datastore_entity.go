@@ -47,6 +47,27 @@ func (e *dsEntity) msg() pmsg {
 	return ep
 }
 
+// answer returns an EntityProto to put into an answer: a message with no
+// fields of its own whose unknown fields are the entity's bytes, which
+// encoding the answer copies as they are. Nothing is decoded, so a Get or
+// a query's page costs what copying its bytes costs, as when the decoded
+// message itself was shared. Only for answers that are encoded as they
+// are (the server encodes them without the check of required fields,
+// which cannot see into the bytes); code that reads an answer decodes it
+// first (consoleCall, inspectCall).
+func (e *dsEntity) answer() pmsg {
+	ep, _ := newMsg("appengine.v2.EntityProto")
+	e.answerInto(ep)
+	return ep
+}
+
+// answerInto makes dst, an empty EntityProto, what answer returns.
+func (e *dsEntity) answerInto(dst pmsg) {
+	// A slice of the string's own bytes, whose capacity ends where they
+	// do: nothing can write into it (an append reallocates).
+	dst.m.SetUnknown(rawBytes(e.encoded()))
+}
+
 // writeTo fills dst, an empty EntityProto, with the entity.
 func (e *dsEntity) writeTo(dst pmsg) {
 	// The bytes were encoded from a message of this type (or read back
@@ -620,4 +641,19 @@ func newEntityRaw(sp nsKey, path dsPath, raw string) (*dsEntity, error) {
 		return nil, err
 	}
 	return &dsEntity{sp: sp, path: path, props: props}, nil
+}
+
+// decodedAnswer returns a copy of out, an answer that may hold stored
+// entities as their bytes (dsEntity.answer), with those decoded, for code
+// that reads answers in the process.
+func decodedAnswer(out pmsg) (pmsg, error) {
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(out.m.Interface())
+	if err != nil {
+		return pmsg{}, err
+	}
+	copied := pmsg{out.m.New()}
+	if err := proto.Unmarshal(b, copied.m.Interface()); err != nil {
+		return pmsg{}, err
+	}
+	return copied, nil
 }
