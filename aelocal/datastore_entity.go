@@ -30,13 +30,15 @@ import (
 type dsEntity struct {
 	sp    nsKey
 	path  dsPath
-	raw   string  // the EntityProto as stored, encoded, key complete
-	props dsProps // its indexed property values, decoded from raw
+	props dsProps // the encoded EntityProto and its indexed values
 	ver   uint64  // datastore seq of the write that stored it
 }
 
+// encoded is the EntityProto as stored, encoded, key complete.
+func (e *dsEntity) encoded() string { return e.props.raw }
+
 // size is the entity's encoded size.
-func (e *dsEntity) size() int { return len(e.raw) }
+func (e *dsEntity) size() int { return len(e.props.raw) }
 
 // msg returns the entity as a new EntityProto, the caller's to modify.
 func (e *dsEntity) msg() pmsg {
@@ -45,11 +47,32 @@ func (e *dsEntity) msg() pmsg {
 	return ep
 }
 
+// answer returns an EntityProto to put into an answer: a message with no
+// fields of its own whose unknown fields are the entity's bytes, which
+// encoding the answer copies as they are. Nothing is decoded, so a Get or
+// a query's page costs what copying its bytes costs, as when the decoded
+// message itself was shared. Only for answers that are encoded as they
+// are (the server encodes them without the check of required fields,
+// which cannot see into the bytes); code that reads an answer decodes it
+// first (consoleCall, inspectCall).
+func (e *dsEntity) answer() pmsg {
+	ep, _ := newMsg("appengine.v2.EntityProto")
+	e.answerInto(ep)
+	return ep
+}
+
+// answerInto makes dst, an empty EntityProto, what answer returns.
+func (e *dsEntity) answerInto(dst pmsg) {
+	// A slice of the string's own bytes, whose capacity ends where they
+	// do: nothing can write into it (an append reallocates).
+	dst.m.SetUnknown(rawBytes(e.encoded()))
+}
+
 // writeTo fills dst, an empty EntityProto, with the entity.
 func (e *dsEntity) writeTo(dst pmsg) {
 	// The bytes were encoded from a message of this type (or read back
 	// from the file after a checksum), so they decode.
-	if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(rawBytes(e.raw), dst.m.Interface()); err != nil {
+	if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(rawBytes(e.encoded()), dst.m.Interface()); err != nil {
 		panic("aelocal: a stored entity does not decode: " + err.Error())
 	}
 }
@@ -78,14 +101,15 @@ func (e *dsEntity) keySize() int { return len(e.field(entityKeyField)) }
 // field returns the bytes of the message field num of raw (its last
 // occurrence; the stored bytes have one).
 func (e *dsEntity) field(num protowire.Number) string {
-	b := rawBytes(e.raw)
+	raw := e.encoded()
+	b := rawBytes(raw)
 	var out string
 	for len(b) > 0 {
 		n, t, m := protowire.ConsumeTag(b)
 		if m < 0 {
 			break
 		}
-		at := len(e.raw) - len(b) + m
+		at := len(raw) - len(b) + m
 		l := protowire.ConsumeFieldValue(n, t, b[m:])
 		if l < 0 {
 			break
@@ -94,7 +118,7 @@ func (e *dsEntity) field(num protowire.Number) string {
 			v, vl := protowire.ConsumeBytes(b[m:])
 			if vl > 0 {
 				start := at + (vl - len(v))
-				out = e.raw[start : start+len(v)]
+				out = raw[start : start+len(v)]
 			}
 		}
 		b = b[m+l:]
@@ -111,24 +135,41 @@ func rawBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// dsProps are an entity's indexed property values: vals[i] is a value of
-// the property names[i]. Entries are sorted by name, each property's
-// values in the order stored. Both slices are never modified once built:
-// indexes point into vals.
+// dsProps are an entity's encoding, raw, and its indexed property values:
+// vals[i] is a value of the property name(i), whose name lies in raw at
+// names[i] (offset<<32 | length: 8 bytes, where a string would take 16).
+// Entries are sorted by name, each property's values in the order stored.
+// Nothing is modified once built: indexes point into vals.
 type dsProps struct {
-	names []string
+	raw   string
+	names []uint64
 	vals  []dsValue
+}
+
+// name is the property name of value i.
+func (p dsProps) name(i int) string {
+	at := p.names[i]
+	off := int(at >> 32)
+	return p.raw[off : off+int(uint32(at))]
 }
 
 // get returns the values of property name, nil if it has none.
 func (p dsProps) get(name string) []dsValue {
-	lo, found := slices.BinarySearch(p.names, name)
-	if !found {
-		return nil
+	lo, hi := 0, len(p.names)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if p.name(m) < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	hi := lo + 1
-	for hi < len(p.names) && p.names[hi] == name {
+	hi = lo
+	for hi < len(p.names) && p.name(hi) == name {
 		hi++
+	}
+	if hi == lo {
+		return nil
 	}
 	return p.vals[lo:hi:hi]
 }
@@ -137,11 +178,12 @@ func (p dsProps) get(name string) []dsValue {
 func (p dsProps) all() iter.Seq2[string, []dsValue] {
 	return func(yield func(string, []dsValue) bool) {
 		for lo := 0; lo < len(p.names); {
+			name := p.name(lo)
 			hi := lo + 1
-			for hi < len(p.names) && p.names[hi] == p.names[lo] {
+			for hi < len(p.names) && p.name(hi) == name {
 				hi++
 			}
-			if !yield(p.names[lo], p.vals[lo:hi:hi]) {
+			if !yield(name, p.vals[lo:hi:hi]) {
 				return
 			}
 			lo = hi
@@ -457,10 +499,11 @@ func decodeProps(raw string) (dsProps, error) {
 	if r.bad {
 		return dsProps{}, errMalformed{"entity"}
 	}
+	p := dsProps{raw: raw}
 	if n == 0 {
-		return dsProps{}, nil
+		return p, nil
 	}
-	p := dsProps{names: make([]string, 0, n), vals: make([]dsValue, 0, n)}
+	p.names, p.vals = make([]uint64, 0, n), make([]dsValue, 0, n)
 	r = wireReader{s: raw, end: len(raw)}
 	for {
 		num, typ, ok := r.next()
@@ -473,6 +516,7 @@ func decodeProps(raw string) (dsProps, error) {
 		}
 		f := r.sub()
 		var name string
+		nameAt := 0
 		var acc valueAcc
 		for {
 			n, t, ok := f.next()
@@ -481,7 +525,9 @@ func decodeProps(raw string) (dsProps, error) {
 			}
 			switch {
 			case n == propNameField && t == protowire.BytesType:
-				name = f.str()
+				lo, hi := f.bytes()
+				f.off = hi
+				name, nameAt = raw[lo:hi], lo
 			case n == propValueField && t == protowire.BytesType:
 				if !acc.read(f.sub()) {
 					f.bad = true
@@ -501,10 +547,10 @@ func decodeProps(raw string) (dsProps, error) {
 			return dsProps{}, badRequest("the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
 				name, len(v.s), maxIndexedStringBytes)
 		}
-		p.names = append(p.names, name)
+		p.names = append(p.names, uint64(nameAt)<<32|uint64(len(name)))
 		p.vals = append(p.vals, v)
 	}
-	if !slices.IsSorted(p.names) {
+	if !sort.IsSorted(byName(p)) {
 		sort.Stable(byName(p))
 	}
 	return p, nil
@@ -514,7 +560,7 @@ func decodeProps(raw string) (dsProps, error) {
 type byName dsProps
 
 func (p byName) Len() int           { return len(p.names) }
-func (p byName) Less(i, j int) bool { return p.names[i] < p.names[j] }
+func (p byName) Less(i, j int) bool { return dsProps(p).name(i) < dsProps(p).name(j) }
 func (p byName) Swap(i, j int) {
 	p.names[i], p.names[j] = p.names[j], p.names[i]
 	p.vals[i], p.vals[j] = p.vals[j], p.vals[i]
@@ -594,5 +640,20 @@ func newEntityRaw(sp nsKey, path dsPath, raw string) (*dsEntity, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dsEntity{sp: sp, path: path, raw: raw, props: props}, nil
+	return &dsEntity{sp: sp, path: path, props: props}, nil
+}
+
+// decodedAnswer returns a copy of out, an answer that may hold stored
+// entities as their bytes (dsEntity.answer), with those decoded, for code
+// that reads answers in the process.
+func decodedAnswer(out pmsg) (pmsg, error) {
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(out.m.Interface())
+	if err != nil {
+		return pmsg{}, err
+	}
+	copied := pmsg{out.m.New()}
+	if err := proto.Unmarshal(b, copied.m.Interface()); err != nil {
+		return pmsg{}, err
+	}
+	return copied, nil
 }

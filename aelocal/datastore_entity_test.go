@@ -135,7 +135,7 @@ func TestDecodePropsMatchesParseValue(t *testing.T) {
 		if (err == nil) != (werr == nil) || sp != wsp || comparePath(path, wpath) != 0 {
 			t.Fatalf("entity %d: key %v %v %v, want %v %v %v", i, sp, path, err, wsp, wpath, werr)
 		}
-		e := &dsEntity{raw: raw}
+		e := &dsEntity{props: dsProps{raw: raw}}
 		if k, _ := ep.Msg("key").Marshal(); string(k) != e.field(entityKeyField) || e.keySize() != len(k) {
 			t.Fatalf("entity %d: the key's bytes differ", i)
 		}

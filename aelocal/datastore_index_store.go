@@ -23,10 +23,10 @@ import (
 //   - the composite indexes queries use (datastore_index_comp.go), each
 //     built from the kind index the first time a query it serves runs.
 //
-// All are kept on every write (storeLocked). After a load (LoadDatastore,
-// or opening the datastore file) a kind's indexes are rebuilt from its
-// entities on its first write or query, so a restart costs no index work
-// for kinds nobody touches.
+// All are kept on every write (storeLocked). A load (LoadDatastore, or
+// opening the datastore file) builds every kind's indexes before the
+// server answers (buildIndexes in persist.go), not under the lock at the
+// kind's first query or write.
 //
 // The ordered container is github.com/google/btree: a B-tree (generic
 // since v1.1, Go 1.18) maintained by Google for years, used by etcd and

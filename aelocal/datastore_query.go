@@ -377,7 +377,7 @@ func fillResult(out pmsg, q *dsQuery, res []dsCand, skipped int64, more bool, ha
 			r.Mutable("key").CopyFrom(x.e.keyMsg())
 			r.Mutable("entity_group").CopyFrom(x.e.groupMsg())
 		default:
-			x.e.writeTo(r)
+			x.e.answerInto(r)
 		}
 	}
 	out.Set("skipped_results", skipped)

@@ -104,9 +104,14 @@ func (im *dsImage) put(b []byte) error {
 // held the datastore's lock for as long (38 s for 200,000 entities of ten
 // properties), and every other call waited. Each kind's entities are
 // added in key order, which fills the B-trees about three times as fast
-// as the maps' random order (the kind index grows at its end, and the
+// as the maps' random order (the kind index grows at one end, and the
 // entries of properties that follow the key, such as a creation time or a
-// counter, too); kinds are built in parallel, one per CPU.
+// counter, too), and backwards: google/btree splits a full node in two
+// and keeps filling the half that receives the next entry, so entries
+// added in ascending order leave every node half full, and in descending
+// order full (the index of 100,000 entities of ten properties took 255
+// bytes per entity instead of 400). Kinds are built in parallel, one per
+// CPU.
 func (im *dsImage) buildIndexes() {
 	type job struct {
 		s    *dsSpace
@@ -132,7 +137,7 @@ func (im *dsImage) buildIndexes() {
 				m := jobs[i].s.kinds[jobs[i].kind]
 				ents := slices.SortedFunc(maps.Values(m), func(a, b *dsEntity) int { return comparePath(a.path, b.path) })
 				ki := newKindIndex()
-				for _, e := range ents {
+				for _, e := range slices.Backward(ents) {
 					ki.add(e)
 				}
 				built[i] = ki
@@ -354,7 +359,7 @@ func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters 
 			}
 		}
 		rec, start = beginRecord(rec[:0], recEntity)
-		rec = append(rec, e.raw...)
+		rec = append(rec, e.encoded()...)
 		rec = endRecord(rec, start)
 		if _, err := bw.Write(rec); err != nil {
 			return cw.n, err

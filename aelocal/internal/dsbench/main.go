@@ -51,23 +51,36 @@ import (
 )
 
 func main() {
-	sizes := flag.String("n", "1000,10000,100000", "comma-separated kind sizes to measure, each in a fresh server")
-	reps := flag.Int("reps", 20, "runs of each timed call; the median is reported")
-	bin := flag.String("bin", "", "aelocal binary to run (empty: build cmd/aelocal from this tree)")
-	walk := flag.Bool("walk", false, "also walk the whole kind by cursor in pages of 1,000")
-	flag.Parse()
 	log.SetFlags(0)
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		log.Fatalf("dsbench: %v", err)
+	}
+}
+
+// run measures with the command line args and writes the table to w.
+func run(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("dsbench", flag.ContinueOnError)
+	sizes := fs.String("n", "1000,10000,100000", "comma-separated kind sizes to measure, each in a fresh server")
+	reps := fs.Int("reps", 20, "runs of each timed call; the median is reported")
+	bin := fs.String("bin", "", "aelocal binary to run (empty: build cmd/aelocal from this tree)")
+	walk := fs.Bool("walk", false, "also walk the whole kind by cursor in pages of 1,000")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 200 {
-			log.Fatalf("dsbench: -n %q: sizes are integers of at least 200", s)
+			return fmt.Errorf("-n %q: sizes are integers of at least 200", s)
 		}
 		ns = append(ns, n)
 	}
+	if *reps < 1 {
+		return fmt.Errorf("-reps %d: at least 1", *reps)
+	}
 	dir, err := os.MkdirTemp("", "dsbench")
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	if *bin == "" {
@@ -75,18 +88,19 @@ func main() {
 		build := exec.Command("go", "build", "-o", *bin, "github.com/icza/gaesession/v2/cmd/aelocal")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
-			log.Fatalf("dsbench: building cmd/aelocal: %v", err)
+			return fmt.Errorf("building cmd/aelocal: %v", err)
 		}
 	}
 	var results []*result
 	for _, n := range ns {
 		r, err := measure(*bin, dir, n, *reps, *walk)
 		if err != nil {
-			log.Fatalf("dsbench: n=%d: %v", n, err)
+			return fmt.Errorf("n=%d: %v", n, err)
 		}
 		results = append(results, r)
 	}
-	printTable(os.Stdout, results)
+	printTable(w, results)
+	return nil
 }
 
 // row is the measured entity: ten indexed properties, about 500 bytes in
