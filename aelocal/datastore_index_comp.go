@@ -155,27 +155,80 @@ func (ix *compIndex) remove(e *dsEntity) {
 	}
 }
 
-// compLocked returns the kept composite index def of the kind, building it
-// from the kind's entities the first time; nil if the kind keeps
-// maxCompPerKind already.
-func (ki *kindIndex) compLocked(def dsIndex) *compIndex {
+// compBuild is a composite index being built without the datastore's
+// lock, from a snapshot (a clone) of the kind index: the writes to the
+// kind meanwhile are logged, and replayed on the index before it is kept
+// (finishBuildLocked), so that a first query of a new index does not make
+// writes wait for the build.
+type compBuild struct {
+	ki   *kindIndex
+	kind string
+	def  dsIndex
+	snap *btree.BTreeG[*dsEntity]
+	ix   *compIndex // the index built from snap
+	log  []compOp   // the kind's writes since snap
+}
+
+// compOp is a write to a kind while one of its indexes is built: e added,
+// or removed.
+type compOp struct {
+	e   *dsEntity
+	add bool
+}
+
+// compLocked returns the kept composite index def of the kind; if it is not
+// kept yet, a build of it to run without the lock, or nil if the kind
+// keeps maxCompPerKind indexes already or the index is being built by
+// another query.
+func (ki *kindIndex) compLocked(kind string, def dsIndex) (*compIndex, *compBuild) {
 	key := def.yaml()
 	if ix := ki.comps[key]; ix != nil {
-		return ix
+		return ix, nil
 	}
-	if len(ki.comps) >= maxCompPerKind {
-		return nil
+	if len(ki.comps)+len(ki.building) >= maxCompPerKind || ki.building[key] != nil {
+		return nil, nil
 	}
-	ix := newCompIndex(def)
-	ki.byKey.Ascend(func(e *dsEntity) bool {
+	b := &compBuild{ki: ki, kind: kind, def: def, snap: ki.byKey.Clone()}
+	if ki.building == nil {
+		ki.building = make(map[string]*compBuild)
+	}
+	ki.building[key] = b
+	return nil, b
+}
+
+// run builds the index from the snapshot; it needs no lock.
+func (b *compBuild) run() *compIndex {
+	ix := newCompIndex(b.def)
+	b.snap.Ascend(func(e *dsEntity) bool {
 		ix.add(e)
 		return true
 	})
-	if ki.comps == nil {
-		ki.comps = make(map[string]*compIndex)
-	}
-	ki.comps[key] = ix
+	b.ix = ix
 	return ix
+}
+
+// finishBuildLocked replays the writes logged during build b on its index
+// and keeps it, unless the kind's indexes were replaced meanwhile (the kind
+// emptied, or a load).
+func (s *dsSpace) finishBuildLocked(b *compBuild) {
+	key := b.def.yaml()
+	if b.ki.building[key] == b {
+		delete(b.ki.building, key)
+	}
+	if b.ix == nil || s == nil || s.idx[b.kind] != b.ki || b.ki.comps[key] != nil {
+		return
+	}
+	for _, op := range b.log {
+		if op.add {
+			b.ix.add(op.e)
+		} else {
+			b.ix.remove(op.e)
+		}
+	}
+	if b.ki.comps == nil {
+		b.ki.comps = make(map[string]*compIndex)
+	}
+	b.ki.comps[key] = b.ix
 }
 
 // compShape is what a composite index must hold, in order, to serve a

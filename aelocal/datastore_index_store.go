@@ -21,7 +21,8 @@ import (
 //     value by value, with keys still ascending within a value, as
 //     production's descending index orders them;
 //   - the composite indexes queries use (datastore_index_comp.go), each
-//     built from the kind index the first time a query it serves runs.
+//     built from a snapshot of the kind index, without the lock, the first
+//     time a query it serves runs.
 //
 // All are kept on every write (storeLocked). A load (LoadDatastore, or
 // opening the datastore file) builds every kind's indexes before the
@@ -45,6 +46,9 @@ type kindIndex struct {
 	byKey *btree.BTreeG[*dsEntity]
 	props map[string]*btree.BTreeG[propEntry]
 	comps map[string]*compIndex // the composite indexes kept, by dsIndex.yaml (datastore_index_comp.go)
+	// building holds the composite indexes being built without the lock,
+	// by dsIndex.yaml; each logs the writes to the kind meanwhile.
+	building map[string]*compBuild
 }
 
 // propEntry is one entry of a single-property index: one value of the
@@ -111,6 +115,9 @@ func (ki *kindIndex) add(e *dsEntity) {
 	for _, ix := range ki.comps {
 		ix.add(e)
 	}
+	for _, b := range ki.building {
+		b.log = append(b.log, compOp{e, true})
+	}
 	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
@@ -127,6 +134,9 @@ func (ki *kindIndex) remove(e *dsEntity) {
 	ki.byKey.Delete(e)
 	for _, ix := range ki.comps {
 		ix.remove(e)
+	}
+	for _, b := range ki.building {
+		b.log = append(b.log, compOp{e, false})
 	}
 	for name, vals := range e.props.all() {
 		t := ki.props[name]

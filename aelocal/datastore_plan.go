@@ -165,6 +165,12 @@ type planRead struct {
 	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
 	join   []joinTerm               // the terms of a merge join
 	comp   *compIndex               // the composite index read (its tree a clone)
+	// build: the composite index to build, without the lock, before
+	// reading it (then kept, finishBuildLocked); fallback reads the
+	// single-property indexes instead if it holds an entity past the
+	// entry limit.
+	build    *compBuild
+	fallback *planRead
 	kinds  []*btree.BTreeG[*dsEntity]
 	hook   func() // tests: runs during the read
 
@@ -195,15 +201,27 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		return nil
 	}
 	if p.comp != nil {
-		ix := ki.compLocked(*p.comp)
-		if ix == nil || ix.exploded > 0 {
-			// Not kept (maxCompPerKind) or holding an entity past the
-			// entry limit: the single-property indexes answer.
-			np := planQuery(q, c.view, nil)
+		ix, build := ki.compLocked(q.kind, *p.comp)
+		// The single-property indexes answer if the index is not kept
+		// (maxCompPerKind, or another query builds it) or holds an
+		// entity past the entry limit, and if the index this read
+		// builds turns out to.
+		fallback := func() *planRead {
 			d.stats.compFallback++
-			return d.planReadLocked(c, np)
+			return d.planReadLocked(c, planQuery(q, c.view, nil))
 		}
-		r.comp = &compIndex{def: ix.def, tree: ix.tree.Clone()}
+		switch {
+		case build != nil:
+			r.build = build
+			if r.fallback = fallback(); r.fallback != nil {
+				r.fallback.hook = nil
+			}
+			d.stats.compFallback-- // counted if the build needs it
+		case ix == nil || ix.exploded > 0:
+			return fallback()
+		default:
+			r.comp = &compIndex{def: ix.def, tree: ix.tree.Clone()}
+		}
 		return r
 	}
 	clones := make(map[string]*btree.BTreeG[propEntry])
@@ -233,6 +251,20 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 func (r *planRead) read(n int64) ([]dsCand, error) {
 	if r.hook != nil {
 		r.hook()
+	}
+	if r.build != nil {
+		// The index as of the snapshot is a consistent view to read;
+		// the writes since are replayed on it before it is kept.
+		if ix := r.build.run(); ix.exploded > 0 {
+			r.comp = nil
+			if r.fallback == nil {
+				return nil, nil
+			}
+			out, err := r.fallback.read(n)
+			r.entries += r.fallback.entries
+			return out, err
+		}
+		r.comp = r.build.ix
 	}
 	q, p := r.q, r.p
 	var out []dsCand

@@ -315,6 +315,12 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			d.mu.Lock()
 			c.busy = false
 			d.stats.entries += r.entries
+			if r.build != nil {
+				d.spaces[c.q.sp].finishBuildLocked(r.build)
+				if r.comp == nil {
+					d.stats.compFallback++
+				}
+			}
 			if r.comp != nil {
 				d.stats.comp++
 			}
