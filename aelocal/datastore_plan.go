@@ -171,8 +171,8 @@ type planRead struct {
 	// entry limit.
 	build    *compBuild
 	fallback *planRead
-	kinds  []*btree.BTreeG[*dsEntity]
-	hook   func() // tests: runs during the read
+	kinds    []*btree.BTreeG[*dsEntity]
+	hook     func() // tests: runs during the read
 
 	entries int64 // index entries read
 	skip    bool  // a distinct query has its combination's result (readValues, readComp)
