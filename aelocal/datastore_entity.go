@@ -17,13 +17,15 @@ import (
 // file holds, in a string (immutable, so substrings of it are shared, not
 // copied), and the indexed values that queries and indexes compare,
 // decoded once from those bytes by a reader of the protobuf wire format
-// (decodeProps): their strings (names, string values, keys' kinds and
-// names) are substrings of raw and cost no memory of their own. A decoded
-// EntityProto, a tree of a few dozen protobuf messages, cost 4 to 5 KB per
-// entity of ten properties when it was kept; it is now built only to
-// answer (writeTo, msg), and a property map of ten entries (about 1.5 KB
-// with its slices) became two slices. Restart decodes the same way from
-// the file, without building messages (persist.go).
+// (decodeProps): their strings (string values, keys' kinds and names) are
+// substrings of the bytes, property names are offsets into them, and a
+// value (dsValue) is 40 bytes. A decoded EntityProto, a tree of a few
+// dozen protobuf messages, cost 4 to 5 KB per entity of ten properties
+// when it was kept, and a map of its values 1.5 KB more; an entity of ten
+// properties of 510 bytes now takes about 1.7 KB with its index entries
+// (BENCHMARKS.md). Answers carry the bytes as they are (answer), so a Get
+// or a query decodes nothing; a restart reads the file the same way,
+// without building messages (persist.go).
 
 // dsEntity is a stored entity. Once stored it is never modified, so it may
 // be read without the lock once found.

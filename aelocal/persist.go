@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -102,55 +100,18 @@ func (im *dsImage) put(b []byte) error {
 // buildIndexes builds the sorted indexes of every kind loaded, before the
 // server answers: built later, on a kind's first query or write, they
 // held the datastore's lock for as long (38 s for 200,000 entities of ten
-// properties), and every other call waited. Each kind's entities are
-// added in key order, which fills the B-trees about three times as fast
-// as the maps' random order (the kind index grows at one end, and the
-// entries of properties that follow the key, such as a creation time or a
-// counter, too), and backwards: google/btree splits a full node in two
-// and keeps filling the half that receives the next entry, so entries
-// added in ascending order leave every node half full, and in descending
-// order full (the index of 100,000 entities of ten properties took 255
-// bytes per entity instead of 400). Kinds are built in parallel, one per
-// CPU.
+// properties), and every other call waited. Each kind's indexes are built
+// from its entities in key order by buildKindIndex, its B-trees in
+// parallel, one per CPU.
 func (im *dsImage) buildIndexes() {
-	type job struct {
-		s    *dsSpace
-		kind string
-	}
-	var jobs []job
 	for _, s := range im.spaces {
 		if s.idx == nil {
 			s.idx = make(map[string]*kindIndex, len(s.kinds))
 		}
-		for kind := range s.kinds {
-			jobs = append(jobs, job{s, kind})
+		for kind, m := range s.kinds {
+			ents := slices.SortedFunc(maps.Values(m), func(a, b *dsEntity) int { return comparePath(a.path, b.path) })
+			s.idx[kind] = buildKindIndex(ents, loadWorkers())
 		}
-	}
-	built := make([]*kindIndex, len(jobs))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				m := jobs[i].s.kinds[jobs[i].kind]
-				ents := slices.SortedFunc(maps.Values(m), func(a, b *dsEntity) int { return comparePath(a.path, b.path) })
-				ki := newKindIndex()
-				for _, e := range slices.Backward(ents) {
-					ki.add(e)
-				}
-				built[i] = ki
-			}
-		}()
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for i, j := range jobs {
-		j.s.idx[j.kind] = built[i]
 	}
 }
 
