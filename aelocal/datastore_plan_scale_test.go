@@ -182,14 +182,14 @@ func measure(t *testing.T, ctx context.Context, d *datastoreService, q *datastor
 // Count load none.
 //
 // With -short or the race detector (which the repository's one test
-// command uses) the larger size is 20,000, to spare minutes of loading:
-// the counters are exact either way. The 200,000 run:
+// command uses) the larger size is 8,000, to spare minutes of loading: the
+// counters are exact either way. The 200,000 run:
 //
 //	go test -count=1 -run TestQueryCostFollowsRows -v ./aelocal
 func TestQueryCostFollowsRows(t *testing.T) {
 	sizes := []int{2000, 200000}
 	if testing.Short() || raceDetector {
-		sizes = []int{2000, 20000}
+		sizes = []int{2000, 8000}
 	}
 	costs := make([]map[string]queryCost, len(sizes))
 	var names []string
