@@ -290,8 +290,9 @@ func (s *Server) blobInfo(app, key string) *blobInfoRecord {
 // blobInfoOf reads a __BlobInfo__ entity.
 func blobInfoOf(e *dsEntity) *blobInfoRecord {
 	bi := &blobInfoRecord{key: e.path[len(e.path)-1].name}
+	ep := e.msg()
 	for _, field := range []string{"property", "raw_property"} {
-		for _, p := range e.ep.Msgs(field) {
+		for _, p := range ep.Msgs(field) {
 			v := p.Msg("value")
 			switch p.Str("name") {
 			case "content_type":

@@ -73,12 +73,12 @@ func (s *Server) cloudLookup(req *pb.LookupRequest, resp *pb.LookupResponse) err
 			})
 			continue
 		}
-		if len(resp.Found) > 0 && total+e.size > lookupMaxBytes {
+		if len(resp.Found) > 0 && total+e.size() > lookupMaxBytes {
 			resp.Deferred = append(resp.Deferred, req.Keys[i])
 			continue
 		}
-		total += e.size
-		resp.Found = append(resp.Found, &pb.EntityResult{Entity: v1Entity(e.ep), Version: int64(e.ver)})
+		total += e.size()
+		resp.Found = append(resp.Found, &pb.EntityResult{Entity: v1Entity(e.msg()), Version: int64(e.ver)})
 	}
 	return nil
 }

@@ -115,7 +115,7 @@ func cloudBatchOf(b *queryBatch, query *pb.Query) *pb.QueryResultBatch {
 		case pb.EntityResult_PROJECTION:
 			er.Entity = cloudProjected(q, x)
 		default:
-			er.Entity = v1Entity(x.e.ep)
+			er.Entity = v1Entity(x.e.msg())
 		}
 		er.Version = cloudVersion(x.e)
 		out.EntityResults = append(out.EntityResults, er)
@@ -163,7 +163,7 @@ func cloudProjected(q *dsQuery, x dsCand) *pb.Entity {
 	}
 	q.writeProjected(r, x)
 	meanings := make(map[string]int64)
-	for _, p := range x.e.ep.Msgs("property") {
+	for _, p := range x.e.msg().Msgs("property") {
 		if _, ok := meanings[p.Str("name")]; !ok {
 			meanings[p.Str("name")] = p.Int("meaning")
 		}

@@ -449,9 +449,10 @@ func (s *Server) consoleCall(service, method string, fill func(in pmsg)) (out pm
 		}
 		return pmsg{}, err
 	}
-	// An answer may hold stored entities themselves (datastore_get.go),
-	// and the console edits what it gets before it puts it back.
-	return out.Clone(), nil
+	// An answer holds stored entities as their bytes (dsEntity.answer):
+	// the console reads a decoded copy, which it may also edit before it
+	// puts it back.
+	return decodedAnswer(out)
 }
 
 // consoleMethods serve the console in place of the app's methods where the

@@ -30,33 +30,20 @@ const (
 
 // Bounds on state that clients may open and then abandon.
 const (
-	maxOpenCursors   = 1000             // open query cursors (for Next)
-	cursorIdle       = 10 * time.Minute // an unused cursor expires after this
-	maxOpenTx        = 10000            // open transactions
-	maxCachedResults = 1 << 20          // query results cached across open cursors
-	sweepEvery       = time.Second
+	maxOpenCursors = 1000             // open query cursors (for Next)
+	cursorIdle     = 10 * time.Minute // an unused cursor expires after this
+	maxOpenTx      = 10000            // open transactions
+	sweepEvery     = time.Second
 )
 
 // nsKey names one partition of the datastore: an app and a namespace.
 type nsKey struct{ app, ns string }
-
-// dsEntity is a stored entity. Once stored it is never modified, so it may
-// be read without the lock once found.
-type dsEntity struct {
-	sp    nsKey
-	path  dsPath
-	ep    pmsg // the EntityProto as stored, key complete
-	size  int  // encoded size of ep
-	props map[string][]dsValue
-	ver   uint64 // datastore seq of the write that stored it
-}
 
 // dsSpace holds the entities of one app and namespace.
 type dsSpace struct {
 	version uint64                          // datastore seq of the last write
 	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
 	idx     map[string]*kindIndex           // kind -> its sorted indexes (datastore_index_store.go)
-	props   *propMemo                       // __property__ answers while version stays
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,
@@ -77,7 +64,6 @@ type datastoreService struct {
 	txs       map[uint64]*dsTx
 	cursors   map[uint64]*dsCursor
 	handle    uint64 // last transaction or cursor handle given out
-	cached    int    // query results held in cursor caches
 	swept     time.Time
 
 	// The bytes of entity versions history holds, and their bound
@@ -94,6 +80,7 @@ type datastoreService struct {
 	planned   int        // query batches the planner answered (tests count them)
 	tiesRead  int        // of them, batches that sorted ties (readTies; tests)
 	evaluated int        // full evaluations of a query (evalLocked; tests)
+	stats     planStats  // what queries read (datastore_plan.go; tests)
 	// planReadHook, if set, runs in every planned read, without the lock
 	// (tests).
 	planReadHook func()
@@ -168,16 +155,23 @@ func groupKey(sp nsKey, path dsPath) string { return fullKey(sp, path[:1]) }
 // apps do use them, e.g. IDs made from hashes.
 func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	sp := nsKey{app: r.Str("app"), ns: r.Str("name_space")}
+	els := r.Msg("path").Msgs("element")
+	path := make(dsPath, len(els))
+	for i, e := range els {
+		path[i] = dsElem{kind: e.Str("type"), id: e.Int("id"), name: e.Str("name")}
+	}
+	return checkKey(sp, path, what, allowIncomplete)
+}
+
+// checkKey checks a key read from a Reference (parseKey, decodeKey).
+func checkKey(sp nsKey, path dsPath, what string, allowIncomplete bool) (nsKey, dsPath, error) {
 	if sp.app == "" {
 		return sp, nil, noApp(what)
 	}
-	els := r.Msg("path").Msgs("element")
-	if len(els) == 0 {
+	if len(path) == 0 {
 		return sp, nil, badRequest("%s has an empty path", what)
 	}
-	path := make(dsPath, len(els))
-	for i, e := range els {
-		el := dsElem{kind: e.Str("type"), id: e.Int("id"), name: e.Str("name")}
+	for i, el := range path {
 		switch {
 		case el.kind == "":
 			return sp, nil, badRequest("%s: path element %d has an empty kind", what, i)
@@ -187,13 +181,11 @@ func parseKey(r pmsg, what string, allowIncomplete bool) (nsKey, dsPath, error) 
 			return sp, nil, badRequest("%s: key name is %d bytes long; the limit is %d bytes", what, len(el.name), maxKeyPartBytes)
 		case el.id != 0 && el.name != "":
 			return sp, nil, badRequest("%s: path element %d has both an ID and a name", what, i)
-		case !el.complete() && i < len(els)-1:
+		case !el.complete() && i < len(path)-1:
 			return sp, nil, badRequest("%s: ancestor %s is incomplete", what, dsPath(path[:i+1]).String())
 		case !el.complete() && !allowIncomplete:
-			path[i] = el
-			return sp, nil, badRequest("%s %s is incomplete", what, path.String())
+			return sp, nil, badRequest("%s %s is incomplete", what, path[:i+1].String())
 		}
-		path[i] = el
 	}
 	return sp, path, nil
 }
@@ -214,24 +206,6 @@ func checkPropertyNames(ep pmsg) error {
 		}
 	}
 	return nil
-}
-
-// newEntity indexes a stored EntityProto whose key is complete.
-func newEntity(sp nsKey, path dsPath, ep pmsg) (*dsEntity, error) {
-	e := &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size(), props: make(map[string][]dsValue)}
-	for _, p := range ep.Msgs("property") {
-		name := p.Str("name")
-		v := parseValue(p.Msg("value"))
-		if v.t == vString && len(v.s) > maxIndexedStringBytes {
-			// The message names the property, not the key: key names
-			// can be secrets (session IDs), and the client knows which
-			// entity it sent.
-			return nil, badRequest("the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
-				name, len(v.s), maxIndexedStringBytes)
-		}
-		e.props[name] = append(e.props[name], v)
-	}
-	return e, nil
 }
 
 func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
@@ -297,10 +271,7 @@ func (d *datastoreService) noteIDLocked(app string, id int64) {
 }
 
 func (d *datastoreService) dropCursorLocked(h uint64) {
-	if c := d.cursors[h]; c != nil {
-		d.dropCacheLocked(c)
-		delete(d.cursors, h)
-	}
+	delete(d.cursors, h)
 }
 
 // sweepLocked expires idle cursors and transactions, and evicts the least
@@ -460,8 +431,8 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	} else {
 		d.applyLocked(ws)
 	}
-	for _, e := range ents {
-		out.AppendMsg("key").CopyFrom(e.ep.Msg("key"))
+	for _, it := range items {
+		out.AppendMsg("key").CopyFrom(it.ep.Msg("key"))
 	}
 	return nil
 }
@@ -508,12 +479,16 @@ func (d *datastoreService) prepareLocked(tx *dsTx, sp nsKey, path dsPath, ep pms
 	} else {
 		root.Set("id", path[0].id)
 	}
-	if n := ep.Size(); n > maxEntityBytes {
+	raw, err := encodeEntity(ep)
+	if err != nil {
+		return nil, badRequest("entity %d cannot be encoded: %v", i, err)
+	}
+	if n := len(raw); n > maxEntityBytes {
 		// Production says "entity is too big", without the key, whose
 		// name can be a secret (a session ID).
 		return nil, badRequest("entity %d is too big: %d bytes encoded; the limit is %d bytes", i, n, maxEntityBytes)
 	}
-	e, err := newEntity(sp, path, ep)
+	e, err := newEntityRaw(sp, path, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -123,7 +123,7 @@ func (s *aggState) add(v dsValue) {
 	if v.t == vInt {
 		s.fsum += float64(v.i)
 	} else {
-		s.fsum += v.f
+		s.fsum += v.float()
 	}
 }
 
@@ -153,7 +153,7 @@ func (s *aggState) result(op int) dsAggValue {
 func numericValue(e *dsEntity, prop string) (dsValue, bool) {
 	var got dsValue
 	n := 0
-	for _, p := range e.ep.Msgs("property") {
+	for _, p := range e.msg().Msgs("property") {
 		if p.Str("name") != prop {
 			continue
 		}
@@ -165,7 +165,7 @@ func numericValue(e *dsEntity, prop string) (dsValue, bool) {
 		case v.Has("int64Value") && p.Int("meaning") != meaningGDWhen:
 			got = dsValue{t: vInt, i: v.Int("int64Value")}
 		case v.Has("doubleValue"):
-			got = dsValue{t: vDouble, f: v.Float("doubleValue")}
+			got = doubleValue(v.Float("doubleValue"))
 		default:
 			return dsValue{}, false
 		}
@@ -211,7 +211,6 @@ func (d *datastoreService) aggregate(q *dsQuery, tx pmsg, end *dsPos, offset, li
 	for {
 		res, skipped, more, err := d.batchLocked(c, offset, maxBatch)
 		if err != nil {
-			d.dropCacheLocked(c)
 			return nil, err
 		}
 		offset -= skipped
@@ -230,7 +229,6 @@ func (d *datastoreService) aggregate(q *dsQuery, tx pmsg, end *dsPos, offset, li
 			break
 		}
 	}
-	d.dropCacheLocked(c)
 	out := make([]dsAggValue, len(aggs))
 	for i, a := range aggs {
 		if a.op == aggCount {

@@ -459,7 +459,7 @@ func (q *dsQuery) unionResults(out []dsCand, e *dsEntity, own int) ([]dsCand, er
 func planUnion(q *dsQuery, v dsView) *dsPlan {
 	p := &dsPlan{}
 	for _, b := range q.branches {
-		bp := planQuery(b, v)
+		bp := planQuery(b, v, nil)
 		if bp == nil {
 			return nil
 		}
@@ -491,7 +491,9 @@ func (r *planRead) readUnion(n int64) ([]dsCand, error) {
 	}
 	var all []dsCand
 	for _, br := range r.union {
+		before := br.entries
 		list, err := br.read(n)
+		r.entries += br.entries - before
 		if err != nil {
 			return nil, err
 		}

@@ -55,7 +55,6 @@ func enginePages(t *testing.T, d *datastoreService, q *dsQuery, size int64, plan
 		q.start = pos
 		c := &dsCursor{q: q, pos: pos, remaining: -1}
 		res, _, more, err := d.batchLocked(c, 0, size)
-		d.dropCacheLocked(c)
 		if err != nil {
 			fmt.Fprintf(&b, "error %v", err)
 			return b.String()
@@ -132,7 +131,7 @@ func oracleMatches(f *dsFilter, orders []string, e *dsEntity) bool {
 		if prop == keyProp {
 			return []dsValue{{t: vRef, ref: &dsRef{app: e.sp.app, ns: e.sp.ns, path: e.path}}}
 		}
-		return e.props[prop]
+		return e.props.get(prop)
 	}
 	for _, c := range conjs {
 		ok := true
@@ -181,7 +180,7 @@ func oracleF(d *datastoreService, q *dsQuery, p string) *int64 {
 	defer d.mu.Unlock()
 	for _, e := range d.spaces[q.sp].kinds[q.kind] {
 		if e.path.String() == p {
-			if vs := e.props["F"]; len(vs) == 1 && vs[0].t == vInt {
+			if vs := e.props.get("F"); len(vs) == 1 && vs[0].t == vInt {
 				return &vs[0].i
 			}
 		}

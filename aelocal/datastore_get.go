@@ -34,9 +34,9 @@ const (
 
 // getResponse fills out, a GetResponse, with the entities found for the
 // keys refs of the request in (nil where a key has no entity). A stored
-// entity goes into the answer as it is, not copied: stored entities are
-// never modified, and the same entity asked for many times is one message
-// referenced many times, encoded only when the answer is sent.
+// entity goes into the answer as its encoded bytes (dsEntity.answer), not
+// copied or decoded: the same entity asked for many times is one string
+// referenced many times, copied only when the answer is sent.
 func getResponse(in pmsg, refs []pmsg, found []*dsEntity, out pmsg) error {
 	deferred := in.Bool("allow_deferred")
 	out.Set("in_order", !deferred)
@@ -60,7 +60,7 @@ func getResponse(in pmsg, refs []pmsg, found []*dsEntity, out pmsg) error {
 		e := found[i]
 		size := 0
 		if e != nil {
-			size = e.size
+			size = e.size()
 		}
 		if deferred && i > first && total+size > getDeferredMaxBytes {
 			for _, r := range refs[i:] {
@@ -71,7 +71,7 @@ func getResponse(in pmsg, refs []pmsg, found []*dsEntity, out pmsg) error {
 		total += size
 		g := out.AppendMsg("entity")
 		if e != nil {
-			g.Share("entity", e.ep)
+			g.Share("entity", e.answer())
 		} else {
 			g.Share("key", refs[i])
 		}
@@ -87,7 +87,7 @@ func getResponseSize(refs []pmsg, found []*dsEntity) int {
 	for i, e := range found {
 		m := 0
 		if e != nil {
-			m = e.size
+			m = e.size()
 		} else {
 			m = refs[i].Size()
 		}

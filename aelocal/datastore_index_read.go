@@ -19,7 +19,7 @@ type indexVisit func(e *dsEntity, v *dsValue) bool
 // __key__ inequality filters f (nil if none), and only the descendants of
 // ancestor if it is not nil (they lie together from the ancestor's own
 // key on).
-func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, visit indexVisit) {
+func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, count *int64, visit indexVisit) {
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
 	keyCmp := func(path dsPath) func(dsValue) int {
@@ -47,6 +47,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 			}
 		}
 		iter := func(e *dsEntity) bool {
+			*count++
 			if ancestor != nil && !e.path.hasPrefix(ancestor) {
 				return false
 			}
@@ -78,6 +79,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 		}
 	}
 	t.AscendGreaterOrEqual(pathProbe(start), func(e *dsEntity) bool {
+		*count++
 		if ancestor != nil && !e.path.hasPrefix(ancestor) || eq != nil && comparePath(e.path, eq) > 0 {
 			return false
 		}
@@ -87,8 +89,9 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 
 // readEqual reads the entries of value v of a property's index, in key
 // order from the start key from.
-func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, visit indexVisit) {
+func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, count *int64, visit indexVisit) {
 	iter := func(x propEntry) bool {
+		*count++
 		if compareValue(*x.v, v) != 0 {
 			return false
 		}
@@ -109,7 +112,18 @@ func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, vi
 // order, on that property: by value up or down, and by key upwards within
 // a value. It starts at the start position pos if set, and within the
 // bounds of q's inequality filters on the property.
-func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, visit indexVisit) {
+//
+// A distinct query's read sets *skip (if skip is not nil) once it has the
+// result of a value: the read then seeks past the value's other entries,
+// as production skips to the next group.
+func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, skip *bool, visit indexVisit) {
+	skipped := func() bool {
+		if skip == nil || !*skip {
+			return false
+		}
+		*skip = false
+		return true
+	}
 	f := q.byProp[q.orders[0].prop]
 	// lowOK and highOK report whether a value is within the lower and the
 	// upper bounds of the inequality filters.
@@ -138,18 +152,29 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 		if at != nil && (first || lessEntry(start, *at)) {
 			start, first = *at, false
 		}
-		iter := func(x propEntry) bool {
-			if !highOK(*x.v) {
-				return false
+		for {
+			var past *dsValue // the value whose other entries to skip
+			iter := func(x propEntry) bool {
+				*count++
+				if !highOK(*x.v) || !visit(x.e, x.v) {
+					return false
+				}
+				if skipped() {
+					past = x.v
+					return false
+				}
+				return true
 			}
-			return visit(x.e, x.v)
+			if first {
+				t.Ascend(iter)
+			} else {
+				t.AscendGreaterOrEqual(start, iter)
+			}
+			if past == nil {
+				return
+			}
+			start, first = topOf(*past), false
 		}
-		if first {
-			t.Ascend(iter)
-		} else {
-			t.AscendGreaterOrEqual(start, iter)
-		}
-		return
 	}
 	// Downwards, a value at a time, each value's entries by key upwards:
 	// find the highest value to start at, read its entries, then seek the
@@ -169,38 +194,89 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, vi
 			top = &p
 		}
 	}
-	var cur propEntry
-	found := false
-	next := func(x propEntry) bool { cur, found = x, true; return false }
-	if top == nil {
-		t.Descend(next)
-	} else {
-		t.DescendLessOrEqual(*top, next)
+	// The entries of a value come downwards in key order downwards: they
+	// are kept (up to descGroup) and visited in reverse once the value
+	// changes, so a read costs an entry per entry. A value with more
+	// entries is read again upwards from its first entry (or the start
+	// position), so that memory stays bounded.
+	const descGroup = 64
+	var buf []propEntry
+	var val *dsValue // the value of buf's entries
+	// flush visits buf's entries in key order; it reports whether to
+	// read on.
+	flush := func() bool {
+		for i := len(buf) - 1; i >= 0; i-- {
+			if !visit(buf[i].e, buf[i].v) {
+				return false
+			}
+			if skipped() {
+				break
+			}
+		}
+		buf = buf[:0]
+		return true
 	}
-	for found {
-		v := *cur.v
-		if !lowOK(v) {
+	start := top
+	for {
+		stop := false
+		var big *dsValue // a value of more than descGroup entries
+		iter := func(x propEntry) bool {
+			*count++
+			if val == nil || compareValue(*x.v, *val) != 0 {
+				if val != nil && !flush() || !lowOK(*x.v) {
+					stop = true
+					return false
+				}
+				val = x.v
+			}
+			if len(buf) == descGroup {
+				big = val
+				return false
+			}
+			buf = append(buf, x)
+			return true
+		}
+		if start == nil {
+			t.Descend(iter)
+		} else {
+			t.DescendLessOrEqual(*start, iter)
+		}
+		switch {
+		case stop:
+			return
+		case big == nil: // the index's first entry
+			if val != nil {
+				flush()
+			}
 			return
 		}
+		v := *big
+		buf, val = buf[:0], nil
 		from := entryAt(v, nil)
 		if at != nil && compareValue(*at.v, v) == 0 {
 			from = *at
 		}
 		more := true
 		t.AscendGreaterOrEqual(from, func(x propEntry) bool {
+			*count++
 			if compareValue(*x.v, v) != 0 {
 				return false
 			}
 			more = visit(x.e, x.v)
-			return more
+			return more && !skipped()
 		})
 		if !more {
 			return
 		}
-		found = false
-		t.DescendLessOrEqual(entryAt(v, nil), next)
+		below := entryAt(v, nil) // before every entry of v, after the lower values'
+		start = &below
 	}
 }
+
+// justAfter returns a probe key that sorts right after path and before
+// every other key after it (its descendants included): no key has an
+// element of empty kind, and a longer path sorts after its prefix.
+func justAfter(path dsPath) dsPath { return append(slices.Clone(path), dsElem{}) }
 
 // boundOK reports whether a value passes the inequality filters of f on
 // one side: opGreater and opGreatEq for the lower bound, opLess and
@@ -220,8 +296,9 @@ func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bo
 // joinTerm is one equality filter of a merge join: the entries of value v
 // in a property's index t.
 type joinTerm struct {
-	t *btree.BTreeG[propEntry]
-	v dsValue
+	t     *btree.BTreeG[propEntry]
+	v     dsValue
+	count *int64 // counts the entries read
 }
 
 // seek returns the first entry of the term with a key at or after key (nil:
@@ -229,12 +306,13 @@ type joinTerm struct {
 func (tm joinTerm) seek(key dsPath, strict bool) (propEntry, bool) {
 	var got propEntry
 	found := false
+	if strict {
+		key = justAfter(key)
+	}
 	tm.t.AscendGreaterOrEqual(entryAt(tm.v, key), func(x propEntry) bool {
+		*tm.count++
 		if compareValue(*x.v, tm.v) != 0 {
 			return false
-		}
-		if strict && comparePath(x.e.path, key) == 0 {
-			return true
 		}
 		got, found = x, true
 		return false
@@ -268,5 +346,75 @@ func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
 			return
 		}
 		strict = true
+	}
+}
+
+// readKindless reads, in key order from the start key from, the key
+// indexes of every kind of a namespace (kinds), merged by key: the answer
+// to a query of no kind. Production keeps one key index across kinds; a
+// merge of the kinds' seeks costs a seek per kind to start and one per
+// result, so a page costs its rows (times the log of the kind's size),
+// not the namespace's size. f is the query's __key__ filter, ancestor its
+// ancestor; visit gets each entity with nil values.
+func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, count *int64, visit func(*dsEntity, []*dsValue) bool) {
+	start := from
+	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
+		start = ancestor
+	}
+	if f != nil {
+		for _, in := range f.ineqs {
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
+				start = in.v.ref.path
+			}
+		}
+		if len(f.eqs) > 0 && (start == nil || comparePath(f.eqs[0].ref.path, start) > 0) {
+			start = f.eqs[0].ref.path
+		}
+	}
+	// past reports whether every key from path on is outside the query's
+	// range: past its ancestor's descendants, its key equality or its
+	// upper bounds.
+	past := func(path dsPath) bool {
+		if ancestor != nil && !path.hasPrefix(ancestor) {
+			return true
+		}
+		if f == nil {
+			return false
+		}
+		if len(f.eqs) > 0 && comparePath(path, f.eqs[0].ref.path) > 0 {
+			return true
+		}
+		return !boundOK(f, func(v dsValue) int { return comparePath(path, v.ref.path) }, opLess, opLessEq)
+	}
+	// seek returns kind i's first entity at or after key (strictly after
+	// if strict).
+	seek := func(t *btree.BTreeG[*dsEntity], key dsPath) *dsEntity {
+		var got *dsEntity
+		t.AscendGreaterOrEqual(pathProbe(key), func(e *dsEntity) bool {
+			*count++
+			got = e
+			return false
+		})
+		return got
+	}
+	heads := make([]*dsEntity, len(kinds))
+	for i, t := range kinds {
+		heads[i] = seek(t, start)
+	}
+	for {
+		best := -1
+		for i, e := range heads {
+			if e != nil && (best < 0 || comparePath(e.path, heads[best].path) < 0) {
+				best = i
+			}
+		}
+		if best < 0 || past(heads[best].path) {
+			return
+		}
+		e := heads[best]
+		if !visit(e, nil) {
+			return
+		}
+		heads[best] = seek(kinds[best], justAfter(e.path))
 	}
 }

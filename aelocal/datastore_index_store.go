@@ -19,12 +19,15 @@ import (
 //     Entries sort by production's order of values (compareValue) and then
 //     by key; the built-in descending index is this one read backwards
 //     value by value, with keys still ascending within a value, as
-//     production's descending index orders them.
+//     production's descending index orders them;
+//   - the composite indexes queries use (datastore_index_comp.go), each
+//     built from a snapshot of the kind index, without the lock, the first
+//     time a query it serves runs.
 //
-// Both are kept on every write (storeLocked). After a load (LoadDatastore,
-// or opening the datastore file) a kind's indexes are rebuilt from its
-// entities on its first write or query, so a restart costs no index work
-// for kinds nobody touches.
+// All are kept on every write (storeLocked). A load (LoadDatastore, or
+// opening the datastore file) builds every kind's indexes before the
+// server answers (buildIndexes in persist.go), not under the lock at the
+// kind's first query or write.
 //
 // The ordered container is github.com/google/btree: a B-tree (generic
 // since v1.1, Go 1.18) maintained by Google for years, used by etcd and
@@ -42,6 +45,10 @@ const indexDegree = 32
 type kindIndex struct {
 	byKey *btree.BTreeG[*dsEntity]
 	props map[string]*btree.BTreeG[propEntry]
+	comps map[string]*compIndex // the composite indexes kept, by dsIndex.yaml (datastore_index_comp.go)
+	// building holds the composite indexes being built without the lock,
+	// by dsIndex.yaml; each logs the writes to the kind meanwhile.
+	building map[string]*compBuild
 }
 
 // propEntry is one entry of a single-property index: one value of the
@@ -105,7 +112,13 @@ func entryValues(vals []dsValue) []*dsValue {
 
 func (ki *kindIndex) add(e *dsEntity) {
 	ki.byKey.ReplaceOrInsert(e)
-	for name, vals := range e.props {
+	for _, ix := range ki.comps {
+		ix.add(e)
+	}
+	for _, b := range ki.building {
+		b.log = append(b.log, compOp{e, true})
+	}
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			t = btree.NewG(indexDegree, lessEntry)
@@ -119,7 +132,13 @@ func (ki *kindIndex) add(e *dsEntity) {
 
 func (ki *kindIndex) remove(e *dsEntity) {
 	ki.byKey.Delete(e)
-	for name, vals := range e.props {
+	for _, ix := range ki.comps {
+		ix.remove(e)
+	}
+	for _, b := range ki.building {
+		b.log = append(b.log, compOp{e, false})
+	}
+	for name, vals := range e.props.all() {
 		t := ki.props[name]
 		if t == nil {
 			continue

@@ -1,8 +1,11 @@
 package aelocal
 
 import (
+	"math"
 	"slices"
 	"sort"
+
+	"github.com/google/btree"
 )
 
 // Metadata queries: the kinds __namespace__, __kind__ and __property__,
@@ -33,6 +36,19 @@ func metaEntity(sp nsKey, kind, name string, id int64) *dsEntity {
 }
 
 func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
+	return metaEntityOf(sp, path, metaEntityMsg(sp, path))
+}
+
+// metaEntityOf makes the metadata entity ep: without indexed values, as
+// metadata queries filter and sort by key only.
+func metaEntityOf(sp nsKey, path dsPath, ep pmsg) *dsEntity {
+	raw, _ := encodeEntity(ep)
+	return &dsEntity{sp: sp, path: path, props: dsProps{raw: raw}}
+}
+
+// metaEntityMsg is the EntityProto of a metadata entity, without
+// properties.
+func metaEntityMsg(sp nsKey, path dsPath) pmsg {
 	ep, _ := newMsg("appengine.v2.EntityProto")
 	writeRef(ep.Mutable("key"), sp.app, sp.ns, path)
 	eg := ep.Mutable("entity_group").AppendMsg("element")
@@ -42,79 +58,89 @@ func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
 	} else {
 		eg.Set("id", path[0].id)
 	}
-	return &dsEntity{sp: sp, path: path, ep: ep, size: ep.Size()}
+	return ep
 }
 
 // propertyEntitiesLocked calls add with the __property__ entity of every
 // indexed property of every kind in q's namespace, or of the kind its
-// ancestor names. Only indexed values count, as only they are in indexes.
+// ancestor names. Only indexed values count, as only they are in indexes:
+// the properties are those the kind's single-property indexes hold, and
+// their types are read from the index's range of each type (a seek per
+// type), as production reads them from its indexes, not from the
+// entities.
 func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity)) {
 	s := d.spaces[q.sp]
 	if s == nil {
 		return
 	}
-	for kind, ents := range s.kinds {
+	for kind := range s.kinds {
 		if q.ancestor != nil && q.ancestor[0].name != kind {
 			continue
 		}
-		types := s.propertyTypes(kind, ents)
-		names := make([]string, 0, len(types))
-		for name := range types {
+		ki := s.indexLocked(kind)
+		if ki == nil {
+			continue
+		}
+		names := make([]string, 0, len(ki.props))
+		for name := range ki.props {
 			names = append(names, name)
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			e := metaEntityPath(q.sp, dsPath{{kind: "__kind__", name: kind}, {kind: "__property__", name: name}})
+			path := dsPath{{kind: "__kind__", name: kind}, {kind: "__property__", name: name}}
+			ep := metaEntityMsg(q.sp, path)
 			if !q.keysOnly {
-				for t, ok := range types[name] {
-					if !ok {
-						continue
-					}
-					p := e.ep.AppendMsg("property")
+				for _, t := range indexTypes(ki.props[name], &d.stats.entries) {
+					p := ep.AppendMsg("property")
 					p.Set("name", "property_representation")
 					p.Set("multiple", true)
 					p.Mutable("value").Set("stringValue", propertyTypeNames[t])
 				}
 			}
-			add(e)
+			add(metaEntityOf(q.sp, path, ep))
 		}
 	}
 }
 
-// propTypes are the value types each indexed property of a kind has.
-type propTypes map[string][len(propertyTypeNames)]bool
-
-// propMemo keeps what propertyTypes found for the kinds of a namespace
-// while no write changes it: finding the types reads every entity of the
-// kind, and a console (or an app) asks again and again of data that does
-// not change in between.
-type propMemo struct {
-	version uint64 // the namespace's version it is valid for
-	kinds   map[string]propTypes
+// indexTypes returns the types of the values in a single-property index,
+// in order: it seeks to the first entry of each type after the last found,
+// so it reads an entry per type, not the index. count counts the entries
+// read.
+func indexTypes(t *btree.BTreeG[propEntry], count *int64) []int8 {
+	var out []int8
+	for typ := int8(vNull); typ < int8(len(propertyTypeNames)); {
+		found := int8(-1)
+		t.AscendGreaterOrEqual(entryAt(lowestOfType(typ), nil), func(x propEntry) bool {
+			*count++
+			found = x.v.t
+			return false
+		})
+		if found < 0 {
+			break
+		}
+		out = append(out, found)
+		typ = found + 1
+	}
+	return out
 }
 
-// propertyTypes returns the types of the properties of the entities ents
-// of kind, from the memo while the namespace has not changed. The caller
-// holds the datastore's lock and must not change the result.
-func (s *dsSpace) propertyTypes(kind string, ents map[string]*dsEntity) propTypes {
-	if s.props == nil || s.props.version != s.version {
-		s.props = &propMemo{version: s.version, kinds: make(map[string]propTypes)}
+// lowestOfType returns the value of type t that sorts before every other of
+// that type (compareValue).
+func lowestOfType(t int8) dsValue {
+	lowest := math.Float64frombits(^uint64(0)) // floatIndexKey 0
+	switch t {
+	case vInt:
+		return dsValue{t: t, i: math.MinInt64}
+	case vDouble:
+		return doubleValue(lowest)
+	case vPoint:
+		return pointValue(lowest, lowest)
+	case vUser:
+		return userValue("", "")
+	case vRef:
+		return dsValue{t: t, ref: &dsRef{}}
 	}
-	if types, ok := s.props.kinds[kind]; ok {
-		return types
-	}
-	types := make(propTypes)
-	for _, e := range ents {
-		for name, vals := range e.props {
-			t := types[name]
-			for _, v := range vals {
-				t[v.t] = true
-			}
-			types[name] = t
-		}
-	}
-	s.props.kinds[kind] = types
-	return types
+	return dsValue{t: t}
 }
 
 // checkMetadataQuery refuses what the stub refuses of a metadata query

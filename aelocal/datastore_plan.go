@@ -10,9 +10,16 @@ package aelocal
 //
 // Shapes it plans, on the live data (not a transaction's snapshot):
 //
-//   - key order, ascending or descending (no sort order, or __key__),
-//     with or without an ancestor and any filters: read
-//     the kind index, from the ancestor or the start position on;
+//   - a composite index (declared in index.yaml or recorded from a query,
+//     datastore_index_comp.go) whose properties are the query's equality
+//     properties, in any order, then its sort orders: read the range of
+//     its ancestor and equality values, bounded by the inequality on its
+//     first sort order, in the query's order (readComp). This answers
+//     equality + sort, equalities + inequality, ancestor + sort, two or
+//     more sort orders, and their projections and Distinct;
+//   - without one, key order, ascending or descending (no sort order, or
+//     __key__), with or without an ancestor and any filters: read the
+//     kind index, from the ancestor or the start position on;
 //   - key order with an equality filter: read the single-property index
 //     of its property, the entries of that value, which lie in key order;
 //     with several (ascending), merge-join the entries of each by key
@@ -24,7 +31,11 @@ package aelocal
 //   - two or more sort orders, or one and key order descending, and
 //     projections (of one property or several): read the first order's
 //     index the same way and sort each value's results by the other
-//     orders (readTies, which says why not a composite index yet).
+//     orders (readTies);
+//   - key order first and the properties a projection adds after it: the
+//     kind index, each entity's results sorted;
+//   - no kind: the key indexes of every kind, merged by key
+//     (readKindless).
 //
 // Every entry read is checked against the whole query (q.matches), and an
 // entity counts only at the entry where the full evaluation places it
@@ -32,12 +43,18 @@ package aelocal
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
 // index does not answer cost entries read, not correctness. A projection
-// reads its first sort property's index the same way, a result per entry.
-// Other shapes (metadata, kindless and distinct queries, projections
-// without a property sort order, queries in transactions) still take the
-// full evaluation, remainingLocked, which reads only the ancestor's range
-// of the kind index when the query has one (as every query in a
-// transaction has; eachLocked says why not the planner).
+// reads its index the same way, a result per entry; Distinct keeps the
+// first result of each combination of its group-by properties, which lead
+// its orders, and seeks past the combination's other entries. A cursor
+// holds a position (the sort values and key of its last result), which
+// each batch seeks to: no results are kept between batches.
+//
+// Queries in a transaction read their snapshot of the ancestor's range of
+// the kind index (eachLocked says why not the planner), metadata queries
+// the namespaces, kinds and single-property indexes (datastore_metadata.go),
+// and a distinct query whose group-by properties do not lead its orders
+// (groupsLead): they take the full evaluation, remainingLocked, batch by
+// batch, at the cost of an entity group or of the schema.
 
 import (
 	"slices"
@@ -61,6 +78,12 @@ type dsPlan struct {
 	// union: the plans of a query's branches, whose reads are merged
 	// (datastore_disjunction.go).
 	union []*dsPlan
+	// comp: read this composite index, whose entries are in the query's
+	// order (datastore_index_comp.go).
+	comp *dsIndex
+	// kindless: a query of no kind, read from the key index of every kind
+	// of the namespace, merged by key (readKindless).
+	kindless bool
 }
 
 // eqTerm is one equality filter: the entries of value v of prop's index.
@@ -70,13 +93,27 @@ type eqTerm struct {
 }
 
 // planQuery returns the plan for q read through view v, or nil if the
-// indexes do not answer it yet.
-func planQuery(q *dsQuery, v dsView) *dsPlan {
-	if v.tx != 0 || q.meta != "" || q.kind == "" || len(q.groupBy) > 0 {
+// indexes do not answer it: queries of a transaction (read from its
+// snapshot, eachLocked), metadata queries (datastore_metadata.go) and the
+// rare projections of a query of no kind. comp is the composite index that
+// serves q, if any (dsIndexes.serving).
+func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
+	if v.tx != 0 || q.meta != "" || !q.groupsLead() {
 		return nil
 	}
 	if q.branches != nil {
 		return planUnion(q, v)
+	}
+	if q.kind == "" {
+		// parseQuery allows a query of no kind key order ascending only,
+		// but a projection adds its properties as orders.
+		if q.nProp > 0 {
+			return nil
+		}
+		return &dsPlan{kindless: true}
+	}
+	if comp != nil {
+		return &dsPlan{comp: comp}
 	}
 	// byValues reads the first sort order's index; ties sorts each of its
 	// values' results by the other orders unless key order ascending is
@@ -92,32 +129,31 @@ func planQuery(q *dsQuery, v dsView) *dsPlan {
 		// A projection (parseQuery makes every projected property a sort
 		// order) has a result per entry, each at its first value.
 		return byValues()
-	case len(q.proj) > 0:
-		return nil
-	case len(q.orders) == 0 || (len(q.orders) == 1 && q.orders[0].key):
-		p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
-		var terms []eqTerm
-		for _, f := range q.filters {
-			if f.prop == keyProp {
-				continue
-			}
-			for _, v := range f.eqs {
-				terms = append(terms, eqTerm{f.prop, v})
-			}
-		}
-		switch {
-		case len(terms) >= 2 && !p.desc:
-			p.join = terms
-			return p
-		case len(terms) >= 1:
-			// Downwards, the first equality filter's entries; the
-			// others are checked on each entity.
-			p.prop, p.eq = terms[0].prop, &terms[0].v
-			return p
-		}
-		return p
+	case len(q.orders) > 1:
+		// Key order first, then the properties a projection (or an
+		// EXISTS filter) adds after it: the kind index in key order,
+		// each entity's results sorted by the rest (planRead.results).
+		return &dsPlan{desc: q.orders[0].desc}
 	}
-	return nil
+	p := &dsPlan{desc: len(q.orders) == 1 && q.orders[0].desc}
+	var terms []eqTerm
+	for _, f := range q.filters {
+		if f.prop == keyProp {
+			continue
+		}
+		for _, v := range f.eqs {
+			terms = append(terms, eqTerm{f.prop, v})
+		}
+	}
+	switch {
+	case len(terms) >= 2 && !p.desc:
+		p.join = terms
+	case len(terms) >= 1:
+		// Downwards, the first equality filter's entries; the others
+		// are checked on each entity.
+		p.prop, p.eq = terms[0].prop, &terms[0].v
+	}
+	return p
 }
 
 // planRead is one read of an index by a plan: what it reads, taken under
@@ -135,11 +171,23 @@ type planRead struct {
 	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
 	join   []joinTerm               // the terms of a merge join
 	union  []*planRead              // the reads of a query's branches
-	hook   func()                   // tests: runs during the read
+	comp   *compIndex               // the composite index read (its tree a clone)
+	// build: the composite index to build, without the lock, before
+	// reading it (then kept, finishBuildLocked); fallback reads the
+	// single-property indexes instead if it holds an entity past the
+	// entry limit.
+	build    *compBuild
+	fallback *planRead
+	kinds    []*btree.BTreeG[*dsEntity]
+	hook     func() // tests: runs during the read
+
+	entries int64 // index entries read
+	skip    bool  // a distinct query has its combination's result (readValues, readComp)
 }
 
 // planReadLocked prepares the read of c's results after its position by
-// plan p; nil if the query's kind has no entity.
+// plan p; nil if nothing can match (no entity of the kind, or of a
+// property of a merge join).
 func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	if p.union != nil {
 		return d.unionReadLocked(c, p)
@@ -149,11 +197,43 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	if s == nil {
 		return nil
 	}
+	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
+	if p.kindless {
+		for kind := range s.kinds {
+			if ki := s.indexLocked(kind); ki != nil {
+				r.kinds = append(r.kinds, ki.byKey.Clone())
+			}
+		}
+		return r
+	}
 	ki := s.indexLocked(q.kind)
 	if ki == nil {
 		return nil
 	}
-	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
+	if p.comp != nil {
+		ix, build := ki.compLocked(q.kind, *p.comp)
+		// The single-property indexes answer if the index is not kept
+		// (maxCompPerKind, or another query builds it) or holds an
+		// entity past the entry limit, and if the index this read
+		// builds turns out to.
+		fallback := func() *planRead {
+			d.stats.compFallback++
+			return d.planReadLocked(c, planQuery(q, c.view, nil))
+		}
+		switch {
+		case build != nil:
+			r.build = build
+			if r.fallback = fallback(); r.fallback != nil {
+				r.fallback.hook = nil
+			}
+			d.stats.compFallback-- // counted if the build needs it
+		case ix == nil || ix.exploded > 0:
+			return fallback()
+		default:
+			r.comp = &compIndex{def: ix.def, tree: ix.tree.Clone()}
+		}
+		return r
+	}
 	clones := make(map[string]*btree.BTreeG[propEntry])
 	for _, tm := range p.join {
 		t := ki.props[tm.prop]
@@ -163,7 +243,7 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		if clones[tm.prop] == nil {
 			clones[tm.prop] = t.Clone()
 		}
-		r.join = append(r.join, joinTerm{clones[tm.prop], tm.v})
+		r.join = append(r.join, joinTerm{t: clones[tm.prop], v: tm.v, count: &r.entries})
 	}
 	switch {
 	case p.join != nil:
@@ -185,24 +265,51 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	if r.hook != nil {
 		r.hook()
 	}
+	if r.build != nil {
+		// The index as of the snapshot is a consistent view to read;
+		// the writes since are replayed on it before it is kept.
+		if ix := r.build.run(); ix.exploded > 0 {
+			r.comp = nil
+			if r.fallback == nil {
+				return nil, nil
+			}
+			out, err := r.fallback.read(n)
+			r.entries += r.fallback.entries
+			return out, err
+		}
+		r.comp = r.build.ix
+	}
 	q, p := r.q, r.p
 	var out []dsCand
 	var err error
-	// emit adds a result in the query's order; it reports whether to read
-	// on.
+	var last *dsCand // the last result of a distinct query
+	// emit adds a result in the query's order; it reports whether to
+	// read on.
 	emit := func(x dsCand) bool {
 		if r.end != nil && !q.beforeEnd(x, *r.end) {
 			return false
 		}
+		if len(q.groupBy) > 0 {
+			// Distinct: the first result of each combination of the
+			// group-by properties, which lead the orders, so that the
+			// results of a combination lie together.
+			if last != nil && q.sameGroup(*last, x) {
+				return true
+			}
+			last = &x
+			r.skip = true // the read may seek past the combination
+		}
 		out = append(out, x)
 		return int64(len(out)) < n
 	}
-	// results appends to buf the results of the entry (v, e) of the
-	// index read that come after the start position: the entity at the
-	// entry where the full evaluation places it, or with a projection
-	// each result whose first sort value is this entry's.
+	// results appends to buf the results of the entry of entity e read
+	// that come after the start position: the entity at the entry where
+	// the full evaluation places it, or with a projection each result
+	// whose values are the entry's. ev holds the entry's values for q's
+	// first orders (nil for the kind index and the entries of one
+	// value, which place every result of the entity).
 	// It reports false on an error (in err).
-	results := func(buf []dsCand, e *dsEntity, v *dsValue) ([]dsCand, bool) {
+	results := func(buf []dsCand, e *dsEntity, ev []*dsValue) ([]dsCand, bool) {
 		if !q.matches(e) {
 			return buf, true
 		}
@@ -210,12 +317,15 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		if cs, err = q.appendResults(nil, e); err != nil || len(cs) == 0 {
 			return buf, err == nil
 		}
-		if v == nil || p.eq != nil {
-			cs = cs[:1]
+		if ev == nil && len(cs) > 1 {
+			slices.SortFunc(cs, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
 		}
+	next:
 		for _, x := range cs {
-			if v != nil && p.eq == nil && compareValue(x.vals[0], *v) != 0 {
-				continue
+			for i, v := range ev {
+				if compareValue(x.vals[i], *v) != 0 {
+					continue next
+				}
 			}
 			if !r.pos.set || q.afterStart(x, r.pos) {
 				buf = append(buf, x)
@@ -223,12 +333,12 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		}
 		return buf, true
 	}
-	// visit takes the entry (v, e) of the index read; it reports whether
-	// to read on.
+	// visit takes an entry of the index read; it reports whether to read
+	// on.
 	var one []dsCand
-	visit := func(e *dsEntity, v *dsValue) bool {
+	visitVals := func(e *dsEntity, ev []*dsValue) bool {
 		var ok bool
-		if one, ok = results(one[:0], e, v); !ok {
+		if one, ok = results(one[:0], e, ev); !ok {
 			return false
 		}
 		for _, x := range one {
@@ -238,6 +348,12 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		}
 		return true
 	}
+	visit := func(e *dsEntity, v *dsValue) bool {
+		if v == nil || p.eq != nil {
+			return visitVals(e, nil)
+		}
+		return visitVals(e, []*dsValue{v})
+	}
 	if n <= 0 {
 		return nil, nil
 	}
@@ -246,19 +362,53 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		from = r.pos.key
 	}
 	switch {
+	case p.kindless:
+		readKindless(r.kinds, q.byProp[keyProp], q.ancestor, from, &r.entries, visitVals)
+	case r.comp != nil:
+		readComp(r.comp, r.comp.tree, q, r.pos, &r.entries, &r.skip, visitVals)
 	case p.join != nil:
 		readJoin(r.join, from, visit)
 	case p.prop == "":
-		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, visit)
+		readKeys(r.byKey, q.byProp[keyProp], q.ancestor, from, p.desc, &r.entries, visit)
 	case r.byProp == nil:
 	case p.eq != nil:
-		readEqual(r.byProp, *p.eq, from, p.desc, visit)
+		readEqual(r.byProp, *p.eq, from, p.desc, &r.entries, visit)
 	case p.ties:
 		r.readTies(n, results, emit)
 	default:
-		readValues(r.byProp, q, r.pos, p.desc, visit)
+		readValues(r.byProp, q, r.pos, p.desc, &r.entries, &r.skip, visit)
 	}
 	return out, err
+}
+
+// groupsLead reports whether q is not distinct, or its group-by properties
+// are its first sort orders (in any order), so that the results of one
+// combination of their values lie together. A distinct query whose
+// projected properties sort before its group-by ones (DistinctOn without
+// sort orders: its orders are its properties by name) keeps the first
+// result of each combination wherever it lies, and takes the full
+// evaluation.
+func (q *dsQuery) groupsLead() bool {
+	if len(q.groupBy) > len(q.orders) {
+		return len(q.groupBy) == 0
+	}
+	for _, o := range q.orders[:len(q.groupBy)] {
+		if o.key || !slices.Contains(q.groupBy, o.prop) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameGroup reports whether results a and b have the same values of q's
+// group-by properties.
+func (q *dsQuery) sameGroup(a, b dsCand) bool {
+	for i, o := range q.orders {
+		if !o.key && slices.Contains(q.groupBy, o.prop) && compareValue(a.vals[i], b.vals[i]) != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // readTies reads the index of the query's first sort order value by value,
@@ -266,29 +416,27 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 // emits them: the answer to a query of two or more sort orders (or of one
 // and key order descending), without a composite index.
 //
-// Why not composite indexes yet: production answers these shapes from a
-// composite index, whose entries are the cross product of the values of
-// the index's properties; keeping one per declared or recorded index
-// costs an entry per combination per entity and its upkeep on every
-// write, and its entry rules need their own oracle. The first order's
-// index already bounds where a query starts (a cursor seeks to its first
-// value) and stops (the first value past the batch), so only the ties of
-// that value are sorted: a batch costs the entries of the values it
-// touches, which is the rows returned when the first order is selective
-// (a time, a name, a score) and the size of a value's group when it is
-// not (a boolean first), and a walk through a large value's group page
-// by page re-reads the group for each page, which a composite index
-// would not. Memory stays bounded by the batch: a value's
-// results are kept sorted and cut to the n that can still be returned
-// whenever they reach twice that. A composite index can replace this
-// behind the same plan (prop, ties) without changing any answer.
-func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, *dsValue) ([]dsCand, bool), emit func(dsCand) bool) {
+// It serves when no composite index is declared or recorded for the query
+// (the console's queries record none, and a kind keeps maxCompPerKind at
+// most): the first order's index bounds where a query starts (a cursor
+// seeks to its first value) and stops (the first value past the batch),
+// so a batch costs the entries of the values it touches, which is the
+// rows returned when the first order is selective and the size of a
+// value's group when it is not. Memory stays bounded by the batch: a
+// value's results are kept sorted and cut to the n that can still be
+// returned whenever they reach twice that.
+func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, []*dsValue) ([]dsCand, bool), emit func(dsCand) bool) {
 	q := r.q
 	var group []dsCand // the current value's results
 	var cur *dsValue   // the current value
 	left := n          // results that may still be returned
 	cut := func() {
 		slices.SortFunc(group, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
+		if len(q.groupBy) > 0 {
+			// Distinct: the group-by properties lead the orders, so a
+			// combination's results lie together; keep the first.
+			group = slices.CompactFunc(group, q.sameGroup)
+		}
 		if int64(len(group)) > left {
 			group = group[:left]
 		}
@@ -315,7 +463,7 @@ func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, *dsValue)
 		}
 		cur = v
 		var ok bool
-		if group, ok = results(group, e, v); !ok {
+		if group, ok = results(group, e, []*dsValue{v}); !ok {
 			more = false
 			return false
 		}
@@ -328,7 +476,7 @@ func (r *planRead) readTies(n int64, results func([]dsCand, *dsEntity, *dsValue)
 	// sort by the other orders, not by key.
 	pos := r.pos
 	pos.key = nil
-	readValues(r.byProp, q, pos, q.orders[0].desc, visit)
+	readValues(r.byProp, q, pos, q.orders[0].desc, &r.entries, nil, visit)
 	if more && len(group) > 0 {
 		flush()
 	}
@@ -340,5 +488,21 @@ func (d *datastoreService) planFor(c *dsCursor) *dsPlan {
 	if d.noPlan {
 		return nil
 	}
-	return planQuery(c.q, c.view)
+	return planQuery(c.q, c.view, c.comp)
+}
+
+// planStats counts what queries read, exactly, for tests to assert: a
+// query's cost follows these, not the kind's size.
+type planStats struct {
+	// entries counts the index entries planned reads visited: every
+	// entry a B-tree iteration passed to a read, seeks and the entry
+	// that ends a range included.
+	entries int64
+	// loaded counts entities whose body a query read: the whole entities
+	// batches return (not keys-only, projection or skipped results, nor
+	// Count's), and every entity a full evaluation read.
+	loaded int64
+	// comp counts the planned batches a composite index answered, and
+	// compFallback those that found their composite index unusable.
+	comp, compFallback int
 }

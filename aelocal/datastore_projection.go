@@ -70,7 +70,7 @@ func (q *dsQuery) eachEntry(e *dsEntity, f func(vals []dsValue)) error {
 		if o.key {
 			continue
 		}
-		vs := q.indexValues(o.prop, e.props[o.prop])
+		vs := q.indexValues(o.prop, e.props.get(o.prop))
 		if len(vs) == 0 {
 			return nil
 		}
@@ -164,12 +164,12 @@ func appendValueKey(b []byte, v dsValue) []byte {
 	case vString:
 		b = str(b, v.s)
 	case vDouble:
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.f))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
 	case vPoint:
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.f))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.g))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.pointY()))
 	case vUser:
-		b = str(str(b, v.s), v.s2)
+		b = str(str(b, v.s), v.authDomain())
 	case vRef:
 		b = str(str(str(b, v.ref.app), v.ref.ns), v.ref.path.encode())
 	}
@@ -180,7 +180,7 @@ func appendValueKey(b []byte, v dsValue) []byte {
 // key, an empty entity group, as the stub answers, and one INDEX_VALUE
 // property per projected property.
 func (q *dsQuery) writeProjected(r pmsg, c dsCand) {
-	r.Mutable("key").CopyFrom(c.e.ep.Msg("key"))
+	r.Mutable("key").CopyFrom(c.e.keyMsg())
 	r.Mutable("entity_group")
 	for _, name := range q.proj {
 		i := slices.IndexFunc(q.orders, func(o dsOrder) bool { return !o.key && o.prop == name })

@@ -166,7 +166,7 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 			}
 			continue
 		}
-		if !f.match(e.props[f.prop]) {
+		if !f.match(e.props.get(f.prop)) {
 			return false
 		}
 	}
@@ -188,7 +188,7 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 		}
 		f := q.byProp[o.prop]
 		found := false
-		for _, v := range e.props[o.prop] {
+		for _, v := range e.props.get(o.prop) {
 			if f != nil && !f.valueOK(v) {
 				continue
 			}
@@ -208,29 +208,19 @@ func (q *dsQuery) sortVals(e *dsEntity) ([]dsValue, bool) {
 	return vals, true
 }
 
-// dsCursor is a running query: its position, the rest of its limit, and a
-// cache of its remaining results valid while the data does not change.
+// dsCursor is a running query: its position in the query's order (an
+// index position, which each batch seeks to) and the rest of its limit. It
+// holds no results: each batch reads the indexes from its position on.
 type dsCursor struct {
 	q         *dsQuery
 	pos       dsPos
 	end       *dsPos
-	remaining int64  // of the limit; -1 without one
-	view      dsView // what the query reads
+	remaining int64    // of the limit; -1 without one
+	view      dsView   // what the query reads
+	comp      *dsIndex // the composite index that serves q, if any (datastore_index_comp.go)
 	lastUsed  time.Time
 
 	busy bool // a batch reads the indexes without the lock (datastore_plan.go)
-
-	cached bool
-	ver    uint64
-	cands  []dsCand
-	idx    int
-}
-
-func (d *datastoreService) dropCacheLocked(c *dsCursor) {
-	if c.cached {
-		d.cached -= len(c.cands)
-		c.cached, c.cands, c.idx = false, nil, 0
-	}
 }
 
 // versionLocked changes whenever the answer to q may change.
@@ -249,6 +239,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	var out []dsCand
 	var err error
 	add := func(e *dsEntity) {
+		d.stats.loaded++
 		if err == nil && q.matches(e) {
 			out, err = q.appendResults(out, e)
 		}
@@ -286,17 +277,15 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 	return out, nil
 }
 
-// remainingLocked returns c's results after its position, from its cache
-// while the data has not changed since: the full evaluation, for the
-// queries the planner does not answer yet. It reads every entity of the
-// kind, or with an ancestor the ancestor's range (eachLocked). TODO(issue 25): plan every shape from the indexes, and drop this
-// path and its result cache.
+// remainingLocked returns c's results after its position by the full
+// evaluation: for the queries the planner does not read from the live
+// indexes, those of a transaction (which read its snapshot of the
+// ancestor's range of the kind index, eachLocked) and metadata queries
+// (which read the namespaces, kinds and the indexes' property ranges,
+// datastore_metadata.go). Both cost the size of an entity group or of
+// the schema, not of a kind, so a batch evaluates them again rather than
+// keep results between batches.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
-	ver := d.viewVersionLocked(c.view, c.q)
-	if c.cached && c.ver == ver {
-		return c.cands[c.idx:], nil
-	}
-	d.dropCacheLocked(c)
 	d.evaluated++
 	all, err := d.evalLocked(c.q, c.view)
 	if err != nil {
@@ -308,12 +297,7 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 		hi = sort.Search(len(all), func(i int) bool { return !c.q.beforeEnd(all[i], *c.end) })
 	}
 	hi = max(hi, lo)
-	list := all[lo:hi]
-	if d.cached+len(list) <= maxCachedResults {
-		c.cached, c.ver, c.cands, c.idx = true, ver, list, 0
-		d.cached += len(list)
-	}
-	return list, nil
+	return all[lo:hi], nil
 }
 
 // batchLocked advances c: it skips up to offset results, then takes up to
@@ -341,6 +325,16 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			list, err = r.read(min(offset, maxSkip) + n + 1)
 			d.mu.Lock()
 			c.busy = false
+			d.stats.entries += r.entries
+			if r.build != nil {
+				d.spaces[c.q.sp].finishBuildLocked(r.build)
+				if r.comp == nil {
+					d.stats.compFallback++
+				}
+			}
+			if r.comp != nil {
+				d.stats.comp++
+			}
 		}
 	} else {
 		list, err = d.remainingLocked(c)
@@ -359,9 +353,9 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 	res = make([]dsCand, 0, n)
 	bytes := 0
 	for _, x := range list[skipped : skipped+n] {
-		size := x.e.size
+		size := x.e.size()
 		if c.q.keysOnly || len(c.q.proj) > 0 {
-			size = x.e.ep.Msg("key").Size()
+			size = x.e.keySize()
 		}
 		if len(res) > 0 && bytes+size > maxBatchBytes {
 			break
@@ -370,12 +364,12 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 		res = append(res, x)
 	}
 	n = int64(len(res))
+	if !c.q.keysOnly && len(c.q.proj) == 0 {
+		d.stats.loaded += n
+	}
 	consumed := skipped + n
 	if consumed > 0 {
 		c.pos = c.q.posAfter(list[consumed-1])
-		if c.cached {
-			c.idx += int(consumed)
-		}
 	}
 	if c.remaining >= 0 {
 		c.remaining -= n
@@ -397,10 +391,10 @@ func fillResult(out pmsg, q *dsQuery, res []dsCand, skipped int64, more bool, ha
 		case len(q.proj) > 0:
 			q.writeProjected(r, x)
 		case q.keysOnly:
-			r.Mutable("key").CopyFrom(x.e.ep.Msg("key"))
-			r.Mutable("entity_group").CopyFrom(x.e.ep.Msg("entity_group"))
+			r.Mutable("key").CopyFrom(x.e.keyMsg())
+			r.Mutable("entity_group").CopyFrom(x.e.groupMsg())
 		default:
-			r.CopyFrom(x.e.ep)
+			x.e.answerInto(r)
 		}
 	}
 	out.Set("skipped_results", skipped)
@@ -472,7 +466,7 @@ func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keep
 	if offset < 0 {
 		return nil, badRequest("negative offset %d", offset)
 	}
-	c := &dsCursor{q: q, remaining: -1}
+	c := &dsCursor{q: q, remaining: -1, comp: d.indexes.serving(q)}
 	dflt := int64(defaultBatch)
 	if in.Has("limit") {
 		if c.remaining = in.Int("limit"); c.remaining < 0 {
@@ -518,8 +512,6 @@ func (d *datastoreService) firstBatchOf(in pmsg, f *dsFilter, checkIndexes, keep
 		h = d.handle
 		c.lastUsed = now
 		d.cursors[h] = c
-	} else {
-		d.dropCacheLocked(c)
 	}
 	pos := c.pos
 	d.mu.Unlock()
@@ -715,21 +707,47 @@ const (
 	vRef
 )
 
-// dsValue is one indexed property value.
+// dsValue is one indexed property value. Every stored entity holds one
+// per indexed value, so it is kept to 40 bytes (issue 25, item 4): a
+// double keeps its bits in i, and the second halves of the rare points
+// and users live behind ref (use the constructors and accessors below).
 type dsValue struct {
-	t    int8
-	i    int64   // vInt; vBool as 0 or 1
-	s    string  // vString; vUser email
-	s2   string  // vUser auth domain
-	f, g float64 // vDouble in f; vPoint as x, y
-	ref  *dsRef  // vRef
+	t   int8
+	i   int64  // vInt; vBool as 0 or 1; vDouble, and vPoint's x, as math.Float64bits
+	s   string // vString; vUser email
+	ref *dsRef // vRef; vPoint's y and vUser's auth domain
 }
 
-// dsRef is a reference value (a key).
+// dsRef is a reference value (a key); for a point or a user value, only
+// y or auth is set.
 type dsRef struct {
 	app, ns string
 	path    dsPath
+	y       float64 // vPoint
+	auth    string  // vUser
 }
+
+// doubleValue, pointValue and userValue make values of those types.
+func doubleValue(f float64) dsValue {
+	return dsValue{t: vDouble, i: int64(math.Float64bits(f))}
+}
+
+func pointValue(x, y float64) dsValue {
+	return dsValue{t: vPoint, i: int64(math.Float64bits(x)), ref: &dsRef{y: y}}
+}
+
+func userValue(email, auth string) dsValue {
+	return dsValue{t: vUser, s: email, ref: &dsRef{auth: auth}}
+}
+
+// float is a double's value, or a point's x.
+func (v dsValue) float() float64 { return math.Float64frombits(uint64(v.i)) }
+
+// pointY is a point's y.
+func (v dsValue) pointY() float64 { return v.ref.y }
+
+// authDomain is a user's auth domain.
+func (v dsValue) authDomain() string { return v.ref.auth }
 
 func compareFloat(a, b float64) int {
 	if !math.IsNaN(a) && !math.IsNaN(b) && a != 0 && b != 0 {
@@ -765,17 +783,17 @@ func compareValue(a, b dsValue) int {
 	case vString:
 		return strings.Compare(a.s, b.s)
 	case vDouble:
-		return compareFloat(a.f, b.f)
+		return compareFloat(a.float(), b.float())
 	case vPoint:
-		if c := compareFloat(a.f, b.f); c != 0 {
+		if c := compareFloat(a.float(), b.float()); c != 0 {
 			return c
 		}
-		return compareFloat(a.g, b.g)
+		return compareFloat(a.pointY(), b.pointY())
 	case vUser:
 		if c := strings.Compare(a.s, b.s); c != 0 {
 			return c
 		}
-		return strings.Compare(a.s2, b.s2)
+		return strings.Compare(a.authDomain(), b.authDomain())
 	case vRef:
 		if c := strings.Compare(a.ref.app, b.ref.app); c != 0 {
 			return c
@@ -802,13 +820,13 @@ func parseValue(v pmsg) dsValue {
 	case v.Has("stringValue"):
 		return dsValue{t: vString, s: v.Str("stringValue")}
 	case v.Has("doubleValue"):
-		return dsValue{t: vDouble, f: v.Float("doubleValue")}
+		return doubleValue(v.Float("doubleValue"))
 	case v.Has("pointvalue"):
 		p := v.Msg("pointvalue")
-		return dsValue{t: vPoint, f: p.Float("x"), g: p.Float("y")}
+		return pointValue(p.Float("x"), p.Float("y"))
 	case v.Has("uservalue"):
 		u := v.Msg("uservalue")
-		return dsValue{t: vUser, s: u.Str("email"), s2: u.Str("auth_domain")}
+		return userValue(u.Str("email"), u.Str("auth_domain"))
 	case v.Has("referencevalue"):
 		r := v.Msg("referencevalue")
 		els := r.Msgs("pathelement")
@@ -831,15 +849,15 @@ func writeValue(v pmsg, x dsValue) {
 	case vString:
 		v.Set("stringValue", x.s)
 	case vDouble:
-		v.Set("doubleValue", x.f)
+		v.Set("doubleValue", x.float())
 	case vPoint:
 		p := v.Mutable("pointvalue")
-		p.Set("x", x.f)
-		p.Set("y", x.g)
+		p.Set("x", x.float())
+		p.Set("y", x.pointY())
 	case vUser:
 		u := v.Mutable("uservalue")
 		u.Set("email", x.s)
-		u.Set("auth_domain", x.s2)
+		u.Set("auth_domain", x.authDomain())
 	case vRef:
 		r := v.Mutable("referencevalue")
 		r.Set("app", x.ref.app)

@@ -379,7 +379,7 @@ func (d *datastoreService) conflictLocked(tx *dsTx) bool {
 // size is what w counts against a transaction's maxTxBytes.
 func (w dsWrite) size() int {
 	if w.ent != nil {
-		return w.ent.size
+		return w.ent.size()
 	}
 	return len(w.path.encode()) + len(w.sp.app) + len(w.sp.ns)
 }

@@ -34,7 +34,7 @@ func (o dsOld) cost() int64 {
 	if o.e == nil {
 		return histOverhead
 	}
-	return int64(o.e.size) + histOverhead
+	return int64(o.e.size()) + histOverhead
 }
 
 // boundHistoryLocked ends open transactions, oldest snapshot first, until

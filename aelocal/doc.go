@@ -249,20 +249,24 @@ again after one, as production documents. Entities are limited to
 property names like __x__ are refused. Automatic IDs are scattered, as
 production's default policy gives them, with dev_appserver's exact values;
 AllocateIds gives sequential ones. Negative IDs are accepted, as in
-production. Queries in key order (with an ancestor or equality filters,
-merge-joined, or neither) and queries with one sort order or inequality on a property
-(and projections of that one property) read sorted indexes kept on every
-write, production's kind index and built-in single-property indexes: about
-as many entries as they return and skip, from their start cursor on,
-whatever the kind's size, and without making writes wait. Two or more
-sort orders and projections of several properties read the first order's
-index and sort only the ties of each of its values (no composite indexes
-are kept yet); Count and long iterations read the indexes batch after
-batch. Ancestor queries that are not planned, and every ancestor query
-in a transaction (read from its snapshot), read only the ancestor and its
-descendants; other queries in a transaction read every entity of their
-kind; Distinct queries without an ancestor still read every entity
-of their kind, and kindless ones every entity of their namespace.
+production. Queries read sorted indexes kept on every write, as
+production keeps them: the kind index, the built-in single-property
+indexes, and the composite indexes index.yaml declares or queries needed
+(recorded), with production's entry rules (an entry per combination of
+values, per ancestor for ancestor indexes, none for unindexed values, an
+entity past 20,000 entries in an index leaves it to the built-in ones).
+Key order, equality filters (merge-joined without a composite index),
+inequalities, sort orders, ancestors, projections, Distinct (which seeks
+past each combination), queries of no kind (a merge of the kinds' key
+indexes), offsets and Count read about as many index entries as they
+return and skip, from their cursor on, whatever the kind's size, without
+loading the entities they skip, and without making writes wait; queries
+hold positions, not results. Without a composite index, two or more sort
+orders read the first order's index and sort the ties of each of its
+values. A query in a transaction reads its snapshot: an ancestor query
+the ancestor and its descendants, any other query every entity of its
+kind; metadata queries read the namespaces, kinds and the
+single-property indexes (a seek per property and type).
 
 Transactions follow Firestore in Datastore mode, which is every App
 Engine app's datastore today, point by point:

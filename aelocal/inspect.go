@@ -12,6 +12,7 @@ import (
 	"google.golang.org/appengine/v2"
 	"google.golang.org/appengine/v2/datastore"
 	"google.golang.org/appengine/v2/memcache"
+	"google.golang.org/protobuf/proto"
 )
 
 // Inspection: what a test asserts about stored state, read without a
@@ -76,7 +77,7 @@ func (s *Server) Entities(namespace, kind string) ([]Entity, error) {
 	out := make([]Entity, len(ents))
 	keys := make([]*datastore.Key, len(ents))
 	for i, e := range ents {
-		b, err := e.ep.Msg("key").Marshal()
+		b, err := e.keyMsg().Marshal()
 		if err == nil {
 			keys[i], err = datastore.DecodeKey(strings.TrimRight(base64.URLEncoding.EncodeToString(b), "="))
 		}
@@ -107,5 +108,18 @@ func (s *Server) inspectCall(_ context.Context, service, method string, in, out 
 	if service != "datastore_v3" || method != "Get" {
 		return fmt.Errorf("aelocal: inspection does not serve %s.%s", service, method)
 	}
-	return dsGet(s, pmsg{gproto.MessageV2(in).ProtoReflect()}, pmsg{gproto.MessageV2(out).ProtoReflect()})
+	// The client reads the answer's messages: decode the stored entities'
+	// bytes in it (dsEntity.answer).
+	answer, err := newMsg("appengine.v2.GetResponse")
+	if err != nil {
+		return err
+	}
+	if err := dsGet(s, pmsg{gproto.MessageV2(in).ProtoReflect()}, answer); err != nil {
+		return err
+	}
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(answer.m.Interface())
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(b, gproto.MessageV2(out))
 }

@@ -406,7 +406,8 @@ func (j *journal) sealLocked() uint64 {
 		var err error
 		if w.ent != nil {
 			rec = append(rec, opPut)
-			rec, err = appendMessage(rec, marshal, w.ent.ep)
+			rec = binary.AppendUvarint(rec, uint64(len(w.ent.encoded())))
+			rec = append(rec, w.ent.encoded()...)
 		} else {
 			ref, _ := newMsg("appengine.v2.Reference")
 			writeRef(ref, w.sp.app, w.sp.ns, w.path)

@@ -310,7 +310,7 @@ func TestDatastoreFileReadsOldGobFormat(t *testing.T) {
 	src.datastore.mu.Lock()
 	e := src.datastore.lookupLocked(nsKey{app: k.AppID()}, dsPath{{kind: "Old", id: k.IntID()}})
 	src.datastore.mu.Unlock()
-	eb, _ := e.ep.Marshal()
+	eb, _ := e.msg().Marshal()
 	var old bytes.Buffer
 	gob.NewEncoder(&old).Encode(&gobFile{Format: gobFileFormat, Counters: []gobCounter{{k.AppID(), 1000}}, Entities: [][]byte{eb}})
 
