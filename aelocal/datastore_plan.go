@@ -102,6 +102,12 @@ func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
 		return nil
 	}
 	if q.branches != nil {
+		if len(q.groupBy) > 0 {
+			// Each branch's read is distinct in itself, but a combination
+			// can come from two branches (other entities): the full
+			// evaluation dedups the merged results.
+			return nil
+		}
 		return planUnion(q, v)
 	}
 	if q.kind == "" {
