@@ -22,5 +22,5 @@
 // github.com/icza/gaesession/v2), and an app that imports only that
 // package must not pull them in. The module's tests also hold aelocal's
 // Cloud Datastore API against the newest Cloud client; the repository's
-// one `go test ./...` runs them (cmd/aelocal/cloud_test.go).
+// one `go test ./...` runs them (internal/cloudmodule).
 package cloud

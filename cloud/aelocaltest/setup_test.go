@@ -33,7 +33,7 @@ func eachTarget(t *testing.T, f func(t *testing.T, tg *target)) {
 	t.Run("command", func(t *testing.T) {
 		bin := os.Getenv("AELOCAL_BIN")
 		if bin == "" {
-			t.Skip("AELOCAL_BIN is not set (cmd/aelocal's TestCloudModule sets it)")
+			t.Skip("AELOCAL_BIN is not set (TestCloudModule of internal/cloudmodule sets it)")
 		}
 		f(t, command(t, bin))
 	})

@@ -1,0 +1,5 @@
+//go:build race
+
+package cloudmodule
+
+func init() { raceEnabled = true }
