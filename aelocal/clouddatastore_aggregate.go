@@ -2,7 +2,6 @@ package aelocal
 
 import (
 	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -16,16 +15,12 @@ func (s *Server) cloudRunAggregationQuery(req *pb.RunAggregationQueryRequest, re
 	if err != nil {
 		return err
 	}
-	if req.GetExplainOptions() != nil {
-		return cloudError(codes.Unimplemented, "aelocal does not serve query explain (explain_options)")
+	_, gql := req.GetQueryType().(*pb.RunAggregationQueryRequest_GqlQuery)
+	if err := refuseUnserved(req.GetExplainOptions(), gql); err != nil {
+		return err
 	}
-	var aq *pb.AggregationQuery
-	switch t := req.GetQueryType().(type) {
-	case *pb.RunAggregationQueryRequest_AggregationQuery:
-		aq = t.AggregationQuery
-	case *pb.RunAggregationQueryRequest_GqlQuery:
-		return cloudError(codes.Unimplemented, "aelocal does not serve GQL queries: build the query with the client's Query type")
-	default:
+	aq := req.GetAggregationQuery()
+	if aq == nil {
 		return badRequest("the request has no aggregation query")
 	}
 	query := aq.GetNestedQuery()
@@ -55,15 +50,7 @@ func (s *Server) cloudRunAggregationQuery(req *pb.RunAggregationQueryRequest, re
 	if err := checkAggregations(aggs); err != nil {
 		return err
 	}
-	pid := req.GetPartitionId()
-	if p := pid.GetProjectId(); p != "" && p != sc.project {
-		return badRequest("the partition is in project %q, the request in %q", p, sc.project)
-	}
-	if db := pid.GetDatabaseId(); db != cloudKeyPartDefault {
-		return badRequest("aelocal serves only the default database, not %q", db)
-	}
-	sp := nsKey{app: sc.app, ns: pid.GetNamespaceId()}
-	in, f, err := sc.cloudQuery(sp, query)
+	in, f, err := sc.partitionQuery(req.GetPartitionId(), query)
 	if err != nil {
 		return err
 	}

@@ -51,27 +51,15 @@ func (s *Server) cloudRunQuery(req *pb.RunQueryRequest, resp *pb.RunQueryRespons
 	if err != nil {
 		return err
 	}
-	if req.GetExplainOptions() != nil {
-		return cloudError(codes.Unimplemented, "aelocal does not serve query explain (explain_options)")
+	_, gql := req.GetQueryType().(*pb.RunQueryRequest_GqlQuery)
+	if err := refuseUnserved(req.GetExplainOptions(), gql); err != nil {
+		return err
 	}
-	var query *pb.Query
-	switch t := req.GetQueryType().(type) {
-	case *pb.RunQueryRequest_Query:
-		query = t.Query
-	case *pb.RunQueryRequest_GqlQuery:
-		return cloudError(codes.Unimplemented, "aelocal does not serve GQL queries: build the query with the client's Query type")
-	default:
+	query := req.GetQuery()
+	if query == nil {
 		return badRequest("the request has no query")
 	}
-	pid := req.GetPartitionId()
-	if p := pid.GetProjectId(); p != "" && p != sc.project {
-		return badRequest("the partition is in project %q, the request in %q", p, sc.project)
-	}
-	if db := pid.GetDatabaseId(); db != cloudKeyPartDefault {
-		return badRequest("aelocal serves only the default database, not %q", db)
-	}
-	sp := nsKey{app: sc.app, ns: pid.GetNamespaceId()}
-	in, f, err := sc.cloudQuery(sp, query)
+	in, f, err := sc.partitionQuery(req.GetPartitionId(), query)
 	if err != nil {
 		return err
 	}
@@ -343,4 +331,28 @@ func (c *cloudScope) v3PropertyFilter(in pmsg, sp nsKey, pf *pb.PropertyFilter) 
 		return fmt.Errorf("filter on %q: %w", name, err)
 	}
 	return nil
+}
+
+// refuseUnserved refuses what a RunQuery or RunAggregationQuery may ask
+// and aelocal does not serve: query explain and GQL.
+func refuseUnserved(explain *pb.ExplainOptions, gql bool) error {
+	if explain != nil {
+		return cloudError(codes.Unimplemented, "aelocal does not serve query explain (explain_options)")
+	}
+	if gql {
+		return cloudError(codes.Unimplemented, "aelocal does not serve GQL queries: build the query with the client's Query type")
+	}
+	return nil
+}
+
+// partitionQuery converts query, run in partition pid (the request's
+// project and the default database only), as cloudQuery does.
+func (c *cloudScope) partitionQuery(pid *pb.PartitionId, query *pb.Query) (pmsg, *dsFilter, error) {
+	if p := pid.GetProjectId(); p != "" && p != c.project {
+		return pmsg{}, nil, badRequest("the partition is in project %q, the request in %q", p, c.project)
+	}
+	if db := pid.GetDatabaseId(); db != cloudKeyPartDefault {
+		return pmsg{}, nil, badRequest("aelocal serves only the default database, not %q", db)
+	}
+	return c.cloudQuery(nsKey{app: c.app, ns: pid.GetNamespaceId()}, query)
 }

@@ -293,8 +293,23 @@ func TestCloudDatastoreQuery(t *testing.T) {
 		t.Fatalf("keys only: %d results, %v", len(b.EntityResults), b.EntityResultType)
 	}
 	// Not served yet: a clear UNIMPLEMENTED.
-	_, err := c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_GqlQuery{GqlQuery: &pb.GqlQuery{QueryString: "SELECT * FROM Q"}}})
+	gql := &pb.GqlQuery{QueryString: "SELECT * FROM Q"}
+	_, err := c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_GqlQuery{GqlQuery: gql}})
 	wantCode(t, err, codes.Unimplemented)
+	q := &pb.Query{Kind: []*pb.KindExpression{{Name: "Q"}}}
+	_, err = c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, QueryType: &pb.RunQueryRequest_Query{Query: q}, ExplainOptions: &pb.ExplainOptions{}})
+	wantCode(t, err, codes.Unimplemented)
+	_, err = c.RunAggregationQuery(bg, &pb.RunAggregationQueryRequest{ProjectId: project, QueryType: &pb.RunAggregationQueryRequest_GqlQuery{GqlQuery: gql}})
+	wantCode(t, err, codes.Unimplemented)
+	count := &pb.AggregationQuery{QueryType: &pb.AggregationQuery_NestedQuery{NestedQuery: q}, Aggregations: []*pb.AggregationQuery_Aggregation{{Operator: &pb.AggregationQuery_Aggregation_Count_{Count: &pb.AggregationQuery_Aggregation_Count{}}}}}
+	_, err = c.RunAggregationQuery(bg, &pb.RunAggregationQueryRequest{ProjectId: project, QueryType: &pb.RunAggregationQueryRequest_AggregationQuery{AggregationQuery: count}, ExplainOptions: &pb.ExplainOptions{}})
+	wantCode(t, err, codes.Unimplemented)
+	// A partition of another database is refused by both.
+	other := &pb.PartitionId{ProjectId: project, DatabaseId: "other"}
+	_, err = c.RunQuery(bg, &pb.RunQueryRequest{ProjectId: project, PartitionId: other, QueryType: &pb.RunQueryRequest_Query{Query: q}})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = c.RunAggregationQuery(bg, &pb.RunAggregationQueryRequest{ProjectId: project, PartitionId: other, QueryType: &pb.RunAggregationQueryRequest_AggregationQuery{AggregationQuery: count}})
+	wantCode(t, err, codes.InvalidArgument)
 }
 
 // TestCloudDatastoreHTTP: the emulator's HTTP conveniences, and the
