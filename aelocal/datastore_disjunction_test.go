@@ -203,20 +203,7 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 	d := s.datastore
 	r := rand.New(rand.NewPCG(22, 3))
 
-	var parents []*datastore.Key
-	for i := range 3 {
-		parents = append(parents, datastore.NewKey(ctx, "R", "", int64(1000+i), nil))
-	}
-	randomKey := func() *datastore.Key {
-		var parent *datastore.Key
-		if r.IntN(4) == 0 {
-			parent = parents[r.IntN(len(parents))]
-		}
-		if r.IntN(3) == 0 {
-			return datastore.NewKey(ctx, "R", fmt.Sprintf("n%d", r.IntN(40)), 0, parent)
-		}
-		return datastore.NewKey(ctx, "R", "", int64(1+r.IntN(200)), parent)
-	}
+	parents, randomKey := randomKeys(ctx, r, 3)
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for range 300 {
 		var pl datastore.PropertyList

@@ -28,20 +28,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	d := s.datastore
 	r := rand.New(rand.NewPCG(25, 22))
 
-	var parents []*datastore.Key
-	for i := range 4 {
-		parents = append(parents, datastore.NewKey(ctx, "R", "", int64(1000+i), nil))
-	}
-	randomKey := func() *datastore.Key {
-		var parent *datastore.Key
-		if r.IntN(4) == 0 {
-			parent = parents[r.IntN(len(parents))]
-		}
-		if r.IntN(3) == 0 {
-			return datastore.NewKey(ctx, "R", fmt.Sprintf("n%d", r.IntN(40)), 0, parent)
-		}
-		return datastore.NewKey(ctx, "R", "", int64(1+r.IntN(200)), parent)
-	}
+	parents, randomKey := randomKeys(ctx, r, 4)
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	randomEntity := func() datastore.PropertyList {
 		var pl datastore.PropertyList
@@ -565,5 +552,25 @@ func TestCountAndLongIterationsArePlanned(t *testing.T) {
 	if seen != n || d.planned-planned < n/20 || d.evaluated != evaluated {
 		t.Errorf("iteration: %d results in %d planned batches, %d full evaluations; want %d results, at least %d batches, 0, 0",
 			seen, d.planned-planned, d.evaluated-evaluated, n, n/20)
+	}
+}
+
+// randomKeys returns nParents parent keys and a generator of random keys
+// of kind "R" for the planner's oracle tests: IDs and names from small
+// ranges (so that writes overwrite), a quarter of them under a parent.
+func randomKeys(ctx context.Context, r *rand.Rand, nParents int) ([]*datastore.Key, func() *datastore.Key) {
+	var parents []*datastore.Key
+	for i := range nParents {
+		parents = append(parents, datastore.NewKey(ctx, "R", "", int64(1000+i), nil))
+	}
+	return parents, func() *datastore.Key {
+		var parent *datastore.Key
+		if r.IntN(4) == 0 {
+			parent = parents[r.IntN(len(parents))]
+		}
+		if r.IntN(3) == 0 {
+			return datastore.NewKey(ctx, "R", fmt.Sprintf("n%d", r.IntN(40)), 0, parent)
+		}
+		return datastore.NewKey(ctx, "R", "", int64(1+r.IntN(200)), parent)
 	}
 }
