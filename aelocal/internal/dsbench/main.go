@@ -23,8 +23,12 @@
 //
 // Each time is the median of -reps runs, in milliseconds. -bin runs a
 // built aelocal instead of building cmd/aelocal from this tree (to compare
-// two versions with the same bench). Client and server share the machine,
-// so its load moves the figures; compare runs made close together.
+// two versions with the same bench). -api measures a server already
+// running instead, such as the reference server on Google's Python SDK
+// stubs (../shared/tools/pystub_server.py): it is reset (POST /reset)
+// before each size, there is no file and no restart, and -pid names the
+// process whose RSS to read. Client and server share the machine, so its
+// load moves the figures; compare runs made close together.
 package main
 
 import (
@@ -35,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,6 +69,8 @@ func run(args []string, w io.Writer) error {
 	reps := fs.Int("reps", 20, "runs of each timed call; the median is reported")
 	bin := fs.String("bin", "", "aelocal binary to run (empty: build cmd/aelocal from this tree)")
 	walk := fs.Bool("walk", false, "also walk the whole kind by cursor in pages of 1,000")
+	api := fs.String("api", "", "host:port of a running API server to measure instead (reset before each size; no restart)")
+	pid := fs.Int("pid", 0, "with -api: the server's process ID, for its RSS")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +90,7 @@ func run(args []string, w io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if *bin == "" {
+	if *api == "" && *bin == "" {
 		*bin = filepath.Join(dir, "aelocal")
 		build := exec.Command("go", "build", "-o", *bin, "github.com/icza/gaesession/v2/cmd/aelocal")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -93,7 +100,13 @@ func run(args []string, w io.Writer) error {
 	}
 	var results []*result
 	for _, n := range ns {
-		r, err := measure(*bin, dir, n, *reps, *walk)
+		var r *result
+		var err error
+		if *api != "" {
+			r, err = measureRunning(*api, *pid, n, *reps, *walk)
+		} else {
+			r, err = measure(*bin, dir, n, *reps, *walk)
+		}
 		if err != nil {
 			return fmt.Errorf("n=%d: %v", n, err)
 		}
@@ -149,9 +162,11 @@ type result struct {
 	rssQueried, rssRestarted      int64
 }
 
-// server is a running cmd/aelocal.
+// server is a running cmd/aelocal, or (cmd nil) a server dsbench did not
+// start.
 type server struct {
 	cmd  *exec.Cmd
+	pid  int
 	port string
 	done chan error
 }
@@ -167,7 +182,7 @@ func start(bin, path string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, done: make(chan error, 1)}
+	s := &server{cmd: cmd, pid: cmd.Process.Pid, done: make(chan error, 1)}
 	lines := bufio.NewScanner(out)
 	for lines.Scan() {
 		line := lines.Text()
@@ -205,7 +220,10 @@ func (s *server) stop() error {
 // rss returns the server's resident set in bytes (0 where /proc has no
 // VmRSS, off Linux).
 func (s *server) rss() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if s.pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
 	if err != nil {
 		return 0
 	}
@@ -261,9 +279,74 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 			s.stop()
 		}
 	}()
-	ctx := s.context()
 	time.Sleep(200 * time.Millisecond) // let the new process settle
 	r.rssEmpty = s.rss()
+	if err := r.measureServing(s, n, reps, walk); err != nil {
+		return nil, err
+	}
+
+	// Restart from the file.
+	if err := s.stop(); err != nil {
+		return nil, err
+	}
+	s = nil
+	if st, err := os.Stat(path); err == nil {
+		r.fileBytes = st.Size()
+	}
+	began := time.Now()
+	if s, err = start(bin, path); err != nil {
+		return nil, err
+	}
+	r.restartMs = float64(time.Since(began)) / 1e6
+	ctx := s.context()
+	began = time.Now()
+	if err := runKindQuery(ctx); err != nil {
+		return nil, err
+	}
+	r.firstQueryMs = float64(time.Since(began)) / 1e6
+	r.rssRestarted = s.rss()
+	return r, nil
+}
+
+// measureRunning takes the figures of a server dsbench did not start,
+// reset first; pid, if not 0, is its process, whose RSS it reads.
+func measureRunning(addr string, pid, n, reps int, walk bool) (*result, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("-api %q: %v", addr, err)
+	}
+	resp, err := http.Post("http://"+net.JoinHostPort(host, port)+"/reset", "text/plain", nil)
+	if err != nil {
+		return nil, fmt.Errorf("resetting %s: %v", addr, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("resetting %s: %s", addr, resp.Status)
+	}
+	s := &server{pid: pid, port: port}
+	r := &result{n: n, rssEmpty: s.rss()}
+	if err := r.measureServing(s, n, reps, walk); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// runKindQuery runs the kind query, limit 20, and checks it has 20 rows.
+func runKindQuery(ctx context.Context) error {
+	var rows []row
+	if _, err := datastore.NewQuery("Row").Limit(20).GetAll(ctx, &rows); err != nil {
+		return err
+	}
+	if len(rows) != 20 {
+		return fmt.Errorf("the kind query got %d rows, want 20", len(rows))
+	}
+	return nil
+}
+
+// measureServing loads n rows into s, empty, and takes every figure but
+// the file's and the restart's.
+func (r *result) measureServing(s *server, n, reps int, walk bool) error {
+	ctx := s.context()
 	log.Printf("dsbench: n=%d: loading", n)
 	began := time.Now()
 	for lo := 0; lo < n; lo += 500 {
@@ -275,7 +358,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 			rows = append(rows, newRow(i, n))
 		}
 		if _, err := datastore.PutMulti(ctx, keys, rows); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	r.loadMs = float64(time.Since(began)) / 1e6
@@ -284,11 +367,11 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 	// The limit-20 queries; the cursor at N/2 in key order.
 	it := datastore.NewQuery("Row").KeysOnly().Offset(n / 2).Limit(1).Run(ctx)
 	if _, err := it.Next(nil); err != nil {
-		return nil, err
+		return err
 	}
 	mid, err := it.Cursor()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	queries := []struct {
 		into *float64
@@ -312,7 +395,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 	}
 	for i := range queries {
 		if *queries[i].into, err = median(reps, func() error { return runQuery(i) }); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	keys := make([]*datastore.Key, 100)
@@ -322,7 +405,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 	if r.get100, err = median(reps, func() error {
 		return datastore.GetMulti(ctx, keys, make([]row, len(keys)))
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	countQuery := func() error {
 		got, err := datastore.NewQuery("Row").Count(ctx)
@@ -332,7 +415,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 		return err
 	}
 	if r.count, err = median(max(reps/4, 1), countQuery); err != nil {
-		return nil, err
+		return err
 	}
 	// Puts of new entities, alone and while another client queries.
 	next := n
@@ -342,7 +425,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 		return err
 	}
 	if r.put, err = median(reps, put); err != nil {
-		return nil, err
+		return err
 	}
 	stop := make(chan struct{})
 	qerr := make(chan error, 1)
@@ -373,7 +456,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 		err = qe
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if walk {
 		began := time.Now()
@@ -393,7 +476,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 					break
 				}
 				if err != nil {
-					return nil, err
+					return err
 				}
 				got++
 			}
@@ -403,38 +486,18 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 			}
 			c, err := it.Cursor()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			cur = &c
 		}
 		if seen < n {
-			return nil, fmt.Errorf("the walk saw %d entities, want at least %d", seen, n)
+			return fmt.Errorf("the walk saw %d entities, want at least %d", seen, n)
 		}
 		r.walk = float64(time.Since(began)) / 1e6
 	}
 	r.rssQueried = s.rss()
 
-	// Restart from the file.
-	if err := s.stop(); err != nil {
-		return nil, err
-	}
-	s = nil
-	if st, err := os.Stat(path); err == nil {
-		r.fileBytes = st.Size()
-	}
-	began = time.Now()
-	if s, err = start(bin, path); err != nil {
-		return nil, err
-	}
-	r.restartMs = float64(time.Since(began)) / 1e6
-	ctx = s.context()
-	began = time.Now()
-	if err := runQuery(0); err != nil {
-		return nil, err
-	}
-	r.firstQueryMs = float64(time.Since(began)) / 1e6
-	r.rssRestarted = s.rss()
-	return r, nil
+	return nil
 }
 
 // printTable writes the results as a Markdown table, a column per size.
@@ -472,7 +535,12 @@ func printTable(w io.Writer, rs []*result) {
 		return strconv.FormatFloat(float64(bytes)/float64(n)/1024, 'f', 2, 64) + " KB"
 	}
 	line("load, µs per entity (PutMulti of 500)", func(r *result) string { return ms(r.loadMs * 1000 / float64(r.n)) })
-	line("datastore file, bytes per entity", func(r *result) string { return strconv.FormatInt(r.fileBytes/int64(r.n), 10) })
+	line("datastore file, bytes per entity", func(r *result) string {
+		if r.fileBytes == 0 {
+			return ""
+		}
+		return strconv.FormatInt(r.fileBytes/int64(r.n), 10)
+	})
 	line("kind query, limit 20 (ms)", func(r *result) string { return ms(r.kind) })
 	line("equality ~1%, limit 20", func(r *result) string { return ms(r.equality) })
 	line("order by a time, limit 20", func(r *result) string { return ms(r.order) })
@@ -484,7 +552,12 @@ func printTable(w io.Writer, rs []*result) {
 	line("walk by cursor, pages of 1,000", func(r *result) string { return ms(r.walk) })
 	line("server RSS per entity, after the load", func(r *result) string { return perEntity(r.rssLoaded-r.rssEmpty, r.n) })
 	line("server RSS per entity, after the queries", func(r *result) string { return perEntity(r.rssQueried-r.rssEmpty, r.n) })
-	line("restart from the file (s)", func(r *result) string { return strconv.FormatFloat(r.restartMs/1000, 'f', 2, 64) })
+	line("restart from the file (s)", func(r *result) string {
+		if r.restartMs == 0 {
+			return ""
+		}
+		return strconv.FormatFloat(r.restartMs/1000, 'f', 2, 64)
+	})
 	line("first query after the restart", func(r *result) string { return ms(r.firstQueryMs) })
 	line("server RSS per entity, after the restart", func(r *result) string { return perEntity(r.rssRestarted-r.rssEmpty, r.n) })
 }
