@@ -23,8 +23,10 @@
 //
 // Each time is the median of -reps runs, in milliseconds. -bin runs a
 // built aelocal instead of building cmd/aelocal from this tree (to compare
-// two versions with the same bench). Client and server share the machine,
-// so its load moves the figures; compare runs made close together.
+// two versions with the same bench). -gogc sets GOGC in the server's
+// environment only (issue 25 compares settings of the collector). Client
+// and server share the machine, so its load moves the figures; compare
+// runs made close together.
 package main
 
 import (
@@ -64,6 +66,7 @@ func run(args []string, w io.Writer) error {
 	reps := fs.Int("reps", 20, "runs of each timed call; the median is reported")
 	bin := fs.String("bin", "", "aelocal binary to run (empty: build cmd/aelocal from this tree)")
 	walk := fs.Bool("walk", false, "also walk the whole kind by cursor in pages of 1,000")
+	gogc := fs.String("gogc", "", "GOGC in the server's environment only (empty: the server inherits dsbench's environment)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,7 +96,7 @@ func run(args []string, w io.Writer) error {
 	}
 	var results []*result
 	for _, n := range ns {
-		r, err := measure(*bin, dir, n, *reps, *walk)
+		r, err := measure(*bin, dir, n, *reps, *walk, *gogc)
 		if err != nil {
 			return fmt.Errorf("n=%d: %v", n, err)
 		}
@@ -156,9 +159,14 @@ type server struct {
 	done chan error
 }
 
-// start runs bin on the datastore file path and returns once it answers.
-func start(bin, path string) (*server, error) {
+// start runs bin on the datastore file path and returns once it answers;
+// gogc, if not empty, is its GOGC (the bench's own collector and the go
+// build keep theirs).
+func start(bin, path, gogc string) (*server, error) {
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-datastore_path", path)
+	if gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+gogc)
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -248,11 +256,11 @@ func median(reps int, f func() error) (float64, error) {
 }
 
 // measure loads n rows into a fresh server and takes every figure.
-func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
+func measure(bin, dir string, n, reps int, walk bool, gogc string) (*result, error) {
 	r := &result{n: n}
 	path := filepath.Join(dir, fmt.Sprintf("ds-%d", n))
 	defer os.Remove(path)
-	s, err := start(bin, path)
+	s, err := start(bin, path, gogc)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +431,7 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 		r.fileBytes = st.Size()
 	}
 	began = time.Now()
-	if s, err = start(bin, path); err != nil {
+	if s, err = start(bin, path, gogc); err != nil {
 		return nil, err
 	}
 	r.restartMs = float64(time.Since(began)) / 1e6
