@@ -3,7 +3,6 @@ package aelocal
 import (
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"strconv"
 	"testing"
 )
@@ -171,8 +170,10 @@ func TestDecodePropsRefusesMalformed(t *testing.T) {
 	}
 }
 
-// sameValue reports whether two values are the same, field by field, with
-// floats compared by their bits (NaN included).
+// sameValue reports whether two values are the same: of one type, and
+// equal in compareValue's order, which compares every part of a value
+// (a double, a point's x and y, by their bits, NaN included: floatIndexKey
+// is one to one).
 func sameValue(a, b dsValue) bool {
-	return reflect.DeepEqual(a, b) // floats are kept as their bits
+	return a.typ() == b.typ() && compareValue(a, b) == 0
 }
