@@ -129,7 +129,7 @@ func oracleMatches(f *dsFilter, orders []string, e *dsEntity) bool {
 	conjs = dnf(f)
 	values := func(prop string) []dsValue {
 		if prop == keyProp {
-			return []dsValue{refValue(&dsRef{app: e.sp.app, ns: e.sp.ns, path: e.path})}
+			return []dsValue{refValue(&dsRef{app: e.space().app, ns: e.space().ns, path: e.path})}
 		}
 		return e.props.get(prop)
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unique"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -30,11 +31,18 @@ import (
 // dsEntity is a stored entity. Once stored it is never modified, so it may
 // be read without the lock once found.
 type dsEntity struct {
-	sp    nsKey
+	// sp is the entity's app and namespace, interned: the entities of a
+	// namespace share one copy, where two strings would take 32 bytes
+	// of each (issue 25, item 4). unique drops a value no handle holds,
+	// so namespaces whose entities are gone cost nothing.
+	sp    unique.Handle[nsKey]
 	path  dsPath
 	props dsProps // the encoded EntityProto and its indexed values
 	ver   uint64  // datastore seq of the write that stored it
 }
+
+// space is the entity's app and namespace.
+func (e *dsEntity) space() nsKey { return e.sp.Value() }
 
 // encoded is the EntityProto as stored, encoded, key complete.
 func (e *dsEntity) encoded() string { return e.props.raw }
@@ -628,7 +636,7 @@ func newEntityRaw(sp nsKey, path dsPath, raw string) (*dsEntity, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dsEntity{sp: sp, path: path, props: props}, nil
+	return &dsEntity{sp: unique.Make(sp), path: path, props: props}, nil
 }
 
 // decodedAnswer returns a copy of out, an answer that may hold stored

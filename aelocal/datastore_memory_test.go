@@ -134,8 +134,9 @@ func BenchmarkEntityMemory(b *testing.B) {
 }
 
 // TestValueSizes pins the sizes issue 25's memory rests on (64-bit
-// platforms): a value is three words, and an entity's values carry their
-// property names, so dsProps is a string and one slice.
+// platforms): a value is three words; an entity's values carry their
+// property names, so dsProps is a string and one slice; and an entity
+// holds its namespace as a handle.
 func TestValueSizes(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes of a 64-bit platform")
@@ -146,6 +147,7 @@ func TestValueSizes(t *testing.T) {
 	}{
 		{"dsValue", unsafe.Sizeof(dsValue{}), 24},
 		{"dsProps", unsafe.Sizeof(dsProps{}), 40},
+		{"dsEntity", unsafe.Sizeof(dsEntity{}), 80}, // a size class of its own
 	} {
 		if c.got != c.want {
 			t.Errorf("unsafe.Sizeof(%s{}) = %d, want %d", c.what, c.got, c.want)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"unique"
 
 	"github.com/google/btree"
 )
@@ -43,7 +44,7 @@ func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
 // metadata queries filter and sort by key only.
 func metaEntityOf(sp nsKey, path dsPath, ep pmsg) *dsEntity {
 	raw, _ := encodeEntity(ep)
-	return &dsEntity{sp: sp, path: path, props: dsProps{raw: raw}}
+	return &dsEntity{sp: unique.Make(sp), path: path, props: dsProps{raw: raw}}
 }
 
 // metaEntityMsg is the EntityProto of a metadata entity, without

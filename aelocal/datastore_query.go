@@ -161,7 +161,7 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 	}
 	for _, f := range q.filters {
 		if f.prop == keyProp {
-			if !f.match([]dsValue{refValue(&dsRef{app: e.sp.app, ns: e.sp.ns, path: e.path})}) {
+			if !f.match([]dsValue{refValue(&dsRef{app: e.space().app, ns: e.space().ns, path: e.path})}) {
 				return false
 			}
 			continue
