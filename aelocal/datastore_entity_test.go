@@ -1,6 +1,7 @@
 package aelocal
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -119,7 +120,7 @@ func TestDecodePropsMatchesParseValue(t *testing.T) {
 			}
 			for j := range w {
 				if !sameValue(g[j], w[j]) {
-					t.Fatalf("entity %d: %q value %d = %+v, want %+v", i, name, j, g[j], w[j])
+					t.Fatalf("entity %d: %q value %d = %s, want %s", i, name, j, showValue(g[j]), showValue(w[j]))
 				}
 			}
 		}
@@ -168,6 +169,25 @@ func TestDecodePropsRefusesMalformed(t *testing.T) {
 	if _, err := decodeProps("\x72\x05ab"); err == nil {
 		t.Fatal("a property cut short was accepted")
 	}
+}
+
+// showValue writes v for a test's message.
+func showValue(v dsValue) string {
+	switch v.typ() {
+	case vInt, vBool:
+		return fmt.Sprintf("%d:%d", v.typ(), v.int())
+	case vString:
+		return fmt.Sprintf("%d:%q", v.typ(), v.str())
+	case vDouble:
+		return fmt.Sprintf("%d:%v", v.typ(), v.float())
+	case vPoint:
+		return fmt.Sprintf("%d:(%v, %v)", v.typ(), v.float(), v.pointY())
+	case vUser:
+		return fmt.Sprintf("%d:%q/%q", v.typ(), v.email(), v.authDomain())
+	case vRef:
+		return fmt.Sprintf("%d:%q/%q/%v", v.typ(), v.ref().app, v.ref().ns, v.ref().path)
+	}
+	return fmt.Sprintf("%d", v.typ())
 }
 
 // sameValue reports whether two values are the same: of one type, and
