@@ -67,10 +67,11 @@
 // are answered, then the datastore file is closed. A second signal ends the
 // process at once, which loses nothing: what was acknowledged is on disk.
 //
-// Go's collector runs at GOGC=50 unless the environment sets GOGC, which
-// always wins: the heap is mostly the datastore's entities and indexes,
-// which live long, and at Go's default of 100 a load through the API leaves
-// the heap at twice what is live (defaultGCPercent).
+// Once the datastore file is loaded, Go's collector runs at GOGC=50 unless
+// the environment sets GOGC, which always wins: the heap is mostly the
+// datastore's entities and indexes, which live long, and at Go's default of
+// 100 a load through the API leaves the heap at twice what is live
+// (defaultGCPercent).
 //
 // The server's root, http://127.0.0.1:10001/, is a console in the browser:
 // the datastore (browse, edit, create, delete), memcache, the task queues
@@ -121,7 +122,6 @@ const shutdownTimeout = 10 * time.Second
 const noAppIDError = "Metadata fetch failed for 'instance/attributes/gae_project'"
 
 func main() {
-	setGCPercent()
 	if isDevAppserver(os.Args[1:]) {
 		os.Exit(devAppserverMain(os.Args[1:]))
 	}
@@ -163,19 +163,23 @@ func main() {
 	if *allowed != "" {
 		opts.AllowedHosts = strings.Split(*allowed, ",")
 	}
-	if err := run(notifyContext(), opts, nil); err != nil {
+	// The collector's setting applies once the datastore file is loaded:
+	// a load from the file makes little garbage, and marking a heap that
+	// grows from nothing more often only slows the restart.
+	if err := run(notifyContext(), opts, func(*aelocal.Server) { setGCPercent() }); err != nil {
 		log.Fatal(withPrefix(err))
 	}
 }
 
-// defaultGCPercent is the collector's setting (GOGC) aelocal runs with when
-// its environment sets none. A local datastore's heap is mostly long-lived
-// entities and their indexes, and with Go's default of 100 the heap grows
-// to twice what is live before a collection, so a load through the API
-// left the server's RSS 1.8 times what the same data took after a restart;
-// at 50 the heap grows by half of what is live, at the cost of more frequent
-// collections while a load makes garbage (BENCHMARKS.md, "aelocal: smaller
-// values, and the collector's setting (issue 25)").
+// defaultGCPercent is the collector's setting (GOGC) aelocal serves with
+// when its environment sets none. A local datastore's heap is mostly
+// long-lived entities and their indexes, and with Go's default of 100 the
+// heap grows to twice what is live before a collection, so a load through
+// the API left the server's RSS 1.8 times what the same data took after a
+// restart; at 50 the heap grows by half of what is live, for collections
+// twice as often per byte allocated while a load makes garbage
+// (BENCHMARKS.md, "aelocal: smaller values, and the collector's setting
+// (issue 25)").
 const defaultGCPercent = 50
 
 // setGCPercent sets the collector to defaultGCPercent unless the
