@@ -281,7 +281,7 @@ func (d *datastoreService) mutateLocked(tx *dsTx, muts []cloudMutation) ([]dsWri
 		if auto {
 			r.Key = v1Key(m.sp.app, m.sp.ns, m.path)
 		}
-		ws = append(ws, dsWrite{e.sp, e.path, e})
+		ws = append(ws, dsWrite{e.space(), e.path, e})
 		pending[fullKey(m.sp, m.path)] = state{exists: true, ver: -1}
 	}
 	return ws, results, nil

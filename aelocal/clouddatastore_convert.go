@@ -305,7 +305,7 @@ func (c *cloudScope) v3Property(p pmsg, name string, multi bool, v *pb.Value, de
 		if err != nil {
 			return err
 		}
-		writeValue(pv, dsValue{t: vRef, ref: &dsRef{app: sp.app, ns: sp.ns, path: path}})
+		writeValue(pv, refValue(&dsRef{app: sp.app, ns: sp.ns, path: path}))
 	case *pb.Value_StringValue:
 		pv.Set("stringValue", t.StringValue)
 	case *pb.Value_BlobValue:
@@ -433,7 +433,7 @@ func v1Value(p pmsg, indexed bool) *pb.Value {
 		v.ValueType = &pb.Value_DoubleValue{DoubleValue: pv.Float("doubleValue")}
 	case pv.Has("referencevalue"):
 		x := parseValue(pv)
-		v.ValueType = &pb.Value_KeyValue{KeyValue: v1Key(x.ref.app, x.ref.ns, x.ref.path)}
+		v.ValueType = &pb.Value_KeyValue{KeyValue: v1Key(x.ref().app, x.ref().ns, x.ref().path)}
 	case pv.Has("stringValue"):
 		s := pv.Bytes("stringValue")
 		switch {

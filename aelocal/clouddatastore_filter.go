@@ -117,7 +117,7 @@ func (c *cloudScope) propertyFilterTree(sp nsKey, pf *pb.PropertyFilter) (*dsFil
 		if asp != sp {
 			return nil, badRequest("the ancestor is in namespace %q, the query in %q", asp.ns, sp.ns)
 		}
-		out.v = dsValue{t: vRef, ref: &dsRef{app: asp.app, ns: asp.ns, path: path}}
+		out.v = refValue(&dsRef{app: asp.app, ns: asp.ns, path: path})
 		return out, nil
 	}
 	arr, isArr := pf.GetValue().GetValueType().(*pb.Value_ArrayValue)
@@ -156,7 +156,7 @@ func (c *cloudScope) treeValue(name string, v *pb.Value) (dsValue, error) {
 		return dsValue{}, fmt.Errorf("filter on %q: %w", name, err)
 	}
 	x := parseValue(p.Msg("value"))
-	if name == keyProp && x.t != vRef {
+	if name == keyProp && x.typ() != vRef {
 		return dsValue{}, badRequest("a __key__ filter needs a key value")
 	}
 	return x, nil

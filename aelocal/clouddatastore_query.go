@@ -99,7 +99,7 @@ func cloudBatchOf(b *queryBatch, query *pb.Query) *pb.QueryResultBatch {
 		er := &pb.EntityResult{Cursor: cloudCursor(q, q.posAfter(x))}
 		switch out.EntityResultType {
 		case pb.EntityResult_KEY_ONLY:
-			er.Entity = &pb.Entity{Key: v1Key(x.e.sp.app, x.e.sp.ns, x.e.path)}
+			er.Entity = &pb.Entity{Key: v1Key(x.e.space().app, x.e.space().ns, x.e.path)}
 		case pb.EntityResult_PROJECTION:
 			er.Entity = cloudProjected(q, x)
 		default:
@@ -156,7 +156,7 @@ func cloudProjected(q *dsQuery, x dsCand) *pb.Entity {
 			meanings[p.Str("name")] = p.Int("meaning")
 		}
 	}
-	e := &pb.Entity{Key: v1Key(x.e.sp.app, x.e.sp.ns, x.e.path), Properties: make(map[string]*pb.Value)}
+	e := &pb.Entity{Key: v1Key(x.e.space().app, x.e.space().ns, x.e.path), Properties: make(map[string]*pb.Value)}
 	for _, p := range r.Msgs("property") {
 		name := p.Str("name")
 		if m := meanings[name]; m != 0 {

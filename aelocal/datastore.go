@@ -422,7 +422,7 @@ func dsPut(s *Server, in, out pmsg) (err error) {
 	}
 	ws := make([]dsWrite, len(ents))
 	for i, e := range ents {
-		ws[i] = dsWrite{e.sp, e.path, e}
+		ws[i] = dsWrite{e.space(), e.path, e}
 	}
 	if tx != nil {
 		if err := tx.bufferAll(ws); err != nil {

@@ -111,8 +111,8 @@ type aggState struct {
 
 func (s *aggState) add(v dsValue) {
 	s.n++
-	if v.t == vInt && !s.float {
-		if sum, overflow := addInt64(s.isum, v.i); !overflow {
+	if v.typ() == vInt && !s.float {
+		if sum, overflow := addInt64(s.isum, v.int()); !overflow {
 			s.isum = sum
 			return
 		}
@@ -120,8 +120,8 @@ func (s *aggState) add(v dsValue) {
 	if !s.float {
 		s.float, s.fsum = true, float64(s.isum)
 	}
-	if v.t == vInt {
-		s.fsum += float64(v.i)
+	if v.typ() == vInt {
+		s.fsum += float64(v.int())
 	} else {
 		s.fsum += v.float()
 	}
@@ -163,7 +163,7 @@ func numericValue(e *dsEntity, prop string) (dsValue, bool) {
 		v := p.Msg("value")
 		switch {
 		case v.Has("int64Value") && p.Int("meaning") != meaningGDWhen:
-			got = dsValue{t: vInt, i: v.Int("int64Value")}
+			got = intValue(v.Int("int64Value"))
 		case v.Has("doubleValue"):
 			got = doubleValue(v.Float("doubleValue"))
 		default:

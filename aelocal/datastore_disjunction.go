@@ -112,7 +112,7 @@ func checkFilterRules(f *dsFilter) error {
 		if f.prop == "" {
 			return badRequest("a property filter has an empty property name")
 		}
-		if f.op == opHasAncestor && (f.prop != keyProp || f.v.t != vRef) {
+		if f.op == opHasAncestor && (f.prop != keyProp || f.v.typ() != vRef) {
 			return badRequest("a HAS_ANCESTOR filter must be on %s and have a key value", keyProp)
 		}
 		return nil
@@ -268,7 +268,7 @@ func parseFilteredQuery(in pmsg, f *dsFilter) (*dsQuery, error) {
 			return nil, badRequest("a query may have only one HAS_ANCESTOR filter")
 		}
 		r := base.Mutable("ancestor")
-		writeRef(r, anc.ref.app, anc.ref.ns, anc.ref.path)
+		writeRef(r, anc.ref().app, anc.ref().ns, anc.ref().path)
 	}
 	if len(branches) == 1 {
 		one := base.Clone()

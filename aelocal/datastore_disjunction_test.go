@@ -129,7 +129,7 @@ func oracleMatches(f *dsFilter, orders []string, e *dsEntity) bool {
 	conjs = dnf(f)
 	values := func(prop string) []dsValue {
 		if prop == keyProp {
-			return []dsValue{{t: vRef, ref: &dsRef{app: e.sp.app, ns: e.sp.ns, path: e.path}}}
+			return []dsValue{refValue(&dsRef{app: e.space().app, ns: e.space().ns, path: e.path})}
 		}
 		return e.props.get(prop)
 	}
@@ -180,8 +180,9 @@ func oracleF(d *datastoreService, q *dsQuery, p string) *int64 {
 	defer d.mu.Unlock()
 	for _, e := range d.spaces[q.sp].kinds[q.kind] {
 		if e.path.String() == p {
-			if vs := e.props.get("F"); len(vs) == 1 && vs[0].t == vInt {
-				return &vs[0].i
+			if vs := e.props.get("F"); len(vs) == 1 && vs[0].typ() == vInt {
+				i := vs[0].int()
+				return &i
 			}
 		}
 	}
@@ -232,22 +233,22 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 		}
 	}
 
-	intv := func(i int) dsValue { return dsValue{t: vInt, i: int64(i)} }
+	intv := func(i int) dsValue { return intValue(int64(i)) }
 	randomValue := func(prop string) dsValue {
 		switch prop {
 		case "A":
 			return intv(r.IntN(7) - 1)
 		case "B":
-			return dsValue{t: vString, s: []string{"w", "x", "y", "z"}[r.IntN(4)]}
+			return stringValue([]string{"w", "x", "y", "z"}[r.IntN(4)])
 		case "F":
-			return []dsValue{intv(r.IntN(4)), {t: vString, s: "a"}, {t: vNull}}[r.IntN(3)]
+			return []dsValue{intv(r.IntN(4)), stringValue("a"), nullValue()}[r.IntN(3)]
 		case keyProp:
 			k := randomKey()
 			path := dsPath{{kind: "R", id: k.IntID(), name: k.StringID()}}
 			if p := k.Parent(); p != nil {
 				path = append(dsPath{{kind: "R", id: p.IntID()}}, path...)
 			}
-			return dsValue{t: vRef, ref: &dsRef{app: k.AppID(), path: path}}
+			return refValue(&dsRef{app: k.AppID(), path: path})
 		}
 		return intv(int(base.Add(time.Duration(r.IntN(20)) * time.Hour).UnixMicro()))
 	}
@@ -295,7 +296,7 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 		if r.IntN(5) == 0 {
 			anc := parents[r.IntN(len(parents))]
 			f = &dsFilter{op: opAnd, subs: []*dsFilter{f, {op: opHasAncestor, prop: keyProp,
-				v: dsValue{t: vRef, ref: &dsRef{app: anc.AppID(), path: dsPath{{kind: "R", id: anc.IntID()}}}}}}}
+				v: refValue(&dsRef{app: anc.AppID(), path: dsPath{{kind: "R", id: anc.IntID()}}})}}}
 		}
 		var orders []string
 		dir := []string{"", "-"}[r.IntN(2)]

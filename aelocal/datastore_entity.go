@@ -4,7 +4,8 @@ import (
 	"iter"
 	"math"
 	"slices"
-	"sort"
+	"strings"
+	"unique"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -18,23 +19,30 @@ import (
 // copied), and the indexed values that queries and indexes compare,
 // decoded once from those bytes by a reader of the protobuf wire format
 // (decodeProps): their strings (string values, keys' kinds and names) are
-// substrings of the bytes, property names are offsets into them, and a
-// value (dsValue) is 40 bytes. A decoded EntityProto, a tree of a few
+// substrings of the bytes, and a value (dsValue) is 24 bytes, its
+// property's name an offset into them. A decoded EntityProto, a tree of a few
 // dozen protobuf messages, cost 4 to 5 KB per entity of ten properties
 // when it was kept, and a map of its values 1.5 KB more; an entity of ten
-// properties of 510 bytes now takes about 1.7 KB with its index entries
-// (BENCHMARKS.md). Answers carry the bytes as they are (answer), so a Get
+// properties of 503 bytes now takes 880 bytes of live heap, 1.4 KB with
+// its index entries (BenchmarkEntityMemory, BENCHMARKS.md). Answers carry the bytes as they are (answer), so a Get
 // or a query decodes nothing; a restart reads the file the same way,
 // without building messages (persist.go).
 
 // dsEntity is a stored entity. Once stored it is never modified, so it may
 // be read without the lock once found.
 type dsEntity struct {
-	sp    nsKey
+	// sp is the entity's app and namespace, interned: the entities of a
+	// namespace share one copy, where two strings would take 32 bytes
+	// of each (issue 25, item 4). unique drops a value no handle holds,
+	// so namespaces whose entities are gone cost nothing.
+	sp    unique.Handle[nsKey]
 	path  dsPath
 	props dsProps // the encoded EntityProto and its indexed values
 	ver   uint64  // datastore seq of the write that stored it
 }
+
+// space is the entity's app and namespace.
+func (e *dsEntity) space() nsKey { return e.sp.Value() }
 
 // encoded is the EntityProto as stored, encoded, key complete.
 func (e *dsEntity) encoded() string { return e.props.raw }
@@ -138,26 +146,21 @@ func rawBytes(s string) []byte {
 }
 
 // dsProps are an entity's encoding, raw, and its indexed property values:
-// vals[i] is a value of the property name(i), whose name lies in raw at
-// names[i] (offset<<32 | length: 8 bytes, where a string would take 16).
-// Entries are sorted by name, each property's values in the order stored.
+// vals[i] is a value of the property name(i), whose name lies in raw where
+// the value says (dsValue.nameIn), so a name costs no memory of its own.
+// Values are sorted by name, each property's values in the order stored.
 // Nothing is modified once built: indexes point into vals.
 type dsProps struct {
-	raw   string
-	names []uint64
-	vals  []dsValue
+	raw  string
+	vals []dsValue
 }
 
 // name is the property name of value i.
-func (p dsProps) name(i int) string {
-	at := p.names[i]
-	off := int(at >> 32)
-	return p.raw[off : off+int(uint32(at))]
-}
+func (p dsProps) name(i int) string { return p.vals[i].nameIn(p.raw) }
 
 // get returns the values of property name, nil if it has none.
 func (p dsProps) get(name string) []dsValue {
-	lo, hi := 0, len(p.names)
+	lo, hi := 0, len(p.vals)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if p.name(m) < name {
@@ -167,7 +170,7 @@ func (p dsProps) get(name string) []dsValue {
 		}
 	}
 	hi = lo
-	for hi < len(p.names) && p.name(hi) == name {
+	for hi < len(p.vals) && p.name(hi) == name {
 		hi++
 	}
 	if hi == lo {
@@ -179,10 +182,10 @@ func (p dsProps) get(name string) []dsValue {
 // all yields each property and its values, by name.
 func (p dsProps) all() iter.Seq2[string, []dsValue] {
 	return func(yield func(string, []dsValue) bool) {
-		for lo := 0; lo < len(p.names); {
+		for lo := 0; lo < len(p.vals); {
 			name := p.name(lo)
 			hi := lo + 1
-			for hi < len(p.names) && p.name(hi) == name {
+			for hi < len(p.vals) && p.name(hi) == name {
 				hi++
 			}
 			if !yield(name, p.vals[lo:hi:hi]) {
@@ -449,15 +452,11 @@ func readElem(g wireReader, kind, id, name protowire.Number, bad *bool) dsElem {
 func (a *valueAcc) value() dsValue {
 	switch {
 	case a.has[pvInt64Field]:
-		return dsValue{t: vInt, i: a.i}
+		return intValue(a.i)
 	case a.has[pvBoolField]:
-		var i int64
-		if a.b {
-			i = 1
-		}
-		return dsValue{t: vBool, i: i}
+		return boolValue(a.b)
 	case a.has[pvStringField]:
-		return dsValue{t: vString, s: a.s}
+		return stringValue(a.s)
 	case a.has[pvDoubleField]:
 		return doubleValue(a.f)
 	case a.has[pvPointField]:
@@ -469,9 +468,9 @@ func (a *valueAcc) value() dsValue {
 		if path == nil {
 			path = dsPath{}
 		}
-		return dsValue{t: vRef, ref: &dsRef{app: a.app, ns: a.ns, path: slices.Clip(path)}}
+		return refValue(&dsRef{app: a.app, ns: a.ns, path: slices.Clip(path)})
 	}
-	return dsValue{t: vNull}
+	return nullValue()
 }
 
 // errMalformed reports bytes that are not a well-formed message.
@@ -484,8 +483,8 @@ func (e errMalformed) Error() string { return "malformed " + e.what }
 // unindexed), as newEntity indexes them. An indexed string value longer
 // than production allows is refused.
 func decodeProps(raw string) (dsProps, error) {
-	// Count the properties first, so that the two slices are allocated
-	// once, at their size.
+	// Count the properties first, so that the values are allocated once,
+	// at their size.
 	n := 0
 	r := wireReader{s: raw, end: len(raw)}
 	for {
@@ -505,7 +504,7 @@ func decodeProps(raw string) (dsProps, error) {
 	if n == 0 {
 		return p, nil
 	}
-	p.names, p.vals = make([]uint64, 0, n), make([]dsValue, 0, n)
+	p.vals = make([]dsValue, 0, n)
 	r = wireReader{s: raw, end: len(raw)}
 	for {
 		num, typ, ok := r.next()
@@ -542,30 +541,25 @@ func decodeProps(raw string) (dsProps, error) {
 			return dsProps{}, errMalformed{"entity"}
 		}
 		v := acc.value()
-		if v.t == vString && len(v.s) > maxIndexedStringBytes {
+		if v.typ() == vString && len(v.str()) > maxIndexedStringBytes {
 			// The message names the property, not the key: key names
 			// can be secrets (session IDs), and the client knows which
 			// entity it sent.
 			return dsProps{}, badRequest("the indexed value of property %q is %d bytes long; the limit is %d bytes (store long values unindexed, e.g. with the struct tag `datastore:\",noindex\"`)",
-				name, len(v.s), maxIndexedStringBytes)
+				name, len(v.str()), maxIndexedStringBytes)
 		}
-		p.names = append(p.names, uint64(nameAt)<<32|uint64(len(name)))
-		p.vals = append(p.vals, v)
+		if len(name) > maxValueNameBytes || uint64(nameAt) > math.MaxUint32 {
+			// Never for an entity this server stored (at most
+			// maxEntityBytes), only for one in a file written otherwise.
+			return dsProps{}, badRequest("property name of %d bytes at byte %d of an entity: aelocal holds names of at most %d bytes in entities of at most 4 GB", len(name), nameAt, maxValueNameBytes)
+		}
+		p.vals = append(p.vals, v.named(nameAt, len(name)))
 	}
-	if !sort.IsSorted(byName(p)) {
-		sort.Stable(byName(p))
+	byName := func(a, b dsValue) int { return strings.Compare(a.nameIn(raw), b.nameIn(raw)) }
+	if !slices.IsSortedFunc(p.vals, byName) {
+		slices.SortStableFunc(p.vals, byName)
 	}
 	return p, nil
-}
-
-// byName sorts a dsProps being built by name, both slices together.
-type byName dsProps
-
-func (p byName) Len() int           { return len(p.names) }
-func (p byName) Less(i, j int) bool { return dsProps(p).name(i) < dsProps(p).name(j) }
-func (p byName) Swap(i, j int) {
-	p.names[i], p.names[j] = p.names[j], p.names[i]
-	p.vals[i], p.vals[j] = p.vals[j], p.vals[i]
 }
 
 // decodeEntityKey reads the key of raw, an encoded EntityProto: its app and
@@ -642,7 +636,7 @@ func newEntityRaw(sp nsKey, path dsPath, raw string) (*dsEntity, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dsEntity{sp: sp, path: path, props: props}, nil
+	return &dsEntity{sp: unique.Make(sp), path: path, props: props}, nil
 }
 
 // decodedAnswer returns a copy of out, an answer that may hold stored

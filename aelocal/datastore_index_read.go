@@ -23,7 +23,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
 	keyCmp := func(path dsPath) func(dsValue) int {
-		return func(v dsValue) int { return comparePath(path, v.ref.path) }
+		return func(v dsValue) int { return comparePath(path, v.ref().path) }
 	}
 	lowOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opGreater, opGreatEq) }
 	highOK := func(path dsPath) bool { return f == nil || boundOK(f, keyCmp(path), opLess, opLessEq) }
@@ -41,8 +41,8 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 		}
 		if f != nil {
 			for _, in := range f.ineqs {
-				if (in.op == opLess || in.op == opLessEq) && (start == nil || comparePath(in.v.ref.path, start) < 0) {
-					start = in.v.ref.path
+				if (in.op == opLess || in.op == opLessEq) && (start == nil || comparePath(in.v.ref().path, start) < 0) {
+					start = in.v.ref().path
 				}
 			}
 		}
@@ -67,12 +67,12 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 	var eq dsPath // the key an equality filter asks for
 	if f != nil {
 		for _, in := range f.ineqs {
-			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
-				start = in.v.ref.path
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref().path, start) > 0) {
+				start = in.v.ref().path
 			}
 		}
 		if len(f.eqs) > 0 {
-			eq = f.eqs[0].ref.path
+			eq = f.eqs[0].ref().path
 			if start == nil || comparePath(eq, start) > 0 {
 				start = eq
 			}
@@ -363,12 +363,12 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 	}
 	if f != nil {
 		for _, in := range f.ineqs {
-			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref.path, start) > 0) {
-				start = in.v.ref.path
+			if (in.op == opGreater || in.op == opGreatEq) && (start == nil || comparePath(in.v.ref().path, start) > 0) {
+				start = in.v.ref().path
 			}
 		}
-		if len(f.eqs) > 0 && (start == nil || comparePath(f.eqs[0].ref.path, start) > 0) {
-			start = f.eqs[0].ref.path
+		if len(f.eqs) > 0 && (start == nil || comparePath(f.eqs[0].ref().path, start) > 0) {
+			start = f.eqs[0].ref().path
 		}
 	}
 	// past reports whether every key from path on is outside the query's
@@ -381,10 +381,10 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 		if f == nil {
 			return false
 		}
-		if len(f.eqs) > 0 && comparePath(path, f.eqs[0].ref.path) > 0 {
+		if len(f.eqs) > 0 && comparePath(path, f.eqs[0].ref().path) > 0 {
 			return true
 		}
-		return !boundOK(f, func(v dsValue) int { return comparePath(path, v.ref.path) }, opLess, opLessEq)
+		return !boundOK(f, func(v dsValue) int { return comparePath(path, v.ref().path) }, opLess, opLessEq)
 	}
 	// seek returns kind i's first entity at or after key (strictly after
 	// if strict).

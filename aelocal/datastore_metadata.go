@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"unique"
 
 	"github.com/google/btree"
 )
@@ -43,7 +44,7 @@ func metaEntityPath(sp nsKey, path dsPath) *dsEntity {
 // metadata queries filter and sort by key only.
 func metaEntityOf(sp nsKey, path dsPath, ep pmsg) *dsEntity {
 	raw, _ := encodeEntity(ep)
-	return &dsEntity{sp: sp, path: path, props: dsProps{raw: raw}}
+	return &dsEntity{sp: unique.Make(sp), path: path, props: dsProps{raw: raw}}
 }
 
 // metaEntityMsg is the EntityProto of a metadata entity, without
@@ -112,7 +113,7 @@ func indexTypes(t *btree.BTreeG[propEntry], count *int64) []int8 {
 		found := int8(-1)
 		t.AscendGreaterOrEqual(entryAt(lowestOfType(typ), nil), func(x propEntry) bool {
 			*count++
-			found = x.v.t
+			found = x.v.typ()
 			return false
 		})
 		if found < 0 {
@@ -130,7 +131,7 @@ func lowestOfType(t int8) dsValue {
 	lowest := math.Float64frombits(^uint64(0)) // floatIndexKey 0
 	switch t {
 	case vInt:
-		return dsValue{t: t, i: math.MinInt64}
+		return intValue(math.MinInt64)
 	case vDouble:
 		return doubleValue(lowest)
 	case vPoint:
@@ -138,9 +139,13 @@ func lowestOfType(t int8) dsValue {
 	case vUser:
 		return userValue("", "")
 	case vRef:
-		return dsValue{t: t, ref: &dsRef{}}
+		return refValue(&dsRef{})
+	case vBool:
+		return boolValue(false)
+	case vString:
+		return stringValue("")
 	}
-	return dsValue{t: t}
+	return nullValue()
 }
 
 // checkMetadataQuery refuses what the stub refuses of a metadata query
@@ -157,7 +162,7 @@ func (q *dsQuery) checkMetadataQuery(in pmsg, exists []string) error {
 			return badRequest("Only comparison filters on %s supported", keyProp)
 		}
 		for _, v := range slices.Concat(f.eqs, ineqValues(f.ineqs)) {
-			if !q.metaKeyOK(v.ref.path) {
+			if !q.metaKeyOK(v.ref().path) {
 				return badRequest("invalid Key for %s table", q.meta)
 			}
 		}

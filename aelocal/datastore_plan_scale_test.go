@@ -40,7 +40,7 @@ func scaleRows(t testing.TB, s *Server, app string, n int) {
 			p := ep.AppendMsg("property")
 			p.Set("name", name)
 			p.Set("multiple", name == "Tags")
-			if v.t == vInt && name == "Created" {
+			if v.typ() == vInt && name == "Created" {
 				p.Set("meaning", 7) // GD_WHEN
 			}
 			writeValue(p.Mutable("value"), v)
@@ -62,13 +62,13 @@ func scaleRows(t testing.TB, s *Server, app string, n int) {
 		path := dsPath{{kind: "P", id: int64(i%scaleParents + 1)}, {kind: "Row", id: int64(i + 1)}}
 		created := scaleBase.Add(time.Duration(i*7919%n) * time.Second).UnixMicro()
 		ws = append(ws, dsWrite{sp, path, entity(path, func(add func(string, dsValue)) {
-			add("Name", dsValue{t: vString, s: fmt.Sprintf("row%07d", i)})
-			add("Group", dsValue{t: vInt, i: int64(i % 100)})
-			add("Team", dsValue{t: vInt, i: int64(i % 10)})
-			add("City", dsValue{t: vString, s: fmt.Sprintf("c%d", i%50)})
-			add("Created", dsValue{t: vInt, i: created})
-			add("Tags", dsValue{t: vString, s: fmt.Sprintf("t%d", i%8)})
-			add("Tags", dsValue{t: vString, s: fmt.Sprintf("t%d", (i+3)%8)})
+			add("Name", stringValue(fmt.Sprintf("row%07d", i)))
+			add("Group", intValue(int64(i%100)))
+			add("Team", intValue(int64(i%10)))
+			add("City", stringValue(fmt.Sprintf("c%d", i%50)))
+			add("Created", intValue(created))
+			add("Tags", stringValue(fmt.Sprintf("t%d", i%8)))
+			add("Tags", stringValue(fmt.Sprintf("t%d", (i+3)%8)))
 		})})
 		if len(ws) == 1000 {
 			flush()
@@ -77,7 +77,7 @@ func scaleRows(t testing.TB, s *Server, app string, n int) {
 	for i := range 3 {
 		path := dsPath{{kind: "Other", id: int64(i + 1)}}
 		ws = append(ws, dsWrite{sp, path, entity(path, func(add func(string, dsValue)) {
-			add("Name", dsValue{t: vString, s: "other"})
+			add("Name", stringValue("other"))
 		})})
 	}
 	flush()

@@ -157,21 +157,21 @@ func appendValueKey(b []byte, v dsValue) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		return append(b, s...)
 	}
-	b = append(b, byte(v.t))
-	switch v.t {
+	b = append(b, byte(v.typ()))
+	switch v.typ() {
 	case vInt, vBool:
-		b = binary.AppendVarint(b, v.i)
+		b = binary.AppendVarint(b, v.int())
 	case vString:
-		b = str(b, v.s)
+		b = str(b, v.str())
 	case vDouble:
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
 	case vPoint:
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.float()))
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.pointY()))
 	case vUser:
-		b = str(str(b, v.s), v.authDomain())
+		b = str(str(b, v.email()), v.authDomain())
 	case vRef:
-		b = str(str(str(b, v.ref.app), v.ref.ns), v.ref.path.encode())
+		b = str(str(str(b, v.ref().app), v.ref().ns), v.ref().path.encode())
 	}
 	return b
 }

@@ -161,7 +161,7 @@ func (q *dsQuery) matches(e *dsEntity) bool {
 	}
 	for _, f := range q.filters {
 		if f.prop == keyProp {
-			if !f.match([]dsValue{{t: vRef, ref: &dsRef{app: e.sp.app, ns: e.sp.ns, path: e.path}}}) {
+			if !f.match([]dsValue{refValue(&dsRef{app: e.space().app, ns: e.space().ns, path: e.path})}) {
 				return false
 			}
 			continue
@@ -707,48 +707,6 @@ const (
 	vRef
 )
 
-// dsValue is one indexed property value. Every stored entity holds one
-// per indexed value, so it is kept to 40 bytes (issue 25, item 4): a
-// double keeps its bits in i, and the second halves of the rare points
-// and users live behind ref (use the constructors and accessors below).
-type dsValue struct {
-	t   int8
-	i   int64  // vInt; vBool as 0 or 1; vDouble, and vPoint's x, as math.Float64bits
-	s   string // vString; vUser email
-	ref *dsRef // vRef; vPoint's y and vUser's auth domain
-}
-
-// dsRef is a reference value (a key); for a point or a user value, only
-// y or auth is set.
-type dsRef struct {
-	app, ns string
-	path    dsPath
-	y       float64 // vPoint
-	auth    string  // vUser
-}
-
-// doubleValue, pointValue and userValue make values of those types.
-func doubleValue(f float64) dsValue {
-	return dsValue{t: vDouble, i: int64(math.Float64bits(f))}
-}
-
-func pointValue(x, y float64) dsValue {
-	return dsValue{t: vPoint, i: int64(math.Float64bits(x)), ref: &dsRef{y: y}}
-}
-
-func userValue(email, auth string) dsValue {
-	return dsValue{t: vUser, s: email, ref: &dsRef{auth: auth}}
-}
-
-// float is a double's value, or a point's x.
-func (v dsValue) float() float64 { return math.Float64frombits(uint64(v.i)) }
-
-// pointY is a point's y.
-func (v dsValue) pointY() float64 { return v.ref.y }
-
-// authDomain is a user's auth domain.
-func (v dsValue) authDomain() string { return v.ref.auth }
-
 func compareFloat(a, b float64) int {
 	if !math.IsNaN(a) && !math.IsNaN(b) && a != 0 && b != 0 {
 		return cmp.Compare(a, b)
@@ -774,14 +732,14 @@ func floatIndexKey(f float64) uint64 {
 }
 
 func compareValue(a, b dsValue) int {
-	if a.t != b.t {
-		return cmp.Compare(a.t, b.t)
+	if a.typ() != b.typ() {
+		return cmp.Compare(a.typ(), b.typ())
 	}
-	switch a.t {
+	switch a.typ() {
 	case vInt, vBool:
-		return cmp.Compare(a.i, b.i)
+		return cmp.Compare(a.int(), b.int())
 	case vString:
-		return strings.Compare(a.s, b.s)
+		return strings.Compare(a.str(), b.str())
 	case vDouble:
 		return compareFloat(a.float(), b.float())
 	case vPoint:
@@ -790,18 +748,18 @@ func compareValue(a, b dsValue) int {
 		}
 		return compareFloat(a.pointY(), b.pointY())
 	case vUser:
-		if c := strings.Compare(a.s, b.s); c != 0 {
+		if c := strings.Compare(a.email(), b.email()); c != 0 {
 			return c
 		}
 		return strings.Compare(a.authDomain(), b.authDomain())
 	case vRef:
-		if c := strings.Compare(a.ref.app, b.ref.app); c != 0 {
+		if c := strings.Compare(a.ref().app, b.ref().app); c != 0 {
 			return c
 		}
-		if c := strings.Compare(a.ref.ns, b.ref.ns); c != 0 {
+		if c := strings.Compare(a.ref().ns, b.ref().ns); c != 0 {
 			return c
 		}
-		return comparePath(a.ref.path, b.ref.path)
+		return comparePath(a.ref().path, b.ref().path)
 	}
 	return 0
 }
@@ -810,15 +768,11 @@ func compareValue(a, b dsValue) int {
 func parseValue(v pmsg) dsValue {
 	switch {
 	case v.Has("int64Value"):
-		return dsValue{t: vInt, i: v.Int("int64Value")}
+		return intValue(v.Int("int64Value"))
 	case v.Has("booleanValue"):
-		var i int64
-		if v.Bool("booleanValue") {
-			i = 1
-		}
-		return dsValue{t: vBool, i: i}
+		return boolValue(v.Bool("booleanValue"))
 	case v.Has("stringValue"):
-		return dsValue{t: vString, s: v.Str("stringValue")}
+		return stringValue(v.Str("stringValue"))
 	case v.Has("doubleValue"):
 		return doubleValue(v.Float("doubleValue"))
 	case v.Has("pointvalue"):
@@ -834,20 +788,20 @@ func parseValue(v pmsg) dsValue {
 		for i, e := range els {
 			path[i] = dsElem{kind: e.Str("type"), id: e.Int("id"), name: e.Str("name")}
 		}
-		return dsValue{t: vRef, ref: &dsRef{app: r.Str("app"), ns: r.Str("name_space"), path: path}}
+		return refValue(&dsRef{app: r.Str("app"), ns: r.Str("name_space"), path: path})
 	}
-	return dsValue{t: vNull}
+	return nullValue()
 }
 
 // writeValue fills an empty PropertyValue.
 func writeValue(v pmsg, x dsValue) {
-	switch x.t {
+	switch x.typ() {
 	case vInt:
-		v.Set("int64Value", x.i)
+		v.Set("int64Value", x.int())
 	case vBool:
-		v.Set("booleanValue", x.i != 0)
+		v.Set("booleanValue", x.int() != 0)
 	case vString:
-		v.Set("stringValue", x.s)
+		v.Set("stringValue", x.str())
 	case vDouble:
 		v.Set("doubleValue", x.float())
 	case vPoint:
@@ -856,15 +810,15 @@ func writeValue(v pmsg, x dsValue) {
 		p.Set("y", x.pointY())
 	case vUser:
 		u := v.Mutable("uservalue")
-		u.Set("email", x.s)
+		u.Set("email", x.email())
 		u.Set("auth_domain", x.authDomain())
 	case vRef:
 		r := v.Mutable("referencevalue")
-		r.Set("app", x.ref.app)
-		if x.ref.ns != "" {
-			r.Set("name_space", x.ref.ns)
+		r.Set("app", x.ref().app)
+		if x.ref().ns != "" {
+			r.Set("name_space", x.ref().ns)
 		}
-		for _, e := range x.ref.path {
+		for _, e := range x.ref().path {
 			pe := r.AppendMsg("pathelement")
 			pe.Set("type", e.kind)
 			if e.name != "" {

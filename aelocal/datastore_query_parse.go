@@ -95,12 +95,12 @@ func parseQuery(in pmsg) (*dsQuery, error) {
 		}
 		v := parseValue(props[0].Msg("value"))
 		if name == keyProp {
-			if v.t != vRef {
+			if v.typ() != vRef {
 				return nil, badRequest("filter %d: a __key__ filter needs a key value", i)
 			}
-			if v.ref.app != q.sp.app || v.ref.ns != q.sp.ns {
+			if v.ref().app != q.sp.app || v.ref().ns != q.sp.ns {
 				return nil, badRequest("filter %d: the __key__ filter's key is in app %q namespace %q, but the query is in app %q namespace %q",
-					i, v.ref.app, v.ref.ns, q.sp.app, q.sp.ns)
+					i, v.ref().app, v.ref().ns, q.sp.app, q.sp.ns)
 			}
 		}
 		pf := q.byProp[name]

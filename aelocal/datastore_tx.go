@@ -194,7 +194,7 @@ func (d *datastoreService) readLocked(v dsView, sp nsKey, path dsPath) *dsEntity
 func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, ancestor dsPath, yield func(*dsEntity)) {
 	at := func(e *dsEntity) *dsEntity {
 		if v.tx != 0 && e.ver > v.snap {
-			return d.atLocked(v.snap, fullKey(e.sp, e.path), e)
+			return d.atLocked(v.snap, fullKey(e.space(), e.path), e)
 		}
 		return e
 	}

@@ -68,7 +68,7 @@ func (s *Server) Entities(namespace, kind string) ([]Entity, error) {
 	}
 	d.mu.Unlock()
 	slices.SortFunc(ents, func(a, b *dsEntity) int {
-		if c := cmp.Compare(a.sp.app, b.sp.app); c != 0 {
+		if c := cmp.Compare(a.space().app, b.space().app); c != 0 {
 			return c
 		}
 		return comparePath(a.path, b.path)

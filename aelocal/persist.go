@@ -297,10 +297,10 @@ func imageEntities(im *dsImage) []*dsEntity {
 // written. It stops early with ctx's error.
 func writeSnapshot(ctx context.Context, w io.Writer, ents []*dsEntity, counters dsCounters) (int64, error) {
 	slices.SortFunc(ents, func(a, b *dsEntity) int {
-		if c := strings.Compare(a.sp.app, b.sp.app); c != 0 {
+		if c := strings.Compare(a.space().app, b.space().app); c != 0 {
 			return c
 		}
-		if c := strings.Compare(a.sp.ns, b.sp.ns); c != 0 {
+		if c := strings.Compare(a.space().ns, b.space().ns); c != 0 {
 			return c
 		}
 		return comparePath(a.path, b.path)

@@ -15,7 +15,10 @@
 //     line that says it answers, and the first query after it;
 //   - the server's resident set (VmRSS in /proc/PID/status, Linux only):
 //     after the load and after the queries, less the RSS of the same
-//     server empty, per entity; and after the restart.
+//     server empty, per entity; and after the restart;
+//   - the server's CPU time (/proc/PID/stat, Linux only) during the load
+//     and the restart, which a busy machine stretches less than it does
+//     wall times.
 //
 // From the repository's root:
 //
@@ -23,12 +26,14 @@
 //
 // Each time is the median of -reps runs, in milliseconds. -bin runs a
 // built aelocal instead of building cmd/aelocal from this tree (to compare
-// two versions with the same bench). -api measures a server already
-// running instead, such as the reference server on Google's Python SDK
-// stubs (../shared/tools/pystub_server.py): it is reset (POST /reset)
-// before each size, there is no file and no restart, and -pid names the
-// process whose RSS to read. Client and server share the machine, so its
-// load moves the figures; compare runs made close together.
+// two versions with the same bench). -gogc sets GOGC in the server's
+// environment only (issue 25 compares settings of the collector). -api
+// measures a server already running instead, such as the reference
+// server on Google's Python SDK stubs (../shared/tools/pystub_server.py):
+// it is reset (POST /reset) before each size, there is no file and no
+// restart, and -pid names the process whose RSS and CPU to read. Client
+// and server share the machine, so its load moves the figures; compare
+// runs made close together.
 package main
 
 import (
@@ -69,8 +74,9 @@ func run(args []string, w io.Writer) error {
 	reps := fs.Int("reps", 20, "runs of each timed call; the median is reported")
 	bin := fs.String("bin", "", "aelocal binary to run (empty: build cmd/aelocal from this tree)")
 	walk := fs.Bool("walk", false, "also walk the whole kind by cursor in pages of 1,000")
+	gogc := fs.String("gogc", "", "GOGC in the server's environment only (empty: the server inherits dsbench's environment)")
 	api := fs.String("api", "", "host:port of a running API server to measure instead (reset before each size; no restart)")
-	pid := fs.Int("pid", 0, "with -api: the server's process ID, for its RSS")
+	pid := fs.Int("pid", 0, "with -api: the server's process ID, for its RSS and CPU")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,7 +111,7 @@ func run(args []string, w io.Writer) error {
 		if *api != "" {
 			r, err = measureRunning(*api, *pid, n, *reps, *walk)
 		} else {
-			r, err = measure(*bin, dir, n, *reps, *walk)
+			r, err = measure(*bin, dir, n, *reps, *walk, *gogc)
 		}
 		if err != nil {
 			return fmt.Errorf("n=%d: %v", n, err)
@@ -160,6 +166,7 @@ type result struct {
 	restartMs, firstQueryMs       float64
 	rssEmpty, rssLoaded           int64
 	rssQueried, rssRestarted      int64
+	loadCPU, restartCPU           time.Duration // the server's CPU time (user and system)
 }
 
 // server is a running cmd/aelocal, or (cmd nil) a server dsbench did not
@@ -171,9 +178,14 @@ type server struct {
 	done chan error
 }
 
-// start runs bin on the datastore file path and returns once it answers.
-func start(bin, path string) (*server, error) {
+// start runs bin on the datastore file path and returns once it answers;
+// gogc, if not empty, is its GOGC (the bench's own collector and the go
+// build keep theirs).
+func start(bin, path, gogc string) (*server, error) {
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-datastore_path", path)
+	if gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+gogc)
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -236,6 +248,31 @@ func (s *server) rss() int64 {
 	return 0
 }
 
+// cpu returns the CPU time the server has used, user and system (0 where
+// /proc has no stat, off Linux). Machines shared with other work stretch
+// wall times far more than CPU times, so the collector's settings are
+// compared by both.
+func (s *server) cpu() time.Duration {
+	if s.pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's name in parentheses, from the
+	// third: utime and stime are the 14th and 15th, in clock ticks of
+	// 1/100 s (USER_HZ, 100 on Linux's usual builds).
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(user+sys) * 10 * time.Millisecond
+}
+
 // context returns an App Engine context whose calls go to s over its API
 // port, made by the real appengine.Middleware as an app's are.
 func (s *server) context() context.Context {
@@ -266,11 +303,11 @@ func median(reps int, f func() error) (float64, error) {
 }
 
 // measure loads n rows into a fresh server and takes every figure.
-func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
+func measure(bin, dir string, n, reps int, walk bool, gogc string) (*result, error) {
 	r := &result{n: n}
 	path := filepath.Join(dir, fmt.Sprintf("ds-%d", n))
 	defer os.Remove(path)
-	s, err := start(bin, path)
+	s, err := start(bin, path, gogc)
 	if err != nil {
 		return nil, err
 	}
@@ -294,10 +331,11 @@ func measure(bin, dir string, n, reps int, walk bool) (*result, error) {
 		r.fileBytes = st.Size()
 	}
 	began := time.Now()
-	if s, err = start(bin, path); err != nil {
+	if s, err = start(bin, path, gogc); err != nil {
 		return nil, err
 	}
 	r.restartMs = float64(time.Since(began)) / 1e6
+	r.restartCPU = s.cpu()
 	ctx := s.context()
 	began = time.Now()
 	if err := runKindQuery(ctx); err != nil {
@@ -348,6 +386,7 @@ func runKindQuery(ctx context.Context) error {
 func (r *result) measureServing(s *server, n, reps int, walk bool) error {
 	ctx := s.context()
 	log.Printf("dsbench: n=%d: loading", n)
+	cpu0 := s.cpu()
 	began := time.Now()
 	for lo := 0; lo < n; lo += 500 {
 		hi := min(lo+500, n)
@@ -362,6 +401,7 @@ func (r *result) measureServing(s *server, n, reps int, walk bool) error {
 		}
 	}
 	r.loadMs = float64(time.Since(began)) / 1e6
+	r.loadCPU = s.cpu() - cpu0
 	r.rssLoaded = s.rss()
 
 	// The limit-20 queries; the cursor at N/2 in key order.
@@ -535,6 +575,7 @@ func printTable(w io.Writer, rs []*result) {
 		return strconv.FormatFloat(float64(bytes)/float64(n)/1024, 'f', 2, 64) + " KB"
 	}
 	line("load, µs per entity (PutMulti of 500)", func(r *result) string { return ms(r.loadMs * 1000 / float64(r.n)) })
+	line("server CPU during the load, µs per entity", func(r *result) string { return ms(float64(r.loadCPU.Microseconds()) / float64(r.n)) })
 	line("datastore file, bytes per entity", func(r *result) string {
 		if r.fileBytes == 0 {
 			return ""
@@ -557,6 +598,12 @@ func printTable(w io.Writer, rs []*result) {
 			return ""
 		}
 		return strconv.FormatFloat(r.restartMs/1000, 'f', 2, 64)
+	})
+	line("server CPU of the restart (s)", func(r *result) string {
+		if r.restartMs == 0 {
+			return ""
+		}
+		return strconv.FormatFloat(r.restartCPU.Seconds(), 'f', 2, 64)
 	})
 	line("first query after the restart", func(r *result) string { return ms(r.firstQueryMs) })
 	line("server RSS per entity, after the restart", func(r *result) string { return perEntity(r.rssRestarted-r.rssEmpty, r.n) })
