@@ -396,7 +396,7 @@ func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, 
 			}
 			if skip != nil && *skip {
 				*skip = false
-				past = &compEntry{anc: q.ancestor, vals: x.vals[:nEq+len(q.groupBy)], top: true}
+				past = &compEntry{anc: q.ancestor, vals: x.vals[:nEq+q.groupLen()], top: true}
 				return false
 			}
 			return true

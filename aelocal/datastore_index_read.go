@@ -133,8 +133,18 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	lowOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opGreater, opGreatEq) }
 	highOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opLess, opLessEq) }
 	var at *propEntry // the start position as a probe
+	// afterValue: the position lies after every entry of its value, in the
+	// read's direction: a distinct query's, after the combination of a
+	// value of its first order (its only group-by order), which the read
+	// seeks past instead of reading the combination's entries again.
+	afterValue := false
 	if pos.set && (pos.has == nil || pos.has[0]) {
 		p := entryAt(pos.vals[0], pos.key)
+		at = &p
+		afterValue = len(q.groupBy) > 0 && pos.key == nil && !pos.before && pos.has != nil && !slices.Contains(pos.has[1:], true)
+	}
+	if afterValue && !desc {
+		p := topOf(*at.v)
 		at = &p
 	}
 	if !desc {
@@ -190,7 +200,11 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		}
 	}
 	if at != nil {
-		if p := topOf(*at.v); top == nil || lessEntry(p, *top) {
+		p := topOf(*at.v)
+		if afterValue {
+			p = entryAt(*at.v, nil) // below every entry of the value
+		}
+		if top == nil || lessEntry(p, *top) {
 			top = &p
 		}
 	}
