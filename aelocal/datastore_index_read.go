@@ -153,7 +153,12 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		if f != nil {
 			for _, in := range f.ineqs {
 				if in.op == opGreater || in.op == opGreatEq {
-					if p := entryAt(in.v, nil); first || lessEntry(start, p) {
+					// > starts after the value's entries, >= at them.
+					p := entryAt(in.v, nil)
+					if in.op == opGreater {
+						p = topOf(in.v)
+					}
+					if first || lessEntry(start, p) {
 						start, first = p, false
 					}
 				}
@@ -193,7 +198,12 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	if f != nil {
 		for _, in := range f.ineqs {
 			if in.op == opLess || in.op == opLessEq {
-				if p := topOf(in.v); top == nil || lessEntry(p, *top) {
+				// < starts below the value's entries, <= at them.
+				p := topOf(in.v)
+				if in.op == opLess {
+					p = entryAt(in.v, nil)
+				}
+				if top == nil || lessEntry(p, *top) {
 					top = &p
 				}
 			}
@@ -213,7 +223,15 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	// changes, so a read costs an entry per entry. A value with more
 	// entries is read again upwards from its first entry (or the start
 	// position), so that memory stays bounded.
-	const descGroup = 64
+	descGroup := 64
+	if len(q.groupBy) > 0 {
+		// Distinct: a value's first result is usually its first entry
+		// in key order, so each value is read upwards from it (as a
+		// value of many entries is), and the read seeks past the
+		// value's other entries once it has the result: two entries
+		// a value.
+		descGroup = 0
+	}
 	var buf []propEntry
 	var val *dsValue // the value of buf's entries
 	// flush visits buf's entries in key order; it reports whether to
