@@ -2,6 +2,9 @@ package aelocal
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	pb "cloud.google.com/go/datastore/apiv1/datastorepb"
@@ -122,5 +125,47 @@ func TestDistinctQueryCostFollowsRows(t *testing.T) {
 		if large.entries > 2*2*21+10 || large.loaded != 0 {
 			t.Errorf("%s: %d index entries read, %d entities loaded for 20 results; want about 2 per result and branch, none loaded", name, large.entries, large.loaded)
 		}
+	}
+}
+
+// BenchmarkPlannedDistinct measures the distinct shapes of
+// TestDistinctQueryCostFollowsRows, limit 20, through the Cloud API's
+// protocol in process, at 2,000 and 200,000 rows (BENCH_PLAN_SIZES sets
+// them, as for BenchmarkPlannedQueries): latency, and the index entries
+// read per query (an exact counter):
+//
+//	go test -run '^$' -bench PlannedDistinct -benchtime 100x ./aelocal
+func BenchmarkPlannedDistinct(b *testing.B) {
+	sizes := "2000,200000"
+	if s := os.Getenv("BENCH_PLAN_SIZES"); s != "" {
+		sizes = s
+	}
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("n="+f, func(b *testing.B) {
+			s, c, shapes := cloudScaleSetup(b, n)
+			d := s.datastore
+			for _, sh := range shapes {
+				b.Run(strings.ReplaceAll(sh.name, " ", "_"), func(b *testing.B) {
+					d.mu.Lock()
+					before := d.stats
+					d.mu.Unlock()
+					for range b.N {
+						q := sh.q
+						q.Limit, q.StartCursor = wrapperspb.Int32(20), nil
+						if _, err := c.RunQuery(context.Background(), &pb.RunQueryRequest{ProjectId: s.CloudProjectID(), QueryType: &pb.RunQueryRequest_Query{Query: q}}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					d.mu.Lock()
+					after := d.stats
+					d.mu.Unlock()
+					b.ReportMetric(float64(after.entries-before.entries)/float64(b.N), "entries/op")
+				})
+			}
+		})
 	}
 }
