@@ -227,6 +227,76 @@ func TestCloudQueryDisjunctionProjection(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 }
 
+// TestCloudQueryDistinctOrPages: a distinct_on query with an OR filter,
+// read a page of two at a time from each batch's end cursor, ascending
+// and descending: each value once, from the first entity (by key) of
+// either disjunction, though most values come from both; and the planner
+// answers every page (each branch's index read, merged), not the full
+// evaluation.
+func TestCloudQueryDistinctOrPages(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	type E struct{ P, Q int64 }
+	var keys []*datastore.Key
+	var es []E
+	for i := range 60 {
+		keys = append(keys, datastore.NewKey(ctx, "DQ", fmt.Sprintf("e%02d", i), 0, nil))
+		es = append(es, E{int64(i % 7), int64(i % 3)})
+	}
+	if _, err := datastore.PutMulti(ctx, keys, es); err != nil {
+		t.Fatal(err)
+	}
+	// The test's own answer: each P's first entity with Q 0 or 1.
+	first := map[int64]string{}
+	for i, e := range es {
+		if _, ok := first[e.P]; !ok && e.Q != 2 {
+			first[e.P] = keys[i].StringID()
+		}
+	}
+	d := s.datastore
+	for _, dir := range []pb.PropertyOrder_Direction{pb.PropertyOrder_ASCENDING, pb.PropertyOrder_DESCENDING} {
+		d.mu.Lock()
+		evaluated := d.evaluated
+		d.mu.Unlock()
+		var got, want []string
+		for p := range int64(7) {
+			if dir == pb.PropertyOrder_DESCENDING {
+				p = 6 - p
+			}
+			want = append(want, fmt.Sprintf("%s:%d", first[p], p))
+		}
+		var cursor []byte
+		for page := 0; ; page++ {
+			r, err := c.RunQuery(context.Background(), &pb.RunQueryRequest{ProjectId: s.CloudProjectID(), QueryType: &pb.RunQueryRequest_Query{Query: &pb.Query{
+				Kind:        []*pb.KindExpression{{Name: "DQ"}},
+				Projection:  []*pb.Projection{{Property: &pb.PropertyReference{Name: "P"}}},
+				DistinctOn:  []*pb.PropertyReference{{Name: "P"}},
+				Filter:      v1Comp(pb.CompositeFilter_OR, v1Prop("Q", pb.PropertyFilter_EQUAL, v1Int(0)), v1Prop("Q", pb.PropertyFilter_EQUAL, v1Int(1))),
+				Order:       []*pb.PropertyOrder{{Property: &pb.PropertyReference{Name: "P"}, Direction: dir}},
+				StartCursor: cursor,
+				Limit:       wrapperspb.Int32(2),
+			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, er := range r.Batch.EntityResults {
+				got = append(got, fmt.Sprintf("%s:%d", er.Entity.Key.Path[0].GetName(), er.Entity.Properties["P"].GetIntegerValue()))
+			}
+			if len(r.Batch.EntityResults) < 2 || page > 10 {
+				break
+			}
+			cursor = r.Batch.EndCursor
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%v: pages of two give %v; want %v", dir, got, want)
+		}
+		d.mu.Lock()
+		if d.evaluated != evaluated {
+			t.Errorf("%v: %d batches took the full evaluation; want every one planned", dir, d.evaluated-evaluated)
+		}
+		d.mu.Unlock()
+	}
+}
+
 // TestCloudQueryDisjunctionReadsItsBranches checks that an IN query with
 // a limit on a large kind is answered by the planner (the merge of the
 // branches' index reads), not by reading every entity.

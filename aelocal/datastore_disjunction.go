@@ -485,6 +485,18 @@ func (d *datastoreService) unionReadLocked(c *dsCursor, p *dsPlan) *planRead {
 // readUnion returns up to n results of a query with branches: the first n
 // of each branch's read, merged in the query's order. Each result comes
 // from one branch only (appendResults), so the merge keeps them all.
+//
+// A distinct query's branches each read the first result of each
+// combination of the group-by properties that the branch gives, but a
+// combination may come from two branches (other entities, or other
+// entries of one): the merge keeps the first in the query's order, which
+// is the union's first, since the group-by properties lead the orders and
+// a combination's results lie together. The first n combinations of the
+// union are among the first n of the branch that gives each one first,
+// so n results of each branch still make the first n of the union. The
+// position after a result of a distinct query holds the combination's
+// values only (posAfter), so every branch's next read starts after the
+// whole combination, whichever branch gave it.
 func (r *planRead) readUnion(n int64) ([]dsCand, error) {
 	if r.hook != nil {
 		r.hook()
@@ -501,6 +513,9 @@ func (r *planRead) readUnion(n int64) ([]dsCand, error) {
 	}
 	q := r.q
 	slices.SortStableFunc(all, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
+	if len(q.groupBy) > 0 {
+		all = slices.CompactFunc(all, q.sameGroup)
+	}
 	if int64(len(all)) > n {
 		all = all[:n]
 	}

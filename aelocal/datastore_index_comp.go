@@ -347,8 +347,9 @@ func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, 
 			}
 			for _, in := range f.ineqs {
 				if in.op == from[0] || in.op == from[1] {
+					// A strict bound starts after the value's entries.
 					v := in.v
-					later(compEntry{anc: q.ancestor, vals: append(slices.Clone(pre), &v)})
+					later(compEntry{anc: q.ancestor, vals: append(slices.Clone(pre), &v), top: in.op == from[0]})
 				}
 			}
 			stop = func(v dsValue) bool {
@@ -396,7 +397,7 @@ func readComp(ix *compIndex, t *btree.BTreeG[compEntry], q *dsQuery, pos dsPos, 
 			}
 			if skip != nil && *skip {
 				*skip = false
-				past = &compEntry{anc: q.ancestor, vals: x.vals[:nEq+len(q.groupBy)], top: true}
+				past = &compEntry{anc: q.ancestor, vals: x.vals[:nEq+q.groupLen()], top: true}
 				return false
 			}
 			return true

@@ -133,8 +133,18 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	lowOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opGreater, opGreatEq) }
 	highOK := func(v dsValue) bool { return f == nil || boundOK(f, valueCmp(v), opLess, opLessEq) }
 	var at *propEntry // the start position as a probe
+	// afterValue: the position lies after every entry of its value, in the
+	// read's direction: a distinct query's, after the combination of a
+	// value of its first order (its only group-by order), which the read
+	// seeks past instead of reading the combination's entries again.
+	afterValue := false
 	if pos.set && (pos.has == nil || pos.has[0]) {
 		p := entryAt(pos.vals[0], pos.key)
+		at = &p
+		afterValue = len(q.groupBy) > 0 && pos.key == nil && !pos.before && pos.has != nil && !slices.Contains(pos.has[1:], true)
+	}
+	if afterValue && !desc {
+		p := topOf(*at.v)
 		at = &p
 	}
 	if !desc {
@@ -143,7 +153,12 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 		if f != nil {
 			for _, in := range f.ineqs {
 				if in.op == opGreater || in.op == opGreatEq {
-					if p := entryAt(in.v, nil); first || lessEntry(start, p) {
+					// > starts after the value's entries, >= at them.
+					p := entryAt(in.v, nil)
+					if in.op == opGreater {
+						p = topOf(in.v)
+					}
+					if first || lessEntry(start, p) {
 						start, first = p, false
 					}
 				}
@@ -183,14 +198,23 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	if f != nil {
 		for _, in := range f.ineqs {
 			if in.op == opLess || in.op == opLessEq {
-				if p := topOf(in.v); top == nil || lessEntry(p, *top) {
+				// < starts below the value's entries, <= at them.
+				p := topOf(in.v)
+				if in.op == opLess {
+					p = entryAt(in.v, nil)
+				}
+				if top == nil || lessEntry(p, *top) {
 					top = &p
 				}
 			}
 		}
 	}
 	if at != nil {
-		if p := topOf(*at.v); top == nil || lessEntry(p, *top) {
+		p := topOf(*at.v)
+		if afterValue {
+			p = entryAt(*at.v, nil) // below every entry of the value
+		}
+		if top == nil || lessEntry(p, *top) {
 			top = &p
 		}
 	}
@@ -199,7 +223,15 @@ func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, co
 	// changes, so a read costs an entry per entry. A value with more
 	// entries is read again upwards from its first entry (or the start
 	// position), so that memory stays bounded.
-	const descGroup = 64
+	descGroup := 64
+	if len(q.groupBy) > 0 {
+		// Distinct: a value's first result is usually its first entry
+		// in key order, so each value is read upwards from it (as a
+		// value of many entries is), and the read seeks past the
+		// value's other entries once it has the result: two entries
+		// a value.
+		descGroup = 0
+	}
 	var buf []propEntry
 	var val *dsValue // the value of buf's entries
 	// flush visits buf's entries in key order; it reports whether to

@@ -43,18 +43,22 @@ package aelocal
 // multi-valued property yields each entity once and the answer is the
 // full evaluation's, in the same order with the same cursors. Filters the
 // index does not answer cost entries read, not correctness. A projection
-// reads its index the same way, a result per entry; Distinct keeps the
+// reads its index the same way, a result per entry. A cursor holds a
+// position (the sort values and key of its last result), which each batch
+// seeks to: no results are kept between batches. Distinct keeps the
 // first result of each combination of its group-by properties, which lead
-// its orders, and seeks past the combination's other entries. A cursor
-// holds a position (the sort values and key of its last result), which
-// each batch seeks to: no results are kept between batches.
+// its orders (parseQuery puts them first, as production's index for the
+// query has them), and seeks past the combination's other entries; with
+// branches (OR, IN, != or NOT_IN), the merge of the branches' reads keeps
+// the first of each combination (readUnion). A distinct query's position
+// holds only the combination's values, so the next batch starts after
+// the whole combination.
 //
 // Queries in a transaction read their snapshot of the ancestor's range of
-// the kind index (eachLocked says why not the planner), metadata queries
-// the namespaces, kinds and single-property indexes (datastore_metadata.go),
-// and a distinct query whose group-by properties do not lead its orders
-// (groupsLead): they take the full evaluation, remainingLocked, batch by
-// batch, at the cost of an entity group or of the schema.
+// the kind index (eachLocked says why not the planner) and metadata
+// queries the namespaces, kinds and single-property indexes
+// (datastore_metadata.go): they take the full evaluation, remainingLocked,
+// batch by batch, at the cost of an entity group or of the schema.
 
 import (
 	"slices"
@@ -102,12 +106,6 @@ func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
 		return nil
 	}
 	if q.branches != nil {
-		if len(q.groupBy) > 0 {
-			// Each branch's read is distinct in itself, but a combination
-			// can come from two branches (other entities): the full
-			// evaluation dedups the merged results.
-			return nil
-		}
 		return planUnion(q, v)
 	}
 	if q.kind == "" {
@@ -289,6 +287,10 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	var out []dsCand
 	var err error
 	var last *dsCand // the last result of a distinct query
+	// oneGroup: a distinct query whose group-by properties all have
+	// their value set by equality filters has one combination, one
+	// result.
+	oneGroup := len(q.groupBy) > 0 && q.groupLen() == 0
 	// emit adds a result in the query's order; it reports whether to
 	// read on.
 	emit := func(x dsCand) bool {
@@ -300,7 +302,7 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 			// group-by properties, which lead the orders, so that the
 			// results of a combination lie together.
 			if last != nil && q.sameGroup(*last, x) {
-				return true
+				return !oneGroup
 			}
 			last = &x
 			r.skip = true // the read may seek past the combination
@@ -360,7 +362,8 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 		}
 		return visitVals(e, []*dsValue{v})
 	}
-	if n <= 0 {
+	if n <= 0 || oneGroup && r.pos.set && !r.pos.before {
+		// (A position after the one combination has no result after it.)
 		return nil, nil
 	}
 	var from dsPath // the key to start from, in key order
@@ -389,21 +392,40 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 
 // groupsLead reports whether q is not distinct, or its group-by properties
 // are its first sort orders (in any order), so that the results of one
-// combination of their values lie together. A distinct query whose
-// projected properties sort before its group-by ones (DistinctOn without
-// sort orders: its orders are its properties by name) keeps the first
-// result of each combination wherever it lies, and takes the full
-// evaluation.
+// combination of their values lie together. parseQuery orders every
+// accepted distinct query so, but for a group-by property that only
+// equality filters constrain: it has no order (its value is the filter's
+// in every result), and the combination is that of the others, as
+// dsQuery.distinct and sameGroup take it.
 func (q *dsQuery) groupsLead() bool {
-	if len(q.groupBy) > len(q.orders) {
-		return len(q.groupBy) == 0
-	}
-	for _, o := range q.orders[:len(q.groupBy)] {
+	n := q.groupLen()
+	for _, o := range q.orders[:n] {
 		if o.key || !slices.Contains(q.groupBy, o.prop) {
 			return false
 		}
 	}
+	for _, g := range q.groupBy {
+		if slices.ContainsFunc(q.orders, func(o dsOrder) bool { return !o.key && o.prop == g }) {
+			continue
+		}
+		if f := q.byProp[g]; f == nil || len(f.eqs) == 0 || len(f.ineqs) > 0 {
+			return false
+		}
+	}
 	return true
+}
+
+// groupLen returns how many of q's sort orders are on its group-by
+// properties: with groupsLead, the first groupLen orders make a result's
+// combination.
+func (q *dsQuery) groupLen() int {
+	n := 0
+	for _, o := range q.orders {
+		if !o.key && slices.Contains(q.groupBy, o.prop) {
+			n++
+		}
+	}
+	return n
 }
 
 // sameGroup reports whether results a and b have the same values of q's

@@ -137,6 +137,7 @@ func scaleSetup(t testing.TB, n int) (*Server, context.Context, []scaleShape) {
 		{"no kind, keys-only", datastore.NewQuery("").KeysOnly().Filter("__key__ >", parent)},
 		{"projection", datastore.NewQuery("Row").Project("Created").Order("Created")},
 		{"distinct", datastore.NewQuery("Row").Project("City").Distinct()},
+		{"distinct on, not first by name (composite)", datastore.NewQuery("Row").Project("City", "Group").DistinctOn("Group")},
 		{"offset 1,000 keys-only", datastore.NewQuery("Row").KeysOnly().Offset(1000)},
 		{"equality, offset 10", datastore.NewQuery("Row").Filter("City =", "c3").Offset(10)},
 	}

@@ -100,12 +100,16 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		}
 		return q
 	}
-	// distinctQuery is a distinct projection: its group-by properties
-	// lead its orders (planned), or DistinctOn's properties sort after
-	// another projected one (the full evaluation).
+	// distinctQuery is a distinct projection, planned in every shape the
+	// server accepts: its group-by properties lead its orders, also when
+	// DistinctOn's properties sort after another projected one by name
+	// (parseQuery puts them first, as production's index does), and a
+	// group-by property an equality filter sets needs no order. It sets
+	// distinctBase to the query without its limit and offset.
+	var distinctBase *datastore.Query
 	distinctQuery := func() *datastore.Query {
 		q := datastore.NewQuery("R")
-		switch r.IntN(5) {
+		switch r.IntN(8) {
 		case 0:
 			q = q.Project("A").Distinct()
 		case 1:
@@ -116,6 +120,12 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			q = q.Project("A", "B").DistinctOn("B")
 		case 4:
 			q = q.Project("B", "T").DistinctOn("B", "T").Order("-T").Order("B")
+		case 5:
+			q = q.Project("B").DistinctOn("A", "B").Filter("A =", int64(r.IntN(6)))
+		case 6:
+			q = q.Project("T", "A").DistinctOn("T").Filter([]string{"T >", "T <="}[r.IntN(2)], base.Add(time.Duration(r.IntN(20))*time.Hour))
+		case 7:
+			q = q.Project("F", "B", "A").DistinctOn("F", "B").Order([]string{"F", "-F", "B", "-B"}[r.IntN(4)])
 		}
 		if r.IntN(3) == 0 {
 			q = q.Filter("A =", int64(r.IntN(6)))
@@ -126,6 +136,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		if r.IntN(3) == 0 {
 			q = q.Ancestor(parents[r.IntN(len(parents))])
 		}
+		distinctBase = q
 		q = q.Limit(r.IntN(12))
 		if r.IntN(4) == 0 {
 			q = q.Offset(r.IntN(4))
@@ -134,6 +145,7 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 
 	randomQuery := func(start *datastore.Cursor) *datastore.Query {
+		distinctBase = nil
 		q := datastore.NewQuery("R")
 		switch r.IntN(10) {
 		case 0:
@@ -263,8 +275,49 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 		return b.String(), mid
 	}
 
+	// pages runs q in pages of size results, each from the cursor the
+	// last one ended at, and returns each page's keys and end cursor.
+	pages := func(q *datastore.Query, size int, plan bool) string {
+		d.mu.Lock()
+		d.noPlan = !plan
+		d.mu.Unlock()
+		var b bytes.Buffer
+		var start *datastore.Cursor
+		for range 200 {
+			pq := q.Limit(size)
+			if start != nil {
+				pq = pq.Start(*start)
+			}
+			it := pq.Run(ctx)
+			n := 0
+			for ; ; n++ {
+				k, err := it.Next(nil)
+				if err == datastore.Done {
+					break
+				}
+				if err != nil {
+					fmt.Fprintf(&b, "error %v", err)
+					return b.String()
+				}
+				fmt.Fprintf(&b, "%v ", k)
+			}
+			c, err := it.Cursor()
+			if err != nil {
+				fmt.Fprintf(&b, "cursor error %v", err)
+				return b.String()
+			}
+			fmt.Fprintf(&b, "| %v\n", c)
+			if n < size {
+				return b.String()
+			}
+			start = &c
+		}
+		t.Fatalf("%v: more than 200 pages", q)
+		return ""
+	}
+
 	var starts []*datastore.Cursor
-	planned, nonEmpty, ties, comp, txNonEmpty := 0, 0, 0, 0, 0
+	planned, nonEmpty, ties, comp, txNonEmpty, distinctPaged := 0, 0, 0, 0, 0, 0
 	for round := range 4 {
 		write(250)
 		if round == 2 {
@@ -288,11 +341,31 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 			// The random draws of run must not differ between the two
 			// runs, so the second run's cursor choice is discarded.
 			state := *r
+			d.mu.Lock()
+			evaluated := d.evaluated
+			d.mu.Unlock()
 			got, mid := run(ctx, q, true)
 			*r = state
+			d.mu.Lock()
+			if distinctBase != nil && d.evaluated != evaluated && !strings.Contains(got, "error") {
+				t.Errorf("round %d: distinct query %v took the full evaluation", round, q)
+			}
+			d.mu.Unlock()
 			want, _ := run(ctx, q, false)
 			if got != want {
 				t.Fatalf("round %d: query %v\nplanned:\n%s\nfull evaluation:\n%s", round, q, got, want)
+			}
+			if distinctBase != nil {
+				// Page by page from cursors, as an app resumes: each
+				// page starts after the last page's last combination.
+				size := 1 + r.IntN(4)
+				got, want := pages(distinctBase, size, true), pages(distinctBase, size, false)
+				if got != want {
+					t.Fatalf("round %d: distinct query %v in pages of %d\nplanned:\n%s\nfull evaluation:\n%s", round, distinctBase, size, got, want)
+				}
+				if !strings.Contains(got, "error") {
+					distinctPaged++
+				}
 			}
 			if r.IntN(4) == 0 {
 				// Count: keys-only batches that skip up to 1,000 each.
@@ -362,7 +435,10 @@ func TestPlannerMatchesFullEvaluation(t *testing.T) {
 	}
 	// Most random shapes are planned; the test fails if the planner stops
 	// answering them, which would make the comparison empty.
-	t.Logf("planned %d (%d sorting ties, %d from composite indexes), non-empty %d of 400 queries", planned, ties, comp, nonEmpty)
+	t.Logf("planned %d (%d sorting ties, %d from composite indexes), non-empty %d of 400 queries; %d distinct ones paged", planned, ties, comp, nonEmpty, distinctPaged)
+	if distinctPaged < 15 {
+		t.Errorf("%d distinct queries paged from cursors; want 15", distinctPaged)
+	}
 	if planned < 200 || nonEmpty < 200 || ties+comp < 30 || comp < 30 {
 		t.Errorf("planned %d (%d sorting ties, %d from composite indexes) and non-empty %d of 400 queries; want most, and 30 from composite indexes", planned, ties, comp, nonEmpty)
 	}

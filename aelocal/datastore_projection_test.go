@@ -123,6 +123,9 @@ func TestDatastoreProjection(t *testing.T) {
 		check("distinct multi-valued", datastore.NewQuery("P").Project("Tags").Distinct(), "1:Tags=a 1:Tags=b 2:Tags=c 4:Tags=d")
 		check("distinct two", datastore.NewQuery("P").Project("A", "B").Distinct(), "1:A=1,B=x 2:A=2,B=y 4:A=2,B=z 3:A=3,B=x")
 		check("distinct on", datastore.NewQuery("P").Project("A", "B").DistinctOn("B"), "1:A=1,B=x 2:A=2,B=y 4:A=2,B=z")
+		// DistinctOn's properties sort first, as production's index for
+		// the query (Tags, then F) has them: the first F of each tag.
+		check("distinct on, sorted first", datastore.NewQuery("P").Project("F", "Tags").DistinctOn("Tags"), "1:F,Tags=a 4:F,Tags=b 2:F,Tags=c 4:F,Tags=d")
 		check("distinct on, ordered", datastore.NewQuery("P").Project("A", "B").DistinctOn("B").Order("B").Order("-A"), "3:A=3,B=x 2:A=2,B=y 4:A=2,B=z")
 
 		for _, c := range []struct {

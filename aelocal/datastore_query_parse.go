@@ -13,10 +13,10 @@ const maxQueryComponents = 100
 // (datastore_index.Normalize, CheckQuery, _GuessOrders): orders on
 // properties with an equality filter are dropped, orders after one on
 // __key__ too; without orders an inequality filter orders by its property;
-// then every projected, grouped or EXISTS-filtered property not yet
-// ordered or filtered orders the results, by name, before the key. Those
-// are the index columns production reads such a query from, so this order
-// is production's too.
+// then every grouped, then every other projected or EXISTS-filtered
+// property not yet ordered or filtered orders the results, by name, before
+// the key. Those are the index columns production reads such a query
+// from, so this order is production's too.
 func parseQuery(in pmsg) (*dsQuery, error) {
 	app := in.Str("app")
 	if app == "" {
@@ -208,17 +208,31 @@ func parseQuery(in pmsg) (*dsQuery, error) {
 	// property projected and sorted after the key still orders the
 	// entries; the stub counts them and then projects every value of such
 	// a property, which no index holds.
-	var extra []string
-	for _, names := range [][]string{q.proj, q.groupBy, exists} {
+	//
+	// The group-by properties come first, by name, then the others, by
+	// name: production reads a distinct query from the index
+	// CompositeIndexForQuery gives it (the equality properties, the sort
+	// orders, then the group-by properties, then the other projected
+	// ones; recommended with each set by name, as index checks ask for
+	// it here), and the Cloud API documents that the distinct_on
+	// properties come before the others in the order. So the results of
+	// one combination lie together, and the planner seeks past them.
+	var group, extra []string
+	for _, names := range [][]string{q.groupBy, q.proj, exists} {
 		for _, name := range names {
-			if f := q.byProp[name]; f != nil || seen[name] || slices.Contains(extra, name) {
+			if f := q.byProp[name]; f != nil || seen[name] || slices.Contains(group, name) || slices.Contains(extra, name) {
 				continue
 			}
-			extra = append(extra, name)
+			if slices.Contains(q.groupBy, name) {
+				group = append(group, name)
+			} else {
+				extra = append(extra, name)
+			}
 		}
 	}
+	sort.Strings(group)
 	sort.Strings(extra)
-	for _, name := range extra {
+	for _, name := range slices.Concat(group, extra) {
 		q.orders = append(q.orders, dsOrder{prop: name, key: name == keyProp})
 	}
 	for _, o := range q.orders {

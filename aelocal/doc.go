@@ -176,7 +176,9 @@ filters and aggregations:
     them; one without an indexed value of the property never matches.
   - Each disjunction reads its own index range and the reads are merged
     in the query's order, each entity once, so a limit-20 query reads
-    about 20 entries a disjunction and cursors resume anywhere in it.
+    about 20 entries a disjunction and cursors resume anywhere in it; a
+    distinct_on query keeps each combination's first result, whichever
+    disjunction gives it, and its cursor resumes after the combination.
   - RunAggregationQuery: one to five COUNT, COUNT_UP_TO, SUM and AVG
     (default aliases property_1, property_2, ...) over a query with its
     filters, offset, limit and cursors, in or out of a transaction. SUM
@@ -239,8 +241,9 @@ ancestor, equality and inequality filters, sort orders, limit, offset,
 keys-only, projections (one result per index entry: per value of a
 multi-valued projected property, none for an entity whose projected
 property is missing or unindexed, values as the index holds them),
-Distinct and DistinctOn, and the metadata kinds __namespace__, __kind__ and
-__property__. Values sort as production's index encoding sorts them: NaN
+Distinct and DistinctOn (whose properties sort before the other projected
+ones, as production's index for the query has them), and the metadata
+kinds __namespace__, __kind__ and __property__. Values sort as production's index encoding sorts them: NaN
 above +Inf, so it never matches P < x. A cursor is a position between index
 entries: it fits any query with the same sort properties, whatever their
 directions, and an entity with several values of a sort property may come
