@@ -278,13 +278,10 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 }
 
 // remainingLocked returns c's results after its position by the full
-// evaluation: for the queries the planner does not read from the live
-// indexes, those of a transaction (which read its snapshot of the
-// ancestor's range of the kind index, eachLocked) and metadata queries
-// (which read the namespaces, kinds and the indexes' property ranges,
-// datastore_metadata.go). Both cost the size of an entity group or of
-// the schema, not of a kind, so a batch evaluates them again rather than
-// keep results between batches.
+// evaluation: for the queries the planner does not read from the indexes
+// (planQuery), metadata queries (which read the namespaces, kinds and the
+// indexes' property ranges, datastore_metadata.go) among them. A batch
+// evaluates them again rather than keep results between batches.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	d.evaluated++
 	all, err := d.evalLocked(c.q, c.view)
@@ -305,6 +302,12 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 // skip.
 func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []dsCand, skipped int64, more bool, err error) {
 	var list []dsCand
+	if c.view.tx != 0 && d.txs[c.view.tx] == nil {
+		// The transaction ended between two batches (an aggregation's,
+		// without the lock meanwhile): its snapshot's versions may be
+		// gone.
+		return nil, 0, false, badRequest("the transaction has expired or is no longer valid")
+	}
 	if p := d.planFor(c); p != nil {
 		// The results this batch may skip or return, and one more to
 		// tell whether more remain: the same answer as below from the
@@ -334,6 +337,8 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			}
 			if r.comp != nil {
 				d.stats.comp++
+			} else if r.build == nil && r.fallback != nil {
+				d.stats.compFallback++ // a transaction's snapshot did not fit it
 			}
 		}
 	} else {
