@@ -228,10 +228,14 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 			r.kinds = append(r.kinds, btree.NewG(indexDegree, lessByKey))
 			r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
 		}
+		for _, chs := range r.kindChanges {
+			d.stats.changes += int64(len(chs))
+		}
 		return r
 	}
 	ki := s.indexLocked(q.kind)
 	changes := d.snapChangesLocked(c.view, q.sp, q.kind)
+	d.stats.changes += int64(len(changes))
 	if changes != nil {
 		if ki == nil {
 			ki = newKindIndex()
@@ -298,6 +302,7 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 				// too many entries for the index.
 				if r.fallback = fallback(); r.fallback != nil {
 					r.fallback.hook = nil
+					d.stats.changes -= int64(len(r.fallback.changes))
 				}
 				d.stats.compFallback-- // counted if needed
 			}
@@ -580,4 +585,8 @@ type planStats struct {
 	// comp counts the planned batches a composite index answered, and
 	// compFallback those that found their composite index unusable.
 	comp, compFallback int
+	// changes counts the keys written since a transaction's snapshot
+	// that its planned reads put back (datastore_txsnap.go): a seek and
+	// an update each, beside the entries.
+	changes int64
 }
