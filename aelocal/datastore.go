@@ -84,7 +84,8 @@ type datastoreService struct {
 	tiesRead  int        // of them, batches that sorted ties (readTies; tests)
 	evaluated int        // full evaluations of a query (evalLocked; tests)
 	stats     planStats  // what queries read (datastore_plan.go; tests)
-	// planReadHook, if set, runs in every planned read, without the lock
+	// planReadHook, if set, runs in every planned read and metadata
+	// query's evaluation, without the lock
 	// (tests).
 	planReadHook func()
 

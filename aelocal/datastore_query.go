@@ -244,37 +244,21 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 			out, err = q.appendResults(out, e)
 		}
 	}
-	switch q.meta {
-	case "__namespace__":
-		for sp := range d.spaces {
-			if sp.app != q.sp.app {
-				continue
-			}
-			if sp.ns == "" {
-				add(metaEntity(q.sp, q.meta, "", 1))
-			} else {
-				add(metaEntity(q.sp, q.meta, sp.ns, 0))
-			}
-		}
-	case "__kind__":
-		if s := d.spaces[q.sp]; s != nil {
-			for kind := range s.kinds {
-				add(metaEntity(q.sp, q.meta, kind, 0))
-			}
-		}
-	case "__property__":
-		d.propertyEntitiesLocked(q, add)
-	default:
-		d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
-	}
+	d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
 	if err != nil {
 		return nil, err
 	}
+	return q.sorted(out), nil
+}
+
+// sorted sorts the results of q's full evaluation in its order, and keeps
+// the first of each combination of a distinct query's properties.
+func (q *dsQuery) sorted(out []dsCand) []dsCand {
 	slices.SortFunc(out, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
 	if len(q.groupBy) > 0 {
 		out = q.distinct(out)
 	}
-	return out, nil
+	return out
 }
 
 // remainingLocked returns c's results after its position by the full
@@ -284,7 +268,13 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 // evaluates them again rather than keep results between batches.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	d.evaluated++
-	all, err := d.evalLocked(c.q, c.view)
+	var all []dsCand
+	var err error
+	if c.q.meta != "" {
+		all, err = d.metaEvalLocked(c) // datastore_metadata.go
+	} else {
+		all, err = d.evalLocked(c.q, c.view)
+	}
 	if err != nil {
 		return nil, err
 	}
