@@ -95,8 +95,8 @@ type eqTerm struct {
 // planQuery returns the plan for q read through view v, or nil if the
 // indexes do not answer it: metadata queries (datastore_metadata.go), the
 // distinct queries groupsLead refuses and the rare projections of a query
-// of no kind. comp is the composite index that
-// serves q, if any (dsIndexes.serving).
+// of no kind. comp is the composite index that serves q, if any
+// (dsIndexes.serving).
 func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
 	if q.meta != "" || !q.groupsLead() {
 		return nil
