@@ -478,3 +478,60 @@ func TestCloudTxQueryPlannedMatchesSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestTxAggregationEndsWithItsTransaction: an aggregation in a
+// transaction reads batch after batch, each without the lock; if the
+// transaction ends between two (here: it is ended during the first read,
+// as the history bound or an expiry would end it), the next batch fails
+// rather than read a snapshot whose versions may be gone.
+func TestTxAggregationEndsWithItsTransaction(t *testing.T) {
+	s, c, ctx := newCloudServer(t)
+	d := s.datastore
+	project := s.CloudProjectID()
+	bg := context.Background()
+	type N struct{ N int64 }
+	keys := make([]*datastore.Key, 1500) // two batches of a count
+	for i := range keys {
+		keys[i] = datastore.NewKey(ctx, "C", "", int64(i+1), nil)
+	}
+	for lo := 0; lo < len(keys); lo += 500 {
+		if _, err := datastore.PutMulti(ctx, keys[lo:lo+500], make([]N, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(tx []byte) (int64, error) {
+		r, err := c.RunAggregationQuery(bg, &pb.RunAggregationQueryRequest{ProjectId: project,
+			ReadOptions: &pb.ReadOptions{ConsistencyType: &pb.ReadOptions_Transaction{Transaction: tx}},
+			QueryType: &pb.RunAggregationQueryRequest_AggregationQuery{AggregationQuery: &pb.AggregationQuery{
+				QueryType:    &pb.AggregationQuery_NestedQuery{NestedQuery: &pb.Query{Kind: []*pb.KindExpression{{Name: "C"}}}},
+				Aggregations: []*pb.AggregationQuery_Aggregation{{Alias: "n", Operator: &pb.AggregationQuery_Aggregation_Count_{Count: &pb.AggregationQuery_Aggregation_Count{}}}}}}})
+		if err != nil {
+			return 0, err
+		}
+		return r.Batch.AggregationResults[0].AggregateProperties["n"].GetIntegerValue(), nil
+	}
+	begin := func() []byte {
+		bt, err := c.BeginTransaction(bg, &pb.BeginTransactionRequest{ProjectId: project})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bt.Transaction
+	}
+	if n, err := count(begin()); n != 1500 || err != nil {
+		t.Fatalf("count in a transaction: %d, %v; want 1500", n, err)
+	}
+	tx := begin()
+	d.mu.Lock()
+	d.planReadHook = func() {
+		d.mu.Lock()
+		for h := range d.txs {
+			d.dropTxLocked(h)
+		}
+		d.planReadHook = nil
+		d.mu.Unlock()
+	}
+	d.mu.Unlock()
+	if n, err := count(tx); err == nil || !strings.Contains(err.Error(), "no longer valid") {
+		t.Errorf("count in a transaction ended meanwhile: %d, %v; want the transaction's end", n, err)
+	}
+}
