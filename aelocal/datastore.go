@@ -57,13 +57,11 @@ type datastoreService struct {
 	// API's read_time (clouddatastore_tx.go).
 	writtenAt time.Time
 	spaces    map[nsKey]*dsSpace
-	nextID    map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
-	nextScat  map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
-	groupVer  map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
-	history   map[string]*dsHist // fullKey -> versions replaced while transactions are open
-	// histKinds lists history by kind, for the snapshot reads of
-	// transactions' queries (datastore_txsnap.go).
-	histKinds map[kindRead]map[string]*dsHist
+	nextID    map[string]int64                // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat  map[string]int64                // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
+	groupVer  map[string]uint64               // entity group -> seq of its last write, kept while transactions are open
+	history   map[string]*dsHist              // fullKey -> versions replaced while transactions are open
+	histKind  map[kindRead]map[string]*dsHist // history by kind, for transactions' queries (datastore_txsnap.go)
 	txs       map[uint64]*dsTx
 	cursors   map[uint64]*dsCursor
 	handle    uint64 // last transaction or cursor handle given out
@@ -97,16 +95,16 @@ type datastoreService struct {
 // by the clock now.
 func newDatastoreService(now func() time.Time) *datastoreService {
 	return &datastoreService{
-		now:       now,
-		spaces:    make(map[nsKey]*dsSpace),
-		nextID:    make(map[string]int64),
-		nextScat:  make(map[string]int64),
-		groupVer:  make(map[string]uint64),
-		history:   make(map[string]*dsHist),
-		histKinds: make(map[kindRead]map[string]*dsHist),
-		txs:       make(map[uint64]*dsTx),
-		cursors:   make(map[uint64]*dsCursor),
-		indexes:   newIndexes(),
+		now:      now,
+		spaces:   make(map[nsKey]*dsSpace),
+		nextID:   make(map[string]int64),
+		nextScat: make(map[string]int64),
+		groupVer: make(map[string]uint64),
+		history:  make(map[string]*dsHist),
+		histKind: make(map[kindRead]map[string]*dsHist),
+		txs:      make(map[uint64]*dsTx),
+		cursors:  make(map[uint64]*dsCursor),
+		indexes:  newIndexes(),
 	}
 }
 

@@ -429,7 +429,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 		// Versions and history only matter to open transactions.
 		clear(d.groupVer)
 		clear(d.history)
-		clear(d.histKinds)
+		clear(d.histKind)
 		d.historyBytes = 0
 		return
 	}

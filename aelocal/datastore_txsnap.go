@@ -13,7 +13,7 @@ import "github.com/google/btree"
 // snapshot sees (none for a key created since) put back. A planned read in
 // a transaction therefore takes, under the lock, the same O(1) clones of
 // the live B-trees as a live read, plus the list of those changes of the
-// kind (snapChangesLocked, from histKinds: the writes to that kind since
+// kind (snapChangesLocked, from histKind: the writes to that kind since
 // the oldest open snapshot, not the whole history), and, without the lock,
 // applies the changes to its clones before it reads them
 // (applySnapshot). A clone is copy-on-write in both directions, so the
@@ -47,10 +47,10 @@ type snapChange struct {
 // noteHistLocked lists a new history entry under its kind.
 func (d *datastoreService) noteHistLocked(fk string, h *dsHist) {
 	kr := kindRead{h.sp, h.path[len(h.path)-1].kind}
-	m := d.histKinds[kr]
+	m := d.histKind[kr]
 	if m == nil {
 		m = make(map[string]*dsHist)
-		d.histKinds[kr] = m
+		d.histKind[kr] = m
 	}
 	m[fk] = h
 }
@@ -58,10 +58,10 @@ func (d *datastoreService) noteHistLocked(fk string, h *dsHist) {
 // forgetHistLocked removes a history entry dropped from d.history.
 func (d *datastoreService) forgetHistLocked(fk string, h *dsHist) {
 	kr := kindRead{h.sp, h.path[len(h.path)-1].kind}
-	if m := d.histKinds[kr]; m != nil {
+	if m := d.histKind[kr]; m != nil {
 		delete(m, fk)
 		if len(m) == 0 {
-			delete(d.histKinds, kr)
+			delete(d.histKind, kr)
 		}
 	}
 }
@@ -74,7 +74,7 @@ func (d *datastoreService) snapChangesLocked(v dsView, sp nsKey, kind string) []
 		return nil
 	}
 	var out []snapChange
-	for _, h := range d.histKinds[kindRead{sp, kind}] {
+	for _, h := range d.histKind[kindRead{sp, kind}] {
 		for _, o := range h.olds {
 			if o.until > v.snap {
 				out = append(out, snapChange{path: h.path, old: o.e})
@@ -93,7 +93,7 @@ func (d *datastoreService) snapKindsLocked(v dsView, sp nsKey) []string {
 		return nil
 	}
 	var out []string
-	for kr := range d.histKinds {
+	for kr := range d.histKind {
 		if kr.sp == sp {
 			if s := d.spaces[sp]; s == nil || s.idx[kr.kind] == nil {
 				out = append(out, kr.kind)

@@ -196,7 +196,7 @@ func TestTxQueryPlannedMatchesSnapshot(t *testing.T) {
 			d.mu.Lock()
 			d.planReadHook = func() { write(1) }
 			before := d.planned
-			if len(d.histKinds) > 0 {
+			if len(d.histKind) > 0 {
 				changed++
 			}
 			d.mu.Unlock()
