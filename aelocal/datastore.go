@@ -57,11 +57,10 @@ type datastoreService struct {
 	// API's read_time (clouddatastore_tx.go).
 	writtenAt time.Time
 	spaces    map[nsKey]*dsSpace
-	nextID    map[string]int64                // app -> next sequential ID, for AllocateIds (0 means 1)
-	nextScat  map[string]int64                // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
-	groupVer  map[string]uint64               // entity group -> seq of its last write, kept while transactions are open
-	history   map[string]*dsHist              // fullKey -> versions replaced while transactions are open
-	histKind  map[kindRead]map[string]*dsHist // history by kind, for transactions' queries (datastore_txsnap.go)
+	nextID    map[string]int64   // app -> next sequential ID, for AllocateIds (0 means 1)
+	nextScat  map[string]int64   // app -> next scattered ID counter, for Put (0 means 1); see datastore_ids.go
+	groupVer  map[string]uint64  // entity group -> seq of its last write, kept while transactions are open
+	history   map[string]*dsHist // fullKey -> versions replaced while transactions are open
 	txs       map[uint64]*dsTx
 	cursors   map[uint64]*dsCursor
 	handle    uint64 // last transaction or cursor handle given out
@@ -75,6 +74,10 @@ type datastoreService struct {
 
 	// legacyEntityGroups is Options.LegacyEntityGroups (datastore_txquery.go).
 	legacyEntityGroups bool
+
+	// histKind lists history by kind, for the snapshot reads of
+	// transactions' queries (datastore_txsnap.go).
+	histKind map[kindRead]map[string]*dsHist
 
 	indexes   *dsIndexes // composite indexes queries needed; its own lock
 	noPlan    bool       // every query takes the full evaluation (tests compare the planner with it)
