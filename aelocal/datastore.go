@@ -75,13 +75,18 @@ type datastoreService struct {
 	// legacyEntityGroups is Options.LegacyEntityGroups (datastore_txquery.go).
 	legacyEntityGroups bool
 
+	// histKind lists history by kind, for the snapshot reads of
+	// transactions' queries (datastore_txsnap.go).
+	histKind map[kindRead]map[string]*dsHist
+
 	indexes   *dsIndexes // composite indexes queries needed; its own lock
 	noPlan    bool       // every query takes the full evaluation (tests compare the planner with it)
 	planned   int        // query batches the planner answered (tests count them)
 	tiesRead  int        // of them, batches that sorted ties (readTies; tests)
 	evaluated int        // full evaluations of a query (evalLocked; tests)
 	stats     planStats  // what queries read (datastore_plan.go; tests)
-	// planReadHook, if set, runs in every planned read, without the lock
+	// planReadHook, if set, runs in every planned read and metadata
+	// query's evaluation, without the lock
 	// (tests).
 	planReadHook func()
 
@@ -99,6 +104,7 @@ func newDatastoreService(now func() time.Time) *datastoreService {
 		nextScat: make(map[string]int64),
 		groupVer: make(map[string]uint64),
 		history:  make(map[string]*dsHist),
+		histKind: make(map[kindRead]map[string]*dsHist),
 		txs:      make(map[uint64]*dsTx),
 		cursors:  make(map[uint64]*dsCursor),
 		indexes:  newIndexes(),

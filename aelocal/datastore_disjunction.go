@@ -474,7 +474,7 @@ func planUnion(q *dsQuery, v dsView) *dsPlan {
 func (d *datastoreService) unionReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	r := &planRead{q: c.q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
 	for i, b := range c.q.branches {
-		if br := d.planReadLocked(&dsCursor{q: b, pos: c.pos, end: c.end}, p.union[i]); br != nil {
+		if br := d.planReadLocked(&dsCursor{q: b, pos: c.pos, end: c.end, view: c.view}, p.union[i]); br != nil {
 			br.hook = nil
 			r.union = append(r.union, br)
 		}

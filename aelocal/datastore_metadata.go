@@ -62,36 +62,114 @@ func metaEntityMsg(sp nsKey, path dsPath) pmsg {
 	return ep
 }
 
-// propertyEntitiesLocked calls add with the __property__ entity of every
-// indexed property of every kind in q's namespace, or of the kind its
-// ancestor names. Only indexed values count, as only they are in indexes:
-// the properties are those the kind's single-property indexes hold, and
-// their types are read from the index's range of each type (a seek per
-// type), as production reads them from its indexes, not from the
-// entities.
-func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity)) {
+// metaSnap is what a metadata query reads, taken under the lock in time
+// that follows the schema, not the rows: the namespaces of the app or the
+// kinds of the namespace, by name, or for __property__ a clone (O(1),
+// copy-on-write) of each single-property index of each kind. The query is
+// then evaluated from it without the lock (metaEvalLocked), so writes do
+// not wait for it (issue 25).
+type metaSnap struct {
+	names []string // __namespace__: the namespaces; __kind__: the kinds
+	props []kindProps
+}
+
+// kindProps is a kind's single-property indexes, cloned.
+type kindProps struct {
+	kind  string
+	props map[string]*btree.BTreeG[propEntry]
+}
+
+// metaSnapLocked takes what metadata query q reads. The kinds are those
+// with indexes (s.idx): every kind with an entity has them, built at its
+// first write or at load.
+func (d *datastoreService) metaSnapLocked(q *dsQuery) *metaSnap {
+	m := &metaSnap{}
+	switch q.meta {
+	case "__namespace__":
+		for sp := range d.spaces {
+			if sp.app == q.sp.app {
+				m.names = append(m.names, sp.ns)
+			}
+		}
+		return m
+	}
 	s := d.spaces[q.sp]
 	if s == nil {
-		return
+		return m
 	}
-	for kind := range s.kinds {
-		if q.ancestor != nil && q.ancestor[0].name != kind {
-			continue
+	for kind, ki := range s.idx {
+		switch {
+		case q.meta == "__kind__":
+			m.names = append(m.names, kind)
+		case q.ancestor == nil || q.ancestor[0].name == kind:
+			kp := kindProps{kind: kind, props: make(map[string]*btree.BTreeG[propEntry], len(ki.props))}
+			for name, t := range ki.props {
+				kp.props[name] = t.Clone()
+			}
+			m.props = append(m.props, kp)
 		}
-		ki := s.indexLocked(kind)
-		if ki == nil {
-			continue
+	}
+	return m
+}
+
+// metaEvalLocked returns every result of c's metadata query, in order: it
+// takes the query's snapshot under the lock and evaluates it without.
+func (d *datastoreService) metaEvalLocked(c *dsCursor) ([]dsCand, error) {
+	q := c.q
+	m := d.metaSnapLocked(q)
+	hook := d.planReadHook
+	c.busy = true
+	d.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	var out []dsCand
+	var err error
+	var loaded, entries int64
+	m.each(q, &entries, func(e *dsEntity) {
+		loaded++
+		if err == nil && q.matches(e) {
+			out, err = q.appendResults(out, e)
 		}
-		names := make([]string, 0, len(ki.props))
-		for name := range ki.props {
+	})
+	if err == nil {
+		out = q.sorted(out)
+	}
+	d.mu.Lock()
+	c.busy = false
+	d.stats.loaded += loaded
+	d.stats.entries += entries
+	return out, err
+}
+
+// each calls add with every entity of q's metadata table in m: a
+// __namespace__ entity per namespace (ID 1 for the default one), a
+// __kind__ entity per kind, or the __property__ entity of every indexed
+// property of every kind (of the kind q's ancestor names). Only indexed
+// values count, as only they are in indexes: the properties are those the
+// kind's single-property indexes hold, and their types are read from the
+// index's range of each type (a seek per type), as production reads them
+// from its indexes, not from the entities. count counts the entries read.
+func (m *metaSnap) each(q *dsQuery, count *int64, add func(*dsEntity)) {
+	for _, name := range m.names {
+		switch {
+		case q.meta == "__namespace__" && name == "":
+			add(metaEntity(q.sp, q.meta, "", 1))
+		default:
+			add(metaEntity(q.sp, q.meta, name, 0))
+		}
+	}
+	for _, kp := range m.props {
+		names := make([]string, 0, len(kp.props))
+		for name := range kp.props {
 			names = append(names, name)
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			path := dsPath{{kind: "__kind__", name: kind}, {kind: "__property__", name: name}}
+			path := dsPath{{kind: "__kind__", name: kp.kind}, {kind: "__property__", name: name}}
 			ep := metaEntityMsg(q.sp, path)
 			if !q.keysOnly {
-				for _, t := range indexTypes(ki.props[name], &d.stats.entries) {
+				for _, t := range indexTypes(kp.props[name], count) {
 					p := ep.AppendMsg("property")
 					p.Set("name", "property_representation")
 					p.Set("multiple", true)

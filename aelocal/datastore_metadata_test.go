@@ -203,3 +203,76 @@ func TestDatastoreReservedPropertyNames(t *testing.T) {
 		}
 	})
 }
+
+// TestMetadataQueryLetsWritesThrough checks that a metadata query holds
+// the datastore's lock only to take its snapshot of the schema (the
+// namespaces, kinds or single-property indexes): a Put made while it is
+// evaluated goes through, and the query answers the schema as it was
+// when it began; the next query sees the write.
+func TestMetadataQueryLetsWritesThrough(t *testing.T) {
+	s := newTestServer(t)
+	ctx := middlewareContext(t, s)
+	d := s.datastore
+	type W struct{ N int64 }
+	if _, err := datastore.Put(ctx, datastore.NewKey(ctx, "K", "", 1, nil), &W{1}); err != nil {
+		t.Fatal(err)
+	}
+	nsCtx, err := appengine.Namespace(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type R struct{ M string }
+	// Each query runs once with the hook, which writes what would
+	// change its answer: a namespace, a kind, a property.
+	writes := []func() error{
+		func() error {
+			_, err := datastore.Put(nsCtx, datastore.NewKey(nsCtx, "K", "", 1, nil), &W{1})
+			return err
+		},
+		func() error { _, err := datastore.Put(ctx, datastore.NewKey(ctx, "L", "", 1, nil), &W{1}); return err },
+		func() error {
+			_, err := datastore.Put(ctx, datastore.NewKey(ctx, "K", "", 2, nil), &R{"x"})
+			return err
+		},
+	}
+	queries := []func() (string, error){
+		func() (string, error) { ns, err := datastore.Namespaces(ctx); return strings.Join(ns, ","), err },
+		func() (string, error) { ks, err := datastore.Kinds(ctx); return strings.Join(ks, ","), err },
+		func() (string, error) {
+			ps, err := datastore.KindProperties(ctx, "K")
+			var out []string
+			for name, types := range ps {
+				out = append(out, name+":"+strings.Join(types, "+"))
+			}
+			slices.Sort(out)
+			return strings.Join(out, " "), err
+		},
+	}
+	want := [][2]string{{"", ",other"}, {"K", "K,L"}, {"N:INT64", "M:STRING N:INT64"}}
+	for i, query := range queries {
+		reads := 0
+		d.mu.Lock()
+		d.planReadHook = func() {
+			reads++
+			if !d.mu.TryLock() {
+				t.Error("a metadata query is evaluated with the datastore's lock held")
+				return
+			}
+			d.mu.Unlock()
+			if err := writes[i](); err != nil {
+				t.Error(err)
+			}
+		}
+		d.mu.Unlock()
+		got, err := query()
+		d.mu.Lock()
+		d.planReadHook = nil
+		d.mu.Unlock()
+		if err != nil || reads != 1 || got != want[i][0] {
+			t.Errorf("query %d: %q, %v after %d reads; want %q as before its write, 1 read", i, got, err, reads, want[i][0])
+		}
+		if got, err := query(); err != nil || got != want[i][1] {
+			t.Errorf("query %d again: %q, %v; want %q", i, got, err, want[i][1])
+		}
+	}
+}

@@ -8,7 +8,9 @@ package aelocal
 // the same engine (the Cloud Datastore API, issue 22) can build a dsQuery
 // and share it.
 //
-// Shapes it plans, on the live data (not a transaction's snapshot):
+// Shapes it plans, on the live data and on a transaction's snapshot (the
+// live indexes with the changes since the snapshot undone, in the read's
+// own clones: datastore_txsnap.go):
 //
 //   - a composite index (declared in index.yaml or recorded from a query,
 //     datastore_index_comp.go) whose properties are the query's equality
@@ -54,11 +56,12 @@ package aelocal
 // holds only the combination's values, so the next batch starts after
 // the whole combination.
 //
-// Queries in a transaction read their snapshot of the ancestor's range of
-// the kind index (eachLocked says why not the planner) and metadata
-// queries the namespaces, kinds and single-property indexes
-// (datastore_metadata.go): they take the full evaluation, remainingLocked,
-// batch by batch, at the cost of an entity group or of the schema.
+// Queries in a transaction are planned like the rest: they read the live
+// indexes with the versions their snapshot sees put back at the keys
+// written since (datastore_txsnap.go). Metadata queries read a snapshot of
+// the namespaces, kinds and single-property indexes (datastore_metadata.go).
+// The rare query no plan answers (a projection of no kind) takes the full
+// evaluation, remainingLocked, batch by batch.
 
 import (
 	"slices"
@@ -97,12 +100,12 @@ type eqTerm struct {
 }
 
 // planQuery returns the plan for q read through view v, or nil if the
-// indexes do not answer it: queries of a transaction (read from its
-// snapshot, eachLocked), metadata queries (datastore_metadata.go) and the
-// rare projections of a query of no kind. comp is the composite index that
-// serves q, if any (dsIndexes.serving).
+// indexes do not answer it: metadata queries (datastore_metadata.go), the
+// distinct queries groupsLead refuses and the rare projections of a query
+// of no kind. comp is the composite index that serves q, if any
+// (dsIndexes.serving).
 func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
-	if v.tx != 0 || q.meta != "" || !q.groupsLead() {
+	if q.meta != "" || !q.groupsLead() {
 		return nil
 	}
 	if q.branches != nil {
@@ -184,6 +187,14 @@ type planRead struct {
 	fallback *planRead
 	kinds    []*btree.BTreeG[*dsEntity]
 	hook     func() // tests: runs during the read
+	// In a transaction, the changes since its snapshot that read applies
+	// to the clones first (datastore_txsnap.go): to keys (the kind
+	// index), props (the single-property indexes read) and comp, or to
+	// kinds, each with its own.
+	changes     []snapChange
+	keys        *btree.BTreeG[*dsEntity]
+	props       map[string]*btree.BTreeG[propEntry]
+	kindChanges [][]snapChange
 
 	entries int64 // index entries read
 	skip    bool  // a distinct query has its combination's result (readValues, readComp)
@@ -191,7 +202,9 @@ type planRead struct {
 
 // planReadLocked prepares the read of c's results after its position by
 // plan p; nil if nothing can match (no entity of the kind, or of a
-// property of a merge join).
+// property of a merge join). In a transaction the read also takes the
+// changes since its snapshot, which it applies to its clones
+// (datastore_txsnap.go).
 func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	if p.union != nil {
 		return d.unionReadLocked(c, p)
@@ -199,23 +212,64 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	q := c.q
 	s := d.spaces[q.sp]
 	if s == nil {
-		return nil
+		if c.view.tx == 0 {
+			return nil
+		}
+		s = &dsSpace{} // every entity of the snapshot was written since
 	}
 	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
 	if p.kindless {
 		for kind := range s.kinds {
 			if ki := s.indexLocked(kind); ki != nil {
 				r.kinds = append(r.kinds, ki.byKey.Clone())
+				r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
 			}
+		}
+		for _, kind := range d.snapKindsLocked(c.view, q.sp) {
+			r.kinds = append(r.kinds, btree.NewG(indexDegree, lessByKey))
+			r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
+		}
+		for _, chs := range r.kindChanges {
+			d.stats.changes += int64(len(chs))
 		}
 		return r
 	}
 	ki := s.indexLocked(q.kind)
+	changes := d.snapChangesLocked(c.view, q.sp, q.kind)
+	d.stats.changes += int64(len(changes))
+	if changes != nil {
+		if ki == nil {
+			ki = newKindIndex()
+		}
+		r.changes, r.keys = changes, ki.byKey.Clone()
+		r.props = make(map[string]*btree.BTreeG[propEntry])
+	}
 	if ki == nil {
 		return nil
 	}
+	// clone returns the clone of the index of prop this read reads, nil
+	// if no entity has the property (in the snapshot, an empty index).
+	clones := make(map[string]*btree.BTreeG[propEntry])
+	if r.props != nil {
+		clones = r.props
+	}
+	clone := func(prop string) *btree.BTreeG[propEntry] {
+		if t := clones[prop]; t != nil {
+			return t
+		}
+		t := ki.props[prop]
+		switch {
+		case t != nil:
+			t = t.Clone()
+		case changes != nil:
+			t = btree.NewG(indexDegree, lessEntry)
+		default:
+			return nil
+		}
+		clones[prop] = t
+		return t
+	}
 	if p.comp != nil {
-		ix, build := ki.compLocked(q.kind, *p.comp)
 		// The single-property indexes answer if the index is not kept
 		// (maxCompPerKind, or another query builds it) or holds an
 		// entity past the entry limit, and if the index this read
@@ -223,6 +277,15 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		fallback := func() *planRead {
 			d.stats.compFallback++
 			return d.planReadLocked(c, planQuery(q, c.view, nil))
+		}
+		var ix *compIndex
+		var build *compBuild
+		if c.view.tx == 0 {
+			ix, build = ki.compLocked(q.kind, *p.comp)
+		} else {
+			// A transaction reads an index kept already: a build
+			// reads the live kind (datastore_txsnap.go).
+			ix = ki.comps[p.comp.yaml()]
 		}
 		switch {
 		case build != nil:
@@ -235,28 +298,33 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 			return fallback()
 		default:
 			r.comp = &compIndex{def: ix.def, tree: ix.tree.Clone()}
+			if changes != nil {
+				// In case a version the snapshot puts back has
+				// too many entries for the index.
+				if r.fallback = fallback(); r.fallback != nil {
+					r.fallback.hook = nil
+					d.stats.changes -= int64(len(r.fallback.changes))
+				}
+				d.stats.compFallback-- // counted if needed
+			}
 		}
 		return r
 	}
-	clones := make(map[string]*btree.BTreeG[propEntry])
 	for _, tm := range p.join {
-		t := ki.props[tm.prop]
+		t := clone(tm.prop)
 		if t == nil {
 			return nil // no entity has the property: none matches
 		}
-		if clones[tm.prop] == nil {
-			clones[tm.prop] = t.Clone()
-		}
-		r.join = append(r.join, joinTerm{t: clones[tm.prop], v: tm.v, count: &r.entries})
+		r.join = append(r.join, joinTerm{t: t, v: tm.v, count: &r.entries})
 	}
 	switch {
 	case p.join != nil:
 	case p.prop == "":
-		r.byKey = ki.byKey.Clone()
-	default:
-		if t := ki.props[p.prop]; t != nil {
-			r.byProp = t.Clone()
+		if r.byKey = r.keys; r.byKey == nil {
+			r.byKey = ki.byKey.Clone()
 		}
+	default:
+		r.byProp = clone(p.prop)
 	}
 	return r
 }
@@ -268,6 +336,15 @@ func (r *planRead) read(n int64) ([]dsCand, error) {
 	}
 	if r.hook != nil {
 		r.hook()
+	}
+	if (r.changes != nil || r.kindChanges != nil) && !r.applySnapshot() {
+		r.comp = nil
+		if r.fallback == nil {
+			return nil, nil
+		}
+		out, err := r.fallback.read(n)
+		r.entries += r.fallback.entries
+		return out, err
 	}
 	if r.build != nil {
 		// The index as of the snapshot is a consistent view to read;
@@ -533,4 +610,8 @@ type planStats struct {
 	// comp counts the planned batches a composite index answered, and
 	// compFallback those that found their composite index unusable.
 	comp, compFallback int
+	// changes counts the keys written since a transaction's snapshot
+	// that its planned reads put back (datastore_txsnap.go): a seek and
+	// an update each, beside the entries.
+	changes int64
 }

@@ -244,50 +244,37 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 			out, err = q.appendResults(out, e)
 		}
 	}
-	switch q.meta {
-	case "__namespace__":
-		for sp := range d.spaces {
-			if sp.app != q.sp.app {
-				continue
-			}
-			if sp.ns == "" {
-				add(metaEntity(q.sp, q.meta, "", 1))
-			} else {
-				add(metaEntity(q.sp, q.meta, sp.ns, 0))
-			}
-		}
-	case "__kind__":
-		if s := d.spaces[q.sp]; s != nil {
-			for kind := range s.kinds {
-				add(metaEntity(q.sp, q.meta, kind, 0))
-			}
-		}
-	case "__property__":
-		d.propertyEntitiesLocked(q, add)
-	default:
-		d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
-	}
+	d.eachLocked(v, q.sp, q.kind, q.ancestor, add)
 	if err != nil {
 		return nil, err
 	}
+	return q.sorted(out), nil
+}
+
+// sorted sorts the results of q's full evaluation in its order, and keeps
+// the first of each combination of a distinct query's properties.
+func (q *dsQuery) sorted(out []dsCand) []dsCand {
 	slices.SortFunc(out, func(a, b dsCand) int { return q.compare(a.vals, a.e.path, b.vals, b.e.path) })
 	if len(q.groupBy) > 0 {
 		out = q.distinct(out)
 	}
-	return out, nil
+	return out
 }
 
 // remainingLocked returns c's results after its position by the full
-// evaluation: for the queries the planner does not read from the live
-// indexes, those of a transaction (which read its snapshot of the
-// ancestor's range of the kind index, eachLocked) and metadata queries
-// (which read the namespaces, kinds and the indexes' property ranges,
-// datastore_metadata.go). Both cost the size of an entity group or of
-// the schema, not of a kind, so a batch evaluates them again rather than
-// keep results between batches.
+// evaluation: for the queries the planner does not read from the indexes
+// (planQuery), metadata queries (which read the namespaces, kinds and the
+// indexes' property ranges, datastore_metadata.go) among them. A batch
+// evaluates them again rather than keep results between batches.
 func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 	d.evaluated++
-	all, err := d.evalLocked(c.q, c.view)
+	var all []dsCand
+	var err error
+	if c.q.meta != "" {
+		all, err = d.metaEvalLocked(c) // datastore_metadata.go
+	} else {
+		all, err = d.evalLocked(c.q, c.view)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +292,12 @@ func (d *datastoreService) remainingLocked(c *dsCursor) ([]dsCand, error) {
 // skip.
 func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []dsCand, skipped int64, more bool, err error) {
 	var list []dsCand
+	if c.view.tx != 0 && d.txs[c.view.tx] == nil {
+		// The transaction ended between two batches (an aggregation's,
+		// without the lock meanwhile): its snapshot's versions may be
+		// gone.
+		return nil, 0, false, badRequest("the transaction has expired or is no longer valid")
+	}
 	if p := d.planFor(c); p != nil {
 		// The results this batch may skip or return, and one more to
 		// tell whether more remain: the same answer as below from the
@@ -334,6 +327,8 @@ func (d *datastoreService) batchLocked(c *dsCursor, offset, count int64) (res []
 			}
 			if r.comp != nil {
 				d.stats.comp++
+			} else if r.build == nil && r.fallback != nil {
+				d.stats.compFallback++ // a transaction's snapshot did not fit it
 			}
 		}
 	} else {

@@ -141,6 +141,7 @@ func (d *datastoreService) writeLocked(sp nsKey, path dsPath, e *dsEntity) {
 		if h == nil {
 			h = &dsHist{sp: sp, path: path}
 			d.history[fk] = h
+			d.noteHistLocked(fk, h) // datastore_txsnap.go
 		}
 		old := dsOld{until: d.seq, e: d.lookupLocked(sp, path)}
 		h.olds = append(h.olds, old)
@@ -184,13 +185,9 @@ func (d *datastoreService) readLocked(v dsView, sp nsKey, path dsPath) *dsEntity
 // its key on), so an ancestor query in a transaction costs the size of
 // its entity group, not of its kind.
 //
-// Transactions read their snapshot here, not through the planner: the
-// planner reads a clone of the live indexes, and a clone taken at
-// BeginTransaction would not serve, since BeginTransaction names no
-// namespace or kind (every kind index of the app would be cloned, the
-// unbuilt ones built, and every write while a transaction is open would
-// copy the nodes it changes), while an entity group is small and its
-// snapshot versions are the history's (datastore_txhistory.go).
+// The planner reads a transaction's snapshot without the lock
+// (datastore_txsnap.go); this serves the full evaluation, the queries it
+// does not plan and the tests that compare it with the planner (noPlan).
 func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, ancestor dsPath, yield func(*dsEntity)) {
 	at := func(e *dsEntity) *dsEntity {
 		if v.tx != 0 && e.ver > v.snap {
@@ -432,6 +429,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 		// Versions and history only matter to open transactions.
 		clear(d.groupVer)
 		clear(d.history)
+		clear(d.histKind)
 		d.historyBytes = 0
 		return
 	}
@@ -452,6 +450,7 @@ func (d *datastoreService) dropTxLocked(h uint64) {
 		}
 		if i == len(h.olds) {
 			delete(d.history, fk)
+			d.forgetHistLocked(fk, h)
 		} else {
 			h.olds = h.olds[i:]
 		}

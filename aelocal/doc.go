@@ -266,10 +266,12 @@ return and skip, from their cursor on, whatever the kind's size, without
 loading the entities they skip, and without making writes wait; queries
 hold positions, not results. Without a composite index, two or more sort
 orders read the first order's index and sort the ties of each of its
-values. A query in a transaction reads its snapshot: an ancestor query
-the ancestor and its descendants, any other query every entity of its
-kind; metadata queries read the namespaces, kinds and the
-single-property indexes (a seek per property and type).
+values. A query in a transaction reads its snapshot through the same
+plans, at the same cost: the live indexes with the versions the snapshot
+sees put back at the keys written since (a seek each), without making
+writes wait; metadata queries read a snapshot of the namespaces, kinds
+and single-property indexes (a seek per property and type), taken under
+the lock, and are evaluated without it.
 
 Transactions follow Firestore in Datastore mode, which is every App
 Engine app's datastore today, point by point:
