@@ -19,7 +19,6 @@
 // returns, the tree and its clone may be used by different goroutines.
 package btree
 
-
 // maxItems is the most items a node holds. 63 items of a 16-byte entry
 // (aelocal's property index entry) fill 1,008 bytes; item arrays are
 // allocated with room for one more (maxItems+1, a power of two: 1,024
