@@ -22,10 +22,12 @@ package btree
 // maxItems is the most items a node holds. 63 items of a 16-byte entry
 // (aelocal's property index entry) fill 1,008 bytes; item arrays are
 // allocated with room for one more (maxItems+1, a power of two: 1,024
-// bytes, or 512 for a pointer) so that an insert into a full node can
-// overflow by one before the node splits, without a reallocation. Chosen
-// by measurement (BENCHMARKS.md): 31 costs ~15% more bytes per entry,
-// 127 makes random inserts slower for the same bytes.
+// bytes, or 512 for a pointer, both size classes of the allocator) so that
+// an insert into a full node can overflow by one before the node splits,
+// without a reallocation. Measured (BENCHMARKS.md), nodes of 31 and 127
+// items cost the same bytes per entry within 4%, and their times were
+// within the shared machine's noise; 63 keeps the tree at 4 levels up to
+// 16 million entries.
 const maxItems = 63
 
 // minItems is the fewest items a node other than the root holds after a
