@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // Metadata queries: the kinds __namespace__, __kind__ and __property__,
@@ -106,7 +106,7 @@ func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity
 // in order: it seeks to the first entry of each type after the last found,
 // so it reads an entry per type, not the index. count counts the entries
 // read.
-func indexTypes(t *btree.BTreeG[propEntry], count *int64) []int8 {
+func indexTypes(t *btree.Tree[propEntry], count *int64) []int8 {
 	var out []int8
 	for typ := int8(vNull); typ < int8(len(propertyTypeNames)); {
 		found := int8(-1)

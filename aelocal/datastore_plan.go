@@ -59,7 +59,7 @@ package aelocal
 import (
 	"slices"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // dsPlan is how the indexes answer a query.
@@ -164,8 +164,8 @@ func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
 
 // planRead is one read of an index by a plan: what it reads, taken under
 // the datastore's lock, and read without it. It reads a clone of the
-// index's B-tree: google/btree clones lazily (copy-on-write, O(1)), and a
-// clone may be read while the original is written, so a query reads a
+// index's B-tree: internal/btree clones lazily (copy-on-write, O(1)), and
+// a clone may be read while the original is written, so a query reads a
 // consistent snapshot of the index while Puts go on; a write after the
 // clone copies the few nodes it changes.
 type planRead struct {
@@ -173,18 +173,18 @@ type planRead struct {
 	p      *dsPlan
 	pos    dsPos  // the start position
 	end    *dsPos // the end position, if any
-	byKey  *btree.BTreeG[*dsEntity]
-	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
-	join   []joinTerm               // the terms of a merge join
-	union  []*planRead              // the reads of a query's branches
-	comp   *compIndex               // the composite index read (its tree a clone)
+	byKey  *btree.Tree[*dsEntity]
+	byProp *btree.Tree[propEntry] // nil if no entity has the property
+	join   []joinTerm             // the terms of a merge join
+	union  []*planRead            // the reads of a query's branches
+	comp   *compIndex             // the composite index read (its tree a clone)
 	// build: the composite index to build, without the lock, before
 	// reading it (then kept, finishBuildLocked); fallback reads the
 	// single-property indexes instead if it holds an entity past the
 	// entry limit.
 	build    *compBuild
 	fallback *planRead
-	kinds    []*btree.BTreeG[*dsEntity]
+	kinds    []*btree.Tree[*dsEntity]
 	hook     func() // tests: runs during the read
 
 	entries int64 // index entries read
@@ -240,7 +240,7 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		}
 		return r
 	}
-	clones := make(map[string]*btree.BTreeG[propEntry])
+	clones := make(map[string]*btree.Tree[propEntry])
 	for _, tm := range p.join {
 		t := ki.props[tm.prop]
 		if t == nil {
