@@ -15,8 +15,8 @@ import (
 // built in O(n) from its entries in order (btree.Build, full nodes)
 // rather than by n inserts: the kind index straight from ents, and each
 // single-property index from its entries collected in key order and
-// sorted by value, with an entity's position in ents (its key order) as
-// the tie-break, which is cheaper than comparing keys. The kind index and
+// sorted by value and then by the entity's position in ents (its key
+// order), which is cheaper than comparing keys. The kind index and
 // each single-property index are built by up to workers goroutines at
 // once, each index by one of them. TestBuildKindIndexMatchesAdd pins that
 // the result equals add's.
@@ -84,14 +84,22 @@ func propEntries(ents []*dsEntity, name string) []propEntry {
 			}
 		}
 	}
-	// An entity's entries have distinct values, so (value, position)
-	// orders every entry.
-	slices.SortFunc(xs, func(a, b at) int {
-		if c := compareValue(*a.v, *b.v); c != 0 {
-			return c
+	// Sorted by value alone first: a property of few distinct values (a
+	// flag, a category) then costs few comparisons of values, where with
+	// the position as a tie-break no two entries would be equal. Each run
+	// of one value is then put back in key order by position, which
+	// compares integers only.
+	slices.SortFunc(xs, func(a, b at) int { return compareValue(*a.v, *b.v) })
+	for lo := 0; lo < len(xs); {
+		hi := lo + 1
+		for hi < len(xs) && compareValue(*xs[lo].v, *xs[hi].v) == 0 {
+			hi++
 		}
-		return cmp.Compare(a.pos, b.pos)
-	})
+		if hi-lo > 1 {
+			slices.SortFunc(xs[lo:hi], func(a, b at) int { return cmp.Compare(a.pos, b.pos) })
+		}
+		lo = hi
+	}
 	out := make([]propEntry, len(xs))
 	for i, x := range xs {
 		out[i] = x.propEntry
