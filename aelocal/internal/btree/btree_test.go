@@ -148,13 +148,13 @@ type clone struct {
 // moments are written too and must not see each other's writes.
 func TestOracle(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 1))
-	for round := range 12 {
+	for round := range 8 {
 		trees := []*clone{{tr: New(lessItem)}}
 		keys := 50 + r.IntN(2000)
 		if round%3 == 0 {
 			keys = 1 + r.IntN(8)
 		}
-		for step := range 2000 {
+		for step := range 1500 {
 			c := trees[r.IntN(len(trees))]
 			switch op := r.IntN(100); {
 			case op < 2:
@@ -215,7 +215,7 @@ func TestOracle(t *testing.T) {
 // afterwards; and that unsorted input or duplicates fall back to inserts.
 func TestBuildEqualsInserts(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 2))
-	sizes := []int{0, 1, 2, 31, 32, 63, 64, 65, 127, 128, 4095, 4096, 4097, 63*64 + 63, 300000}
+	sizes := []int{0, 1, 2, 31, 32, 63, 64, 65, 127, 128, 4095, 4096, 4097, 63*64 + 63, 100000}
 	for range 20 {
 		sizes = append(sizes, r.IntN(20000))
 	}
