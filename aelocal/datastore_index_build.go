@@ -42,12 +42,13 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var buf entryBuf
 			for i := range next {
 				if i < 0 {
 					ki.byKey = btree.Build(lessByKey, ents)
 					continue
 				}
-				jobs[i].t = btree.Build(lessEntry, propEntries(ents, jobs[i].name))
+				jobs[i].t = btree.Build(lessEntry, buf.entries(ents, jobs[i].name))
 			}
 		}()
 	}
@@ -63,25 +64,42 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 	return ki
 }
 
-// propEntries returns the entries of the single-property index of name
-// over ents (in ascending key order), sorted as the index keeps them.
-func propEntries(ents []*dsEntity, name string) []propEntry {
-	// at is an entry: a value and the position of its entity in ents (16
-	// bytes, where the entity too would take 24: a sort moves them).
-	type at struct {
-		v   *dsValue
-		pos int
+// entryBuf holds what entries sorts, reused from one property to the
+// next by a worker: Build copies the entries into the tree, so the
+// arrays are garbage after each index, and allocating them afresh for
+// each would leave about 32 bytes per entity per property for the
+// collector, which a load's peak heap (and the resident set after it)
+// would carry.
+type entryBuf struct {
+	xs  []sortEntry
+	out []propEntry
+}
+
+// sortEntry is an entry as sorted: a value and the position of its entity
+// in ents (16 bytes, where the entity too would take 24: a sort moves
+// them).
+type sortEntry struct {
+	v   *dsValue
+	pos int
+}
+
+// entries returns the entries of the single-property index of name over
+// ents (in ascending key order), sorted as the index keeps them, in b's
+// arrays: valid until b's next use.
+func (b *entryBuf) entries(ents []*dsEntity, name string) []propEntry {
+	if cap(b.xs) < len(ents) {
+		b.xs = make([]sortEntry, 0, len(ents)) // most properties have one value
 	}
-	xs := make([]at, 0, len(ents)) // most properties have one value
+	xs := b.xs[:0]
 	for pos, e := range ents {
 		vals := e.props.get(name)
 		switch len(vals) {
 		case 0:
 		case 1:
-			xs = append(xs, at{&vals[0], pos})
+			xs = append(xs, sortEntry{&vals[0], pos})
 		default:
 			for _, v := range entryValues(vals) {
-				xs = append(xs, at{v, pos})
+				xs = append(xs, sortEntry{v, pos})
 			}
 		}
 	}
@@ -90,21 +108,22 @@ func propEntries(ents []*dsEntity, name string) []propEntry {
 	// the position as a tie-break no two entries would be equal. Each run
 	// of one value is then put back in key order by position, which
 	// compares integers only.
-	slices.SortFunc(xs, func(a, b at) int { return compareValue(*a.v, *b.v) })
+	slices.SortFunc(xs, func(a, b sortEntry) int { return compareValue(*a.v, *b.v) })
 	for lo := 0; lo < len(xs); {
 		hi := lo + 1
 		for hi < len(xs) && compareValue(*xs[lo].v, *xs[hi].v) == 0 {
 			hi++
 		}
 		if hi-lo > 1 {
-			slices.SortFunc(xs[lo:hi], func(a, b at) int { return cmp.Compare(a.pos, b.pos) })
+			slices.SortFunc(xs[lo:hi], func(a, b sortEntry) int { return cmp.Compare(a.pos, b.pos) })
 		}
 		lo = hi
 	}
-	out := make([]propEntry, len(xs))
-	for i, x := range xs {
-		out[i] = propEntry{x.v, ents[x.pos]}
+	out := b.out[:0]
+	for _, x := range xs {
+		out = append(out, propEntry{x.v, ents[x.pos]})
 	}
+	b.xs, b.out = xs, out
 	return out
 }
 
