@@ -48,7 +48,7 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 					ki.byKey = btree.Build(lessByKey, ents)
 					continue
 				}
-				jobs[i].t = btree.Build(lessEntry, buf.entries(ents, jobs[i].name))
+				jobs[i].t = buf.build(ents, jobs[i].name)
 			}
 		}()
 	}
@@ -64,15 +64,13 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 	return ki
 }
 
-// entryBuf holds what entries sorts, reused from one property to the
-// next by a worker: Build copies the entries into the tree, so the
-// arrays are garbage after each index, and allocating them afresh for
-// each would leave about 32 bytes per entity per property for the
-// collector, which a load's peak heap (and the resident set after it)
-// would carry.
+// entryBuf holds the array a worker sorts, reused from one property to
+// the next: the tree holds copies of the entries, so the array is garbage
+// after each index, and allocating it afresh for each would leave 16
+// bytes per entity per property for the collector, which a load's peak
+// heap (and the resident set after it) would carry.
 type entryBuf struct {
-	xs  []sortEntry
-	out []propEntry
+	xs []sortEntry
 }
 
 // sortEntry is an entry as sorted: a value and the position of its entity
@@ -83,10 +81,10 @@ type sortEntry struct {
 	pos int
 }
 
-// entries returns the entries of the single-property index of name over
-// ents (in ascending key order), sorted as the index keeps them, in b's
-// arrays: valid until b's next use.
-func (b *entryBuf) entries(ents []*dsEntity, name string) []propEntry {
+// build returns the single-property index of name over ents (in
+// ascending key order), built from its entries sorted as the index keeps
+// them.
+func (b *entryBuf) build(ents []*dsEntity, name string) *btree.Tree[propEntry] {
 	if cap(b.xs) < len(ents) {
 		b.xs = make([]sortEntry, 0, len(ents)) // most properties have one value
 	}
@@ -119,12 +117,8 @@ func (b *entryBuf) entries(ents []*dsEntity, name string) []propEntry {
 		}
 		lo = hi
 	}
-	out := b.out[:0]
-	for _, x := range xs {
-		out = append(out, propEntry{x.v, ents[x.pos]})
-	}
-	b.xs, b.out = xs, out
-	return out
+	b.xs = xs
+	return btree.BuildFunc(lessEntry, len(xs), func(i int) propEntry { return propEntry{xs[i].v, ents[xs[i].pos]} })
 }
 
 // loadWorkers is how many goroutines build indexes at a load.

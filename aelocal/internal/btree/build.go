@@ -9,44 +9,54 @@ package btree
 // tree is then what ReplaceOrInsert of each item in turn gives, so of two
 // equal items the later one is kept. Build does not keep items.
 func Build[T any](less func(a, b T) bool, items []T) *Tree[T] {
+	return BuildFunc(less, len(items), func(i int) T { return items[i] })
+}
+
+// BuildFunc is Build of the n items item(0), ..., item(n-1), for items
+// derived from another array, which then need not be copied into one of
+// their own first (a load builds indexes of millions of entries, and a
+// copy would add to its peak memory). item may be called more than once
+// for an index, and must return the same item each time.
+func BuildFunc[T any](less func(a, b T) bool, n int, item func(i int) T) *Tree[T] {
 	t := New(less)
-	for i := 1; i < len(items); i++ {
-		if !less(items[i-1], items[i]) {
-			for _, it := range items {
-				t.ReplaceOrInsert(it)
+	for i := 1; i < n; i++ {
+		if !less(item(i-1), item(i)) {
+			for i := range n {
+				t.ReplaceOrInsert(item(i))
 			}
 			return t
 		}
 	}
-	if len(items) == 0 {
+	if n == 0 {
 		return t
 	}
-	t.length = len(items)
+	t.length = n
 	// Each level is a sequence of items with a node before, between and
 	// after them (no nodes for the leaves): it is cut into nodes of
 	// maxItems items, with one item between two nodes going up to the
 	// next level, until a level fits in one node, the root.
 	var children []*node[T]
 	for {
-		nodes, up := t.level(items, children)
+		nodes, up := t.level(n, item, children)
 		if len(nodes) == 1 {
 			t.root = nodes[0]
 			return t
 		}
-		items, children = up, nodes
+		n, item, children = len(up), func(i int) T { return up[i] }, nodes
 	}
 }
 
-// level cuts items (and children, nil for leaves, else len(items)+1 of
-// them) into nodes, and returns them with the items that separate them.
-func (t *Tree[T]) level(items []T, children []*node[T]) ([]*node[T], []T) {
-	// k nodes hold len(items)-(k-1) items: the fewest k with room.
-	k := (len(items) + 1 + maxItems) / (maxItems + 1)
+// level cuts the n items item(0), ... (and children, nil for leaves, else
+// n+1 of them) into nodes, and returns them with the items that separate
+// them.
+func (t *Tree[T]) level(n int, item func(int) T, children []*node[T]) ([]*node[T], []T) {
+	// k nodes hold n-(k-1) items: the fewest k with room.
+	k := (n + 1 + maxItems) / (maxItems + 1)
 	sizes := make([]int, k)
 	for i := range sizes {
 		sizes[i] = maxItems
 	}
-	last := len(items) - (k - 1) - maxItems*(k-1)
+	last := n - (k - 1) - maxItems*(k-1)
 	sizes[k-1] = last
 	if k > 1 && last < minItems {
 		both := maxItems + last
@@ -54,18 +64,21 @@ func (t *Tree[T]) level(items []T, children []*node[T]) ([]*node[T], []T) {
 	}
 	nodes := make([]*node[T], 0, k)
 	up := make([]T, 0, k-1)
+	next := 0
 	for i, size := range sizes {
-		n := t.newNode(children == nil)
-		n.items = append(n.items, items[:size]...)
-		items = items[size:]
+		nd := t.newNode(children == nil)
+		for range size {
+			nd.items = append(nd.items, item(next))
+			next++
+		}
 		if children != nil {
-			n.children = append(n.children, children[:size+1]...)
+			nd.children = append(nd.children, children[:size+1]...)
 			children = children[size+1:]
 		}
-		nodes = append(nodes, n)
+		nodes = append(nodes, nd)
 		if i < k-1 {
-			up = append(up, items[0])
-			items = items[1:]
+			up = append(up, item(next))
+			next++
 		}
 	}
 	return nodes, up
