@@ -7,8 +7,9 @@
 // package adds is what a datastore loading millions of index entries needs
 // and google/btree lacks:
 //
-//   - Build makes a tree of full nodes from sorted items in O(n), where
-//     inserting them one by one costs O(n log n) and leaves nodes half full;
+//   - Build (and BuildFunc) makes a tree of full nodes from sorted items
+//     in O(n), where inserting them one by one costs O(n log n) and, in
+//     ascending order, leaves nodes half full;
 //   - an insert past the last item of the tree (keys of sequential IDs,
 //     a creation time) splits a full node so that the left part stays full
 //     and only the new item moves right, and symmetrically for an insert
