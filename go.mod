@@ -5,7 +5,6 @@ go 1.23.0
 require (
 	cloud.google.com/go/datastore v1.20.0
 	github.com/golang/protobuf v1.5.4
-	github.com/google/btree v1.1.3
 	github.com/icza/session v1.3.0
 	github.com/stretchr/testify v1.12.1
 	go.yaml.in/yaml/v3 v3.0.5

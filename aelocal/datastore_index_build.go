@@ -1,28 +1,27 @@
 package aelocal
 
 import (
+	"cmp"
 	"runtime"
 	"slices"
 	"sync"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // buildKindIndex builds the indexes of one kind from its entities, as
 // adding each to a new kindIndex would (kindIndex.add), for a load
-// (buildIndexes): the kind index and each single-property index are built
-// by up to workers goroutines at once, each B-tree by one of them. The
-// entities are added in descending key order: google/btree splits a full
-// node in two and keeps filling the half that receives the next entry, so
-// entries added in ascending order leave every node half full, and in
-// descending order full (the indexes of 100,000 entities of ten
-// properties took 255 bytes per entity instead of 400). The kind index,
-// and the entries of properties that follow the key (a creation time, a
-// counter), also grow at one end, which is about three times as fast as
-// the random order of a map. ents must be in ascending key order.
-// TestBuildKindIndexMatchesAdd pins that the result equals add's.
+// (buildIndexes). ents must be in ascending key order. Each index is
+// built in O(n) from its entries in order (btree.Build, full nodes)
+// rather than by n inserts: the kind index straight from ents, and each
+// single-property index from its entries collected in key order and
+// sorted by value and then by the entity's position in ents (its key
+// order), which is cheaper than comparing keys. The kind index and
+// each single-property index are built by up to workers goroutines at
+// once, each index by one of them. TestBuildKindIndexMatchesAdd pins that
+// the result equals add's.
 func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
-	ki := newKindIndex()
+	ki := &kindIndex{props: make(map[string]*btree.Tree[propEntry])}
 	names := make(map[string]bool)
 	for _, e := range ents {
 		for name := range e.props.all() {
@@ -31,11 +30,11 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 	}
 	type job struct {
 		name string
-		t    *btree.BTreeG[propEntry]
+		t    *btree.Tree[propEntry]
 	}
 	jobs := make([]job, 0, len(names))
 	for name := range names {
-		jobs = append(jobs, job{name, btree.NewG(indexDegree, lessEntry)})
+		jobs = append(jobs, job{name: name})
 	}
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -43,26 +42,13 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var buf entryBuf
 			for i := range next {
 				if i < 0 {
-					for _, e := range slices.Backward(ents) {
-						ki.byKey.ReplaceOrInsert(e)
-					}
+					ki.byKey = btree.Build(lessByKey, ents)
 					continue
 				}
-				j := jobs[i]
-				for _, e := range slices.Backward(ents) {
-					vals := e.props.get(j.name)
-					switch len(vals) {
-					case 0:
-					case 1:
-						j.t.ReplaceOrInsert(propEntry{v: &vals[0], e: e})
-					default:
-						for _, v := range entryValues(vals) {
-							j.t.ReplaceOrInsert(propEntry{v: v, e: e})
-						}
-					}
-				}
+				jobs[i].t = buf.build(ents, jobs[i].name)
 			}
 		}()
 	}
@@ -76,6 +62,63 @@ func buildKindIndex(ents []*dsEntity, workers int) *kindIndex {
 		ki.props[j.name] = j.t
 	}
 	return ki
+}
+
+// entryBuf holds the array a worker sorts, reused from one property to
+// the next: the tree holds copies of the entries, so the array is garbage
+// after each index, and allocating it afresh for each would leave 16
+// bytes per entity per property for the collector, which a load's peak
+// heap (and the resident set after it) would carry.
+type entryBuf struct {
+	xs []sortEntry
+}
+
+// sortEntry is an entry as sorted: a value and the position of its entity
+// in ents (16 bytes, where the entity too would take 24: a sort moves
+// them).
+type sortEntry struct {
+	v   *dsValue
+	pos int
+}
+
+// build returns the single-property index of name over ents (in
+// ascending key order), built from its entries sorted as the index keeps
+// them.
+func (b *entryBuf) build(ents []*dsEntity, name string) *btree.Tree[propEntry] {
+	if cap(b.xs) < len(ents) {
+		b.xs = make([]sortEntry, 0, len(ents)) // most properties have one value
+	}
+	xs := b.xs[:0]
+	for pos, e := range ents {
+		vals := e.props.get(name)
+		switch len(vals) {
+		case 0:
+		case 1:
+			xs = append(xs, sortEntry{&vals[0], pos})
+		default:
+			for _, v := range entryValues(vals) {
+				xs = append(xs, sortEntry{v, pos})
+			}
+		}
+	}
+	// Sorted by value alone first: a property of few distinct values (a
+	// flag, a category) then costs few comparisons of values, where with
+	// the position as a tie-break no two entries would be equal. Each run
+	// of one value is then put back in key order by position, which
+	// compares integers only.
+	slices.SortFunc(xs, func(a, b sortEntry) int { return compareValue(*a.v, *b.v) })
+	for lo := 0; lo < len(xs); {
+		hi := lo + 1
+		for hi < len(xs) && compareValue(*xs[lo].v, *xs[hi].v) == 0 {
+			hi++
+		}
+		if hi-lo > 1 {
+			slices.SortFunc(xs[lo:hi], func(a, b sortEntry) int { return cmp.Compare(a.pos, b.pos) })
+		}
+		lo = hi
+	}
+	b.xs = xs
+	return btree.BuildFunc(lessEntry, len(xs), func(i int) propEntry { return propEntry{xs[i].v, ents[xs[i].pos]} })
 }
 
 // loadWorkers is how many goroutines build indexes at a load.

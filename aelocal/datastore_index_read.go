@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // Reads of the sorted indexes for the planner (datastore_plan.go). Each
@@ -19,7 +19,7 @@ type indexVisit func(e *dsEntity, v *dsValue) bool
 // __key__ inequality filters f (nil if none), and only the descendants of
 // ancestor if it is not nil (they lie together from the ancestor's own
 // key on).
-func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, count *int64, visit indexVisit) {
+func readKeys(t *btree.Tree[*dsEntity], f *dsPropFilter, ancestor, from dsPath, desc bool, count *int64, visit indexVisit) {
 	// The __key__ filter's keys are in the query's app and namespace
 	// (parseQuery checks), so comparing paths compares the keys.
 	keyCmp := func(path dsPath) func(dsValue) int {
@@ -89,7 +89,7 @@ func readKeys(t *btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath
 
 // readEqual reads the entries of value v of a property's index, in key
 // order from the start key from.
-func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, count *int64, visit indexVisit) {
+func readEqual(t *btree.Tree[propEntry], v dsValue, from dsPath, desc bool, count *int64, visit indexVisit) {
 	iter := func(x propEntry) bool {
 		*count++
 		if compareValue(*x.v, v) != 0 {
@@ -116,7 +116,7 @@ func readEqual(t *btree.BTreeG[propEntry], v dsValue, from dsPath, desc bool, co
 // A distinct query's read sets *skip (if skip is not nil) once it has the
 // result of a value: the read then seeks past the value's other entries,
 // as production skips to the next group.
-func readValues(t *btree.BTreeG[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, skip *bool, visit indexVisit) {
+func readValues(t *btree.Tree[propEntry], q *dsQuery, pos dsPos, desc bool, count *int64, skip *bool, visit indexVisit) {
 	skipped := func() bool {
 		if skip == nil || !*skip {
 			return false
@@ -328,7 +328,7 @@ func boundOK(f *dsPropFilter, cmp func(dsValue) int, strict, inclusive int64) bo
 // joinTerm is one equality filter of a merge join: the entries of value v
 // in a property's index t.
 type joinTerm struct {
-	t     *btree.BTreeG[propEntry]
+	t     *btree.Tree[propEntry]
 	v     dsValue
 	count *int64 // counts the entries read
 }
@@ -388,7 +388,7 @@ func readJoin(terms []joinTerm, from dsPath, visit indexVisit) {
 // result, so a page costs its rows (times the log of the kind's size),
 // not the namespace's size. f is the query's __key__ filter, ancestor its
 // ancestor; visit gets each entity with nil values.
-func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, from dsPath, count *int64, visit func(*dsEntity, []*dsValue) bool) {
+func readKindless(kinds []*btree.Tree[*dsEntity], f *dsPropFilter, ancestor, from dsPath, count *int64, visit func(*dsEntity, []*dsValue) bool) {
 	start := from
 	if ancestor != nil && (start == nil || comparePath(ancestor, start) > 0) {
 		start = ancestor
@@ -420,7 +420,7 @@ func readKindless(kinds []*btree.BTreeG[*dsEntity], f *dsPropFilter, ancestor, f
 	}
 	// seek returns kind i's first entity at or after key (strictly after
 	// if strict).
-	seek := func(t *btree.BTreeG[*dsEntity], key dsPath) *dsEntity {
+	seek := func(t *btree.Tree[*dsEntity], key dsPath) *dsEntity {
 		var got *dsEntity
 		t.AscendGreaterOrEqual(pathProbe(key), func(e *dsEntity) bool {
 			*count++

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"unique"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // Metadata queries: the kinds __namespace__, __kind__ and __property__,
@@ -76,7 +76,7 @@ type metaSnap struct {
 // kindProps is a kind's single-property indexes, cloned.
 type kindProps struct {
 	kind  string
-	props map[string]*btree.BTreeG[propEntry]
+	props map[string]*btree.Tree[propEntry]
 }
 
 // metaSnapLocked takes what metadata query q reads. The kinds are those
@@ -102,7 +102,7 @@ func (d *datastoreService) metaSnapLocked(q *dsQuery) *metaSnap {
 		case q.meta == "__kind__":
 			m.names = append(m.names, kind)
 		case q.ancestor == nil || q.ancestor[0].name == kind:
-			kp := kindProps{kind: kind, props: make(map[string]*btree.BTreeG[propEntry], len(ki.props))}
+			kp := kindProps{kind: kind, props: make(map[string]*btree.Tree[propEntry], len(ki.props))}
 			for name, t := range ki.props {
 				kp.props[name] = t.Clone()
 			}
@@ -185,7 +185,7 @@ func (m *metaSnap) each(q *dsQuery, count *int64, add func(*dsEntity)) {
 // in order: it seeks to the first entry of each type after the last found,
 // so it reads an entry per type, not the index. count counts the entries
 // read.
-func indexTypes(t *btree.BTreeG[propEntry], count *int64) []int8 {
+func indexTypes(t *btree.Tree[propEntry], count *int64) []int8 {
 	var out []int8
 	for typ := int8(vNull); typ < int8(len(propertyTypeNames)); {
 		found := int8(-1)

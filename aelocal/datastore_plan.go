@@ -66,7 +66,7 @@ package aelocal
 import (
 	"slices"
 
-	"github.com/google/btree"
+	"github.com/icza/gaesession/v2/aelocal/internal/btree"
 )
 
 // dsPlan is how the indexes answer a query.
@@ -165,8 +165,8 @@ func planQuery(q *dsQuery, v dsView, comp *dsIndex) *dsPlan {
 
 // planRead is one read of an index by a plan: what it reads, taken under
 // the datastore's lock, and read without it. It reads a clone of the
-// index's B-tree: google/btree clones lazily (copy-on-write, O(1)), and a
-// clone may be read while the original is written, so a query reads a
+// index's B-tree: internal/btree clones lazily (copy-on-write, O(1)), and
+// a clone may be read while the original is written, so a query reads a
 // consistent snapshot of the index while Puts go on; a write after the
 // clone copies the few nodes it changes.
 type planRead struct {
@@ -174,26 +174,26 @@ type planRead struct {
 	p      *dsPlan
 	pos    dsPos  // the start position
 	end    *dsPos // the end position, if any
-	byKey  *btree.BTreeG[*dsEntity]
-	byProp *btree.BTreeG[propEntry] // nil if no entity has the property
-	join   []joinTerm               // the terms of a merge join
-	union  []*planRead              // the reads of a query's branches
-	comp   *compIndex               // the composite index read (its tree a clone)
+	byKey  *btree.Tree[*dsEntity]
+	byProp *btree.Tree[propEntry] // nil if no entity has the property
+	join   []joinTerm             // the terms of a merge join
+	union  []*planRead            // the reads of a query's branches
+	comp   *compIndex             // the composite index read (its tree a clone)
 	// build: the composite index to build, without the lock, before
 	// reading it (then kept, finishBuildLocked); fallback reads the
 	// single-property indexes instead if it holds an entity past the
 	// entry limit.
 	build    *compBuild
 	fallback *planRead
-	kinds    []*btree.BTreeG[*dsEntity]
+	kinds    []*btree.Tree[*dsEntity]
 	hook     func() // tests: runs during the read
 	// In a transaction, the changes since its snapshot that read applies
 	// to the clones first (datastore_txsnap.go): to keys (the kind
 	// index), props (the single-property indexes read) and comp, or to
 	// kinds, each with its own.
 	changes     []snapChange
-	keys        *btree.BTreeG[*dsEntity]
-	props       map[string]*btree.BTreeG[propEntry]
+	keys        *btree.Tree[*dsEntity]
+	props       map[string]*btree.Tree[propEntry]
 	kindChanges [][]snapChange
 
 	entries int64 // index entries read
@@ -226,7 +226,7 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 			}
 		}
 		for _, kind := range d.snapKindsLocked(c.view, q.sp) {
-			r.kinds = append(r.kinds, btree.NewG(indexDegree, lessByKey))
+			r.kinds = append(r.kinds, btree.New(lessByKey))
 			r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
 		}
 		for _, chs := range r.kindChanges {
@@ -242,18 +242,18 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 			ki = newKindIndex()
 		}
 		r.changes, r.keys = changes, ki.byKey.Clone()
-		r.props = make(map[string]*btree.BTreeG[propEntry])
+		r.props = make(map[string]*btree.Tree[propEntry])
 	}
 	if ki == nil {
 		return nil
 	}
 	// clone returns the clone of the index of prop this read reads, nil
 	// if no entity has the property (in the snapshot, an empty index).
-	clones := make(map[string]*btree.BTreeG[propEntry])
+	clones := make(map[string]*btree.Tree[propEntry])
 	if r.props != nil {
 		clones = r.props
 	}
-	clone := func(prop string) *btree.BTreeG[propEntry] {
+	clone := func(prop string) *btree.Tree[propEntry] {
 		if t := clones[prop]; t != nil {
 			return t
 		}
@@ -262,7 +262,7 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 		case t != nil:
 			t = t.Clone()
 		case changes != nil:
-			t = btree.NewG(indexDegree, lessEntry)
+			t = btree.New(lessEntry)
 		default:
 			return nil
 		}

@@ -1,6 +1,6 @@
 package aelocal
 
-import "github.com/google/btree"
+import "github.com/icza/gaesession/v2/aelocal/internal/btree"
 
 // Queries in transactions read their snapshot through the planner, without
 // the datastore's lock (issue 25).
@@ -133,7 +133,7 @@ func (r *planRead) applySnapshot() bool {
 // replaceEntity puts ch's version at its key in keys and in the
 // single-property indexes props, in place of the entity there, which it
 // returns (nil if none).
-func replaceEntity(keys *btree.BTreeG[*dsEntity], props map[string]*btree.BTreeG[propEntry], ch snapChange) *dsEntity {
+func replaceEntity(keys *btree.Tree[*dsEntity], props map[string]*btree.Tree[propEntry], ch snapChange) *dsEntity {
 	cur, found := keys.Get(pathProbe(ch.path))
 	if found {
 		keys.Delete(cur)
