@@ -73,7 +73,7 @@ func (d *datastoreService) propertyEntitiesLocked(q *dsQuery, add func(*dsEntity
 	if s == nil {
 		return
 	}
-	for kind := range s.kinds {
+	for kind := range s.idx {
 		if q.ancestor != nil && q.ancestor[0].name != kind {
 			continue
 		}

@@ -205,10 +205,8 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	}
 	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
 	if p.kindless {
-		for kind := range s.kinds {
-			if ki := s.indexLocked(kind); ki != nil {
-				r.kinds = append(r.kinds, ki.byKey.Clone())
-			}
+		for _, ki := range s.idx {
+			r.kinds = append(r.kinds, ki.byKey.Clone())
 		}
 		return r
 	}

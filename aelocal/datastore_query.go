@@ -258,7 +258,7 @@ func (d *datastoreService) evalLocked(q *dsQuery, v dsView) ([]dsCand, error) {
 		}
 	case "__kind__":
 		if s := d.spaces[q.sp]; s != nil {
-			for kind := range s.kinds {
+			for kind := range s.idx {
 				add(metaEntity(q.sp, q.meta, kind, 0))
 			}
 		}
