@@ -349,7 +349,7 @@ func (im *dsImage) readRecords(rr *recordReader, workers int) (loadInfo, error) 
 	inFlight := 2*workers + 2
 	ordered := make(chan *loadChunk, inFlight)
 	work := make(chan *loadChunk, inFlight)
-	free := make(chan []byte, inFlight+1)
+	free := make(chan *loadChunk, inFlight+1) // chunks applied, to reuse
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1 + workers)
@@ -379,14 +379,15 @@ func (im *dsImage) readRecords(rr *recordReader, workers int) (loadInfo, error) 
 
 // readChunks reads rr's records into chunks and sends each to ordered and
 // work, until the end of the stream, an error, or stop.
-func readChunks(rr *recordReader, ordered, work chan<- *loadChunk, free chan []byte, stop <-chan struct{}) {
+func readChunks(rr *recordReader, ordered, work chan<- *loadChunk, free <-chan *loadChunk, stop <-chan struct{}) {
 	newChunk := func() *loadChunk {
-		c := &loadChunk{ready: make(chan struct{})}
 		select {
-		case c.buf = <-free:
+		case c := <-free:
+			c.buf, c.recs, c.ready = c.buf[:0], c.recs[:0], make(chan struct{})
+			return c
 		default:
+			return &loadChunk{buf: make([]byte, 0, loadChunkBytes+64<<10), ready: make(chan struct{})}
 		}
-		return c
 	}
 	send := func(c *loadChunk) bool {
 		select {
@@ -463,7 +464,10 @@ func checkRecordOrder(typ byte, payload []byte, at int64, inSnapshot *bool, coun
 
 // decode decodes c's records into c.out.
 func (c *loadChunk) decode() {
-	c.out = make([]loadedRec, len(c.recs))
+	if cap(c.out) < len(c.recs) {
+		c.out = make([]loadedRec, len(c.recs))
+	}
+	c.out = c.out[:len(c.recs)]
 	for i, r := range c.recs {
 		c.out[i] = decodeRecord(r.typ, c.buf[r.lo:r.hi], r.off)
 	}
@@ -520,7 +524,7 @@ func decodeRecord(typ byte, payload []byte, at int64) loadedRec {
 
 // applyChunks applies the chunks of ordered, in order, to im, and returns
 // what the last one says of the end; or the first error, in file order.
-func (im *dsImage) applyChunks(ordered <-chan *loadChunk, free chan<- []byte) (loadInfo, error) {
+func (im *dsImage) applyChunks(ordered <-chan *loadChunk, free chan<- *loadChunk) (loadInfo, error) {
 	var info loadInfo
 	for c := range ordered {
 		<-c.ready
@@ -539,9 +543,10 @@ func (im *dsImage) applyChunks(ordered <-chan *loadChunk, free chan<- []byte) (l
 			info.snapEnd, info.good, info.torn = end.snapEnd, end.at, end.err == errTornTail
 			return info, nil
 		}
-		if cap(c.buf) <= 4*loadChunkBytes {
+		if cap(c.buf) <= 4*loadChunkBytes { // not one of a huge record
+			clear(c.out) // the entities are the image's now
 			select {
-			case free <- c.buf[:0]:
+			case free <- c:
 			default:
 			}
 		}

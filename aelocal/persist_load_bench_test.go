@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,14 +119,24 @@ func BenchmarkReadImage(b *testing.B) {
 	}{{"api", journal}, {"snapshot", snapshot}} {
 		b.Run(fmt.Sprintf("file=%s/n=%d", c.name, n), func(b *testing.B) {
 			var info loadInfo
+			var im *dsImage
 			cpu0 := cpuTime()
 			for range b.N {
 				var err error
-				_, info, err = readImage(bufio.NewReaderSize(bytes.NewReader(c.file), 256<<10))
+				im = nil
+				im, info, err = readImage(bufio.NewReaderSize(bytes.NewReader(c.file), 256<<10))
 				if err != nil {
 					b.Fatal(err)
 				}
 			}
+			// What the loaded datastore holds, and the heap the load took
+			// from the system (about what a restarted server's RSS shows).
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/float64(n), "live-B/entity")
+			b.ReportMetric(float64(ms.HeapSys)/float64(n), "heapsys-B/entity")
+			runtime.KeepAlive(im)
 			// The machine may be shared: CPU time says more than the
 			// wall clock there.
 			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
