@@ -26,8 +26,8 @@ import (
 //
 // All are kept on every write (storeLocked). A load (LoadDatastore, or
 // opening the datastore file) builds every kind's indexes before the
-// server answers (buildIndexes in persist.go), not under the lock at the
-// kind's first query or write.
+// server answers (dsImage.finish in persist_load.go), not under the lock
+// at the kind's first query or write.
 //
 // The ordered container is github.com/google/btree: a B-tree (generic
 // since v1.1, Go 1.18) maintained by Google for years, used by etcd and
