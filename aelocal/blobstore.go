@@ -319,7 +319,7 @@ func (s *Server) blobInfos(app string) []*blobInfoRecord {
 	d.mu.Lock()
 	var out []*blobInfoRecord
 	if sp := d.spaces[nsKey{app: app}]; sp != nil {
-		for _, e := range sp.kinds[blobInfoKind] {
+		for e := range sp.kindEntities(blobInfoKind) {
 			out = append(out, blobInfoOf(e))
 		}
 	}

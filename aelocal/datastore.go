@@ -41,9 +41,12 @@ type nsKey struct{ app, ns string }
 
 // dsSpace holds the entities of one app and namespace.
 type dsSpace struct {
-	version uint64                          // datastore seq of the last write
-	kinds   map[string]map[string]*dsEntity // kind -> dsPath.encode() -> entity
-	idx     map[string]*kindIndex           // kind -> its sorted indexes (datastore_index_store.go)
+	version uint64 // datastore seq of the last write
+	// idx holds each kind's entities, in its kind index (the key-ordered
+	// tree kindIndex.byKey, their one store), and its sorted indexes
+	// (datastore_index_store.go). A kind with entities has its kindIndex;
+	// a kind with none has none (datastore_kinds.go).
+	idx map[string]*kindIndex
 }
 
 // datastoreService implements the "datastore_v3" service: an in-memory,
@@ -212,55 +215,6 @@ func checkPropertyNames(ep pmsg) error {
 		}
 	}
 	return nil
-}
-
-func (d *datastoreService) lookupLocked(sp nsKey, path dsPath) *dsEntity {
-	s := d.spaces[sp]
-	if s == nil {
-		return nil
-	}
-	return s.kinds[path[len(path)-1].kind][path.encode()]
-}
-
-// storeLocked puts e at path in the maps, or removes the entity there if e
-// is nil. Only writeLocked calls it.
-func (d *datastoreService) storeLocked(sp nsKey, path dsPath, e *dsEntity) {
-	s := d.spaces[sp]
-	kind := path[len(path)-1].kind
-	if e == nil {
-		if s == nil {
-			return
-		}
-		s.version = d.seq
-		if m := s.kinds[kind]; m != nil {
-			enc := path.encode()
-			if old := m[enc]; old != nil {
-				delete(m, enc)
-				s.reindexLocked(kind, old, nil)
-			}
-			if len(m) == 0 {
-				delete(s.kinds, kind)
-				if len(s.kinds) == 0 {
-					delete(d.spaces, sp)
-				}
-			}
-		}
-		return
-	}
-	if s == nil {
-		s = &dsSpace{kinds: make(map[string]map[string]*dsEntity)}
-		d.spaces[sp] = s
-	}
-	s.version = d.seq
-	m := s.kinds[kind]
-	if m == nil {
-		m = make(map[string]*dsEntity)
-		s.kinds[kind] = m
-	}
-	enc := path.encode()
-	old := m[enc]
-	m[enc] = e
-	s.reindexLocked(kind, old, e)
 }
 
 // allocLocked reserves n consecutive automatic IDs of app and returns the

@@ -187,7 +187,7 @@ func oracleMatches(f *dsFilter, orders []string, e *dsEntity) bool {
 func oracleF(d *datastoreService, q *dsQuery, p string) *int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, e := range d.spaces[q.sp].kinds[q.kind] {
+	for e := range d.spaces[q.sp].kindEntities(q.kind) {
 		if e.path.String() == p {
 			if vs := e.props.get("F"); len(vs) == 1 && vs[0].typ() == vInt {
 				i := vs[0].int()
@@ -366,7 +366,7 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 		}
 		// The results as a set: the test's own evaluation, each once.
 		var keys []string
-		for _, m := range d.spaces[q.sp].kinds["R"] {
+		for m := range d.spaces[q.sp].kindEntities("R") {
 			if q.ancestor != nil && !m.path.hasPrefix(q.ancestor) {
 				continue
 			}
@@ -405,7 +405,7 @@ func TestDisjunctionPlannerMatchesFullEvaluation(t *testing.T) {
 		}
 		if !slices.Equal(sorted, keys) {
 			d.mu.Lock()
-			for _, m := range d.spaces[q.sp].kinds["R"] {
+			for m := range d.spaces[q.sp].kindEntities("R") {
 				if slices.Contains(keys, m.path.String()) != slices.Contains(sorted, m.path.String()) {
 					t.Logf("%v: %v matches %v %v", m.path, m.props, q.matches(m), q.ancestor)
 				}

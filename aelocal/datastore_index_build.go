@@ -11,7 +11,7 @@ import (
 
 // buildKindIndex builds the indexes of one kind from its entities, as
 // adding each to a new kindIndex would (kindIndex.add), for a load
-// (buildIndexes). ents must be in ascending key order. Each index is
+// (dsImage.finish). ents must be in ascending key order. Each index is
 // built in O(n) from its entries in order (btree.Build, full nodes)
 // rather than by n inserts: the kind index straight from ents, and each
 // single-property index from its entries collected in key order and

@@ -14,7 +14,7 @@ import (
 )
 
 // BenchmarkBuildKindIndex times the index build of a load (buildKindIndex,
-// as buildIndexes runs it) over one kind of dsbench's entities of ten
+// as dsImage.finish runs it) over one kind of dsbench's entities of ten
 // indexed properties, and reports per entity the wall and CPU time and
 // the live heap of the built indexes:
 //

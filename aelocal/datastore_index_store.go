@@ -26,8 +26,8 @@ import (
 //
 // All are kept on every write (storeLocked). A load (LoadDatastore, or
 // opening the datastore file) builds every kind's indexes before the
-// server answers (buildIndexes in persist.go), not under the lock at the
-// kind's first query or write.
+// server answers (dsImage.finish in persist_load.go), not under the lock
+// at the kind's first query or write.
 //
 // The ordered container is aelocal's own B-tree (internal/btree). It
 // keeps github.com/google/btree's BTreeG contract, which aelocal used
@@ -117,6 +117,12 @@ func entryValues(vals []dsValue) []*dsValue {
 
 func (ki *kindIndex) add(e *dsEntity) {
 	ki.byKey.ReplaceOrInsert(e)
+	ki.addEntries(e)
+}
+
+// addEntries adds the entries of e to every index of ki but the kind
+// index.
+func (ki *kindIndex) addEntries(e *dsEntity) {
 	for _, ix := range ki.comps {
 		ix.add(e)
 	}
@@ -135,8 +141,9 @@ func (ki *kindIndex) add(e *dsEntity) {
 	}
 }
 
-func (ki *kindIndex) remove(e *dsEntity) {
-	ki.byKey.Delete(e)
+// removeEntries removes the entries of e from every index of ki but the
+// kind index.
+func (ki *kindIndex) removeEntries(e *dsEntity) {
 	for _, ix := range ki.comps {
 		ix.remove(e)
 	}
@@ -157,43 +164,6 @@ func (ki *kindIndex) remove(e *dsEntity) {
 	}
 }
 
-// indexLocked returns the indexes of kind in s, building them from its
-// entities if they are not kept yet; nil if s has no entity of kind.
-func (s *dsSpace) indexLocked(kind string) *kindIndex {
-	if ki := s.idx[kind]; ki != nil {
-		return ki
-	}
-	m := s.kinds[kind]
-	if len(m) == 0 {
-		return nil
-	}
-	ki := newKindIndex()
-	for _, e := range m {
-		ki.add(e)
-	}
-	if s.idx == nil {
-		s.idx = make(map[string]*kindIndex)
-	}
-	s.idx[kind] = ki
-	return ki
-}
-
-// reindexLocked updates the indexes of kind after old (nil if none) was
-// replaced by e (nil for a delete) in s.kinds.
-func (s *dsSpace) reindexLocked(kind string, old, e *dsEntity) {
-	if len(s.kinds[kind]) == 0 {
-		delete(s.idx, kind)
-		return
-	}
-	ki := s.idx[kind]
-	if ki == nil {
-		s.indexLocked(kind) // built from the entities, e included
-		return
-	}
-	if old != nil {
-		ki.remove(old)
-	}
-	if e != nil {
-		ki.add(e)
-	}
-}
+// indexLocked returns the indexes of kind in s, nil if s has no entity
+// of kind.
+func (s *dsSpace) indexLocked(kind string) *kindIndex { return s.idx[kind] }

@@ -219,11 +219,9 @@ func (d *datastoreService) planReadLocked(c *dsCursor, p *dsPlan) *planRead {
 	}
 	r := &planRead{q: q, p: p, pos: c.pos, end: c.end, hook: d.planReadHook}
 	if p.kindless {
-		for kind := range s.kinds {
-			if ki := s.indexLocked(kind); ki != nil {
-				r.kinds = append(r.kinds, ki.byKey.Clone())
-				r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
-			}
+		for kind, ki := range s.idx {
+			r.kinds = append(r.kinds, ki.byKey.Clone())
+			r.kindChanges = append(r.kindChanges, d.snapChangesLocked(c.view, q.sp, kind))
 		}
 		for _, kind := range d.snapKindsLocked(c.view, q.sp) {
 			r.kinds = append(r.kinds, btree.New(lessByKey))

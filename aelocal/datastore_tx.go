@@ -195,12 +195,11 @@ func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, ancestor 
 		}
 		return e
 	}
-	each := func(kind string, m map[string]*dsEntity) {
+	each := func(ki *kindIndex) {
+		if ki == nil {
+			return
+		}
 		if ancestor != nil && !d.noPlan {
-			ki := d.spaces[sp].indexLocked(kind)
-			if ki == nil {
-				return
-			}
 			ki.byKey.AscendGreaterOrEqual(pathProbe(ancestor), func(e *dsEntity) bool {
 				if !e.path.hasPrefix(ancestor) {
 					return false
@@ -212,18 +211,19 @@ func (d *datastoreService) eachLocked(v dsView, sp nsKey, kind string, ancestor 
 			})
 			return
 		}
-		for _, e := range m {
+		ki.byKey.Ascend(func(e *dsEntity) bool {
 			if e = at(e); e != nil {
 				yield(e)
 			}
-		}
+			return true
+		})
 	}
 	if s := d.spaces[sp]; s != nil {
 		if kind != "" {
-			each(kind, s.kinds[kind])
+			each(s.idx[kind])
 		} else {
-			for kind, m := range s.kinds {
-				each(kind, m)
+			for _, ki := range s.idx {
+				each(ki)
 			}
 		}
 	}

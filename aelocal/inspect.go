@@ -57,12 +57,9 @@ func (s *Server) Entities(namespace, kind string) ([]Entity, error) {
 		if sp.ns != namespace {
 			continue
 		}
-		for k, m := range space.kinds {
-			if kind != "" && k != kind {
-				continue
-			}
-			for _, e := range m {
-				ents = append(ents, e)
+		for k := range space.idx {
+			if kind == "" || k == kind {
+				ents = slices.AppendSeq(ents, space.kindEntities(k))
 			}
 		}
 	}

@@ -10,17 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
-
-	"google.golang.org/protobuf/proto"
 )
-
-// dsImage is a datastore being loaded: entities and ID counters, built
-// aside and swapped in whole, so that a load that fails changes nothing.
-type dsImage struct {
-	spaces   map[nsKey]*dsSpace
-	ids      dsCounters
-	entities int
-}
 
 // dsCounters are the ID counters of every app: seq for the sequential IDs
 // of AllocateIds (datastoreService.nextID), scat for the scattered IDs of
@@ -55,100 +45,6 @@ func (c dsCounters) appendAll(dst []byte) []byte {
 	return dst
 }
 
-func newImage() *dsImage {
-	return &dsImage{spaces: make(map[nsKey]*dsSpace), ids: newCounters()}
-}
-
-// put stores an encoded EntityProto whose key is complete. It reads the
-// bytes as they are (decodeEntityKey, decodeProps), without building the
-// message: a restart costs about the file's size.
-func (im *dsImage) put(b []byte) error {
-	raw := string(b) // the entity keeps it, and its strings point into it
-	sp, path, err := decodeEntityKey(raw)
-	if err == nil {
-		sp, path, err = checkKey(sp, path, "entity key", false)
-	}
-	if err != nil {
-		return plainError(err)
-	}
-	e, err := newEntityRaw(sp, path, raw)
-	if err != nil {
-		return plainError(err)
-	}
-	space := im.spaces[sp]
-	if space == nil {
-		space = &dsSpace{kinds: make(map[string]map[string]*dsEntity)}
-		im.spaces[sp] = space
-	}
-	kind := path[len(path)-1].kind
-	m := space.kinds[kind]
-	if m == nil {
-		m = make(map[string]*dsEntity)
-		space.kinds[kind] = m
-	}
-	k := path.encode()
-	if m[k] == nil {
-		im.entities++
-	}
-	m[k] = e
-	for _, el := range path {
-		noteID(im.ids.seq, im.ids.scat, sp.app, el.id)
-	}
-	return nil
-}
-
-// buildIndexes builds the sorted indexes of every kind loaded, before the
-// server answers: built later, on a kind's first query or write, they
-// held the datastore's lock for as long (38 s for 200,000 entities of ten
-// properties), and every other call waited. Each kind's indexes are built
-// from its entities in key order by buildKindIndex, its B-trees in
-// parallel, one per CPU.
-func (im *dsImage) buildIndexes() {
-	for _, s := range im.spaces {
-		if s.idx == nil {
-			s.idx = make(map[string]*kindIndex, len(s.kinds))
-		}
-		for kind, m := range s.kinds {
-			ents := slices.SortedFunc(maps.Values(m), func(a, b *dsEntity) int { return comparePath(a.path, b.path) })
-			s.idx[kind] = buildKindIndex(ents, loadWorkers())
-		}
-	}
-}
-
-// del removes the entity an encoded Reference names, if stored.
-func (im *dsImage) del(b []byte) error {
-	ref, err := newMsg("appengine.v2.Reference")
-	if err != nil {
-		return err
-	}
-	if err := proto.Unmarshal(b, ref.m.Interface()); err != nil {
-		return fmt.Errorf("key: %w", err)
-	}
-	sp, path, err := parseKey(ref, "deleted key", false)
-	if err != nil {
-		return plainError(err)
-	}
-	space := im.spaces[sp]
-	if space == nil {
-		return nil
-	}
-	kind := path[len(path)-1].kind
-	m := space.kinds[kind]
-	k := path.encode()
-	if m[k] == nil {
-		return nil
-	}
-	im.entities--
-	delete(m, k)
-	if len(m) == 0 {
-		delete(space.kinds, kind)
-		if len(space.kinds) == 0 {
-			delete(im.spaces, sp)
-		}
-	}
-	return nil
-}
-
 // counter records the next value of an app's counter of a kind. Counters
 // only grow, and never fall behind the IDs of stored entities.
 func (im *dsImage) counter(kind byte, app string, next int64) error {
@@ -170,123 +66,25 @@ func plainError(err error) error {
 	return err
 }
 
-// loadInfo describes a datastore stream that was read.
-type loadInfo struct {
-	oldFormat bool  // the gob file of format 1
-	snapEnd   int64 // bytes up to the end of the snapshot
-	good      int64 // bytes up to the end of the last good record
-	torn      bool  // a torn last record follows good
-}
-
-// readImage reads a datastore in format 2 (snapshot and log) or in the gob
-// format that aelocal wrote before. A torn last record is dropped (it was
-// never acknowledged); any other damage is a *CorruptFileError.
-func readImage(r io.Reader) (*dsImage, loadInfo, error) {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(r, 256<<10)
-	}
-	if !hasMagic(br) {
-		im, err := readGobImage(br)
-		if err == nil {
-			im.buildIndexes()
-		}
-		return im, loadInfo{oldFormat: true}, err
-	}
-	br.Discard(len(fileMagic))
-	im := newImage()
-	rr := newRecordReader(br, int64(len(fileMagic)))
-	info := loadInfo{}
-	inSnapshot, counted := true, uint64(0)
-	for {
-		at := rr.off
-		typ, payload, err := rr.next()
-		switch {
-		case err == io.EOF || err == errTornTail:
-			if inSnapshot {
-				return nil, info, &CorruptFileError{Offset: at, Reason: "the file ends inside its snapshot (no end record): it is incomplete"}
-			}
-			info.good, info.torn = at, err == errTornTail
-			im.buildIndexes()
-			return im, info, nil
-		case err != nil:
-			return nil, info, err
-		}
-		bad := func(format string, args ...any) error {
-			return &CorruptFileError{Offset: at, Reason: fmt.Sprintf(format, args...)}
-		}
-		p := &payloadReader{b: payload}
-		switch {
-		case typ == recCounters && inSnapshot:
-			for !p.done() {
-				if err := im.counter(p.counter()); err != nil {
-					return nil, info, bad("%v", err)
-				}
-			}
-		case typ == recEntity && inSnapshot:
-			if err := im.put(payload); err != nil {
-				return nil, info, bad("%v", err)
-			}
-			counted++
-		case typ == recSnapshotEnd && inSnapshot:
-			if n := p.uvarint(); n != counted {
-				return nil, info, bad("the snapshot ends after %d entities but says it holds %d", counted, n)
-			}
-			inSnapshot = false
-			info.snapEnd = rr.off
-		case typ == recBatch && !inSnapshot:
-			for !p.done() {
-				switch op := p.byte(); op {
-				case opPut:
-					err = im.put(p.bytes())
-				case opDelete:
-					err = im.del(p.bytes())
-				case opCounter:
-					err = im.counter(p.counter())
-				default:
-					err = fmt.Errorf("unknown operation %q", op)
-				}
-				if err != nil {
-					return nil, info, bad("%v", err)
-				}
-			}
-		default:
-			return nil, info, bad("unexpected record type %q", typ)
-		}
-		if p.bad {
-			return nil, info, bad("malformed %q record", typ)
-		}
-	}
-}
-
 // snapshotOf lists the entities and counters of d, sorted, for a
 // snapshot. Entities are never modified once stored, so the snapshot is
 // written from these pointers without the lock. d.mu must be held.
 func (d *datastoreService) snapshotLocked() ([]*dsEntity, dsCounters) {
-	n := 0
-	for _, sp := range d.spaces {
-		for _, m := range sp.kinds {
-			n += len(m)
-		}
-	}
-	ents := make([]*dsEntity, 0, n)
-	for _, sp := range d.spaces {
-		for _, m := range sp.kinds {
-			for _, e := range m {
-				ents = append(ents, e)
-			}
-		}
-	}
-	return ents, d.countersLocked().clone()
+	return spacesEntities(d.spaces), d.countersLocked().clone()
 }
 
-func imageEntities(im *dsImage) []*dsEntity {
-	ents := make([]*dsEntity, 0, im.entities)
-	for _, sp := range im.spaces {
-		for _, m := range sp.kinds {
-			for _, e := range m {
-				ents = append(ents, e)
-			}
+func imageEntities(im *dsImage) []*dsEntity { return spacesEntities(im.spaces) }
+
+// spacesEntities lists the entities of spaces.
+func spacesEntities(spaces map[nsKey]*dsSpace) []*dsEntity {
+	n := 0
+	for _, sp := range spaces {
+		n += sp.lenLocked()
+	}
+	ents := make([]*dsEntity, 0, n)
+	for _, sp := range spaces {
+		for kind := range sp.idx {
+			ents = slices.AppendSeq(ents, sp.kindEntities(kind))
 		}
 	}
 	return ents

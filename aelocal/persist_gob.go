@@ -37,7 +37,7 @@ func readGobImage(r *bufio.Reader) (*dsImage, error) {
 		im.counter(counterSeq, c.App, c.NextID)
 	}
 	for i, b := range f.Entities {
-		if err := im.put(b); err != nil {
+		if err := im.putBytes(b); err != nil {
 			return nil, fmt.Errorf("entity %d: %w", i, err)
 		}
 	}
