@@ -2,8 +2,10 @@ package aelocal
 
 import (
 	"cmp"
+	"encoding/binary"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/icza/gaesession/v2/aelocal/internal/btree"
@@ -79,6 +81,73 @@ type entryBuf struct {
 type sortEntry struct {
 	v   *dsValue
 	pos int
+	key uint64 // sortByKey's: the value's order as an integer
+}
+
+// sortByKey sorts xs by value and then by position, as build needs, when
+// every value is an integer (a time, a bool) or every value a string: it
+// gives each entry an integer that orders as its value does (for a string,
+// its first eight bytes after the prefix all the strings share), so that
+// most comparisons compare two integers held in the array, not two values
+// behind pointers; only strings of equal keys compare their bytes. A
+// restart's index build was mostly such comparisons (issue 25: ten
+// properties of a million entities, names and notes sharing long
+// prefixes). It reports false, leaving xs as it was, for any other mix of
+// types, which build sorts by compareValue.
+func sortByKey(xs []sortEntry) bool {
+	if len(xs) == 0 {
+		return true
+	}
+	t := xs[0].v.typ()
+	switch t {
+	case vInt, vBool:
+		for i := range xs {
+			if xs[i].v.typ() != t {
+				return false
+			}
+			xs[i].key = uint64(xs[i].v.int()) ^ 1<<63 // signed order as unsigned
+		}
+		slices.SortFunc(xs, func(a, b sortEntry) int {
+			if c := cmp.Compare(a.key, b.key); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.pos, b.pos)
+		})
+		return true
+	case vString:
+	default:
+		return false
+	}
+	prefix := xs[0].v.str()
+	for i := range xs {
+		if xs[i].v.typ() != vString {
+			return false
+		}
+		s := xs[i].v.str()
+		n := 0
+		for n < len(prefix) && n < len(s) && prefix[n] == s[n] {
+			n++
+		}
+		prefix = prefix[:n]
+	}
+	skip := len(prefix)
+	for i := range xs {
+		var k [8]byte
+		copy(k[:], xs[i].v.str()[skip:])
+		xs[i].key = binary.BigEndian.Uint64(k[:])
+	}
+	slices.SortFunc(xs, func(a, b sortEntry) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		// Equal keys: the same first bytes, or a shorter string padded
+		// with zeros; the bytes after the prefix decide.
+		if c := strings.Compare(a.v.str()[skip:], b.v.str()[skip:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	return true
 }
 
 // build returns the single-property index of name over ents (in
@@ -94,28 +163,30 @@ func (b *entryBuf) build(ents []*dsEntity, name string) *btree.Tree[propEntry] {
 		switch len(vals) {
 		case 0:
 		case 1:
-			xs = append(xs, sortEntry{&vals[0], pos})
+			xs = append(xs, sortEntry{v: &vals[0], pos: pos})
 		default:
 			for _, v := range entryValues(vals) {
-				xs = append(xs, sortEntry{v, pos})
+				xs = append(xs, sortEntry{v: v, pos: pos})
 			}
 		}
 	}
-	// Sorted by value alone first: a property of few distinct values (a
-	// flag, a category) then costs few comparisons of values, where with
-	// the position as a tie-break no two entries would be equal. Each run
-	// of one value is then put back in key order by position, which
-	// compares integers only.
-	slices.SortFunc(xs, func(a, b sortEntry) int { return compareValue(*a.v, *b.v) })
-	for lo := 0; lo < len(xs); {
-		hi := lo + 1
-		for hi < len(xs) && compareValue(*xs[lo].v, *xs[hi].v) == 0 {
-			hi++
+	if !sortByKey(xs) {
+		// Sorted by value alone first: a property of few distinct values
+		// (a flag, a category) then costs few comparisons of values,
+		// where with the position as a tie-break no two entries would be
+		// equal. Each run of one value is then put back in key order by
+		// position, which compares integers only.
+		slices.SortFunc(xs, func(a, b sortEntry) int { return compareValue(*a.v, *b.v) })
+		for lo := 0; lo < len(xs); {
+			hi := lo + 1
+			for hi < len(xs) && compareValue(*xs[lo].v, *xs[hi].v) == 0 {
+				hi++
+			}
+			if hi-lo > 1 {
+				slices.SortFunc(xs[lo:hi], func(a, b sortEntry) int { return cmp.Compare(a.pos, b.pos) })
+			}
+			lo = hi
 		}
-		if hi-lo > 1 {
-			slices.SortFunc(xs[lo:hi], func(a, b sortEntry) int { return cmp.Compare(a.pos, b.pos) })
-		}
-		lo = hi
 	}
 	b.xs = xs
 	return btree.BuildFunc(lessEntry, len(xs), func(i int) propEntry { return propEntry{xs[i].v, ents[xs[i].pos]} })
