@@ -13,9 +13,10 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// memRow is issue 25's measured entity, as dsbench stores it: ten indexed
-// properties, about 515 bytes encoded with its key.
-type memRow struct {
+// dsbenchRow is issue 25's measured entity, as dsbench stores it
+// (aelocal/internal/dsbench, row): ten indexed properties, about 515 bytes
+// encoded with its key. The memory and load benchmarks store it.
+type dsbenchRow struct {
 	Name    string
 	Group   int64
 	Created time.Time
@@ -28,9 +29,9 @@ type memRow struct {
 	Note    string
 }
 
-func newMemRow(i, n int) memRow {
+func newDsbenchRow(i, n int) dsbenchRow {
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	return memRow{
+	return dsbenchRow{
 		Name:    "name-" + strconv.Itoa(i),
 		Group:   int64(i % 100),
 		Created: base.Add(time.Duration(i*7919%n) * time.Second),
@@ -78,10 +79,10 @@ func BenchmarkEntityMemory(b *testing.B) {
 		for lo := 0; lo < n; lo += 500 {
 			hi := min(lo+500, n)
 			ks := make([]*datastore.Key, 0, hi-lo)
-			rows := make([]memRow, 0, hi-lo)
+			rows := make([]dsbenchRow, 0, hi-lo)
 			for i := lo; i < hi; i++ {
 				ks = append(ks, datastore.NewKey(ctx, "Row", "", int64(i+1), nil))
-				rows = append(rows, newMemRow(i, n))
+				rows = append(rows, newDsbenchRow(i, n))
 			}
 			if _, err := datastore.PutMulti(ctx, ks, rows); err != nil {
 				b.Fatal(err)

@@ -10,43 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/appengine/v2/datastore"
 )
-
-// loadBenchRow is dsbench's entity: ten indexed properties, about 515
-// bytes in the datastore file.
-type loadBenchRow struct {
-	Name    string
-	Group   int64
-	Created time.Time
-	Score   float64
-	Active  bool
-	Email   string
-	City    string
-	Count   int64
-	Tag     string
-	Note    string
-}
-
-func newLoadBenchRow(i, n int) loadBenchRow {
-	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	return loadBenchRow{
-		Name:    "name-" + strconv.Itoa(i),
-		Group:   int64(i % 100),
-		Created: base.Add(time.Duration(i*7919%n) * time.Second),
-		Score:   float64(i%1000) / 7,
-		Active:  i%2 == 0,
-		Email:   "user" + strconv.Itoa(i) + "@example.com",
-		City:    "city-" + strconv.Itoa(i%50),
-		Count:   int64(i),
-		Tag:     "tag-" + strconv.Itoa(i%10),
-		Note:    "a somewhat longer note about row " + strconv.Itoa(i) + ", to bring the entity to the size of a typical one; " + strings.Repeat("x", 160),
-	}
-}
 
 // loadBenchFile returns the bytes of a datastore file that the API wrote
 // while n entities were put by PutMulti of 500, as dsbench loads them (a
@@ -70,10 +38,10 @@ func loadBenchFile(b *testing.B, n int) (journal, snapshot []byte) {
 	ctx := middlewareContext(b, s)
 	for lo := 0; lo < n; lo += 500 {
 		var keys []*datastore.Key
-		var rows []loadBenchRow
+		var rows []dsbenchRow
 		for i := lo; i < min(n, lo+500); i++ {
 			keys = append(keys, datastore.NewKey(ctx, "Row", "", int64(i+1), nil))
-			rows = append(rows, newLoadBenchRow(i, n))
+			rows = append(rows, newDsbenchRow(i, n))
 		}
 		if _, err := datastore.PutMulti(ctx, keys, rows); err != nil {
 			b.Fatal(err)
