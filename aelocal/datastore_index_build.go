@@ -170,7 +170,8 @@ func (b *entryBuf) build(ents []*dsEntity, name string) *btree.Tree[propEntry] {
 			}
 		}
 	}
-	if !sortByKey(xs) {
+	sorted := sortByKey(xs)
+	if !sorted {
 		// Sorted by value alone first: a property of few distinct values
 		// (a flag, a category) then costs few comparisons of values,
 		// where with the position as a tie-break no two entries would be
@@ -189,7 +190,13 @@ func (b *entryBuf) build(ents []*dsEntity, name string) *btree.Tree[propEntry] {
 		}
 	}
 	b.xs = xs
-	return btree.BuildFunc(lessEntry, len(xs), func(i int) propEntry { return propEntry{xs[i].v, ents[xs[i].pos]} })
+	entry := func(i int) propEntry { return propEntry{xs[i].v, ents[xs[i].pos]} }
+	if sorted {
+		// sortByKey's order is the index's (TestSortByKeyMatchesCompareValue),
+		// and the positions are distinct per value: no check needed.
+		return btree.BuildSortedFunc(lessEntry, len(xs), entry)
+	}
+	return btree.BuildFunc(lessEntry, len(xs), entry)
 }
 
 // loadWorkers is how many goroutines build indexes at a load.
